@@ -1,0 +1,41 @@
+# RMC Dialler. `make run` starts the product, `make test` runs the suite; both set up a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint fmt fuzz bench down clean deps system-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+deps: $(STAMP)
+
+# Debian packages the stack needs: MariaDB for the binlog replica, Chromium for the browser tests.
+system-deps:
+	@command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || { apt-get update -q && apt-get install -y -q mariadb-server; }
+	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+
+run: deps system-deps
+	$(BIN)/python -m workers.stack run
+
+down:
+	$(BIN)/python -m workers.stack down
+
+test: deps system-deps
+	$(BIN)/pytest -q
+
+lint: deps
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+fmt: deps
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: down
+	rm -rf .run

@@ -1,0 +1,60 @@
+"""The FastAPI application: ``create_app(settings)`` builds it; the lifespan opens and closes the
+process's clients (engines, Redis, exactly one Temporal client)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from api import errors
+from api.routes import health
+from dialler.config import Settings, get_settings
+from dialler.runtime import Stores, connect_temporal
+
+log = logging.getLogger("dialler.api")
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.stores = Stores.open(settings)
+        try:
+            app.state.temporal = await connect_temporal(settings)
+        except Exception as exc:  # the API still serves health (503) and reads while Temporal is down
+            log.error("Temporal at %s is unreachable: %s", settings.temporal_address, exc)
+            app.state.temporal = None
+        try:
+            yield
+        finally:
+            await app.state.stores.close()
+
+    app = FastAPI(
+        title="RMC Dialler API",
+        version="1.0",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=f"{API_PREFIX}/redoc",
+    )
+    errors.install(app)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
+        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if len(rid) > 64 or not rid.replace("-", "").isalnum():
+            rid = uuid.uuid4().hex
+        request.state.request_id = rid
+        response: Response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        return response
+
+    app.include_router(health.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,46 @@
+"""Request dependencies: the process's long-lived clients, handed to handlers through ``Annotated``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from api.errors import Unavailable
+from dialler.config import Settings
+from dialler.runtime import Stores
+
+
+def get_stores(request: Request) -> Stores:
+    return request.app.state.stores  # type: ignore[no-any-return]
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def get_session(stores: Annotated[Stores, Depends(get_stores)]) -> AsyncIterator[AsyncSession]:
+    async with stores.sessions() as session:
+        yield session
+
+
+def get_redis(stores: Annotated[Stores, Depends(get_stores)]) -> Redis:
+    return stores.redis
+
+
+def get_temporal(request: Request) -> Client:
+    client: Client | None = request.app.state.temporal
+    if client is None:
+        raise Unavailable("The workflow engine (Temporal) is not reachable; try again shortly.")
+    return client
+
+
+StoresDep = Annotated[Stores, Depends(get_stores)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]

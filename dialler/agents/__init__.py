@@ -1,0 +1,1 @@
+"""Agents, roles, authentication and presence."""

@@ -1,0 +1,1 @@
+"""Callbacks booked by customers and agents, driven by CallbackWorkflow."""

@@ -1,0 +1,1 @@
+"""Call sessions, dispositions and contact history."""

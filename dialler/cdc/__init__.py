@@ -1,0 +1,1 @@
+"""Change data capture: DMS-shaped change events from the main database."""

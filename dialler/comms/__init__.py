@@ -1,0 +1,1 @@
+"""SMS conversations and magic links."""

@@ -1,0 +1,1 @@
+"""Do-not-call list and SMS opt-outs."""

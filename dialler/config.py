@@ -1,0 +1,105 @@
+"""Settings for every RMC Dialler process.
+
+One pydantic-settings class, read from the environment (prefix ``DIALLER_``) and an optional ``.env``
+file. Nothing here runs at import time: call :func:`get_settings` where settings are needed, and pass
+them down. Every option is documented in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TelephonyMode(StrEnum):
+    SIMULATED = "simulated"
+    TWILIO = "twilio"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIALLER_", env_file=".env", extra="ignore")
+
+    environment: str = "development"
+    log_level: str = "INFO"
+    run_dir: Path = PROJECT_ROOT / ".run"
+
+    # Stores
+    postgres_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/dialler"
+    replica_url: str = "mysql+aiomysql://root@127.0.0.1:13306/claims_app"
+    replica_schema_name: str = "claims_app"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "dialler"
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "dialler"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    # SQS change events
+    sqs_endpoint_url: str | None = "http://127.0.0.1:19324"
+    aws_region: str = "eu-west-2"
+    aws_access_key_id: SecretStr = SecretStr("local")
+    aws_secret_access_key: SecretStr = SecretStr("local")
+    cdc_queue_name: str = "dialler-cdc"
+    cdc_dlq_name: str = "dialler-cdc-dlq"
+    cdc_max_receive_count: int = Field(default=5, ge=1, le=1000)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+    jwt_secret: SecretStr = SecretStr("dev-only-change-me-0123456789abcdef0123456789abcdef")
+    jwt_issuer: str = "rmc-dialler"
+    jwt_audience: str = "rmc-dialler-ui"
+    access_token_ttl_s: int = Field(default=600, ge=60, le=900)
+    refresh_token_ttl_s: int = Field(default=12 * 3600, ge=600)
+    login_max_attempts: int = 5
+    login_window_s: int = 300
+    break_reasons: list[str] = ["lunch", "comfort", "training", "meeting", "system_issue"]
+
+    # Queues and compliance
+    queue_rebuild_interval_s: int = Field(default=900, ge=60)
+    lease_ttl_s: int = Field(default=120, ge=10, le=3600)
+    calling_timezone: str = "Europe/London"
+    weekday_hours: tuple[str, str] = ("08:00", "20:00")
+    saturday_hours: tuple[str, str] | None = ("09:00", "17:00")
+    max_attempts_per_day: int = Field(default=3, ge=1, le=10)
+    max_attempts_per_week: int = Field(default=10, ge=1, le=30)
+    min_gap_between_attempts_s: int = Field(default=4 * 3600, ge=15 * 60)
+    abandoned_cooloff_s: int = Field(default=72 * 3600, ge=72 * 3600)
+
+    # Telephony and SMS
+    telephony_mode: TelephonyMode = TelephonyMode.SIMULATED
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: SecretStr = SecretStr("dev-twilio-auth-token")
+    twilio_api_key_sid: str = "SK00000000000000000000000000000000"
+    twilio_api_key_secret: SecretStr = SecretStr("dev-twilio-api-secret")
+    twilio_twiml_app_sid: str = "AP00000000000000000000000000000000"
+    twilio_api_base_url: str | None = None
+    caller_id: str = "+441615550100"
+    company_name: str = "RMC Claims"
+    voice_token_ttl_s: int = Field(default=3600, ge=60, le=86400)
+    portal_base_url: str = "https://portal.example.co.uk"
+    portal_api_key: SecretStr = SecretStr("dev-portal-key")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

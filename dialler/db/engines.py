@@ -1,0 +1,37 @@
+"""Engine and session factories. Built by each process at start-up, never at import time."""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from dialler.config import Settings
+
+
+def create_postgres_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
+    options: dict[str, object] = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True}
+    options.update(kwargs)
+    return create_async_engine(settings.postgres_url, **options)
+
+
+def create_replica_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
+    """The main app's replica. Read-only by construction: every connection runs in a READ ONLY
+    transaction, so a stray write fails in the database, not just by convention."""
+    options: dict[str, object] = {
+        "pool_size": 5,
+        "max_overflow": 5,
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+    }
+    options.update(kwargs)
+    engine = create_async_engine(settings.replica_url, **options)
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _read_only(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    return engine
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

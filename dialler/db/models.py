@@ -1,0 +1,31 @@
+"""Every PostgreSQL model, imported in one place for Alembic and for tests."""
+
+from dialler.agents.models import Agent, PresenceEvent, RefreshToken
+from dialler.audit.models import AuditEntry
+from dialler.callbacks.models import Callback
+from dialler.calls.models import CallOutcome, CallSession, ContactAttempt, CustomerNote
+from dialler.cdc.models import BinlogCheckpoint
+from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
+from dialler.compliance.models import DoNotCall, OptOut
+from dialler.db.base import Base
+from dialler.queues.models import QueueRebuild
+
+__all__ = [
+    "Agent",
+    "AuditEntry",
+    "Base",
+    "BinlogCheckpoint",
+    "CallOutcome",
+    "CallSession",
+    "Callback",
+    "ContactAttempt",
+    "CustomerNote",
+    "DoNotCall",
+    "MagicLink",
+    "OptOut",
+    "PresenceEvent",
+    "QueueRebuild",
+    "RefreshToken",
+    "SmsConversation",
+    "SmsMessage",
+]

@@ -1,0 +1,171 @@
+"""The test harness: real services, each test isolated.
+
+- PostgreSQL and Redis: the machine's services (``DIALLER_TEST_POSTGRES_URL``, ``DIALLER_TEST_REDIS_URL``);
+  one fresh, migrated database per test session, tables emptied before each test that uses them;
+  a unique Redis key prefix per test.
+- MariaDB with row binlog, moto SQS and the Temporal dev server: started here, on free ports, under
+  ``.run/test-<pid>``, and stopped by PID at the end of the session.
+- Temporal: a fresh task queue per test on the session's dev server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from dialler import search_attributes
+from dialler.config import PROJECT_ROOT, Settings
+from dialler.db.migrate import upgrade
+from dialler.db.models import Base
+from dialler.runtime import Stores
+from workers import services
+
+POSTGRES_URL = os.environ.get("DIALLER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("DIALLER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def process_group() -> Iterator[services.ProcessGroup]:
+    run_dir = PROJECT_ROOT / ".run" / f"test-{os.getpid()}"
+    group = services.ProcessGroup(run_dir)
+    yield group
+    group.stop_all()
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb_url(process_group: services.ProcessGroup) -> str:
+    """Server URL (no database) of a private MariaDB with a row binlog."""
+    port = services.free_port()
+    services.start_mariadb(process_group, port)
+    return f"mysql+aiomysql://root@127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint(process_group: services.ProcessGroup) -> str:
+    port = services.free_port()
+    services.start_moto(process_group, port)
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(services.VENV_BIN / "temporal"),
+        search_attributes=search_attributes.ALL,
+        dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest_asyncio.fixture(scope="session")
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh database for this test session, migrated to head by Alembic."""
+    name = f"dialler_test_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    await upgrade(url)
+    yield url
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def replica_server_url(mariadb_url: str) -> str:
+    return mariadb_url
+
+
+async def create_replica_database(server_url: str, name: str) -> str:
+    """An empty database with the contract's tables, on the test MariaDB. Returns its URL."""
+    from dialler.replica.schema import create_replica_tables
+
+    admin = create_async_engine(server_url)
+    async with admin.begin() as conn:
+        await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    await admin.dispose()
+    url = server_url.rstrip("/") + f"/{name}"
+    writer = create_async_engine(url)
+    async with writer.begin() as conn:
+        await create_replica_tables(conn)
+    await writer.dispose()
+    return url
+
+
+@pytest_asyncio.fixture
+async def replica_url(mariadb_url: str) -> str:
+    """A fresh, empty replica database for one test."""
+    return await create_replica_database(mariadb_url, f"claims_{uuid.uuid4().hex[:10]}")
+
+
+@pytest_asyncio.fixture
+async def replica_writer(replica_url: str) -> AsyncIterator[AsyncEngine]:
+    """Writes to the replica as the main app would (the dialler's own engine is read-only)."""
+    engine = create_async_engine(replica_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(
+    request: pytest.FixtureRequest, postgres_url: str, sqs_endpoint: str, temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> Settings:
+    """Settings pointing at this session's services, with names unique to this test."""
+    unique = uuid.uuid4().hex[:10]
+    replica = request.getfixturevalue("replica_url") if "replica_url" in request.fixturenames else "mysql+aiomysql://root@127.0.0.1:1/unused"
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        run_dir=tmp_path / "run",
+        postgres_url=postgres_url,
+        replica_url=replica,
+        redis_url=REDIS_URL,
+        redis_prefix=f"test:{unique}",
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        temporal_task_queue=f"tq-{unique}",
+        sqs_endpoint_url=sqs_endpoint,
+        cdc_queue_name=f"cdc-{unique}",
+        cdc_dlq_name=f"cdc-dlq-{unique}",
+        cdc_max_receive_count=2,
+    )
+
+
+@pytest_asyncio.fixture
+async def stores(settings: Settings) -> AsyncIterator[Stores]:
+    stores = Stores.open(settings)
+    await _empty_postgres(stores.postgres)
+    yield stores
+    await _delete_prefix(stores.redis, settings.redis_prefix)
+    await stores.close()
+
+
+async def _empty_postgres(engine: AsyncEngine) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+async def _delete_prefix(redis: Redis, prefix: str) -> None:
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    for i in range(0, len(keys), 500):
+        await redis.unlink(*keys[i : i + 500])

@@ -1,0 +1,250 @@
+"""``make run``: bring the whole local stack up, in the foreground, and take it down on Ctrl-C.
+
+Each service whose URL points at a running instance is used as it is; the project's own stand-ins
+(Temporal dev server, moto SQS, a MariaDB replica with row binlog) are started when nothing answers
+on their configured loopback address. Everything started here is stopped by PID on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from dialler.config import Settings, get_settings, mask_url
+from dialler.integrations.sqs import ensure_cdc_queues
+from workers import services
+from workers.services import ProcessGroup, ServiceError, unreachable
+
+log = logging.getLogger("dialler.stack")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+OWN_REPLICA_PORT = 13306
+
+
+@dataclass
+class Endpoints:
+    """What the children must use, after the own-instance decisions."""
+
+    replica_url: str
+
+    def env(self) -> dict[str, str]:
+        return {"DIALLER_REPLICA_URL": self.replica_url}
+
+
+async def check_postgres(settings: Settings) -> None:
+    url = make_url(settings.postgres_url)
+    admin = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": url.database})
+            if not exists:
+                await conn.execute(text(f'CREATE DATABASE "{url.database}"'))
+    except Exception as exc:
+        raise unreachable("PostgreSQL", settings.postgres_url, _reason(exc)) from None
+    finally:
+        await admin.dispose()
+
+
+async def check_redis(settings: Settings) -> None:
+    client = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:
+        raise unreachable("Redis", settings.redis_url, _reason(exc)) from None
+    finally:
+        await client.aclose()
+
+
+async def replica_binlog_ok(url: str) -> bool:
+    engine = create_async_engine(make_url(url).set(database=""))
+    try:
+        async with engine.connect() as conn:
+            rows = dict((await conn.execute(text("SHOW VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format')"))).all())
+    except Exception as exc:
+        raise unreachable("MySQL replica", url, _reason(exc)) from None
+    finally:
+        await engine.dispose()
+    return rows.get("log_bin") == "ON" and rows.get("binlog_format") == "ROW"
+
+
+def _reason(exc: BaseException) -> str:
+    text_ = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text_[:200]
+
+
+async def prepare_replica(settings: Settings, group: ProcessGroup) -> str:
+    """The replica URL to use: the configured one if it has a row binlog, else our own instance."""
+    from dialler.replica.schema import create_replica_tables
+    from dialler.replica.seed import seed_replica
+
+    url = settings.replica_url
+    host, port = services.url_host_port(url, 3306)
+    if not services.port_open(host, port):
+        if host not in LOOPBACK:
+            raise unreachable("MySQL replica", url, "connection refused")
+        services.start_mariadb(group, port)
+    elif not await replica_binlog_ok(url):
+        log.warning("%s has no row binlog: starting the project's own replica for change capture", mask_url(url))
+        url = str(make_url(url).set(host="127.0.0.1", port=OWN_REPLICA_PORT, username="root", password=None))
+        services.start_mariadb(group, OWN_REPLICA_PORT)
+
+    db = make_url(url).database
+    writer = create_async_engine(make_url(url).set(database=""))
+    try:
+        async with writer.begin() as conn:
+            await conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4"))
+    except Exception as exc:
+        raise unreachable("MySQL replica", url, _reason(exc)) from None
+    finally:
+        await writer.dispose()
+    writer = create_async_engine(url)
+    try:
+        async with writer.begin() as conn:
+            await create_replica_tables(conn)
+    finally:
+        await writer.dispose()
+    report = await seed_replica(url, only_if_empty=True)
+    if not report.skipped:
+        log.info("demo data: %s users, %s claims, %s requirements in %.1f s", report.users, report.claims, report.requirements, report.seconds)
+    return url
+
+
+async def prepare_postgres(settings: Settings) -> None:
+    from dialler.agents.demo import ensure_demo_accounts
+    from dialler.db.engines import create_postgres_engine, session_factory
+    from dialler.db.migrate import upgrade
+
+    await check_postgres(settings)
+    await upgrade(settings.postgres_url)
+    engine = create_postgres_engine(settings)
+    try:
+        async with session_factory(engine)() as session:
+            await ensure_demo_accounts(session)
+    finally:
+        await engine.dispose()
+
+
+def ensure_temporal(settings: Settings, group: ProcessGroup) -> None:
+    host, port = settings.temporal_address.rsplit(":", 1)
+    if services.port_open(host, int(port)):
+        return
+    if host not in LOOPBACK:
+        raise unreachable("Temporal", settings.temporal_address, "connection refused")
+    services.start_temporal(group, settings)
+
+
+def ensure_sqs(settings: Settings, group: ProcessGroup) -> None:
+    if settings.sqs_endpoint_url:
+        host, port = services.url_host_port(settings.sqs_endpoint_url, 80)
+        if not services.port_open(host, port):
+            if host not in LOOPBACK:
+                raise unreachable("SQS", settings.sqs_endpoint_url, "connection refused")
+            services.start_moto(group, port)
+    try:
+        ensure_cdc_queues(settings)
+    except Exception as exc:
+        raise unreachable("SQS", settings.sqs_endpoint_url or "AWS", _reason(exc)) from None
+
+
+async def bring_up(settings: Settings, group: ProcessGroup) -> Endpoints:
+    await check_redis(settings)
+    await prepare_postgres(settings)
+    ensure_temporal(settings, group)
+    ensure_sqs(settings, group)
+    replica_url = await prepare_replica(settings, group)
+    return Endpoints(replica_url=replica_url)
+
+
+def start_app_processes(settings: Settings, group: ProcessGroup, endpoints: Endpoints) -> None:
+    python = sys.executable
+    env = endpoints.env()
+    group.start("worker", [python, "-m", "workers.worker"], env)
+    group.start("publisher", [python, "-m", "workers.publisher"], env)
+    group.start(
+        "api",
+        [python, "-m", "api"],
+        env,
+    )
+    services.wait_for(
+        lambda: services.port_open(settings.api_host, settings.api_port), "API", 60, group.started[-1][1], group.log_path("api")
+    )
+
+
+def banner(settings: Settings) -> str:
+    from dialler.agents.demo import DEMO_ACCOUNTS
+
+    base = settings.public_base_url.rstrip("/")
+    logins = "\n".join(f"    {a.role:<10} {a.email:<22} {a.password}" for a in DEMO_ACCOUNTS)
+    return (
+        "\nRMC Dialler is running (Ctrl-C stops everything it started)\n"
+        f"  Web UI        {base}/\n"
+        f"  API docs      {base}/api/v1/docs\n"
+        f"  Health        {base}/api/v1/health\n"
+        f"  Temporal UI   {settings.temporal_ui_url}\n"
+        f"  Logs          {settings.run_dir / 'logs'}\n"
+        f"  Demo logins (development only):\n{logins}\n"
+    )
+
+
+def run(settings: Settings) -> int:
+    group = ProcessGroup(settings.run_dir)
+    stop = {"requested": False}
+
+    def request_stop(signum, frame):  # type: ignore[no-untyped-def]
+        stop["requested"] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        endpoints = asyncio.run(bring_up(settings, group))
+        start_app_processes(settings, group, endpoints)
+        print(banner(settings), flush=True)
+        while not stop["requested"]:
+            for name, proc in group.started:
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; see {group.log_path(name)}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping...", file=sys.stderr, flush=True)
+        group.stop_all()
+
+
+def down(settings: Settings) -> None:
+    """Stop what a previous run left behind, by the PIDs it recorded."""
+    pids = settings.run_dir / "pids"
+    for pid_file in sorted(pids.glob("*.pid")) if pids.exists() else []:
+        services.stop_pid(int(pid_file.read_text()))
+        pid_file.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.stack", description=__doc__)
+    parser.add_argument("command", choices=["run", "down"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    if args.command == "down":
+        down(settings)
+        return 0
+    return run(settings)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)

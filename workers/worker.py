@@ -1,0 +1,70 @@
+"""``python -m workers.worker``: the Temporal worker. Registers every workflow and activity, creates
+the periodic schedules idempotently, and shuts down gracefully on SIGTERM/SIGINT (running activities
+finish or are retried elsewhere; workflow state lives in Temporal, so nothing is lost)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from dialler.config import Settings, get_settings
+from dialler.logs import configure_logging
+from dialler.runtime import Stores, connect_temporal
+from workers.registry import activities_for, on_worker_start, workflows
+
+log = logging.getLogger("dialler.worker")
+
+
+def build_worker(client: Client, stores: Stores, *, task_queue: str | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or stores.settings.temporal_task_queue,
+        workflows=workflows(),
+        activities=activities_for(stores, client),
+        # Blocking SDK calls (boto3, twilio) go through asyncio.to_thread inside async activities.
+        activity_executor=ThreadPoolExecutor(max_workers=8),
+        graceful_shutdown_timeout=timedelta(seconds=20),
+    )
+
+
+async def serve(settings: Settings) -> None:
+    client = await connect_temporal(settings)
+    stores = Stores.open(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await on_worker_start(client, settings)
+        async with build_worker(client, stores):
+            log.info("worker polling task queue %r", settings.temporal_task_queue)
+            await stop.wait()
+            log.info("shutting down")
+    finally:
+        await stores.close()
+
+
+def main() -> int:
+    settings = get_settings()
+    configure_logging(settings)
+    try:
+        asyncio.run(serve(settings))
+    except RuntimeError as exc:
+        print(f"error: Temporal at {settings.temporal_address} is unreachable: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # SDK issue #300: the interpreter can abort at exit after using the SDK
