@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from api import errors
-from api.routes import health
+from api.auth import document_security
+from api.routes import agents, audit, auth, calls, health, presence, queues, voice
 from dialler.config import Settings, get_settings
 from dialler.runtime import Stores, connect_temporal
 
@@ -57,4 +58,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(auth.router, prefix=API_PREFIX)
+    app.include_router(agents.router, prefix=API_PREFIX)
+    app.include_router(presence.router, prefix=API_PREFIX)
+    app.include_router(audit.router, prefix=API_PREFIX)
+    app.include_router(queues.router, prefix=API_PREFIX)
+    app.include_router(calls.router, prefix=API_PREFIX)
+    app.include_router(voice.router, prefix=API_PREFIX)
+    app.include_router(voice.webhooks, prefix=API_PREFIX)
+    # Routers above this line; every route's required permission goes into its OpenAPI description.
+    document_security(app)
     return app

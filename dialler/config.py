@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,11 +29,11 @@ class Settings(BaseSettings):
     environment: str = "development"
     log_level: str = "INFO"
     run_dir: Path = PROJECT_ROOT / ".run"
+    clock_offset_s: int = 0  # demo/test stacks only: shifts the clock the compliance rules read
 
     # Stores
     postgres_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/dialler"
     replica_url: str = "mysql+aiomysql://root@127.0.0.1:13306/claims_app"
-    replica_schema_name: str = "claims_app"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "dialler"
 
@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     min_gap_between_attempts_s: int = Field(default=4 * 3600, ge=15 * 60)
     abandoned_cooloff_s: int = Field(default=72 * 3600, ge=72 * 3600)
 
+    # Callbacks
+    callback_grace_s: int = Field(default=600, ge=0, le=3600)
+    callback_expiry_s: int = Field(default=7200, ge=600, le=24 * 3600)
+    callback_rebook_missed: bool = True
+    callback_reminder_s: int = Field(default=900, ge=0, le=24 * 3600)
+
+    # Calls
+    wrap_up_timeout_s: int = Field(default=300, ge=30, le=3600)
+    abandon_after_answer_s: float = Field(default=2.0, ge=0.5, le=2.0)
+    answering_machine_detection: bool = False
+
     # Telephony and SMS
     telephony_mode: TelephonyMode = TelephonyMode.SIMULATED
     twilio_account_sid: str = "AC00000000000000000000000000000000"
@@ -84,11 +95,28 @@ class Settings(BaseSettings):
     twilio_api_key_secret: SecretStr = SecretStr("dev-twilio-api-secret")
     twilio_twiml_app_sid: str = "AP00000000000000000000000000000000"
     twilio_api_base_url: str | None = None
-    caller_id: str = "+441615550100"
+    caller_id: str = "+441614960000"  # Ofcom drama range: set your real CLI
     company_name: str = "RMC Claims"
     voice_token_ttl_s: int = Field(default=3600, ge=60, le=86400)
     portal_base_url: str = "https://portal.example.co.uk"
     portal_api_key: SecretStr = SecretStr("dev-portal-key")
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            defaults = Settings.model_fields
+            weak = [
+                name
+                for name in ("jwt_secret", "twilio_auth_token", "twilio_api_key_secret", "portal_api_key")
+                if getattr(self, name).get_secret_value() == defaults[name].default.get_secret_value()
+            ]
+            if weak:
+                raise ValueError(f"production needs real secrets; still at development defaults: {', '.join(weak)}")
+            if self.clock_offset_s:
+                raise ValueError("clock_offset_s must be 0 in production: compliance reads the real time")
+        if len(self.jwt_secret.get_secret_value()) < 32:
+            raise ValueError("jwt_secret must be at least 32 characters")
+        return self
 
 
 @lru_cache

@@ -43,7 +43,12 @@ async def _select_one(engine: AsyncEngine) -> None:
 
 
 async def check_all(
-    *, postgres: AsyncEngine, replica: AsyncEngine, redis: Redis, temporal: Client | None, sqs_check: Callable[[], Awaitable[object]]
+    *,
+    postgres: AsyncEngine,
+    replica: AsyncEngine,
+    redis: Redis,
+    temporal: Client | None,
+    sqs_check: Callable[[], Awaitable[object]],
 ) -> list[Probe]:
     async def temporal_check() -> None:
         if temporal is None:

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from dialler.config import Settings
-from dialler.integrations.sqs import sqs_client
 from dialler.db.engines import create_postgres_engine, create_replica_engine, session_factory
+from dialler.integrations.sqs import sqs_client
 
 
 @dataclass

@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
@@ -24,13 +26,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from dialler import search_attributes
 from dialler.config import PROJECT_ROOT, Settings
 from dialler.db.migrate import upgrade
 from dialler.db.models import Base
+from dialler.integrations.simulated import CallOutcome, CallPlan, CallScript, SimulatedTelephony
 from dialler.runtime import Stores
 from workers import services
+from workers.worker import build_worker
 
 POSTGRES_URL = os.environ.get("DIALLER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("DIALLER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -71,9 +76,16 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture
-def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
-    return temporal_env.client
+@pytest_asyncio.fixture
+async def temporal_client(temporal_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Client]:
+    """The session's client. Workflow ids are business keys (call-<user id>), so a workflow a test
+    left running would collide with the next test's customer of the same id: they are terminated."""
+    client = temporal_env.client
+    yield client
+    query = f"TaskQueue = '{settings.temporal_task_queue}' AND ExecutionStatus = 'Running'"
+    async for execution in client.list_workflows(query):
+        with contextlib.suppress(Exception):
+            await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test finished")
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -127,13 +139,40 @@ async def replica_writer(replica_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+def in_hours_offset_s() -> int:
+    """Shift the compliance clock (dialler.clock) to a Wednesday 11:00 in London, so that tests that
+    dial or book callbacks pass whatever the hour or day they run at. Real elapsed time is kept."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from dialler.queues.gates import bank_holidays
+
+    london = datetime.now(UTC).astimezone(ZoneInfo("Europe/London"))
+    target = london + timedelta(days=(2 - london.weekday()) % 7 or 7)
+    while target.date() in bank_holidays("GB", "ENG", target.year):
+        target += timedelta(days=7)
+    target = target.replace(hour=11, minute=0, second=0, microsecond=0)
+    return int((target - london).total_seconds())
+
+
+CLOCK_OFFSET_S = in_hours_offset_s()
+
+
 @pytest.fixture
 def settings(
-    request: pytest.FixtureRequest, postgres_url: str, sqs_endpoint: str, temporal_env: WorkflowEnvironment, tmp_path: Path
+    request: pytest.FixtureRequest,
+    postgres_url: str,
+    sqs_endpoint: str,
+    temporal_env: WorkflowEnvironment,
+    tmp_path: Path,
 ) -> Settings:
     """Settings pointing at this session's services, with names unique to this test."""
     unique = uuid.uuid4().hex[:10]
-    replica = request.getfixturevalue("replica_url") if "replica_url" in request.fixturenames else "mysql+aiomysql://root@127.0.0.1:1/unused"
+    replica = (
+        request.getfixturevalue("replica_url")
+        if "replica_url" in request.fixturenames
+        else "mysql+aiomysql://root@127.0.0.1:1/unused"
+    )
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         run_dir=tmp_path / "run",
@@ -147,6 +186,8 @@ def settings(
         cdc_queue_name=f"cdc-{unique}",
         cdc_dlq_name=f"cdc-dlq-{unique}",
         cdc_max_receive_count=2,
+        clock_offset_s=CLOCK_OFFSET_S,
+        public_base_url=f"http://127.0.0.1:{services.free_port()}",
     )
 
 
@@ -169,3 +210,22 @@ async def _delete_prefix(redis: Redis, prefix: str) -> None:
     keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
     for i in range(0, len(keys), 500):
         await redis.unlink(*keys[i : i + 500])
+
+
+@pytest_asyncio.fixture
+async def telephony(stores: Stores) -> AsyncIterator[SimulatedTelephony]:
+    """Simulated telephony: calls answer after a short ring and talk until hung up."""
+    http = httpx.AsyncClient(timeout=10)
+    sim = SimulatedTelephony(stores.settings, http, CallScript(CallPlan(CallOutcome.ANSWERED, ring_s=0.3, talk_s=120)))
+    yield sim
+    await sim.aclose()
+    await http.aclose()
+
+
+@pytest_asyncio.fixture
+async def worker(temporal_client: Client, stores: Stores, telephony: SimulatedTelephony) -> AsyncIterator[Worker]:
+    """The real worker (every workflow and activity) on this test's own task queue."""
+    async with build_worker(
+        temporal_client, stores, telephony, task_queue=stores.settings.temporal_task_queue
+    ) as running:
+        yield running

@@ -1,23 +1,102 @@
-"""What the worker runs: every workflow class and every activity method, in one list each."""
+"""What the worker runs: every workflow class and every activity method, in one list each, and the
+schedules it keeps in place."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 
+from activities.callbacks import CallbackActivities
+from activities.calls import CallActivities
+from activities.queues import QueueActivities
 from dialler.config import Settings
+from dialler.integrations.twilio import Telephony
+from dialler.queues.rebuild import RebuildInput
 from dialler.runtime import Stores
+from workflows.call_session import CallSessionWorkflow
+from workflows.callback import CallbackWorkflow
+from workflows.queue_rebuild import QueueRebuildWorkflow
+
+log = logging.getLogger("dialler.worker")
+REBUILD_SCHEDULE_ID = "queue-rebuild"
 
 
 def workflows() -> Sequence[type]:
-    return []
+    return [QueueRebuildWorkflow, CallSessionWorkflow, CallbackWorkflow]
 
 
-def activities_for(stores: Stores, client: Client) -> Sequence[Callable[..., Any]]:
-    return []
+def activities_for(stores: Stores, client: Client, telephony: Telephony) -> Sequence[Callable[..., Any]]:
+    queues = QueueActivities(stores)
+    calls = CallActivities(stores, telephony)
+    callbacks = CallbackActivities(stores, client)
+    return [
+        queues.plan_rebuild,
+        queues.stage_range,
+        queues.swap_rebuild,
+        queues.recompute_users,
+        queues.record_rebuild,
+        calls.open_session,
+        calls.place_call,
+        calls.record_progress,
+        calls.renew_lease,
+        calls.set_presence,
+        calls.finish_session,
+        calls.hangup,
+        callbacks.mirror,
+        callbacks.check_due,
+        callbacks.requeue,
+        callbacks.book,
+        callbacks.settle,
+    ]
+
+
+def rebuild_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            QueueRebuildWorkflow.run,
+            RebuildInput(trigger="schedule"),
+            id="queue-rebuild-scheduled",
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.queue_rebuild_interval_s))]),
+        # A slow rebuild is never run twice at once; the next slot is skipped instead.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """Create the rebuild schedule, or bring an existing one to the configured interval. Idempotent."""
+    schedule = rebuild_schedule(settings)
+    try:
+        await client.create_schedule(REBUILD_SCHEDULE_ID, schedule)
+        log.info("created schedule %s every %s s", REBUILD_SCHEDULE_ID, settings.queue_rebuild_interval_s)
+    except ScheduleAlreadyRunningError:
+
+        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(REBUILD_SCHEDULE_ID).update(update)
 
 
 async def on_worker_start(client: Client, settings: Settings) -> None:
-    """Create or update the periodic schedules. Idempotent: every worker replica may run it."""
+    import asyncio
+
+    from dialler.integrations.sqs import ensure_cdc_queues
+
+    await ensure_schedules(client, settings)
+    await asyncio.to_thread(ensure_cdc_queues, settings)

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 from dialler import search_attributes
 from dialler.config import Settings, mask_url
 
-
 VENV_BIN = Path(sys.executable).parent
 MARIADB_FLAGS = [
     "--binlog-format=ROW",
@@ -140,15 +139,26 @@ def _alive(pid: int) -> bool:
 
 def temporal_argv(*, port: int, ui_port: int | None, db_file: Path, namespace: str) -> list[str]:
     argv = [
-        str(VENV_BIN / "temporal"), "server", "start-dev",
-        "--ip", "127.0.0.1", "--port", str(port),
-        "--db-filename", str(db_file),
-        "--namespace", namespace,
+        str(VENV_BIN / "temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db-filename",
+        str(db_file),
+        "--namespace",
+        namespace,
         # WAL: ~2.5x the throughput of the default journal on this machine (docs/PERFORMANCE.md).
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
-        "--log-level", "warn",
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=off",
+        "--log-level",
+        "warn",
         *search_attributes.cli_flags(),
-    ]  # fmt: skip
+    ]
     argv += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
     return argv
 
@@ -196,16 +206,32 @@ def start_mariadb(group: ProcessGroup, port: int, name: str = "mariadb") -> subp
     if not (datadir / "mysql").exists():
         datadir.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [install, "--no-defaults", f"--datadir={datadir}", "--user=root", "--auth-root-authentication-method=normal"],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                install,
+                "--no-defaults",
+                f"--datadir={datadir}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+            ],
+            check=True,
+            capture_output=True,
+        )
     argv = [
-        server, "--no-defaults", f"--datadir={datadir}", f"--port={port}", "--bind-address=127.0.0.1",
-        f"--socket={data / 'mysqld.sock'}", f"--pid-file={data / 'mysqld.pid'}",
-        f"--log-bin={data / 'binlog'}", "--user=root", *MARIADB_FLAGS,
-    ]  # fmt: skip
+        server,
+        "--no-defaults",
+        f"--datadir={datadir}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={data / 'mysqld.sock'}",
+        f"--pid-file={data / 'mysqld.pid'}",
+        f"--log-bin={data / 'binlog'}",
+        "--user=root",
+        *MARIADB_FLAGS,
+    ]
     proc = group.start(name, argv)
-    wait_for(lambda: port_open("127.0.0.1", port), f"MariaDB replica on 127.0.0.1:{port}", 30, proc, group.log_path(name))
+    wait_for(
+        lambda: port_open("127.0.0.1", port), f"MariaDB replica on 127.0.0.1:{port}", 30, proc, group.log_path(name)
+    )
     return proc
 
 

@@ -69,7 +69,9 @@ async def replica_binlog_ok(url: str) -> bool:
     engine = create_async_engine(make_url(url).set(database=""))
     try:
         async with engine.connect() as conn:
-            rows = dict((await conn.execute(text("SHOW VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format')"))).all())
+            rows = dict(
+                (await conn.execute(text("SHOW VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format')"))).all()
+            )
     except Exception as exc:
         raise unreachable("MySQL replica", url, _reason(exc)) from None
     finally:
@@ -115,7 +117,13 @@ async def prepare_replica(settings: Settings, group: ProcessGroup) -> str:
         await writer.dispose()
     report = await seed_replica(url, only_if_empty=True)
     if not report.skipped:
-        log.info("demo data: %s users, %s claims, %s requirements in %.1f s", report.users, report.claims, report.requirements, report.seconds)
+        log.info(
+            "demo data: %s users, %s claims, %s requirements in %.1f s",
+            report.users,
+            report.claims,
+            report.requirements,
+            report.seconds,
+        )
     return url
 
 
@@ -176,7 +184,11 @@ def start_app_processes(settings: Settings, group: ProcessGroup, endpoints: Endp
         env,
     )
     services.wait_for(
-        lambda: services.port_open(settings.api_host, settings.api_port), "API", 60, group.started[-1][1], group.log_path("api")
+        lambda: services.port_open(settings.api_host, settings.api_port),
+        "API",
+        60,
+        group.started[-1][1],
+        group.log_path("api"),
     )
 
 

@@ -12,10 +12,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from dialler.config import Settings, get_settings
+from dialler.integrations.simulated import telephony_for
+from dialler.integrations.twilio import Telephony
 from dialler.logs import configure_logging
 from dialler.runtime import Stores, connect_temporal
 from workers.registry import activities_for, on_worker_start, workflows
@@ -23,12 +26,12 @@ from workers.registry import activities_for, on_worker_start, workflows
 log = logging.getLogger("dialler.worker")
 
 
-def build_worker(client: Client, stores: Stores, *, task_queue: str | None = None) -> Worker:
+def build_worker(client: Client, stores: Stores, telephony: Telephony, *, task_queue: str | None = None) -> Worker:
     return Worker(
         client,
         task_queue=task_queue or stores.settings.temporal_task_queue,
         workflows=workflows(),
-        activities=activities_for(stores, client),
+        activities=activities_for(stores, client, telephony),
         # Blocking SDK calls (boto3, twilio) go through asyncio.to_thread inside async activities.
         activity_executor=ThreadPoolExecutor(max_workers=8),
         graceful_shutdown_timeout=timedelta(seconds=20),
@@ -42,13 +45,17 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    http = httpx.AsyncClient(timeout=10)
+    telephony = telephony_for(settings, http)
     try:
         await on_worker_start(client, settings)
-        async with build_worker(client, stores):
+        async with build_worker(client, stores, telephony):
             log.info("worker polling task queue %r", settings.temporal_task_queue)
             await stop.wait()
             log.info("shutting down")
     finally:
+        await telephony.aclose()
+        await http.aclose()
         await stores.close()
 
 

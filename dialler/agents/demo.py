@@ -26,7 +26,9 @@ DEMO_ACCOUNTS = (
     DemoAccount("tom@rmc.example", "Tom Evans", Role.AGENT, ("unsigned",)),
     DemoAccount("aisha@rmc.example", "Aisha Khan", Role.AGENT, ("outstanding_requests", "callbacks")),
     DemoAccount("dan@rmc.example", "Dan Murphy", Role.AGENT, ("callbacks", "unsigned", "outstanding_requests")),
-    DemoAccount("sam@rmc.example", "Sam Clarke", Role.SUPERVISOR, ("callbacks", "unsigned", "outstanding_requests"), True),
+    DemoAccount(
+        "sam@rmc.example", "Sam Clarke", Role.SUPERVISOR, ("callbacks", "unsigned", "outstanding_requests"), True
+    ),
     DemoAccount("ada@rmc.example", "Ada Admin", Role.ADMIN, ()),
 )
 

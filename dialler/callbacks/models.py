@@ -15,9 +15,7 @@ class Callback(Timestamped, Base):
 
     __tablename__ = "callbacks"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('scheduled', 'due', 'open', 'completed', 'missed', 'cancelled')", name="status"
-        ),
+        CheckConstraint("status IN ('scheduled', 'due', 'open', 'completed', 'missed', 'cancelled')", name="status"),
         # One live callback per customer: the same rule as the workflow id callback-<user id>.
         Index(
             "uq_callbacks_live_user",

@@ -15,9 +15,7 @@ class CallSession(Timestamped, Base):
     __tablename__ = "call_sessions"
     __table_args__ = (
         # At most one open session per customer, whatever the workflow engine says.
-        Index(
-            "uq_call_sessions_open_user", "user_id", unique=True, postgresql_where=text("closed_at IS NULL")
-        ),
+        Index("uq_call_sessions_open_user", "user_id", unique=True, postgresql_where=text("closed_at IS NULL")),
         Index("ix_call_sessions_user_started", "user_id", "started_at"),
         Index("ix_call_sessions_agent_started", "agent_id", "started_at"),
     )

@@ -30,6 +30,10 @@ def ensure_cdc_queues(settings: Settings, client: Any | None = None) -> str:
     url = sqs.create_queue(QueueName=settings.cdc_queue_name)["QueueUrl"]
     sqs.set_queue_attributes(
         QueueUrl=url,
-        Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": "30", "MessageRetentionPeriod": "1209600"},
+        Attributes={
+            "RedrivePolicy": json.dumps(redrive),
+            "VisibilityTimeout": "30",
+            "MessageRetentionPeriod": "1209600",
+        },
     )
     return str(url)

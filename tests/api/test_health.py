@@ -28,9 +28,9 @@ async def test_health_is_503_and_names_the_dependency_that_is_down(
     ensure_cdc_queues(settings)
     bad = {"redis_url": "redis://127.0.0.1:1/0", "sqs_endpoint_url": "http://127.0.0.1:1"}[broken]
     app: FastAPI = create_app(settings.model_copy(update={broken: bad}))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-            response = await http.get("/api/v1/health")
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        response = await http.get("/api/v1/health")
 
     assert response.status_code == 503
     down = [d["name"] for d in response.json()["dependencies"] if not d["up"]]

@@ -40,7 +40,9 @@ def test_wrong_postgres_port_fails_with_one_line_and_masked_password(settings: S
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) >= 1
-    assert lines[0].startswith("error: PostgreSQL at postgresql+asyncpg://postgres:***@127.0.0.1:1/dialler is unreachable")
+    assert lines[0].startswith(
+        "error: PostgreSQL at postgresql+asyncpg://postgres:***@127.0.0.1:1/dialler is unreachable"
+    )
     assert "s3cret" not in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -94,9 +94,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_presence_events")),
     )
-    op.create_index(
-        "ix_presence_agent_started", "agent_presence_events", ["agent_id", "started_at"], unique=False
-    )
+    op.create_index("ix_presence_agent_started", "agent_presence_events", ["agent_id", "started_at"], unique=False)
     op.create_table(
         "audit_log",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -108,9 +106,7 @@ def upgrade() -> None:
         sa.Column("client_ip", postgresql.INET(), nullable=True),
         sa.Column("request_id", sa.String(length=64), nullable=True),
         sa.Column("details", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["actor_agent_id"], ["agents.id"], name=op.f("fk_audit_log_actor_agent_id_agents")
-        ),
+        sa.ForeignKeyConstraint(["actor_agent_id"], ["agents.id"], name=op.f("fk_audit_log_actor_agent_id_agents")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
     op.create_index("ix_audit_log_actor_at", "audit_log", ["actor_agent_id", "at"], unique=False)
@@ -140,9 +136,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("twilio_call_sid", name=op.f("uq_call_sessions_twilio_call_sid")),
         sa.UniqueConstraint("workflow_id", name=op.f("uq_call_sessions_workflow_id")),
     )
-    op.create_index(
-        "ix_call_sessions_agent_started", "call_sessions", ["agent_id", "started_at"], unique=False
-    )
+    op.create_index("ix_call_sessions_agent_started", "call_sessions", ["agent_id", "started_at"], unique=False)
     op.create_index("ix_call_sessions_user_started", "call_sessions", ["user_id", "started_at"], unique=False)
     op.create_index(
         "uq_call_sessions_open_user",
@@ -174,9 +168,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["booked_by_agent_id"], ["agents.id"], name=op.f("fk_callbacks_booked_by_agent_id_agents")
         ),
-        sa.ForeignKeyConstraint(
-            ["owner_agent_id"], ["agents.id"], name=op.f("fk_callbacks_owner_agent_id_agents")
-        ),
+        sa.ForeignKeyConstraint(["owner_agent_id"], ["agents.id"], name=op.f("fk_callbacks_owner_agent_id_agents")),
         sa.ForeignKeyConstraint(
             ["rebooked_from_id"], ["callbacks.id"], name=op.f("fk_callbacks_rebooked_from_id_callbacks")
         ),
@@ -202,9 +194,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["agent_id"], ["agents.id"], name=op.f("fk_customer_notes_agent_id_agents")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_notes")),
     )
-    op.create_index(
-        "ix_customer_notes_user_created", "customer_notes", ["user_id", "created_at"], unique=False
-    )
+    op.create_index("ix_customer_notes_user_created", "customer_notes", ["user_id", "created_at"], unique=False)
     op.create_table(
         "do_not_call",
         sa.Column("phone_e164", sa.String(length=16), nullable=False),
@@ -318,9 +308,7 @@ def upgrade() -> None:
         sa.Column("result", sa.String(length=32), nullable=False),
         sa.Column("abandoned", sa.Boolean(), nullable=False),
         sa.Column("attempted_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["agent_id"], ["agents.id"], name=op.f("fk_contact_attempts_agent_id_agents")
-        ),
+        sa.ForeignKeyConstraint(["agent_id"], ["agents.id"], name=op.f("fk_contact_attempts_agent_id_agents")),
         sa.ForeignKeyConstraint(
             ["call_session_id"],
             ["call_sessions.id"],
@@ -329,12 +317,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_contact_attempts")),
         sa.UniqueConstraint("call_session_id", name=op.f("uq_contact_attempts_call_session_id")),
     )
-    op.create_index(
-        "ix_contact_attempts_phone_at", "contact_attempts", ["phone_e164", "attempted_at"], unique=False
-    )
-    op.create_index(
-        "ix_contact_attempts_user_at", "contact_attempts", ["user_id", "attempted_at"], unique=False
-    )
+    op.create_index("ix_contact_attempts_phone_at", "contact_attempts", ["phone_e164", "attempted_at"], unique=False)
+    op.create_index("ix_contact_attempts_user_at", "contact_attempts", ["user_id", "attempted_at"], unique=False)
     # ### end Alembic commands ###
 
 

@@ -1,0 +1,266 @@
+"""Call-session activities. Each is idempotent: keyed by the session id (unique rows), by the lease's
+fencing token (Redis), or by an idempotency key derived from the workflow id and step (Twilio)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.queues import queue_engine
+from dialler import clock
+from dialler.agents.errors import AgentsError
+from dialler.agents.presence import Initiator, PresenceState, set_presence
+from dialler.calls.dispositions import EFFECTS, Disposition
+from dialler.calls.messages import (
+    FinishInput,
+    FinishResult,
+    OpenSessionInput,
+    PlaceCallInput,
+    PresenceInput,
+    RenewLeaseInput,
+    SessionProgress,
+)
+from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
+from dialler.compliance.models import DoNotCall
+from dialler.customers.context import forget
+from dialler.integrations.twilio import Telephony, TelephonyError
+from dialler.queues import gates, rebuild
+from dialler.queues.engine import StaleLease
+from dialler.queues.phones import normalise_phone
+from dialler.runtime import Stores
+
+
+def webhook_urls(base_url: str, workflow_id: str) -> tuple[str, str]:
+    """(TwiML on answer, status callback) for a server-placed call; the workflow id rides in the
+    signed URL, so a webhook can only ever signal the session it was issued for."""
+    hooks = f"{base_url.rstrip('/')}/api/v1/webhooks/twilio"
+    return f"{hooks}/voice-answer?wf={workflow_id}", f"{hooks}/voice-status?wf={workflow_id}"
+
+
+class CallActivities:
+    def __init__(self, stores: Stores, telephony: Telephony) -> None:
+        self.stores = stores
+        self.telephony = telephony
+        self.engine = queue_engine(stores)
+        self.rules = gates.CallingRules.from_settings(stores.settings)
+
+    @activity.defn
+    async def open_session(self, input: OpenSessionInput) -> None:
+        async with self.stores.postgres.begin() as conn:
+            phone = await self._phone(input.user_id)
+            await conn.execute(
+                insert(CallSession)
+                .values(
+                    id=uuid.UUID(input.session_id),
+                    workflow_id=input.workflow_id,
+                    user_id=input.user_id,
+                    agent_id=input.agent_id,
+                    queue=input.queue,
+                    phone_e164=phone or "",
+                    lease_token=input.lease_token,
+                    status="reserved",
+                    progressive=input.progressive,
+                    started_at=input.started_at,
+                )
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+
+    @activity.defn
+    async def place_call(self, input: PlaceCallInput) -> str:
+        settings = self.stores.settings
+        async with self.stores.postgres.connect() as conn:
+            existing = await conn.scalar(
+                select(CallSession.twilio_call_sid).where(CallSession.id == uuid.UUID(input.session_id))
+            )
+        if existing:
+            return existing  # a retry after the carrier accepted the call: never ring twice
+        lease = await self.engine.lease_of(input.user_id)
+        if lease is None or lease.agent_id != input.agent_id or lease.token != input.lease_token:
+            raise ApplicationError(
+                "the customer is not leased to this agent any more", type="LeaseLost", non_retryable=True
+            )
+        phone = await self._phone(input.user_id)
+        if phone is None:
+            raise ApplicationError("the customer has no callable number", type="NotCallable", non_retryable=True)
+        blocked = await self._blocked(phone)
+        if blocked is not None:
+            raise ApplicationError(blocked, type="NotCallable", non_retryable=True)
+        twiml_url, status_url = webhook_urls(settings.public_base_url, input.workflow_id)
+        try:
+            sid = await self.telephony.place_call(
+                to=phone,
+                from_=settings.caller_id,
+                twiml_url=twiml_url,
+                status_callback=status_url,
+                machine_detection=settings.answering_machine_detection,
+                idempotency_key=f"{input.workflow_id}:{input.session_id}:dial",
+            )
+        except TelephonyError as exc:
+            raise ApplicationError(str(exc), type="TelephonyRejected", non_retryable=not exc.is_retryable) from None
+        async with self.stores.postgres.begin() as conn:
+            await conn.execute(
+                update(CallSession).where(CallSession.id == uuid.UUID(input.session_id)).values(twilio_call_sid=sid)
+            )
+        return sid
+
+    @activity.defn
+    async def record_progress(self, input: SessionProgress) -> None:
+        values: dict[str, object] = {"status": input.state, "updated_at": datetime.now(UTC)}
+        if input.call_sid:
+            values["twilio_call_sid"] = input.call_sid
+        if input.state == "in_progress":
+            values["answered_at"] = input.at
+        if input.state == "ended":
+            values["ended_at"] = input.at
+            values["end_reason"] = input.end_reason
+        async with self.stores.postgres.begin() as conn:
+            await conn.execute(
+                update(CallSession).where(CallSession.id == uuid.UUID(input.session_id)).values(**values)
+            )
+
+    @activity.defn
+    async def renew_lease(self, input: RenewLeaseInput) -> bool:
+        try:
+            await self.engine.renew(
+                user_id=input.user_id, token=input.lease_token, now=clock.now(self.stores.settings).timestamp()
+            )
+        except StaleLease as exc:
+            activity.logger.warning("lease renewal refused: %s", exc.reason)
+            return False
+        return True
+
+    @activity.defn
+    async def set_presence(self, input: PresenceInput) -> None:
+        async with self.stores.sessions() as session:
+            try:
+                await set_presence(
+                    session=session,
+                    redis=self.stores.redis,
+                    settings=self.stores.settings,
+                    agent_id=input.agent_id,
+                    target=PresenceState(input.state),
+                    now=datetime.now(UTC),
+                    by=Initiator.SYSTEM,
+                    user_id=input.user_id,
+                )
+            except AgentsError as exc:
+                # Presence follows the call, never blocks it (e.g. a retry finds the move already made).
+                activity.logger.info("presence of agent %s not moved to %s: %s", input.agent_id, input.state, exc)
+
+    @activity.defn
+    async def finish_session(self, input: FinishInput) -> FinishResult:
+        """Record the outcome and the attempt, apply the disposition's effects, release the lease."""
+        disposition = Disposition(input.disposition)
+        effects = EFFECTS[disposition]
+        session_id = uuid.UUID(input.session_id)
+        phone = await self._phone(input.user_id)
+        async with self.stores.postgres.begin() as conn:
+            await conn.execute(
+                insert(CallOutcome)
+                .values(
+                    call_session_id=session_id,
+                    user_id=input.user_id,
+                    agent_id=input.agent_id,
+                    disposition=disposition.value,
+                    notes=input.notes,
+                    callback_at=input.callback_at,
+                    recorded_at=input.finished_at,
+                )
+                .on_conflict_do_nothing(index_elements=["call_session_id"])
+            )
+            attempted_at = clock.now(self.stores.settings)  # the frame the gates read (see dialler.clock)
+            if input.end_reason is not None and phone:  # a call was dialled: it counts as an attempt
+                await conn.execute(
+                    insert(ContactAttempt)
+                    .values(
+                        user_id=input.user_id,
+                        phone_e164=phone,
+                        channel="voice",
+                        call_session_id=session_id,
+                        agent_id=input.agent_id,
+                        result=disposition.value if not input.abandoned else "abandoned",
+                        abandoned=input.abandoned,
+                        attempted_at=attempted_at,
+                    )
+                    .on_conflict_do_nothing(index_elements=["call_session_id"])
+                )
+            if effects.do_not_call and phone:
+                await conn.execute(
+                    insert(DoNotCall)
+                    .values(
+                        phone_e164=phone,
+                        user_id=input.user_id,
+                        source="agent",
+                        reason=disposition.value,
+                        added_by_agent_id=input.agent_id,
+                    )
+                    .on_conflict_do_nothing(index_elements=["phone_e164"])
+                )
+            await conn.execute(
+                update(CallSession)
+                .where(CallSession.id == session_id, CallSession.closed_at.is_(None))
+                .values(status="closed", closed_at=input.finished_at, updated_at=datetime.now(UTC))
+            )
+        return await self._release(input, effects.requeue, effects.requeue_after_days)
+
+    @activity.defn
+    async def hangup(self, call_sid: str) -> None:
+        await self.telephony.hangup(call_sid)
+
+    # --- helpers -----------------------------------------------------------------------------------
+
+    async def _release(self, input: FinishInput, requeue: bool, after_days: int) -> FinishResult:
+        now = clock.now(self.stores.settings)
+        entry = None
+        if requeue:
+            decisions = await rebuild.decisions_for(
+                replica=self.stores.replica,
+                postgres=self.stores.postgres,
+                now=now,
+                rules=self.rules,
+                callback_grace=timedelta(seconds=self.stores.settings.callback_grace_s),
+                user_ids=[input.user_id],
+            )
+            entry = decisions[0].entry if decisions else None
+            if entry is not None and after_days:
+                later = (now + timedelta(days=after_days)).timestamp()
+                entry = replace(entry, not_before=max(entry.not_before or 0, later))
+        try:
+            await self.engine.release(
+                user_id=input.user_id, token=input.lease_token, requeue=entry, now=now.timestamp()
+            )
+        except StaleLease as exc:
+            # Retried after a release that went through, or the lease lapsed and the customer went back:
+            # either way, put them where the rules say now (unless another agent holds them).
+            holder = await self.engine.lease_of(input.user_id)
+            if holder is None:
+                if entry is not None:
+                    await self.engine.upsert(entry)
+                else:
+                    await self.engine.remove(input.user_id)
+            activity.logger.info("lease of user %s already released: %s", input.user_id, exc.reason)
+        await forget(self.stores.redis, self.stores.settings.redis_prefix, [input.user_id])
+        return FinishResult(requeued=entry is not None, not_before=entry.not_before if entry else None)
+
+    async def _phone(self, user_id: int) -> str | None:
+        async with self.stores.replica.connect() as conn:
+            raw = await conn.scalar(text("SELECT phone_number FROM users WHERE id = :id"), {"id": user_id})
+        return normalise_phone(raw).e164
+
+    async def _blocked(self, phone: str) -> str | None:
+        """The last line of defence before a number is dialled: hours, do-not-call, opt-out."""
+        window = gates.calling_window(clock.now(self.stores.settings), self.rules)
+        if not window.allowed:
+            return window.explanation
+        async with self.stores.postgres.connect() as conn:
+            if await conn.scalar(text("SELECT 1 FROM do_not_call WHERE phone_e164 = :p"), {"p": phone}):
+                return "the number is on the do-not-call list"
+            if await conn.scalar(text("SELECT 1 FROM opt_outs WHERE phone_e164 = :p"), {"p": phone}):
+                return "the customer opted out"
+        return None

@@ -1,0 +1,107 @@
+"""Queue activities: the rebuild's steps and the per-customer recompute that CDC also uses.
+
+Every activity is idempotent: staging is keyed by the run id, the swap refuses a run that is no
+longer in progress, upserts and removals converge, and the report insert ignores a duplicate."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import timedelta
+
+from sqlalchemy.dialects.postgresql import insert
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from dialler import clock
+from dialler.queues import rebuild
+from dialler.queues.engine import QueueEngine, RebuildNotActive
+from dialler.queues.facts import replica_id_bounds
+from dialler.queues.gates import CallingRules
+from dialler.queues.models import QueueRebuild
+from dialler.queues.rebuild import (
+    RebuildPlan,
+    RebuildReport,
+    RecomputeInput,
+    RecomputeResult,
+    StageRangeInput,
+    StageRangeResult,
+    SwapResult,
+    recompute,
+)
+from dialler.runtime import Stores
+
+
+def queue_engine(stores: Stores) -> QueueEngine:
+    return QueueEngine(stores.redis, prefix=stores.settings.redis_prefix, lease_ttl_s=stores.settings.lease_ttl_s)
+
+
+def last_rebuild_key(stores: Stores) -> str:
+    return f"{stores.settings.redis_prefix}:rebuild:last"
+
+
+class QueueActivities:
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self.engine = queue_engine(stores)
+        self.rules = CallingRules.from_settings(stores.settings)
+        self.grace = timedelta(seconds=stores.settings.callback_grace_s)
+
+    @activity.defn
+    async def plan_rebuild(self, input: rebuild.RebuildInput) -> RebuildPlan:
+        run_id = str(activity.info().workflow_id)
+        await self.engine.begin_rebuild(run_id)
+        async with self.stores.replica.connect() as conn:
+            bounds = await replica_id_bounds(conn)
+        ranges = [] if bounds is None else rebuild.split_ranges(*bounds, input.chunk_size)
+        return RebuildPlan(run_id=run_id, ranges=ranges)
+
+    @activity.defn
+    async def stage_range(self, input: StageRangeInput) -> StageRangeResult:
+        decisions = await rebuild.decisions_for(
+            replica=self.stores.replica,
+            postgres=self.stores.postgres,
+            now=clock.now(self.stores.settings),
+            rules=self.rules,
+            callback_grace=self.grace,
+            lo_hi=(input.lo, input.hi),
+        )
+        await self.engine.stage_many(input.run_id, [d.entry for d in decisions if d.entry is not None])
+        return rebuild.tally(decisions)
+
+    @activity.defn
+    async def swap_rebuild(self, run_id: str) -> SwapResult:
+        try:
+            drift = await self.engine.swap(run_id, now=clock.now(self.stores.settings).timestamp())
+        except RebuildNotActive as exc:
+            # A newer rebuild took over (or this one's marker expired): its staging is not ours to swap.
+            raise ApplicationError(str(exc), type="RebuildSuperseded", non_retryable=True) from exc
+        return SwapResult(
+            drift={
+                q: {"added": d.added, "removed": d.removed, "rescored": d.rescored} for q, d in drift.queues.items()
+            },
+            dirty_user_ids=list(drift.dirty_user_ids),
+            leased=len(drift.leased_user_ids),
+        )
+
+    @activity.defn
+    async def recompute_users(self, input: RecomputeInput) -> RecomputeResult:
+        """Re-derive the queue placement of these customers from fresh facts and apply it."""
+        return await recompute(self.stores, self.engine, input.user_ids)
+
+    @activity.defn
+    async def record_rebuild(self, report: RebuildReport) -> None:
+        values = {
+            "workflow_id": report.run_id,
+            "trigger": report.trigger,
+            "started_at": report.started_at,
+            "finished_at": report.finished_at,
+            "counts": {"queued": report.counts, "not_queued": report.not_queued, "deferred": report.deferred},
+            "drift": report.drift,
+        }
+        async with self.stores.postgres.begin() as conn:
+            await conn.execute(
+                insert(QueueRebuild).values(**values).on_conflict_do_nothing(index_elements=["workflow_id"])
+            )
+        summary = {**asdict(report), "drift_total": report.drift_total}
+        await self.stores.redis.set(last_rebuild_key(self.stores), json.dumps(summary, default=str))

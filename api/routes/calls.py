@@ -1,0 +1,274 @@
+"""Calls: take the next customer, dial, hang up, record the outcome, read the live state.
+
+The API validates and talks to the session's workflow (start, signal, update, query); the workflow
+does the work. An agent acts only on their own session (object-level checks, audited refusals)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.queues import queue_engine
+from api.auth import PROTECTED_RESPONSES, audit_context, require
+from api.deps import SessionDep, StoresDep, TemporalDep
+from api.errors import Conflict, Forbidden, NotFound, Unavailable, Unprocessable
+from dialler.agents.models import Agent
+from dialler.agents.permissions import Permission, permissions_of
+from dialler.audit.service import record_ctx
+from dialler.calls.dispositions import AGENT_DISPOSITIONS
+from dialler.calls.messages import CallSessionView, DialRequest, OutcomeInput, call_workflow_id
+from dialler.calls.service import (
+    AlreadyHoldingCustomer,
+    NextCallRefused,
+    NoneEligible,
+    SessionOwner,
+    session_owner,
+    take_next_call,
+)
+from dialler.customers.context import CustomerContext, get_context
+from dialler.runtime import Stores
+from workflows.call_session import CallSessionWorkflow
+
+router = APIRouter(tags=["calls"], responses=PROTECTED_RESPONSES)
+QUERY_TIMEOUT = timedelta(seconds=5)
+UPDATE_TIMEOUT = timedelta(seconds=20)
+
+
+class LeaseRead(BaseModel):
+    queue: str
+    expires_at: float
+
+
+class NextCallRead(BaseModel):
+    """The customer to call, or why there is none (``customer`` null and ``reason`` set)."""
+
+    session_id: str | None = None
+    workflow_id: str | None = None
+    lease: LeaseRead | None = None
+    customer: CustomerContext | None = None
+    reason: str | None = None
+    until: datetime | None = None
+
+
+class CallRead(BaseModel):
+    session_id: str
+    workflow_id: str
+    user_id: int
+    agent_id: int
+    queue: str
+    state: str
+    end_reason: str | None
+    disposition: str | None
+    answered: bool
+    started_at: datetime
+    wrap_up_deadline: datetime | None
+    dispositions: list[str]
+
+
+class OutcomeCreate(BaseModel):
+    disposition: str = Field(description=f"One of: {', '.join(AGENT_DISPOSITIONS)}")
+    notes: str | None = Field(default=None, max_length=2000)
+    callback_at: datetime | None = Field(default=None, description="Required with callback_requested (UTC or offset)")
+
+
+class Accepted(BaseModel):
+    session_id: str
+    status: str
+
+
+@router.post(
+    "/agents/me/next-call", response_model=NextCallRead, responses={409: {"description": "Already holding a customer"}}
+)
+async def next_call(
+    request: Request,
+    session: SessionDep,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    agent: Annotated[Agent, Depends(require(Permission.CALLS_NEXT))],
+) -> NextCallRead:
+    """Reserve the best customer this agent may call now and return their context; the agent becomes
+    `reserved` and a call session starts. When nobody is eligible, `customer` is null with the reason."""
+    try:
+        offered = await take_next_call(
+            session=session, stores=stores, temporal=temporal, engine=queue_engine(stores), agent=agent
+        )
+    except AlreadyHoldingCustomer as exc:
+        raise Conflict(str(exc), {"user_id": exc.user_id}) from None
+    except NextCallRefused as exc:
+        raise Conflict(str(exc)) from None
+    if isinstance(offered, NoneEligible):
+        return NextCallRead(reason=offered.reason, until=offered.until)
+    context = await get_context(
+        redis=stores.redis,
+        prefix=stores.settings.redis_prefix,
+        replica=stores.replica,
+        postgres=stores.postgres,
+        user_id=offered.lease.user_id,
+    )
+    await record_ctx(
+        audit_context(request, agent),
+        session=session,
+        action="customer.context_read",
+        subject_type="customer",
+        subject_id=offered.lease.user_id,
+        details={"session_id": offered.session_id},
+    )
+    await session.commit()
+    return NextCallRead(
+        session_id=offered.session_id,
+        workflow_id=offered.workflow_id,
+        lease=LeaseRead(queue=offered.lease.queue, expires_at=offered.lease.expires_at),
+        customer=context,
+    )
+
+
+async def _own_session(
+    request: Request,
+    session_id: str,
+    stores: Stores,
+    temporal: Client,
+    agent: Agent,
+    session: AsyncSession,
+    *,
+    act: bool,
+) -> tuple[WorkflowHandle, SessionOwner]:
+    """The session's workflow, if this agent may use it: to act, their own; to read, supervisors any.
+    Ownership is read from our stores, not the workflow, so that clicks still land while a worker
+    restarts (signals are durable; the workflow takes them in when it resumes)."""
+    owner = await session_owner(session=session, stores=stores, session_id=session_id)
+    if owner is None:
+        raise NotFound("No such call session.")
+    may_read_all = Permission.CALLS_READ_ALL in permissions_of(agent.role)
+    if owner.agent_id != agent.id and (act or not may_read_all):
+        await record_ctx(
+            audit_context(request, agent),
+            session=session,
+            action="call.access_denied",
+            subject_type="call_session",
+            subject_id=session_id,
+        )
+        await session.commit()
+        raise Forbidden("This call session belongs to another agent.")
+    return temporal.get_workflow_handle_for(CallSessionWorkflow.run, owner.workflow_id), owner
+
+
+async def _view(handle: WorkflowHandle, session_id: str) -> CallSessionView:
+    try:
+        view = await handle.query(CallSessionWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound("No such call session.") from None
+        raise Unavailable("The call's state is not available right now; try again in a moment.") from None
+    if view.session_id != session_id:
+        raise NotFound("That call session has finished.")
+    return view
+
+
+def _read(view: CallSessionView, workflow_id: str) -> CallRead:
+    return CallRead(**view.__dict__, workflow_id=workflow_id, dispositions=list(AGENT_DISPOSITIONS))
+
+
+@router.get("/calls/current", response_model=CallRead, responses={204: {"description": "No session"}})
+async def current_call(
+    request: Request,
+    session: SessionDep,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
+) -> CallRead | Response:
+    """The agent's open session (after a page reload), or 204."""
+    lease = await queue_engine(stores).lease_of_agent(agent.id)
+    if lease is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    handle = temporal.get_workflow_handle_for(CallSessionWorkflow.run, call_workflow_id(lease.user_id))
+    try:
+        view = await handle.query(CallSessionWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
+    except RPCError:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _read(view, handle.id)
+
+
+@router.get("/calls/{session_id}", response_model=CallRead)
+async def get_call(
+    session_id: str,
+    request: Request,
+    session: SessionDep,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
+) -> CallRead:
+    """Live state of a call session (the agent's own; supervisors any)."""
+    handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=False)
+    return _read(await _view(handle, session_id), handle.id)
+
+
+@router.post("/calls/{session_id}/dial", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def dial(
+    session_id: str,
+    request: Request,
+    session: SessionDep,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
+) -> Accepted:
+    """Place the call to the reserved customer (the number never leaves the server). The session
+    ignores a dial once the call has started."""
+    handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
+    await handle.signal(CallSessionWorkflow.dial, DialRequest(agent_id=agent.id))
+    return Accepted(session_id=session_id, status="dialing")
+
+
+@router.post("/calls/{session_id}/hangup", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def hangup(
+    session_id: str,
+    request: Request,
+    session: SessionDep,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
+) -> Accepted:
+    """End the live call."""
+    handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
+    await handle.signal(CallSessionWorkflow.hang_up)
+    return Accepted(session_id=session_id, status="hanging_up")
+
+
+@router.post("/calls/{session_id}/outcome", response_model=Accepted)
+async def submit_outcome(
+    session_id: str,
+    body: OutcomeCreate,
+    request: Request,
+    session: SessionDep,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
+) -> Accepted:
+    """Record the call's outcome (validated by the session: disposition list, required fields)."""
+    handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
+    try:
+        accepted = await handle.execute_update(
+            CallSessionWorkflow.submit_outcome,
+            OutcomeInput(
+                agent_id=agent.id, disposition=body.disposition, notes=body.notes, callback_at=body.callback_at
+            ),
+            rpc_timeout=UPDATE_TIMEOUT,
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NotFound("That call session has finished.") from None
+        raise Unavailable("The outcome could not be recorded right now; it was not lost: try again.") from None
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError):
+            if cause.type in ("InvalidOutcome", "CallAbandoned"):
+                raise Unprocessable(cause.message) from None
+            raise Conflict(cause.message) from None
+        raise
+    return Accepted(session_id=accepted.session_id, status=f"recorded:{accepted.disposition}")

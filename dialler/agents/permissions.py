@@ -1,0 +1,95 @@
+"""Permissions and the roles that hold them.
+
+Routes declare permissions, never roles: a role is only a named bundle, so moving a capability from
+supervisors to agents is a one-line change here, and the route-table tests follow automatically.
+
+The bundles nest (agent ⊂ supervisor ⊂ admin): supervisors can do everything an agent can (they take
+calls on a busy day) and see everything operational; admins add the management of accounts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from dialler.agents.models import Role
+
+
+class Permission(StrEnum):
+    # Self-service, held by every role.
+    PROFILE_READ = "profile:read"
+    PRESENCE_WRITE = "presence:write"  # one's own presence only
+    QUEUES_READ = "queues:read"  # depths of the queues one works
+    CALLS_NEXT = "calls:next"
+    CALLS_WORK = "calls:work"  # dial, hang up, submit the outcome of one's own session
+    VOICE_TOKEN = "voice:token"  # Twilio access token for one's own browser
+    CUSTOMERS_READ_OWN = "customers:read_own"  # leased to or called by oneself (object check in the route)
+    CALLBACKS_READ_OWN = "callbacks:read_own"
+    CALLBACKS_WRITE = "callbacks:write"  # book / reschedule / cancel one's own callbacks
+    SMS_SEND = "sms:send"  # to a customer one holds (magic links, follow-ups)
+
+    # Operational oversight: supervisors and admins.
+    PRESENCE_READ_ALL = "presence:read_all"
+    AGENTS_READ = "agents:read"
+    CUSTOMERS_READ_ANY = "customers:read_any"
+    CALLS_READ_ALL = "calls:read_all"
+    CALLBACKS_READ_ALL = "callbacks:read_all"
+    CALLBACKS_MANAGE = "callbacks:manage"  # reassign / rebook / cancel anyone's
+    SMS_READ_ALL = "sms:read_all"
+    DASHBOARD_READ = "dashboard:read"
+    REBUILD_TRIGGER = "rebuild:trigger"
+    DNC_MANAGE = "dnc:manage"  # do-not-call list entries
+    AUDIT_READ = "audit:read"
+
+    # Account management: admins only.
+    AGENTS_ADMIN = "agents:admin"
+
+
+_AGENT: frozenset[Permission] = frozenset(
+    {
+        Permission.PROFILE_READ,
+        Permission.PRESENCE_WRITE,
+        Permission.QUEUES_READ,
+        Permission.CALLS_NEXT,
+        Permission.CALLS_WORK,
+        Permission.VOICE_TOKEN,
+        Permission.CUSTOMERS_READ_OWN,
+        Permission.CALLBACKS_READ_OWN,
+        Permission.CALLBACKS_WRITE,
+        Permission.SMS_SEND,
+    }
+)
+
+_SUPERVISOR: frozenset[Permission] = _AGENT | {
+    Permission.PRESENCE_READ_ALL,
+    Permission.AGENTS_READ,
+    Permission.CUSTOMERS_READ_ANY,
+    Permission.CALLS_READ_ALL,
+    Permission.CALLBACKS_READ_ALL,
+    Permission.CALLBACKS_MANAGE,
+    Permission.SMS_READ_ALL,
+    Permission.DASHBOARD_READ,
+    Permission.REBUILD_TRIGGER,
+    Permission.DNC_MANAGE,
+    Permission.AUDIT_READ,
+}
+
+_ADMIN: frozenset[Permission] = _SUPERVISOR | {Permission.AGENTS_ADMIN}
+
+ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
+    Role.AGENT: _AGENT,
+    Role.SUPERVISOR: _SUPERVISOR,
+    Role.ADMIN: _ADMIN,
+}
+
+
+def permissions_of(role: str) -> frozenset[Permission]:
+    """The permissions of a role as stored on an agent row; an unknown role holds nothing."""
+    try:
+        return ROLE_PERMISSIONS[Role(role)]
+    except ValueError:
+        return frozenset()
+
+
+def has_permissions(role: str, required: frozenset[Permission] | set[Permission]) -> bool:
+    return set(required) <= permissions_of(role)

@@ -1,0 +1,176 @@
+"""What flows in and out of CallSessionWorkflow: ids and codes only, never personal data (Temporal
+keeps payloads in its history, and supervisors read that history in the Web UI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class CallState(StrEnum):
+    RESERVED = "reserved"
+    DIALING = "dialing"
+    RINGING = "ringing"
+    IN_PROGRESS = "in_progress"
+    ENDED = "ended"
+    WRAP_UP = "wrap_up"
+    CLOSED = "closed"
+
+
+# Twilio's CallStatus values, ranked: a status never moves the call backwards.
+TWILIO_STATUS_RANK = {
+    "queued": 0,
+    "initiated": 0,
+    "ringing": 1,
+    "in-progress": 2,
+    "answered": 2,
+    "completed": 3,
+    "busy": 3,
+    "no-answer": 3,
+    "failed": 3,
+    "canceled": 3,
+}
+END_REASONS = {
+    "completed": "completed",
+    "busy": "busy",
+    "no-answer": "no_answer",
+    "failed": "failed",
+    "canceled": "canceled",
+}
+
+
+def call_workflow_id(user_id: int) -> str:
+    """One open session per customer: the workflow id is the business key (id conflict: fail)."""
+    return f"call-{user_id}"
+
+
+@dataclass(frozen=True)
+class CallSessionInput:
+    session_id: str
+    user_id: int
+    agent_id: int
+    queue: str
+    lease_token: int
+    progressive: bool = False
+    wrap_up_timeout_s: int = 300
+    lease_renew_every_s: int = 40
+    max_call_s: int = 3 * 3600
+
+
+@dataclass(frozen=True)
+class DialRequest:
+    agent_id: int
+    browser_call_sid: str | None = None  # set when the agent's browser placed the call (twilio mode)
+
+
+@dataclass(frozen=True)
+class CallStatusEvent:
+    call_sid: str
+    status: str  # Twilio CallStatus
+    sequence: int = 0
+    duration_s: int | None = None
+    answered_by: str | None = None
+
+
+@dataclass(frozen=True)
+class AbandonedEvent:
+    call_sid: str
+
+
+@dataclass(frozen=True)
+class OutcomeInput:
+    agent_id: int
+    disposition: str
+    notes: str | None = None
+    callback_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OutcomeAccepted:
+    session_id: str
+    disposition: str
+
+
+@dataclass(frozen=True)
+class CallSessionView:
+    """The live state for the agent's screen (Query)."""
+
+    session_id: str
+    user_id: int
+    agent_id: int
+    queue: str
+    state: str
+    call_sid: str | None
+    end_reason: str | None
+    disposition: str | None
+    answered: bool
+    started_at: datetime
+    wrap_up_deadline: datetime | None
+    progressive: bool = False
+
+
+@dataclass(frozen=True)
+class OpenSessionInput:
+    session_id: str
+    workflow_id: str
+    user_id: int
+    agent_id: int
+    queue: str
+    lease_token: int
+    progressive: bool
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class PlaceCallInput:
+    session_id: str
+    workflow_id: str
+    user_id: int
+    agent_id: int
+    lease_token: int
+    progressive: bool
+
+
+@dataclass(frozen=True)
+class SessionProgress:
+    session_id: str
+    state: str
+    call_sid: str | None = None
+    at: datetime | None = None
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RenewLeaseInput:
+    user_id: int
+    lease_token: int
+
+
+@dataclass(frozen=True)
+class PresenceInput:
+    agent_id: int
+    state: str
+    user_id: int | None = None
+
+
+@dataclass(frozen=True)
+class FinishInput:
+    session_id: str
+    workflow_id: str
+    user_id: int
+    agent_id: int
+    lease_token: int
+    disposition: str
+    notes: str | None
+    callback_at: datetime | None
+    end_reason: str | None
+    answered: bool
+    abandoned: bool
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class FinishResult:
+    requeued: bool
+    not_before: float | None = None

@@ -1,0 +1,312 @@
+"""Placing calls and sending SMS: the :class:`Telephony` interface and its Twilio implementation.
+
+Two implementations stand behind the interface:
+
+* :class:`TwilioTelephony` (``telephony_mode=twilio``) — the real ``twilio`` SDK. Its REST base can
+  be pointed elsewhere (``twilio_api_base_url``) so that tests talk to a local fake Twilio API that
+  answers in Twilio's wire format (``tests/fakes/twilio_api.py``).
+* :class:`dialler.integrations.simulated.SimulatedTelephony` (``telephony_mode=simulated``) — no
+  Twilio at all; it posts the same signed status callbacks to our own webhooks.
+
+Callers (activities) get a :class:`TelephonyError` for every failure and decide on retries with
+``is_retryable``: Temporal retries an activity only when retrying can help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from dialler.config import Settings
+from dialler.integrations.masking import mask_phone, mask_phones_in
+
+__all__ = [
+    "CALL_STATUS_EVENTS",
+    "RebasedHttpClient",
+    "SmsSent",
+    "Telephony",
+    "TelephonyError",
+    "TwilioTelephony",
+    "twilio_client",
+]
+
+log = logging.getLogger(__name__)
+
+# Every progress event, so that the call session sees ringing and answer as they happen (Twilio
+# sends only ``completed`` unless asked).
+CALL_STATUS_EVENTS: Final = ("initiated", "ringing", "answered", "completed")
+# Twilio answers in well under a second; a request that takes longer than this is treated as lost
+# (retryable) rather than left to block an activity slot.
+DEFAULT_TIMEOUT_S: Final = 15.0
+# Twilio's REST API has no idempotency key for Calls or Messages. Remembering the sids we created
+# lets a retried activity on the same worker (for example after its completion failed to reach
+# Temporal) get the same call instead of ringing the customer twice. Bounded: it is a memo, not state.
+IDEMPOTENCY_MEMO_SIZE: Final = 10_000
+# "Call is not in-progress" and "not found": the call has already ended, which is what hangup wants.
+_ALREADY_ENDED_CODES: Final = frozenset({21220, 20404})
+# 429 Too Many Requests is Twilio saying "later", not "never".
+_RETRYABLE_4XX: Final = frozenset({408, 429})
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSent:
+    sid: str
+    status: str
+
+
+class TelephonyError(Exception):
+    """A failed Twilio operation. ``str()`` never contains a secret or a whole phone number.
+
+    ``code`` is Twilio's error code when Twilio answered (e.g. 21211 invalid number, 21610 recipient
+    unsubscribed, 20003 authentication), ``status`` the HTTP status; both are ``None`` when Twilio
+    could not be reached.
+    """
+
+    def __init__(self, message: str, *, code: int | None, status: int | None, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.retryable = retryable
+
+    @property
+    def is_retryable(self) -> bool:
+        return self.retryable
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor: teach pickle (multiprocessing, some test runners) to rebuild it.
+        return (_rebuild_error, (self.message, self.code, self.status, self.retryable))
+
+
+def _rebuild_error(message: str, code: int | None, status: int | None, retryable: bool) -> TelephonyError:
+    return TelephonyError(message, code=code, status=status, retryable=retryable)
+
+
+class Telephony(Protocol):
+    """Outbound calls and SMS. Every method is safe to retry with the same ``idempotency_key``."""
+
+    async def place_call(
+        self,
+        *,
+        to: str,
+        from_: str,
+        twiml_url: str,
+        status_callback: str,
+        machine_detection: bool,
+        idempotency_key: str,
+    ) -> str:
+        """Start an outbound call to ``to`` (E.164); Twilio fetches ``twiml_url`` on answer.
+
+        Returns the call sid."""
+        ...
+
+    async def hangup(self, call_sid: str) -> None:
+        """End the call whatever its state. A call that has already ended is not an error."""
+        ...
+
+    async def redirect(self, call_sid: str, *, twiml_url: str) -> None:
+        """Make a live call fetch and run new TwiML (e.g. the abandoned-call message)."""
+        ...
+
+    async def send_sms(self, *, to: str, body: str, status_callback: str, idempotency_key: str) -> SmsSent:
+        """Queue an SMS to ``to`` (E.164); delivery status arrives at ``status_callback``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and background work."""
+        ...
+
+
+class RebasedHttpClient(TwilioHttpClient):
+    """Sends every Twilio request to another scheme and host (a local fake Twilio API).
+
+    The SDK builds absolute ``https://<product>.twilio.com/...`` URLs per product; rewriting at the
+    HTTP layer covers Calls, Messages and any other resource, which ``client.api.base_url`` does not.
+    A path in ``base_url`` is kept as a prefix.
+    """
+
+    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        super().__init__(timeout=timeout)
+        base = urlsplit(base_url)
+        if not base.scheme or not base.netloc:
+            raise ValueError("twilio_api_base_url must be an absolute URL such as http://127.0.0.1:4010")
+        self._scheme = base.scheme
+        self._netloc = base.netloc
+        self._prefix = base.path.rstrip("/")
+
+    def rebase(self, url: str) -> str:
+        parts = urlsplit(url)
+        return urlunsplit(parts._replace(scheme=self._scheme, netloc=self._netloc, path=self._prefix + parts.path))
+
+    def request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        return super().request(
+            method,
+            self.rebase(url),
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+
+
+def twilio_client(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
+    """A REST client authenticated with the API key (Twilio's advice for servers; the auth token
+    is only used to check webhook signatures), rebased when ``twilio_api_base_url`` is set."""
+    http_client: TwilioHttpClient
+    if settings.twilio_api_base_url:
+        http_client = RebasedHttpClient(settings.twilio_api_base_url, timeout=timeout)
+    else:
+        http_client = TwilioHttpClient(timeout=timeout)
+    if settings.twilio_api_key_sid:
+        username, password = settings.twilio_api_key_sid, settings.twilio_api_key_secret.get_secret_value()
+    else:
+        username, password = settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
+    return Client(
+        username=username,
+        password=password,
+        account_sid=settings.twilio_account_sid,
+        http_client=http_client,
+    )
+
+
+class TwilioTelephony:
+    """:class:`Telephony` on the real Twilio SDK. The SDK blocks, so each call runs in a thread."""
+
+    def __init__(self, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self._settings = settings
+        self._client = twilio_client(settings, timeout=timeout)
+        self._memo: OrderedDict[str, str] = OrderedDict()
+
+    async def place_call(
+        self,
+        *,
+        to: str,
+        from_: str,
+        twiml_url: str,
+        status_callback: str,
+        machine_detection: bool,
+        idempotency_key: str,
+    ) -> str:
+        key = f"call:{idempotency_key}"
+        if (known := self._memo.get(key)) is not None:
+            return known
+        amd: dict[str, str] = {}
+        if machine_detection:
+            # Asynchronous AMD: the customer hears the agent at once while detection runs; the verdict
+            # (AnsweredBy) is posted to the same status webhook. Synchronous AMD would keep a human in
+            # silence for seconds, which counts against the 2-second abandoned-call rule.
+            amd = {
+                "machine_detection": "Enable",
+                "async_amd": "true",
+                "async_amd_status_callback": status_callback,
+                "async_amd_status_callback_method": "POST",
+            }
+        call = await self._run(
+            "place call",
+            lambda: self._client.calls.create(
+                to=to,
+                from_=from_,
+                url=twiml_url,
+                method="POST",
+                status_callback=status_callback,
+                status_callback_event=list(CALL_STATUS_EVENTS),
+                status_callback_method="POST",
+                **amd,
+            ),
+        )
+        sid = str(call.sid)
+        self._remember(key, sid)
+        log.info("placed call %s to %s (amd=%s)", sid, mask_phone(to), machine_detection)
+        return sid
+
+    async def hangup(self, call_sid: str) -> None:
+        try:
+            # ``completed`` ends a call in any state; ``canceled`` would leave an answered call up.
+            await self._run("hang up", lambda: self._client.calls(call_sid).update(status="completed"))
+        except TelephonyError as exc:
+            if exc.code not in _ALREADY_ENDED_CODES:
+                raise
+            log.info("hangup of %s: already ended (code %s)", call_sid, exc.code)
+            return
+        log.info("hung up call %s", call_sid)
+
+    async def redirect(self, call_sid: str, *, twiml_url: str) -> None:
+        await self._run("redirect call", lambda: self._client.calls(call_sid).update(url=twiml_url, method="POST"))
+        log.info("redirected call %s", call_sid)
+
+    async def send_sms(self, *, to: str, body: str, status_callback: str, idempotency_key: str) -> SmsSent:
+        key = f"sms:{idempotency_key}"
+        if (known := self._memo.get(key)) is not None:
+            return SmsSent(sid=known, status="queued")
+        message = await self._run(
+            "send SMS",
+            lambda: self._client.messages.create(
+                to=to, from_=self._settings.caller_id, body=body, status_callback=status_callback
+            ),
+        )
+        sent = SmsSent(sid=str(message.sid), status=str(message.status))
+        self._remember(key, sent.sid)
+        log.info("sent SMS %s to %s (%s)", sent.sid, mask_phone(to), sent.status)
+        return sent
+
+    async def aclose(self) -> None:
+        session = getattr(self._client.http_client, "session", None)
+        if session is not None:
+            session.close()
+
+    def _remember(self, key: str, sid: str) -> None:
+        self._memo[key] = sid
+        self._memo.move_to_end(key)
+        while len(self._memo) > IDEMPOTENCY_MEMO_SIZE:
+            self._memo.popitem(last=False)
+
+    async def _run(self, operation: str, fn: Callable[[], T]) -> T:
+        error: TelephonyError | None = None
+        try:
+            return await asyncio.to_thread(fn)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            error = _from_twilio(operation, exc)
+        except requests.Timeout:
+            error = TelephonyError(
+                f"{operation}: Twilio did not answer in time", code=None, status=None, retryable=True
+            )
+        except requests.ConnectionError:
+            error = TelephonyError(f"{operation}: Twilio could not be reached", code=None, status=None, retryable=True)
+        # Raised outside the ``except`` blocks so the SDK exception is not chained: its text quotes
+        # the rejected phone number and would travel with the error into logs and Temporal history.
+        assert error is not None
+        raise error
+
+
+def _from_twilio(operation: str, exc: TwilioRestException | TwilioServiceException) -> TelephonyError:
+    status = int(exc.status) if exc.status is not None else None
+    code = int(exc.code) if exc.code is not None else None
+    detail = (exc.detail or exc.title) if isinstance(exc, TwilioServiceException) else exc.msg
+    retryable = status is None or status >= 500 or status in _RETRYABLE_4XX
+    message = f"{operation}: Twilio {status} error {code}: {mask_phones_in(str(detail or ''))}"
+    return TelephonyError(message, code=code, status=status, retryable=retryable)

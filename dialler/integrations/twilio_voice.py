@@ -1,0 +1,279 @@
+"""Twilio Voice pieces that need no network: browser access tokens, TwiML, webhook signatures.
+
+TwiML is built with the SDK's ``VoiceResponse`` (never by string formatting: numbers and names end up
+in XML attributes and must be escaped). Every builder returns the XML document as ``str``, ready to
+be served with ``media_type="application/xml"``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import phonenumbers
+from twilio.jwt.access_token import AccessToken
+from twilio.jwt.access_token.grants import VoiceGrant
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Dial, VoiceResponse
+
+from dialler.config import Settings
+from dialler.integrations.twilio import CALL_STATUS_EVENTS
+
+__all__ = [
+    "RECORDING_NOTICE",
+    "VOICE",
+    "abandoned_message",
+    "agent_identity",
+    "announcement",
+    "bridge_to_agent",
+    "dial_customer",
+    "hold_message",
+    "reject",
+    "sign",
+    "speakable_number",
+    "validate_signature",
+    "voice_access_token",
+]
+
+VOICE: Final = "Polly.Amy"
+LANGUAGE: Final = "en-GB"
+RECORDING_NOTICE: Final = "This call is recorded for quality and compliance purposes."
+# Recording both legs on separate channels lets quality review hear who said what.
+RECORD_MODE: Final = "record-from-answer-dual"
+# Twilio Client identities may hold only letters, digits and underscores.
+_IDENTITY: Final = re.compile(r"^[A-Za-z0-9_]{1,121}$")
+_STATUS_EVENTS: Final = " ".join(CALL_STATUS_EVENTS)
+
+
+# --- Access tokens -------------------------------------------------------------------------------
+
+
+def agent_identity(agent_id: object) -> str:
+    """The Twilio Client identity of an agent: ``agent_<id>``, never a name or an e-mail address
+    (identities appear in Twilio's logs and in call records)."""
+    return "agent_" + re.sub(r"[^A-Za-z0-9_]", "_", str(agent_id))
+
+
+def voice_access_token(settings: Settings, identity: str, ttl_s: int) -> str:
+    """A JWT for the Twilio Voice JS SDK in the agent's browser: may place calls through our TwiML
+    App (``twilio_twiml_app_sid``) and receive calls to ``identity`` (progressive-mode bridging).
+    Signed with the API key secret, as Twilio requires."""
+    if not _IDENTITY.match(identity):
+        raise ValueError("a Twilio Client identity holds only letters, digits and underscores (1-121)")
+    token = AccessToken(
+        settings.twilio_account_sid,
+        settings.twilio_api_key_sid,
+        settings.twilio_api_key_secret.get_secret_value(),
+        identity=identity,
+        ttl=ttl_s,
+    )
+    token.add_grant(VoiceGrant(outgoing_application_sid=settings.twilio_twiml_app_sid, incoming_allow=True))
+    jwt = token.to_jwt()
+    return jwt.decode() if isinstance(jwt, bytes) else str(jwt)
+
+
+# --- TwiML ---------------------------------------------------------------------------------------
+
+
+def _say(response: VoiceResponse, text: str) -> None:
+    response.say(text, voice=VOICE, language=LANGUAGE)
+
+
+def _dial(
+    caller_id: str | None, *, record: bool, timeout_s: int, action_url: str | None, time_limit_s: int | None
+) -> Dial:
+    attrs: dict[str, Any] = {"timeout": timeout_s}
+    if caller_id:
+        attrs["caller_id"] = caller_id
+    if record:
+        attrs["record"] = RECORD_MODE
+    if action_url:
+        attrs["action"] = action_url
+        attrs["method"] = "POST"
+    if time_limit_s:
+        attrs["time_limit"] = time_limit_s
+    return Dial(**attrs)
+
+
+def dial_customer(
+    number_e164: str,
+    caller_id: str,
+    status_callback_url: str,
+    *,
+    record: bool = True,
+    announce: str | None = RECORDING_NOTICE,
+    announce_url: str | None = None,
+    action_url: str | None = None,
+    timeout_s: int = 30,
+    time_limit_s: int | None = None,
+) -> str:
+    """TwiML for the agent's browser call: dial the customer with our caller id, recorded.
+
+    Where the announcement is heard matters. This document runs on the *agent's* leg, so a ``<Say>``
+    here (``announce``) is heard by the agent before the customer's phone rings. To have the
+    *customer* hear it on answer, pass ``announce_url``: a URL serving :func:`announcement`, which
+    Twilio plays to the called party before bridging (``<Number url=…>``); the recording
+    (from answer) then includes the notice. ``statusCallback`` with every progress event goes on
+    ``<Number>``, which is where Twilio reports the customer leg's progress.
+    """
+    response = VoiceResponse()
+    if announce and not announce_url:
+        _say(response, announce)
+    dial = _dial(caller_id, record=record, timeout_s=timeout_s, action_url=action_url, time_limit_s=time_limit_s)
+    number_attrs: dict[str, Any] = {
+        "status_callback": status_callback_url,
+        "status_callback_event": _STATUS_EVENTS,
+        "status_callback_method": "POST",
+    }
+    if announce_url:
+        number_attrs["url"] = announce_url
+        number_attrs["method"] = "POST"
+    dial.number(number_e164, **number_attrs)
+    response.append(dial)
+    return str(response)
+
+
+def announcement(text: str = RECORDING_NOTICE) -> str:
+    """TwiML played to the customer on answer, before the agent is bridged (``<Number url>``)."""
+    response = VoiceResponse()
+    _say(response, text)
+    return str(response)
+
+
+def bridge_to_agent(
+    agent_identity: str,
+    status_callback_url: str,
+    *,
+    caller_id: str | None = None,
+    record: bool = True,
+    announce: str | None = None,
+    action_url: str | None = None,
+    timeout_s: int = 20,
+) -> str:
+    """TwiML for a progressive call the customer has answered: ring the agent's browser.
+
+    No announcement by default: the customer must reach a live agent within 2 seconds of answering
+    (Ofcom's abandoned-call rule), and a recorded message before the bridge would use that time up;
+    the agent's script carries the recording notice. ``action_url`` receives ``DialCallStatus`` when
+    the agent leg ends, so an unanswered bridge can still fall through to :func:`abandoned_message`.
+    """
+    response = VoiceResponse()
+    if announce:
+        _say(response, announce)
+    dial = _dial(caller_id, record=record, timeout_s=timeout_s, action_url=action_url, time_limit_s=None)
+    dial.client(
+        agent_identity,
+        status_callback=status_callback_url,
+        status_callback_event=_STATUS_EVENTS,
+        status_callback_method="POST",
+    )
+    response.append(dial)
+    return str(response)
+
+
+def speakable_number(number: str) -> str:
+    """``+441615550100`` → ``"0 1 6 1, 5 5 5, 0 1 0 0"``: national format, read digit by digit with a
+    pause between groups, so text-to-speech does not say "one thousand six hundred…"."""
+    try:
+        parsed = phonenumbers.parse(number, "GB")
+        national = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    except phonenumbers.NumberParseException:
+        national = number
+    groups = [" ".join(ch for ch in group if ch.isdigit()) for group in national.split()]
+    return ", ".join(g for g in groups if g)
+
+
+def abandoned_message(company_name: str, callback_number: str) -> str:
+    """The information message for a call we could not connect to an agent.
+
+    Ofcom's persistent-misuse policy requires it to say who called and give a number to call back on
+    (not premium-rate), and to carry no marketing. The number is read twice so it can be written down.
+    """
+    spoken = speakable_number(callback_number)
+    response = VoiceResponse()
+    _say(
+        response,
+        f"Hello, this is a call from {company_name}. We are sorry, none of our advisers is free to take "
+        f"your call right now. Please call us back on {spoken}.",
+    )
+    _say(response, f"That number again is {spoken}. Thank you, goodbye.")
+    response.hangup()
+    return str(response)
+
+
+def hold_message(message: str = "Please hold, an adviser will be with you shortly.", pause_s: int = 2) -> str:
+    """Played while a connected caller waits (e.g. as a ``<Dial>`` or ``<Enqueue>`` wait URL)."""
+    response = VoiceResponse()
+    _say(response, message)
+    response.pause(length=pause_s)
+    return str(response)
+
+
+def reject(message: str | None = None) -> str:
+    """TwiML for a call we must not connect.
+
+    Without a message: ``<Reject>``, so the caller hears busy and no call is billed — only valid
+    before a call is answered (an incoming call or the browser's request to dial). With a message:
+    ``<Say>`` then ``<Hangup>``, for calls that are already answered.
+    """
+    response = VoiceResponse()
+    if message:
+        _say(response, message)
+        response.hangup()
+    else:
+        response.reject(reason="rejected")
+    return str(response)
+
+
+# --- Webhook signatures --------------------------------------------------------------------------
+
+
+Params = Mapping[str, Any] | Iterable[tuple[str, str]]
+
+
+class _MultiParams(dict[str, list[str]]):
+    """The shape ``RequestValidator`` reads repeated keys from (it calls ``getall``)."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+
+def _multi(params: Params) -> _MultiParams:
+    """Any form representation -> key -> every value. Accepts Starlette ``FormData`` (``multi_items``),
+    ``parse_qsl`` pairs, and plain mappings of a value or a list of values; a repeated key (Twilio's
+    ``StatusCallbackEvent``) must be signed with all its values."""
+    out = _MultiParams()
+    if hasattr(params, "multi_items"):
+        pairs: Iterable[tuple[str, Any]] = params.multi_items()
+    elif isinstance(params, Mapping):
+        pairs = (
+            (key, item)
+            for key, value in params.items()
+            for item in (value if isinstance(value, list | tuple) else [value])
+        )
+    else:
+        pairs = params
+    for key, value in pairs:
+        out.setdefault(str(key), []).append(str(value))
+    return out
+
+
+def validate_signature(settings: Settings, url: str, params: Params, signature: str | None) -> bool:
+    """Whether ``X-Twilio-Signature`` matches the request: HMAC-SHA1 with the auth token over the full
+    URL Twilio requested (our public URL, with its query string) and the sorted POST parameters.
+
+    ``url`` must be the public URL Twilio was given (``public_base_url`` + path + query), not the one
+    the app sees behind a proxy. ``params``: the form as a Starlette ``FormData``, ``parse_qsl`` pairs
+    or a mapping (see :func:`_multi`).
+    """
+    if not signature:
+        return False
+    validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
+    return bool(validator.validate(url, _multi(params), signature))
+
+
+def sign(settings: Settings, url: str, params: Params) -> str:
+    """The ``X-Twilio-Signature`` Twilio would send (for the simulator and tests)."""
+    validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
+    return str(validator.compute_signature(url, _multi(params)))

@@ -1,0 +1,448 @@
+"""Compliance gates: may we call this customer at ``now``, and if not, from when?
+
+Every gate is a pure function of explicit inputs (``now`` is a parameter, UTC-aware) returning a
+:class:`GateResult`. ``until`` is the earliest instant the gate opens again (UTC), or ``None`` when
+the gate is open or will never open by the passage of time alone (do-not-call, opt-out).
+
+Time rules, chosen to be exact and explainable:
+
+* calling hours and "per day" use the customer's local calendar (Europe/London, so BST/GMT changes
+  move the UTC instants, not the local hours);
+* "per week" is a rolling 7 x 24 hours in absolute time; min gap and abandoned cooling-off too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from typing import TYPE_CHECKING, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+
+if TYPE_CHECKING:
+    from dialler.config import Settings
+
+__all__ = [
+    "CallingRules",
+    "ContactHistory",
+    "GateResult",
+    "Rule",
+    "abandoned_cooloff",
+    "attempt_limits",
+    "calling_window",
+    "do_not_call",
+    "evaluate",
+    "first_blocking",
+    "max_attempts_per_day",
+    "max_attempts_per_week",
+    "min_gap",
+    "next_allowed_at",
+    "next_allowed_slots",
+    "opted_out",
+]
+
+# Ofcom / UK practice: no marketing-style calls before 08:00 or after 21:00 local time.
+EARLIEST_OPENING: Final = time(8, 0)
+LATEST_CLOSING: Final = time(21, 0)
+# Customers are UK-only (see phones.py), so their local time is UK time.
+UK_TIMEZONES: Final = ("Europe/London",)
+UK_SUBDIVISIONS: Final = ("ENG", "NIR", "SCT", "WLS")
+MAX_ATTEMPTS_PER_DAY_LIMIT: Final = 10
+MAX_ATTEMPTS_PER_WEEK_LIMIT: Final = 30
+MIN_GAP_BOUNDS: Final = (timedelta(minutes=15), timedelta(days=7))
+# Ofcom's persistent-misuse policy: no repeat call for 72 h after an abandoned call.
+ABANDONED_COOLOFF_BOUNDS: Final = (timedelta(hours=72), timedelta(days=30))
+WEEK: Final = timedelta(days=7)
+# Longest run of closed days is a bank-holiday weekend plus Christmas (< 7 days); 21 is ample.
+_SEARCH_DAYS: Final = 21
+_FIXED_POINT_STEPS: Final = 64
+
+
+class Rule(StrEnum):
+    DO_NOT_CALL = "do_not_call"
+    OPTED_OUT = "opted_out"
+    ABANDONED_COOLOFF = "abandoned_cooloff"
+    MAX_ATTEMPTS_PER_WEEK = "max_attempts_per_week"
+    MAX_ATTEMPTS_PER_DAY = "max_attempts_per_day"
+    MIN_GAP = "min_gap"
+    CALLING_WINDOW = "calling_window"
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    allowed: bool
+    rule: str
+    explanation: str
+    until: datetime | None = None
+
+
+Hours = tuple[time, time]
+
+
+@dataclass(frozen=True, slots=True)
+class CallingRules:
+    """Validated calling rules; build from settings with :meth:`from_settings`."""
+
+    timezone: str = "Europe/London"
+    weekday_hours: Hours = (time(8, 0), time(20, 0))
+    saturday_hours: Hours | None = (time(9, 0), time(17, 0))
+    holiday_country: str = "GB"
+    holiday_subdiv: str = "ENG"
+    max_attempts_per_day: int = 3
+    max_attempts_per_week: int = 10
+    min_gap: timedelta = timedelta(hours=4)
+    abandoned_cooloff: timedelta = timedelta(hours=72)
+
+    def __post_init__(self) -> None:
+        if self.timezone not in UK_TIMEZONES:
+            raise ValueError(f"calling timezone must be one of {UK_TIMEZONES}, got {self.timezone!r}")
+        try:
+            ZoneInfo(self.timezone)
+        except ZoneInfoNotFoundError as exc:  # tzdata missing on the host
+            raise ValueError(f"calling timezone {self.timezone!r} is not available") from exc
+        _check_hours("weekday_hours", self.weekday_hours)
+        if self.saturday_hours is not None:
+            _check_hours("saturday_hours", self.saturday_hours)
+        if self.holiday_country != "GB" or self.holiday_subdiv not in UK_SUBDIVISIONS:
+            raise ValueError(
+                f"bank holidays must be GB with a subdivision in {UK_SUBDIVISIONS}, "
+                f"got {self.holiday_country!r}/{self.holiday_subdiv!r}"
+            )
+        _check_count("max_attempts_per_day", self.max_attempts_per_day, MAX_ATTEMPTS_PER_DAY_LIMIT)
+        _check_count("max_attempts_per_week", self.max_attempts_per_week, MAX_ATTEMPTS_PER_WEEK_LIMIT)
+        if self.max_attempts_per_week < self.max_attempts_per_day:
+            raise ValueError("max_attempts_per_week must be >= max_attempts_per_day")
+        _check_duration("min_gap", self.min_gap, *MIN_GAP_BOUNDS)
+        _check_duration("abandoned_cooloff", self.abandoned_cooloff, *ABANDONED_COOLOFF_BOUNDS)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, holiday_subdiv: str = "ENG") -> CallingRules:
+        return cls(
+            timezone=settings.calling_timezone,
+            weekday_hours=_parse_hours("weekday_hours", settings.weekday_hours),
+            saturday_hours=(
+                None if settings.saturday_hours is None else _parse_hours("saturday_hours", settings.saturday_hours)
+            ),
+            holiday_subdiv=holiday_subdiv,
+            max_attempts_per_day=settings.max_attempts_per_day,
+            max_attempts_per_week=settings.max_attempts_per_week,
+            min_gap=timedelta(seconds=settings.min_gap_between_attempts_s),
+            abandoned_cooloff=timedelta(seconds=settings.abandoned_cooloff_s),
+        )
+
+    @property
+    def tz(self) -> ZoneInfo:
+        # Not a field: keeps the dataclass plain data for Temporal payloads; ZoneInfo caches instances.
+        return ZoneInfo(self.timezone)
+
+    def hours_on(self, day: date) -> Hours | None:
+        """Local opening hours on ``day``, or None when we never call (Sunday, bank holiday)."""
+        if day in bank_holidays(self.holiday_country, self.holiday_subdiv, day.year):
+            return None
+        weekday = day.weekday()
+        if weekday < 5:
+            return self.weekday_hours
+        return self.saturday_hours if weekday == 5 else None
+
+
+def _check_count(name: str, value: int, high: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+        raise ValueError(f"{name} must be an integer between 1 and {high}, got {value!r}")
+
+
+def _check_duration(name: str, value: timedelta, low: timedelta, high: timedelta) -> None:
+    if not isinstance(value, timedelta) or not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
+
+
+def _check_hours(name: str, hours: Hours) -> None:
+    opening, closing = hours
+    if opening.tzinfo is not None or closing.tzinfo is not None:
+        raise ValueError(f"{name} are local wall-clock times and must not carry a timezone")
+    if not EARLIEST_OPENING <= opening < closing <= LATEST_CLOSING:
+        raise ValueError(
+            f"{name} must satisfy {EARLIEST_OPENING:%H:%M} <= opening < closing <= "
+            f"{LATEST_CLOSING:%H:%M}, got {opening:%H:%M}-{closing:%H:%M}"
+        )
+
+
+def _parse_hours(name: str, raw: Sequence[str]) -> Hours:
+    if len(raw) != 2:
+        raise ValueError(f"{name} must be two 'HH:MM' strings, got {raw!r}")
+    try:
+        return time.fromisoformat(raw[0]), time.fromisoformat(raw[1])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be two 'HH:MM' strings, got {raw!r}") from exc
+
+
+@lru_cache(maxsize=64)
+def bank_holidays(country: str, subdiv: str, year: int) -> Mapping[date, str]:
+    """Bank holidays (including substitute days) of one year; cached, as the batch asks 500k times."""
+    return dict(holidays.country_holidays(country, subdiv=subdiv, years=year).items())
+
+
+@dataclass(frozen=True, slots=True)
+class ContactHistory:
+    """What the gates need to know about past calls to one customer (UTC-aware instants).
+
+    ``attempts`` may come in any order; they are stored sorted ascending.
+    """
+
+    attempts: tuple[datetime, ...] = ()
+    last_abandoned_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attempts", tuple(sorted(_utc(t, "attempt") for t in self.attempts)))
+        if self.last_abandoned_at is not None:
+            object.__setattr__(self, "last_abandoned_at", _utc(self.last_abandoned_at, "last_abandoned_at"))
+
+    @property
+    def last_attempt_at(self) -> datetime | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+def _utc(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def _fmt(instant: datetime, rules: CallingRules) -> str:
+    return instant.astimezone(rules.tz).strftime("%a %d %b %Y %H:%M %Z")
+
+
+# --- the gates ------------------------------------------------------------------------------------
+
+
+def do_not_call(listed: bool) -> GateResult:
+    if listed:
+        return GateResult(False, Rule.DO_NOT_CALL, "the number is on the do-not-call list (TPS or request)")
+    return GateResult(True, Rule.DO_NOT_CALL, "not on the do-not-call list")
+
+
+def opted_out(opted_out: bool) -> GateResult:
+    if opted_out:
+        return GateResult(False, Rule.OPTED_OUT, "the customer opted out (SMS STOP)")
+    return GateResult(True, Rule.OPTED_OUT, "no opt-out")
+
+
+def calling_window(now: datetime, rules: CallingRules) -> GateResult:
+    now = _utc(now, "now")
+    local = now.astimezone(rules.tz)
+    hours = rules.hours_on(local.date())
+    if hours is not None and hours[0] <= local.time() < hours[1]:
+        return GateResult(
+            True,
+            Rule.CALLING_WINDOW,
+            f"{local:%a %H:%M} is within calling hours {hours[0]:%H:%M}-{hours[1]:%H:%M}",
+        )
+    opening = _next_opening(now, rules)
+    return GateResult(
+        False,
+        Rule.CALLING_WINDOW,
+        f"{_closed_because(local, hours, rules)}; calls resume {_fmt(opening, rules)}",
+        opening,
+    )
+
+
+def _closed_because(local: datetime, hours: Hours | None, rules: CallingRules) -> str:
+    day = local.date()
+    if hours is not None:
+        when = "before opening" if local.time() < hours[0] else "after closing"
+        return f"{local:%a %H:%M} is {when} ({hours[0]:%H:%M}-{hours[1]:%H:%M})"
+    name = bank_holidays(rules.holiday_country, rules.holiday_subdiv, day.year).get(day)
+    if name is not None:
+        return f"{day:%a %d %b} is a bank holiday ({name})"
+    return f"no calls on {day:%A}s"
+
+
+def _next_opening(now: datetime, rules: CallingRules) -> datetime:
+    """The first opening instant strictly after ``now`` (or today's, if we are before it)."""
+    today = now.astimezone(rules.tz).date()
+    for offset in range(_SEARCH_DAYS):
+        day = today + timedelta(days=offset)
+        hours = rules.hours_on(day)
+        if hours is None:
+            continue
+        # Openings are bounded to 08:00-21:00, never inside a UK DST gap or fold, so combine() is exact.
+        opening = datetime.combine(day, hours[0], tzinfo=rules.tz).astimezone(UTC)
+        if opening > now:
+            return opening
+    raise RuntimeError(f"no calling day within {_SEARCH_DAYS} days of {now.isoformat()}")
+
+
+def _local_midnight_after(now: datetime, rules: CallingRules) -> datetime:
+    tomorrow = now.astimezone(rules.tz).date() + timedelta(days=1)
+    # Fine for Europe/London: transitions happen at 01:00/02:00, never at midnight.
+    return datetime.combine(tomorrow, time(0), tzinfo=rules.tz).astimezone(UTC)
+
+
+def max_attempts_per_day(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
+    """At most N attempts per local calendar day; reopens at the next local midnight."""
+    now = _utc(now, "now")
+    today = now.astimezone(rules.tz).date()
+    count = sum(1 for t in history.attempts if t.astimezone(rules.tz).date() == today)
+    limit = rules.max_attempts_per_day
+    if count < limit:
+        return GateResult(True, Rule.MAX_ATTEMPTS_PER_DAY, f"{count} of {limit} attempts today")
+    until = _local_midnight_after(now, rules)
+    return GateResult(
+        False,
+        Rule.MAX_ATTEMPTS_PER_DAY,
+        f"{count} of {limit} attempts already made today; the count resets {_fmt(until, rules)}",
+        until,
+    )
+
+
+def max_attempts_per_week(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
+    """At most N attempts in any rolling 7 x 24 h; an attempt at t stops counting at t + 7 days."""
+    now = _utc(now, "now")
+    recent = [t for t in history.attempts if t > now - WEEK]  # sorted, as attempts are
+    limit = rules.max_attempts_per_week
+    if len(recent) < limit:
+        return GateResult(True, Rule.MAX_ATTEMPTS_PER_WEEK, f"{len(recent)} of {limit} attempts in 7 days")
+    # Open again once len(recent) - limit + 1 of the oldest have aged out.
+    until = recent[len(recent) - limit] + WEEK
+    return GateResult(
+        False,
+        Rule.MAX_ATTEMPTS_PER_WEEK,
+        f"{len(recent)} of {limit} attempts in the last 7 days; next allowed {_fmt(until, rules)}",
+        until,
+    )
+
+
+def attempt_limits(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
+    """Both attempt limits as one result: the blocking one that reopens last (rule names it)."""
+    results = [max_attempts_per_day(now, history, rules), max_attempts_per_week(now, history, rules)]
+    blocked = [r for r in results if not r.allowed]
+    if not blocked:
+        return GateResult(True, "attempt_limits", "; ".join(r.explanation for r in results))
+    return max(blocked, key=lambda r: r.until or datetime.max.replace(tzinfo=UTC))
+
+
+def min_gap(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
+    now = _utc(now, "now")
+    last = history.last_attempt_at
+    if last is None or now >= last + rules.min_gap:
+        return GateResult(True, Rule.MIN_GAP, f"at least {rules.min_gap} since the last attempt")
+    until = last + rules.min_gap
+    return GateResult(
+        False,
+        Rule.MIN_GAP,
+        f"last attempt {_fmt(last, rules)}; wait {rules.min_gap} until {_fmt(until, rules)}",
+        until,
+    )
+
+
+def abandoned_cooloff(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
+    now = _utc(now, "now")
+    last = history.last_abandoned_at
+    if last is None or now >= last + rules.abandoned_cooloff:
+        return GateResult(True, Rule.ABANDONED_COOLOFF, "no abandoned call in the cooling-off period")
+    until = last + rules.abandoned_cooloff
+    return GateResult(
+        False,
+        Rule.ABANDONED_COOLOFF,
+        f"abandoned call {_fmt(last, rules)}; no call until {_fmt(until, rules)}",
+        until,
+    )
+
+
+_opted_out_gate = opted_out  # evaluate()'s keyword ``opted_out`` shadows the gate's name
+
+
+# --- combining the gates --------------------------------------------------------------------------
+
+
+def evaluate(
+    now: datetime,
+    history: ContactHistory,
+    rules: CallingRules,
+    *,
+    listed_dnc: bool,
+    opted_out: bool,
+) -> list[GateResult]:
+    """Every gate, most severe first (permanent blocks, then the longest time-based ones)."""
+    return [
+        do_not_call(listed_dnc),
+        _opted_out_gate(opted_out),
+        abandoned_cooloff(now, history, rules),
+        max_attempts_per_week(now, history, rules),
+        max_attempts_per_day(now, history, rules),
+        min_gap(now, history, rules),
+        calling_window(now, rules),
+    ]
+
+
+def first_blocking(results: Iterable[GateResult]) -> GateResult | None:
+    """The first closed gate in :func:`evaluate`'s order (most severe), or None if all are open."""
+    return next((r for r in results if not r.allowed), None)
+
+
+def next_allowed_at(
+    now: datetime,
+    history: ContactHistory,
+    rules: CallingRules,
+    *,
+    listed_dnc: bool,
+    opted_out: bool,
+) -> datetime | None:
+    """The earliest instant >= ``now`` at which every gate is open; None if that never happens.
+
+    Jumps to the latest ``until`` of the closed gates and re-evaluates there until nothing blocks
+    (a fixed point): e.g. a min gap ending at 21:30 lands outside the window, which moves to 08:00.
+    """
+    at = _utc(now, "now")
+    for _ in range(_FIXED_POINT_STEPS):
+        blocked = [r for r in evaluate(at, history, rules, listed_dnc=listed_dnc, opted_out=opted_out) if not r.allowed]
+        if not blocked:
+            return at
+        untils = [r.until for r in blocked]
+        if any(u is None for u in untils):
+            return None
+        later = max(u for u in untils if u is not None)
+        if later <= at:  # a gate claiming to open in the past would loop forever: a bug, say so
+            raise RuntimeError(f"gate {blocked[0].rule} is closed at {at.isoformat()} but opens at {later}")
+        at = later
+    raise RuntimeError(f"no fixed point after {_FIXED_POINT_STEPS} steps from {now.isoformat()}")
+
+
+MAX_SLOTS: Final = 2000
+
+
+def next_allowed_slots(start: datetime, rules: CallingRules, count: int, step_minutes: int = 15) -> list[datetime]:
+    """``count`` bookable callback times (UTC) at or after ``start``, inside calling hours.
+
+    Slots sit on a ``step_minutes`` grid of local wall-clock time (14:00, 14:15, ...), start within
+    the day's hours (a 19:45 slot is fine with a 20:00 close), and skip Sundays and bank holidays.
+    """
+    if not 0 <= count <= MAX_SLOTS:
+        raise ValueError(f"count must be between 0 and {MAX_SLOTS}, got {count}")
+    if not 1 <= step_minutes <= 240:
+        raise ValueError(f"step_minutes must be between 1 and 240, got {step_minutes}")
+    slots: list[datetime] = []
+    at = _align_up(_utc(start, "start"), rules, step_minutes)
+    while len(slots) < count:
+        window = calling_window(at, rules)
+        if window.allowed:
+            slots.append(at)
+            at = _align_up(at + timedelta(minutes=step_minutes), rules, step_minutes)
+        else:
+            assert window.until is not None  # the calling window always reopens
+            at = _align_up(window.until, rules, step_minutes)
+    return slots
+
+
+def _align_up(instant: datetime, rules: CallingRules, step_minutes: int) -> datetime:
+    """The first instant >= ``instant`` whose local time is a whole multiple of the step after midnight."""
+    local = instant.astimezone(rules.tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    step = timedelta(minutes=step_minutes)
+    elapsed = local.replace(tzinfo=None) - midnight.replace(tzinfo=None)  # wall-clock elapsed
+    steps = -(-elapsed // step)  # ceiling division of timedeltas
+    aligned_wall = midnight.replace(tzinfo=None) + steps * step
+    return aligned_wall.replace(tzinfo=rules.tz).astimezone(UTC)

@@ -1,0 +1,105 @@
+"""Where one customer belongs right now: the single decision shared by the batch rebuild and
+change data capture (so that the two paths can never disagree on a rule).
+
+    replica facts + dialler facts ──classify──▶ queue or reason
+                                  ──gates─────▶ excluded (do-not-call, opt-out) or not-before time
+                                  ──score─────▶ position in the queue
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from dialler.queues import gates
+from dialler.queues.eligibility import CustomerFacts, Placement, QueueName, classify
+from dialler.queues.engine import QueueEntry
+from dialler.queues.facts import DiallerFacts
+from dialler.queues.scoring import queue_score
+
+
+@dataclass(frozen=True)
+class Decision:
+    user_id: int
+    placement: Placement
+    entry: QueueEntry | None
+    """The queue entry, or None when the customer must be out of every queue."""
+    blocked_by: gates.GateResult | None = None
+    """The permanent gate that excludes the customer, or the gate that sets ``entry.not_before``."""
+
+    @property
+    def reason(self) -> str:
+        if self.entry is None and self.blocked_by is not None:
+            return self.blocked_by.rule
+        return self.placement.reason
+
+
+def decide(
+    facts: CustomerFacts,
+    known: DiallerFacts,
+    *,
+    now: datetime,
+    rules: gates.CallingRules,
+    callback_grace: timedelta,
+) -> Decision:
+    callback = known.callbacks.get(facts.user_id)
+    callback_due = callback is not None and callback.status in ("due", "open")
+    placement = classify(replace(facts, has_live_callback_due=callback_due))
+    if placement.queue is None or placement.phone_e164 is None:
+        return Decision(facts.user_id, placement, None)
+    if callback is not None and not callback_due:
+        # Booked for later: the customer asked for that time, so no other queue calls them before it.
+        booked = gates.GateResult(
+            False, "callback_booked", f"a callback is booked for {callback.due_at.isoformat()}", callback.due_at
+        )
+        return Decision(facts.user_id, placement, None, booked)
+
+    phone = placement.phone_e164
+    history = gates.ContactHistory(known.attempts.get(facts.user_id, ()), known.abandoned_at.get(phone))
+    listed, opted = phone in known.do_not_call, phone in known.opted_out
+    if listed or opted:
+        return Decision(facts.user_id, placement, None, gates.do_not_call(listed) if listed else gates.opted_out(True))
+
+    # Per-customer gates become a not-before time; the calling window is also checked at next-call.
+    results = gates.evaluate(now, history, rules, listed_dnc=False, opted_out=False)
+    blocking = next((r for r in results if not r.allowed and r.rule != gates.Rule.CALLING_WINDOW), None)
+    not_before = None
+    if blocking is not None:
+        opens = gates.next_allowed_at(now, history, rules, listed_dnc=False, opted_out=False)
+        not_before = opens.timestamp() if opens is not None else None
+
+    reserved_for = reserved_until = None
+    callback_reserved = callback is not None and callback.status == "due" and callback.owner_agent_id is not None
+    if placement.queue is QueueName.CALLBACKS and callback is not None and callback_reserved:
+        reserved_for = callback.owner_agent_id
+        reserved_until = (callback.due_at + callback_grace).timestamp()
+    score = queue_score(
+        placement.queue,
+        attempts_total=known.attempts_total.get(facts.user_id, 0),
+        oldest_active_claim_at=facts.oldest_active_claim_at,
+        pending_requirements=facts.pending_requirements,
+        user_id=facts.user_id,
+        due_at=callback.due_at if callback_due and callback is not None else None,
+    )
+    entry = QueueEntry(
+        user_id=facts.user_id,
+        queue=str(placement.queue),
+        score=score,
+        not_before=not_before,
+        vulnerable=placement.vulnerable,
+        reserved_for_agent=reserved_for if reserved_until and reserved_until > now.timestamp() else None,
+        reserved_until=reserved_until if reserved_until and reserved_until > now.timestamp() else None,
+    )
+    return Decision(facts.user_id, placement, entry, blocking)
+
+
+def decide_all(
+    all_facts: Iterable[CustomerFacts],
+    known: DiallerFacts,
+    *,
+    now: datetime,
+    rules: gates.CallingRules,
+    callback_grace: timedelta,
+) -> list[Decision]:
+    return [decide(f, known, now=now, rules=rules, callback_grace=callback_grace) for f in all_facts]

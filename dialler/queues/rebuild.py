@@ -1,0 +1,165 @@
+"""The batch rebuild's messages (workflow and activity inputs/outputs) and its service functions.
+
+The rebuild is the batch half of the CDC + batch hybrid: a full, set-based recompute of every queue
+from the replica and the dialler's own data, written to staging keys and swapped in atomically."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from dialler import clock
+from dialler.queues import facts as facts_
+from dialler.queues.engine import QueueEngine
+from dialler.queues.gates import CallingRules
+from dialler.queues.phones import normalise_phone
+from dialler.queues.placement import Decision, decide_all
+from dialler.runtime import Stores
+
+DEFAULT_CHUNK = 25_000
+
+
+@dataclass(frozen=True)
+class RebuildInput:
+    trigger: str = "schedule"  # schedule | cli | supervisor
+    chunk_size: int = DEFAULT_CHUNK
+    requested_by_agent_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RebuildPlan:
+    run_id: str
+    ranges: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class StageRangeInput:
+    run_id: str
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True)
+class StageRangeResult:
+    queued: dict[str, int] = field(default_factory=dict)
+    not_queued: dict[str, int] = field(default_factory=dict)  # reason code -> count
+    deferred: int = 0  # queued with a not-before time (attempt limits, gap, cool-off)
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    drift: dict[str, dict[str, int]]
+    dirty_user_ids: list[int]
+    leased: int
+
+
+@dataclass(frozen=True)
+class RecomputeInput:
+    user_ids: list[int]
+
+
+@dataclass(frozen=True)
+class RecomputeResult:
+    queued: int
+    removed: int
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    run_id: str
+    trigger: str
+    started_at: datetime
+    finished_at: datetime
+    counts: dict[str, int]
+    not_queued: dict[str, int]
+    deferred: int
+    drift: dict[str, dict[str, int]]
+    reapplied: int
+
+    @property
+    def drift_total(self) -> int:
+        return sum(d.get("added", 0) + d.get("removed", 0) + d.get("rescored", 0) for d in self.drift.values())
+
+    def summary(self) -> str:
+        seconds = (self.finished_at - self.started_at).total_seconds()
+        counts = ", ".join(f"{q}={n}" for q, n in sorted(self.counts.items()))
+        drift = "; ".join(
+            f"{q}: +{d.get('added', 0)} -{d.get('removed', 0)} ~{d.get('rescored', 0)}"
+            for q, d in sorted(self.drift.items())
+        )
+        return (
+            f"rebuild {self.run_id} ({self.trigger}) in {seconds:.1f} s: {counts}; drift {self.drift_total} ({drift})"
+        )
+
+
+def split_ranges(lo: int, hi: int, chunk: int) -> list[tuple[int, int]]:
+    return [(start, min(start + chunk - 1, hi)) for start in range(lo, hi + 1, chunk)]
+
+
+async def decisions_for(
+    *,
+    replica: AsyncEngine,
+    postgres: AsyncEngine,
+    now: datetime,
+    rules: CallingRules,
+    callback_grace: timedelta,
+    lo_hi: tuple[int, int] | None = None,
+    user_ids: list[int] | None = None,
+) -> list[Decision]:
+    """Where each customer of an id range (or id list) belongs, from two set-based reads."""
+    async with replica.connect() as conn:
+        if lo_hi is not None:
+            customer_facts = await facts_.replica_facts_for_range(conn, *lo_hi)
+        else:
+            customer_facts = await facts_.replica_facts_for_ids(conn, user_ids or [])
+    phones = sorted({p for f in customer_facts if (p := normalise_phone(f.phone_raw).e164)})
+    async with postgres.connect() as conn:
+        known = await facts_.dialler_facts(conn, now=now, phones=phones, lo_hi=lo_hi, user_ids=user_ids)
+    return decide_all(customer_facts, known, now=now, rules=rules, callback_grace=callback_grace)
+
+
+def tally(decisions: list[Decision]) -> StageRangeResult:
+    queued: Counter[str] = Counter()
+    not_queued: Counter[str] = Counter()
+    deferred = 0
+    for d in decisions:
+        if d.entry is None:
+            not_queued[d.reason] += 1
+        else:
+            queued[d.entry.queue] += 1
+            deferred += d.entry.not_before is not None
+    return StageRangeResult(dict(queued), dict(not_queued), deferred)
+
+
+async def apply_decisions(engine: QueueEngine, decisions: list[Decision]) -> RecomputeResult:
+    """Bring the live queues in line with fresh decisions (customers under lease keep their lease)."""
+    entries = [d.entry for d in decisions if d.entry is not None]
+    gone = [d.user_id for d in decisions if d.entry is None]
+    await engine.upsert_many(entries)
+    await engine.remove_many(gone)
+    return RecomputeResult(queued=len(entries), removed=len(gone))
+
+
+def epoch(now: datetime | None = None) -> float:
+    return now.timestamp() if now is not None else time.time()
+
+
+async def recompute(stores: Stores, engine: QueueEngine, user_ids: list[int]) -> RecomputeResult:
+    """Place these customers afresh with the same rules as the rebuild (CDC, callbacks, outcomes)."""
+    settings = stores.settings
+    decisions = await decisions_for(
+        replica=stores.replica,
+        postgres=stores.postgres,
+        now=clock.now(settings),
+        rules=CallingRules.from_settings(settings),
+        callback_grace=timedelta(seconds=settings.callback_grace_s),
+        user_ids=user_ids,
+    )
+    result = await apply_decisions(engine, decisions)
+    vanished = sorted(set(user_ids) - {d.user_id for d in decisions})  # hard-deleted upstream
+    await engine.remove_many(vanished)
+    return RecomputeResult(queued=result.queued, removed=result.removed + len(vanished))

@@ -1,0 +1,240 @@
+"""A call from next-call to outcome, on the real API, worker, Temporal, PostgreSQL, Redis and MariaDB,
+with simulated telephony going through the signed Twilio webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.worker import Worker
+
+from activities.queues import queue_engine
+from dialler import clock
+from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
+from dialler.integrations.simulated import SimulatedTelephony
+from dialler.replica.seed import seed_replica
+from dialler.runtime import Stores
+from tests.e2e.conftest import eventually, login
+from workers.worker import build_worker
+from workflows.call_session import CallSessionWorkflow
+
+pytestmark = pytest.mark.e2e
+
+
+async def queue_one_customer(stores: Stores, replica_url: str) -> int:
+    """A small replica and one customer placed by the queue rules (as a rebuild or CDC would)."""
+    from dialler.queues.rebuild import recompute
+
+    await seed_replica(replica_url, users=60, seed=21)
+    engine = queue_engine(stores)
+    await recompute(stores, engine, list(range(1, 61)))
+    depths = await engine.depths()
+    assert depths["unsigned"] > 0
+    return depths["unsigned"]
+
+
+async def start_available(http: httpx.AsyncClient, email: str) -> dict[str, str]:
+    headers = await login(http, email)
+    response = await http.put("/api/v1/agents/me/presence", json={"state": "available"}, headers=headers)
+    assert response.status_code == 200, response.text
+    return headers
+
+
+async def call_state(http: httpx.AsyncClient, headers: dict[str, str], session_id: str) -> dict:
+    response = await http.get(f"/api/v1/calls/{session_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_next_call_dial_talk_outcome_requeues_and_frees_the_agent(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+    assert offered["customer"]["claims"] and "+44" not in str(offered["customer"])  # number never shown whole
+    assert (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "reserved"
+
+    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+    assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+
+    response = await http.post(
+        f"/api/v1/calls/{session_id}/outcome",
+        json={"disposition": "docs_promised", "notes": "sending payslips"},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()
+
+    async with stores.postgres.connect() as conn:
+        outcome = (await conn.execute(text("SELECT disposition, notes FROM call_outcomes"))).one()
+        attempt = (await conn.execute(text("SELECT user_id, result, abandoned FROM contact_attempts"))).one()
+        session = (
+            await conn.execute(text("SELECT status, answered_at, ended_at, end_reason FROM call_sessions"))
+        ).one()
+    assert tuple(outcome) == ("docs_promised", "sending payslips")
+    assert tuple(attempt) == (user_id, "docs_promised", False)
+    assert session.status == "closed" and session.answered_at and session.end_reason == "completed"
+    engine = queue_engine(stores)
+    assert await engine.lease_of(user_id) is None
+    assert (await engine.position(user_id))[0] == "unsigned"  # back in the queue...
+    not_before = float(await stores.redis.hget(engine.keys.not_before, str(user_id)))
+    assert not_before >= (clock.now(stores.settings) + timedelta(hours=3, minutes=59)).timestamp()  # ...after the gap
+    presence = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()
+    assert presence["state"] == "available"
+
+
+async def _in_state(http: httpx.AsyncClient, headers: dict[str, str], session_id: str, state: str) -> bool:
+    return (await call_state(http, headers, session_id))["state"] == state
+
+
+async def test_outcome_is_validated_per_disposition(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    session_id = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()["session_id"]
+    await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)
+    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+
+    during = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
+    assert during.status_code == 409 and "hang up" in during.json()["error"]["message"]
+    await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
+    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+
+    no_time = await http.post(
+        f"/api/v1/calls/{session_id}/outcome", json={"disposition": "callback_requested"}, headers=headers
+    )
+    assert no_time.status_code == 422 and "callback time" in no_time.json()["error"]["message"]
+    unknown = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "hung_up"}, headers=headers)
+    assert unknown.status_code == 422
+    ok = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "not_interested"}, headers=headers)
+    assert ok.status_code == 200
+
+
+async def test_another_agent_cannot_touch_my_session_and_it_is_audited(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    priya = await start_available(http, "priya@rmc.example")
+    tom = await login(http, "tom@rmc.example")
+    offered = await http.post("/api/v1/agents/me/next-call", headers=priya)
+    assert offered.status_code == 200 and offered.json()["session_id"], offered.text
+    session_id = offered.json()["session_id"]
+
+    assert (await http.get(f"/api/v1/calls/{session_id}", headers=tom)).status_code == 403
+    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=tom)).status_code == 403
+    async with stores.postgres.connect() as conn:
+        denied = await conn.scalar(text("SELECT count(*) FROM audit_log WHERE action = 'call.access_denied'"))
+    assert denied == 2
+
+
+async def test_next_call_twice_is_409_and_an_unavailable_agent_is_refused(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    aisha = await login(http, "aisha@rmc.example")
+    refused = await http.post("/api/v1/agents/me/next-call", headers=aisha)
+    assert refused.status_code == 409 and "available" in refused.json()["error"]["message"]
+
+    priya = await start_available(http, "priya@rmc.example")
+    first = await http.post("/api/v1/agents/me/next-call", headers=priya)
+    again = await http.post("/api/v1/agents/me/next-call", headers=priya)
+    assert first.status_code == 200 and again.status_code == 409
+    assert again.json()["error"]["details"]["user_id"] == first.json()["customer"]["user_id"]
+
+
+async def test_empty_queue_gives_a_reason_not_a_customer(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores
+) -> None:
+    headers = await start_available(http, "priya@rmc.example")
+
+    response = await http.post("/api/v1/agents/me/next-call", headers=headers)
+
+    assert response.status_code == 200
+    assert response.json()["customer"] is None and "Nobody" in response.json()["reason"]
+
+
+async def test_wrap_up_timeout_closes_with_no_outcome_and_releases_the_lease(
+    live_api: str, temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    engine = queue_engine(stores)
+    async with stores.sessions() as session:
+        from dialler.agents.demo import ensure_demo_accounts
+
+        await ensure_demo_accounts(session)
+    lease = await engine.next_call(
+        agent_id=1, queues=["unsigned"], trained_vulnerable=True, now=clock.now(stores.settings).timestamp()
+    )
+    assert lease is not None
+    handle = await temporal_client.start_workflow(
+        CallSessionWorkflow.run,
+        CallSessionInput(str(uuid.uuid4()), lease.user_id, 1, lease.queue, lease.token, wrap_up_timeout_s=1),
+        id=call_workflow_id(lease.user_id),
+        task_queue=stores.settings.temporal_task_queue,
+    )
+    await handle.signal(CallSessionWorkflow.dial, DialRequest(1))
+    await eventually(lambda: _workflow_state(handle, "in_progress"), within=6)
+    await handle.signal(CallSessionWorkflow.hang_up)
+
+    result = await handle.result()
+
+    assert result.disposition == "no_outcome"
+    assert await engine.lease_of(lease.user_id) is None
+    assert (await engine.position(lease.user_id))[0] == "unsigned"
+
+
+async def _workflow_state(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
+    return (await handle.query(CallSessionWorkflow.view)).state == state
+
+
+async def test_a_second_open_session_for_the_same_customer_is_refused(
+    temporal_client: Client, worker: Worker, stores: Stores
+) -> None:
+    first = CallSessionInput(str(uuid.uuid4()), 424242, 1, "unsigned", 1)
+    await temporal_client.start_workflow(
+        CallSessionWorkflow.run, first, id=call_workflow_id(424242), task_queue=stores.settings.temporal_task_queue
+    )
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await temporal_client.start_workflow(
+            CallSessionWorkflow.run,
+            CallSessionInput(str(uuid.uuid4()), 424242, 2, "unsigned", 2),
+            id=call_workflow_id(424242),
+            task_queue=stores.settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+    await temporal_client.get_workflow_handle(call_workflow_id(424242)).terminate("test done")
+
+
+async def test_worker_killed_mid_call_loses_nothing(
+    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: SimulatedTelephony
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    task_queue = stores.settings.temporal_task_queue
+    async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
+        offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+        session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+        await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)
+        await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+    # The worker is gone. The carrier's callbacks and the agent's clicks still land (as signals).
+    await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
+
+    async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
+        await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+        response = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
+        assert response.status_code == 200
+        await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()
+    async with stores.postgres.connect() as conn:
+        assert await conn.scalar(text("SELECT disposition FROM call_outcomes")) == "busy"

@@ -1,0 +1,1 @@
+"""Stand-ins for outside services that tests cannot reach, speaking their real wire formats."""

@@ -1,0 +1,156 @@
+"""The batch rebuild over a generated dataset puts exactly the right customers in each queue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import phonenumbers
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.queues import queue_engine
+from dialler import clock
+from dialler.calls.models import ContactAttempt
+from dialler.compliance.models import DoNotCall
+from dialler.queues.rebuild import RebuildInput, RebuildReport
+from dialler.replica.seed import seed_replica
+from dialler.runtime import Stores
+from workflows.queue_rebuild import QueueRebuildWorkflow
+
+# Written independently of dialler.queues: the contract's rules as plain SQL.
+EXPECTED = """
+SELECT u.id, u.phone_number,
+       CASE WHEN u.current_signature_file_id IS NULL THEN 'unsigned' ELSE 'outstanding_requests' END AS queue
+FROM users u
+WHERE u.deleted_at IS NULL AND u.is_enabled = 1 AND u.status IN ('active', 'vulnerable')
+  AND EXISTS (SELECT 1 FROM claims c WHERE c.user_id = u.id AND c.deleted_at IS NULL
+              AND c.status IN ('new', 'documents_required', 'in_progress', 'submitted_to_lender'))
+  AND (u.current_signature_file_id IS NULL OR EXISTS (
+        SELECT 1 FROM claim_requirements r JOIN claims c ON c.id = r.claim_id
+        WHERE c.user_id = u.id AND c.deleted_at IS NULL
+          AND c.status IN ('new', 'documents_required', 'in_progress', 'submitted_to_lender')
+          AND r.deleted_at IS NULL AND r.status = 'PENDING'))
+"""
+
+
+def callable_uk(raw: str | None) -> str | None:
+    """E.164 for a UK number, accepting Ofcom's drama range that the seed uses (phonenumbers rejects it)."""
+    if not raw:
+        return None
+    try:
+        number = phonenumbers.parse(raw, "GB")
+    except phonenumbers.NumberParseException:
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    drama = e164.startswith("+447700900") and len(e164) == 13
+    if not drama and not (phonenumbers.is_valid_number(number) and phonenumbers.region_code_for_number(number) == "GB"):
+        return None
+    return e164
+
+
+async def expected_queues(replica: AsyncEngine) -> dict[str, dict[int, str]]:
+    async with replica.connect() as conn:
+        rows = (await conn.execute(text(EXPECTED))).all()
+    queues: dict[str, dict[int, str]] = {"unsigned": {}, "outstanding_requests": {}}
+    for user_id, phone, queue in rows:
+        if (e164 := callable_uk(phone)) is not None:
+            queues[queue][user_id] = e164
+    return queues
+
+
+async def run_rebuild(client: Client, stores: Stores, trigger: str = "test") -> RebuildReport:
+    return await client.execute_workflow(
+        QueueRebuildWorkflow.run,
+        RebuildInput(trigger=trigger, chunk_size=700),
+        id=f"queue-rebuild-{uuid.uuid4().hex[:8]}",
+        task_queue=stores.settings.temporal_task_queue,
+    )
+
+
+async def test_rebuild_puts_exactly_the_right_customers_in_each_queue(
+    temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    await seed_replica(replica_url, users=3_000, seed=7)
+    expected = await expected_queues(stores.replica)
+    # The dialler's own data takes some of them out: a do-not-call number.
+    barred_user, barred_phone = next(iter(expected["unsigned"].items()))
+    async with stores.sessions() as session:
+        session.add(DoNotCall(phone_e164=barred_phone, source="customer", reason="asked not to be called"))
+        await session.commit()
+
+    report = await run_rebuild(temporal_client, stores)
+
+    engine = queue_engine(stores)
+    unsigned = await engine.snapshot("unsigned")
+    outstanding = await engine.snapshot("outstanding_requests")
+    # Do-not-call is per number: everyone sharing that number is out (the seed reuses drama numbers).
+    barred = {u for q in expected.values() for u, phone in q.items() if phone == barred_phone}
+    assert barred_user in barred
+    assert set(unsigned) == set(expected["unsigned"]) - barred
+    assert set(outstanding) == set(expected["outstanding_requests"]) - barred
+    assert report.counts == {"unsigned": len(unsigned), "outstanding_requests": len(outstanding)}
+    assert report.not_queued["do_not_call"] >= 1
+    assert report.drift["unsigned"]["added"] == len(unsigned)  # the live queues were empty
+
+
+async def test_second_rebuild_reports_zero_drift_and_a_change_as_drift(
+    temporal_client: Client, worker: Worker, stores: Stores, replica_url: str, replica_writer: AsyncEngine
+) -> None:
+    await seed_replica(replica_url, users=1_500, seed=11)
+    await run_rebuild(temporal_client, stores)
+
+    again = await run_rebuild(temporal_client, stores)
+    assert again.drift_total == 0
+
+    expected = await expected_queues(stores.replica)
+    signer = min(expected["unsigned"])
+    async with replica_writer.begin() as conn:  # the customer signs in the portal; CDC is not running
+        await conn.execute(
+            text("UPDATE users SET current_signature_file_id = 1, updated_at = NOW() WHERE id = :id"),
+            {"id": signer},
+        )
+
+    third = await run_rebuild(temporal_client, stores)
+    assert third.drift["unsigned"]["removed"] == 1
+    assert signer not in await queue_engine(stores).snapshot("unsigned")
+
+
+async def test_recent_attempts_defer_a_customer_until_the_gap_has_passed(
+    temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    await seed_replica(replica_url, users=500, seed=3)
+    expected = await expected_queues(stores.replica)
+    user_id, phone = next(iter(expected["unsigned"].items()))
+    called_at = clock.now(stores.settings) - timedelta(minutes=30)
+    async with stores.sessions() as session:
+        session.add(ContactAttempt(user_id=user_id, phone_e164=phone, result="no_answer", attempted_at=called_at))
+        await session.commit()
+
+    await run_rebuild(temporal_client, stores)
+
+    engine = queue_engine(stores)
+    assert user_id in await engine.snapshot("unsigned")  # still queued, but not offered yet
+    not_before = await stores.redis.hget(engine.keys.not_before, str(user_id))
+    assert not_before is not None
+    assert float(not_before) >= (called_at + timedelta(hours=4)).timestamp() - 1
+
+
+async def test_rebuild_report_is_recorded_for_the_dashboard(
+    temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    await seed_replica(replica_url, users=200, seed=5)
+
+    report = await run_rebuild(temporal_client, stores, trigger="supervisor")
+
+    async with stores.postgres.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT trigger, drift FROM queue_rebuilds WHERE workflow_id = :id"),
+                {"id": report.run_id},
+            )
+        ).one()
+    assert row.trigger == "supervisor"
+    assert row.drift == report.drift

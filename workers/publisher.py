@@ -1,0 +1,80 @@
+"""``python -m workers.publisher``: the CDC binlog publisher (the local stand-in for AWS DMS).
+
+Reads the replica's row binlog and sends DMS-shaped change records to the SQS change queue, with a
+PostgreSQL checkpoint; Prometheus metrics on ``DIALLER_PUBLISHER_METRICS_PORT`` (default 9465), status
+in Redis for the supervisor route. SIGTERM/SIGINT stop it gracefully: what was read is sent and
+checkpointed first. ``--reset-checkpoint`` forgets the checkpoint so that it starts at the binlog's
+current end (after the binlog was purged or the replica replaced; run a queue rebuild after it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from prometheus_client import start_http_server
+
+from dialler.cdc.publisher import Publisher, PublisherError, PublisherOptions, delete_checkpoint
+from dialler.config import Settings, get_settings, mask_url
+from dialler.logs import configure_logging
+from dialler.runtime import Stores
+
+log = logging.getLogger("dialler.publisher")
+
+
+async def serve(settings: Settings, options: PublisherOptions, *, reset_checkpoint: bool = False) -> None:
+    stores = Stores.open(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if reset_checkpoint:
+            try:
+                await delete_checkpoint(stores.postgres, options.checkpoint_name)
+            except Exception as exc:
+                raise PublisherError(f"PostgreSQL at {mask_url(settings.postgres_url)} is unreachable: {exc}") from None
+            log.warning("checkpoint %r reset: starting at the binlog's current end", options.checkpoint_name)
+        publisher = Publisher(settings, postgres=stores.postgres, redis=stores.redis, options=options)
+        if options.metrics_port:
+            try:
+                start_http_server(options.metrics_port, addr=options.metrics_host, registry=publisher.registry)
+            except OSError as exc:
+                raise PublisherError(
+                    f"cannot serve metrics on {options.metrics_host}:{options.metrics_port}: {exc.strerror or exc}"
+                ) from None
+            log.info("metrics on http://%s:%d/metrics", options.metrics_host, options.metrics_port)
+        await publisher.run(stop)
+    finally:
+        await stores.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.publisher", description=__doc__)
+    parser.add_argument("--reset-checkpoint", action="store_true", help="start at the binlog's current end")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings)
+    try:
+        options = PublisherOptions.from_env()
+    except (TypeError, ValueError) as exc:
+        print(f"error: bad DIALLER_PUBLISHER_* setting: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(settings, options, reset_checkpoint=args.reset_checkpoint))
+    except PublisherError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # See LOCAL-STACK.md: exit without interpreter teardown; the binlog reader is a daemon thread.
+    os._exit(code)

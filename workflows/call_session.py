@@ -1,0 +1,345 @@
+"""CallSessionWorkflow: one call attempt, from the lease to the recorded outcome.
+
+    reserved ──dial──▶ dialing ──▶ ringing ──▶ in_progress ──▶ ended ──▶ wrap_up ──outcome──▶ closed
+        └──────────────── outcome (agent skipped the call) / wrap-up timeout (no_outcome) ───┘
+
+Twilio status callbacks arrive as signals (repeats and out-of-order ones are ignored: a status never
+moves the call backwards); the agent's outcome is an Update validated before it is accepted; a Query
+gives the live state. Every side effect is an idempotent activity; the lease is renewed while the
+session lives, and released (requeue or removal) when it closes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.callbacks import CallbackActivities
+    from activities.calls import CallActivities
+    from dialler import search_attributes as sa
+    from dialler.callbacks.messages import BookCallbackInput, SettleCallbackInput
+    from dialler.calls.dispositions import EFFECTS, Disposition, InvalidOutcome, check_outcome
+    from dialler.calls.messages import (
+        END_REASONS,
+        TWILIO_STATUS_RANK,
+        AbandonedEvent,
+        CallSessionInput,
+        CallSessionView,
+        CallState,
+        CallStatusEvent,
+        DialRequest,
+        FinishInput,
+        OpenSessionInput,
+        OutcomeAccepted,
+        OutcomeInput,
+        PlaceCallInput,
+        PresenceInput,
+        RenewLeaseInput,
+        SessionProgress,
+    )
+
+QUICK = timedelta(seconds=15)
+DIAL_TIMEOUT = timedelta(seconds=30)
+FINISH_TIMEOUT = timedelta(seconds=30)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
+)
+# Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
+DIAL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
+)
+
+_LIVE_CALL = {CallState.DIALING, CallState.RINGING, CallState.IN_PROGRESS}
+
+
+@workflow.defn
+class CallSessionWorkflow:
+    @workflow.init
+    def __init__(self, input: CallSessionInput) -> None:
+        # Signals delivered together with the start are handled before run() begins: they need the input.
+        self._input: CallSessionInput | None = input
+        self._state = CallState.RESERVED
+        self._rank = -1
+        self._call_sid: str | None = None
+        self._answered = False
+        self._abandoned = False
+        self._end_reason: str | None = None
+        self._outcome: OutcomeInput | None = None
+        self._dial_requested = False
+        self._browser_call_sid: str | None = None
+        self._hangup_requested = False
+        self._hung_up = False
+        self._wrap_up_deadline: datetime | None = None
+
+    @workflow.run
+    async def run(self, input: CallSessionInput) -> OutcomeAccepted:
+        self._input = input
+        info = workflow.info()
+        workflow.upsert_search_attributes(
+            [
+                sa.AGENT_ID.value_set(str(input.agent_id)),
+                sa.USER_ID.value_set(str(input.user_id)),
+                sa.QUEUE_TYPE.value_set(input.queue),
+                sa.CALL_STATUS.value_set(str(self._state)),
+            ]
+        )
+        await self._activity(
+            CallActivities.open_session,
+            OpenSessionInput(
+                input.session_id,
+                info.workflow_id,
+                input.user_id,
+                input.agent_id,
+                input.queue,
+                input.lease_token,
+                input.progressive,
+                workflow.now(),
+            ),
+        )
+        if input.progressive:
+            self._dial_requested = True
+
+        # Reserved: wait for the agent to dial (or to record an outcome without calling).
+        while not (self._dial_requested or self._outcome):
+            await self._renewing_lease_until(lambda: self._dial_requested or self._outcome is not None)
+
+        if self._dial_requested and self._outcome is None:
+            await self._dial()
+            max_call = workflow.now() + timedelta(seconds=input.max_call_s)
+            while self._state in _LIVE_CALL:
+                seen = self._state
+                await self._renewing_lease_until(
+                    lambda seen=seen: self._state != seen or self._hangup_pending(), deadline=max_call
+                )
+                if self._hangup_pending():
+                    self._hung_up = True
+                    await self._activity(CallActivities.hangup, self._call_sid)  # the carrier then reports the end
+                    continue
+                if self._state == seen and workflow.now() >= max_call:
+                    # No final status from the carrier: never hold the customer and agent forever.
+                    workflow.logger.warning("no final call status after %s s", input.max_call_s)
+                    self._end("failed")
+                await self._progress()
+
+        if self._outcome is None:
+            await self._enter_wrap_up()
+            self._wrap_up_deadline = workflow.now() + timedelta(seconds=input.wrap_up_timeout_s)
+            await self._renewing_lease_until(lambda: self._outcome is not None, deadline=self._wrap_up_deadline)
+
+        outcome = self._outcome or OutcomeInput(agent_id=input.agent_id, disposition=Disposition.NO_OUTCOME)
+        return await self._close(outcome)
+
+    # --- signals, update, query -------------------------------------------------------------------
+
+    @workflow.signal
+    def dial(self, request: DialRequest) -> None:
+        if self._state == CallState.RESERVED and request.agent_id == (self._input and self._input.agent_id):
+            self._dial_requested = True
+            self._browser_call_sid = request.browser_call_sid
+
+    @workflow.signal
+    def hang_up(self) -> None:
+        self._hangup_requested = True
+
+    def _hangup_pending(self) -> bool:
+        return self._hangup_requested and not self._hung_up and self._call_sid is not None
+
+    @workflow.signal
+    def call_status(self, event: CallStatusEvent) -> None:
+        rank = TWILIO_STATUS_RANK.get(event.status)
+        if rank is None or rank <= self._rank or self._state not in _LIVE_CALL:
+            return  # a repeat, an older status arriving late, or one for a call already ended
+        if self._call_sid is None:
+            self._call_sid = event.call_sid
+        elif event.call_sid != self._call_sid:
+            return
+        self._rank = rank
+        if rank == 1:
+            self._state = CallState.RINGING
+        elif rank == 2:
+            self._state = CallState.IN_PROGRESS
+            self._answered = True
+        else:
+            self._end(END_REASONS[event.status])
+
+    @workflow.signal
+    def abandoned(self, event: AbandonedEvent) -> None:
+        """Progressive call answered with no agent within the limit: the information message played."""
+        if self._state in _LIVE_CALL:
+            self._abandoned = True
+            self._answered = True
+            self._end("abandoned")
+
+    @workflow.update
+    def submit_outcome(self, outcome: OutcomeInput) -> OutcomeAccepted:
+        self._outcome = outcome
+        assert self._input is not None
+        return OutcomeAccepted(self._input.session_id, outcome.disposition)
+
+    @submit_outcome.validator
+    def _validate_outcome(self, outcome: OutcomeInput) -> None:
+        assert self._input is not None
+        if outcome.agent_id != self._input.agent_id:
+            raise ApplicationError("only the agent on this call can record its outcome", type="NotYourCall")
+        if self._outcome is not None or self._state == CallState.CLOSED:
+            raise ApplicationError("the outcome of this call is already recorded", type="OutcomeAlreadyRecorded")
+        if self._state in _LIVE_CALL:
+            raise ApplicationError("hang up before recording the outcome", type="CallInProgress")
+        if self._abandoned:
+            raise ApplicationError("an abandoned call is recorded by the system", type="CallAbandoned")
+        try:
+            check_outcome(
+                outcome.disposition,
+                callback_at_given=outcome.callback_at is not None,
+                notes=outcome.notes,
+                answered=self._answered,
+            )
+        except InvalidOutcome as exc:
+            raise ApplicationError(str(exc), type="InvalidOutcome") from None
+        if outcome.callback_at is not None and outcome.callback_at <= workflow.now():
+            raise ApplicationError("the callback time must be in the future", type="InvalidOutcome")
+
+    @workflow.query
+    def view(self) -> CallSessionView:
+        assert self._input is not None
+        return CallSessionView(
+            session_id=self._input.session_id,
+            user_id=self._input.user_id,
+            agent_id=self._input.agent_id,
+            queue=self._input.queue,
+            state=str(self._state),
+            call_sid=self._call_sid,
+            end_reason=self._end_reason,
+            disposition=self._outcome.disposition if self._outcome else None,
+            answered=self._answered,
+            started_at=workflow.info().start_time,
+            wrap_up_deadline=self._wrap_up_deadline,
+            progressive=self._input.progressive,
+        )
+
+    # --- steps -------------------------------------------------------------------------------------
+
+    async def _dial(self) -> None:
+        assert self._input is not None
+        self._set_state(CallState.DIALING)
+        self._rank = 0
+        if self._browser_call_sid is not None:  # the agent's browser placed it through our TwiML app
+            self._call_sid = self._browser_call_sid
+            await self._progress()
+            await self._activity(
+                CallActivities.set_presence, PresenceInput(self._input.agent_id, "on_call", self._input.user_id)
+            )
+            return
+        try:
+            call_sid = await workflow.execute_activity_method(
+                CallActivities.place_call,
+                PlaceCallInput(
+                    self._input.session_id,
+                    workflow.info().workflow_id,
+                    self._input.user_id,
+                    self._input.agent_id,
+                    self._input.lease_token,
+                    self._input.progressive,
+                ),
+                start_to_close_timeout=DIAL_TIMEOUT,
+                retry_policy=DIAL_RETRY,
+            )
+        except ActivityError:  # the carrier refused or never answered: the call failed, the session goes on
+            workflow.logger.warning("placing the call failed")
+            self._end("failed")
+            await self._progress()
+            return
+        if self._call_sid is None:
+            self._call_sid = call_sid
+        await self._progress()
+        await self._activity(
+            CallActivities.set_presence, PresenceInput(self._input.agent_id, "on_call", self._input.user_id)
+        )
+
+    def _end(self, reason: str) -> None:
+        self._end_reason = reason
+        self._set_state(CallState.ENDED)
+
+    async def _enter_wrap_up(self) -> None:
+        assert self._input is not None
+        self._set_state(CallState.WRAP_UP)
+        await self._activity(
+            CallActivities.set_presence, PresenceInput(self._input.agent_id, "wrap_up", self._input.user_id)
+        )
+
+    async def _close(self, outcome: OutcomeInput) -> OutcomeAccepted:
+        assert self._input is not None
+        disposition = Disposition.NO_OUTCOME if self._abandoned else Disposition(outcome.disposition)
+        workflow.upsert_search_attributes([sa.DISPOSITION.value_set(str(disposition))])
+        if EFFECTS[disposition].books_callback and outcome.callback_at is not None:
+            # A workflow of its own (callback-<user id>): the callback outlives this call.
+            await self._activity(
+                CallbackActivities.book,
+                BookCallbackInput(
+                    user_id=self._input.user_id,
+                    due_at=outcome.callback_at,
+                    booked_by_agent_id=self._input.agent_id,
+                    source="call",
+                    call_session_id=self._input.session_id,
+                ),
+            )
+        elif self._input.queue == "callbacks" and disposition != Disposition.NO_OUTCOME:
+            await self._activity(
+                CallbackActivities.settle,
+                SettleCallbackInput(self._input.user_id, str(disposition), self._input.session_id),
+            )
+        await workflow.execute_activity_method(
+            CallActivities.finish_session,
+            FinishInput(
+                session_id=self._input.session_id,
+                workflow_id=workflow.info().workflow_id,
+                user_id=self._input.user_id,
+                agent_id=self._input.agent_id,
+                lease_token=self._input.lease_token,
+                disposition=str(disposition),
+                notes=outcome.notes,
+                callback_at=outcome.callback_at,
+                end_reason=self._end_reason,
+                answered=self._answered,
+                abandoned=self._abandoned,
+                finished_at=workflow.now(),
+            ),
+            start_to_close_timeout=FINISH_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        self._set_state(CallState.CLOSED)
+        await self._activity(CallActivities.set_presence, PresenceInput(self._input.agent_id, "available"))
+        return OutcomeAccepted(self._input.session_id, str(disposition))
+
+    async def _renewing_lease_until(self, done, deadline=None) -> None:  # type: ignore[no-untyped-def]
+        """Wait for ``done`` (or the deadline), renewing the customer's lease as time passes."""
+        assert self._input is not None
+        every = timedelta(seconds=self._input.lease_renew_every_s)
+        while not done():
+            timeout = every if deadline is None else min(every, deadline - workflow.now())
+            if timeout <= timedelta(0):
+                return
+            try:
+                await workflow.wait_condition(done, timeout=timeout)
+            except TimeoutError:
+                await self._activity(
+                    CallActivities.renew_lease, RenewLeaseInput(self._input.user_id, self._input.lease_token)
+                )
+
+    async def _progress(self) -> None:
+        assert self._input is not None
+        await self._activity(
+            CallActivities.record_progress,
+            SessionProgress(self._input.session_id, str(self._state), self._call_sid, workflow.now(), self._end_reason),
+        )
+
+    def _set_state(self, state: CallState) -> None:
+        self._state = state
+        workflow.upsert_search_attributes([sa.CALL_STATUS.value_set(str(state))])
+
+    async def _activity(self, method, arg) -> None:  # type: ignore[no-untyped-def]
+        await workflow.execute_activity_method(method, arg, start_to_close_timeout=QUICK, retry_policy=RETRY)

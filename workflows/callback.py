@@ -1,0 +1,270 @@
+"""CallbackWorkflow: a booked callback, from booking to completed, cancelled or missed.
+
+    scheduled ──timer──▶ due (reserved for the booking agent) ──grace──▶ open (any callback agent)
+        ▲                  │                                              │
+        └─ reschedule ─────┴──────────────── complete / cancel ───────────┴──expiry──▶ missed
+                                                                                   (rebooked once)
+
+The timer is durable: a restart of any server loses nothing. When the callback falls due, the
+current compliance rules decide (do-not-call, opt-out, deceased cancel it; a time that has fallen
+outside calling hours moves to the next allowed slot), so a callback never dials outside hours.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.callbacks import CallbackActivities
+    from dialler import search_attributes as sa
+    from dialler.callbacks.messages import (
+        BookCallbackInput,
+        CallbackStatus,
+        CallbackView,
+        CallingHours,
+        CancelInput,
+        CompleteInput,
+        EnqueueInput,
+        MirrorInput,
+        RescheduleInput,
+    )
+    from dialler.queues import gates
+
+STEP = timedelta(seconds=20)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
+)
+MIN_LEAD = timedelta(minutes=1)
+
+
+def rules_for(hours: CallingHours) -> gates.CallingRules:
+    def parse(pair: tuple[str, str]) -> tuple[time, time]:
+        return (time.fromisoformat(pair[0]), time.fromisoformat(pair[1]))
+
+    return gates.CallingRules(
+        timezone=hours.timezone,
+        weekday_hours=parse(hours.weekday),
+        saturday_hours=None if hours.saturday is None else parse(hours.saturday),
+    )
+
+
+def bookable_problem(due_at: datetime, now: datetime, hours: CallingHours) -> str | None:
+    """Why a callback cannot be booked at ``due_at`` (None when it can), naming the next allowed slot."""
+    rules = rules_for(hours)
+    if due_at.tzinfo is None:
+        return "the callback time needs a timezone"
+    shift = timedelta(seconds=hours.clock_offset_s)  # see dialler.clock
+    if due_at < now + MIN_LEAD:
+        slot = gates.next_allowed_slots(now + MIN_LEAD + shift, rules, 1)[0] - shift
+        return f"the callback time must be in the future; next allowed slot {slot.isoformat()}"
+    window = gates.calling_window(due_at + shift, rules)
+    if not window.allowed:
+        slot = gates.next_allowed_slots(due_at + shift, rules, 1)[0] - shift
+        return f"{window.explanation}; next allowed slot {slot.isoformat()}"
+    return None
+
+
+@workflow.defn
+class CallbackWorkflow:
+    @workflow.init
+    def __init__(self, input: BookCallbackInput) -> None:
+        self._input: BookCallbackInput | None = input
+        self._status = CallbackStatus.SCHEDULED
+        self._due: datetime | None = None
+        self._owner: int | None = None
+        self._reserved_until: datetime | None = None
+        self._history: list[str] = []
+        self._rescheduled = False
+        self._cancel: CancelInput | None = None
+        self._complete: CompleteInput | None = None
+
+    @workflow.run
+    async def run(self, input: BookCallbackInput) -> str:
+        self._input = input
+        self._due = input.due_at
+        self._owner = input.booked_by_agent_id
+        self._history = [*input.history, self._note(f"booked by {input.source} for {input.due_at.isoformat()}")]
+        workflow.upsert_search_attributes([sa.USER_ID.value_set(str(input.user_id))])
+        await self._set(CallbackStatus.SCHEDULED)
+
+        while True:
+            # Scheduled: sleep until due, unless the customer's plans change first.
+            if await self._wait_until(self._due):
+                if self._ended():
+                    return await self._finish()
+                continue  # rescheduled
+            check = await workflow.execute_activity_method(
+                CallbackActivities.check_due, input.user_id, start_to_close_timeout=STEP, retry_policy=RETRY
+            )
+            if check.action == "cancel":
+                self._cancel = CancelInput(reason=check.reason or "not callable")
+                return await self._finish()
+            if check.action == "move" and check.move_to is not None:
+                self._due = check.move_to
+                self._history.append(self._note(f"moved to {check.move_to.isoformat()}: {check.reason}"))
+                await self._set(CallbackStatus.SCHEDULED)
+                continue
+
+            # Due: top of the callbacks queue, reserved for the booking agent for the grace period.
+            self._reserved_until = self._due + timedelta(seconds=input.timings.grace_s)
+            await self._set(CallbackStatus.DUE)
+            await self._enqueue()
+            if await self._wait_until(self._reserved_until):
+                if self._ended():
+                    return await self._finish()
+                await self._enqueue()
+                continue
+
+            # Open: any agent working the callbacks queue may take it, until it expires.
+            self._reserved_until = None
+            await self._set(CallbackStatus.OPEN)
+            await self._enqueue()
+            if await self._wait_until(self._due + timedelta(seconds=input.timings.expiry_s)):
+                if self._ended():
+                    return await self._finish()
+                await self._enqueue()
+                continue
+            return await self._missed()
+
+    # --- signals, update, query --------------------------------------------------------------------
+
+    @workflow.update
+    async def reschedule(self, request: RescheduleInput) -> CallbackView:
+        self._due = request.due_at
+        self._rescheduled = True
+        self._history.append(self._note(f"rescheduled to {request.due_at.isoformat()}"))
+        await workflow.wait_condition(lambda: not self._rescheduled)  # the main loop has taken it in
+        return self.view()
+
+    @reschedule.validator
+    def _validate_reschedule(self, request: RescheduleInput) -> None:
+        assert self._input is not None
+        if self._status not in (CallbackStatus.SCHEDULED, CallbackStatus.DUE, CallbackStatus.OPEN) or self._ended():
+            raise ApplicationError(f"the callback is {self._status}; it can no longer be moved", type="CallbackClosed")
+        problem = bookable_problem(request.due_at, workflow.now(), self._input.hours)
+        if problem:
+            raise ApplicationError(problem, type="InvalidCallbackTime")
+
+    @workflow.signal
+    def cancel(self, request: CancelInput) -> None:
+        if self._cancel is None and self._complete is None:
+            self._cancel = request
+
+    @workflow.signal
+    def complete(self, request: CompleteInput) -> None:
+        if self._cancel is None and self._complete is None:
+            self._complete = request
+
+    @workflow.query
+    def view(self) -> CallbackView:
+        assert self._input is not None and self._due is not None
+        return CallbackView(
+            self._input.user_id, str(self._status), self._due, self._owner, self._reserved_until, list(self._history)
+        )
+
+    # --- steps -------------------------------------------------------------------------------------
+
+    def _ended(self) -> bool:
+        return self._cancel is not None or self._complete is not None
+
+    async def _wait_until(self, deadline: datetime) -> bool:
+        """Sleep until ``deadline``; True if woken early by a cancel, completion or reschedule."""
+        interrupted = lambda: self._ended() or self._rescheduled  # noqa: E731
+        remaining = deadline - workflow.now()
+        if remaining > timedelta(0) and not interrupted():
+            try:
+                await workflow.wait_condition(interrupted, timeout=remaining)
+            except TimeoutError:
+                return False
+        if not interrupted():
+            return False
+        if self._rescheduled and not self._ended():
+            self._rescheduled = False
+            self._reserved_until = None
+            await self._set(CallbackStatus.SCHEDULED)
+        return True
+
+    async def _finish(self) -> str:
+        assert self._input is not None
+        if self._cancel is not None:
+            status, reason, outcome = CallbackStatus.CANCELLED, self._cancel.reason, None
+        else:
+            assert self._complete is not None
+            status, reason, outcome = CallbackStatus.COMPLETED, None, self._complete.disposition
+        self._history.append(self._note(f"{status}" + (f": {reason}" if reason else "")))
+        await self._set(status, reason=reason, outcome=outcome)
+        await self._enqueue()  # out of the callbacks queue (back to the customer's normal queue, if any)
+        return str(status)
+
+    async def _missed(self) -> str:
+        assert self._input is not None
+        self._history.append(self._note("missed: nobody reached the customer before expiry"))
+        await self._set(CallbackStatus.MISSED, reason="expired")
+        await self._enqueue()
+        if self._input.timings.rebook_missed and self._input.rebooked_from is None:
+            rules = rules_for(self._input.hours)
+            shift = timedelta(seconds=self._input.hours.clock_offset_s)
+            # Next morning's first slot rather than straight after expiry: the customer asked for a
+            # time, and a call hours later on the same evening is rarely welcome.
+            local = (workflow.now() + shift).astimezone(rules.tz)
+            next_morning = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            slot = gates.next_allowed_slots(next_morning, rules, 1)[0] - shift
+            workflow.continue_as_new(
+                BookCallbackInput(
+                    user_id=self._input.user_id,
+                    due_at=slot,
+                    booked_by_agent_id=self._owner,
+                    source="rebook",
+                    hours=self._input.hours,
+                    timings=self._input.timings,
+                    rebooked_from=workflow.info().run_id,
+                    history=[*self._history, self._note(f"rebooked for {slot.isoformat()}")],
+                )
+            )
+        return str(CallbackStatus.MISSED)
+
+    async def _set(self, status: CallbackStatus, reason: str | None = None, outcome: str | None = None) -> None:
+        assert self._input is not None and self._due is not None
+        self._status = status
+        workflow.upsert_search_attributes(
+            [
+                sa.CALLBACK_STATUS.value_set(str(status)),
+                sa.CALLBACK_DUE.value_set(self._due),
+                sa.AGENT_ID.value_set(str(self._owner)) if self._owner is not None else sa.AGENT_ID.value_unset(),
+            ]
+        )
+        info = workflow.info()
+        await workflow.execute_activity_method(
+            CallbackActivities.mirror,
+            MirrorInput(
+                run_key=info.run_id,
+                workflow_id=info.workflow_id,
+                user_id=self._input.user_id,
+                status=str(status),
+                due_at=self._due,
+                booked_by_agent_id=self._input.booked_by_agent_id,
+                owner_agent_id=self._owner,
+                source=self._input.source,
+                reason=reason,
+                outcome=outcome,
+            ),
+            start_to_close_timeout=STEP,
+            retry_policy=RETRY,
+        )
+
+    async def _enqueue(self) -> None:
+        """Let the queue rules place the customer afresh (the mirror row says whether a callback is due)."""
+        assert self._input is not None
+        await workflow.execute_activity_method(
+            CallbackActivities.requeue,
+            EnqueueInput(self._input.user_id),
+            start_to_close_timeout=STEP,
+            retry_policy=RETRY,
+        )
+
+    def _note(self, text: str) -> str:
+        return f"{workflow.now().isoformat(timespec='seconds')} {text}"
