@@ -3,6 +3,7 @@ schedules it keeps in place."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -20,16 +21,21 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.callbacks import CallbackActivities
 from activities.calls import CallActivities
+from activities.cdc import CdcActivities
 from activities.queues import QueueActivities
+from dialler.cdc.messages import IngestInput, ingest_workflow_id
 from dialler.config import Settings
+from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.integrations.twilio import Telephony
 from dialler.queues.rebuild import RebuildInput
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
+from workflows.cdc_ingest import CdcIngestWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
 
 log = logging.getLogger("dialler.worker")
@@ -37,13 +43,14 @@ REBUILD_SCHEDULE_ID = "queue-rebuild"
 
 
 def workflows() -> Sequence[type]:
-    return [QueueRebuildWorkflow, CallSessionWorkflow, CallbackWorkflow]
+    return [QueueRebuildWorkflow, CallSessionWorkflow, CallbackWorkflow, CdcIngestWorkflow]
 
 
 def activities_for(stores: Stores, client: Client, telephony: Telephony) -> Sequence[Callable[..., Any]]:
     queues = QueueActivities(stores)
     calls = CallActivities(stores, telephony)
     callbacks = CallbackActivities(stores, client)
+    cdc = CdcActivities(stores)
     return [
         queues.plan_rebuild,
         queues.stage_range,
@@ -62,6 +69,8 @@ def activities_for(stores: Stores, client: Client, telephony: Telephony) -> Sequ
         callbacks.requeue,
         callbacks.book,
         callbacks.settle,
+        cdc.ingest_batch,
+        cdc.dlq_depth,
     ]
 
 
@@ -93,10 +102,18 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
         await client.get_schedule_handle(REBUILD_SCHEDULE_ID).update(update)
 
 
+async def ensure_cdc_ingest(client: Client, settings: Settings) -> None:
+    """One consumer per change queue; starting it again while it runs is a no-op."""
+    await client.start_workflow(
+        CdcIngestWorkflow.run,
+        IngestInput(settings.cdc_queue_name),
+        id=ingest_workflow_id(settings.cdc_queue_name),
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
 async def on_worker_start(client: Client, settings: Settings) -> None:
-    import asyncio
-
-    from dialler.integrations.sqs import ensure_cdc_queues
-
-    await ensure_schedules(client, settings)
     await asyncio.to_thread(ensure_cdc_queues, settings)
+    await ensure_schedules(client, settings)
+    await ensure_cdc_ingest(client, settings)

@@ -816,8 +816,10 @@ class _Dataset:
                 is_active = rand() >= (0.2 + 0.6 * age / _HISTORY_SECONDS if signed else 0.12)
                 if not is_active:
                     status = closed(rand)
+                elif signed:
+                    status = active_signed(rand)
                 else:
-                    status = active_signed(rand) if signed else active_unsigned(rand)
+                    status = active_unsigned(rand)
                 updated = 1 + int(age * rand())
                 deleted = ts(updated) if rand() < 0.02 else None
 
