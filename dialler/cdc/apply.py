@@ -67,7 +67,7 @@ async def fresh_records(redis: Redis, prefix: str, records: Sequence[ChangeRecor
     if not records:
         return []
     fields = [f"{r.table}:{r.id}" for r in records]
-    stored = await redis.hmget(versions_key(prefix), fields)
+    stored: list[str | None] = await redis.hmget(versions_key(prefix), fields)  # type: ignore[assignment]
     return [r for r, known in zip(records, stored, strict=True) if known is None or row_version(r).key() > known]
 
 

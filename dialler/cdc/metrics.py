@@ -62,7 +62,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 async def snapshot(redis: Redis, prefix: str) -> Snapshot:
     fields = await redis.hgetall(key(prefix))  # type: ignore[misc]
-    recent = [r.split(":") for r in await redis.lrange(recent_key(prefix), 0, -1)]  # type: ignore[misc]
+    raw: list[str] = await redis.lrange(recent_key(prefix), 0, -1)  # type: ignore[misc,assignment]
+    recent = [r.split(":") for r in raw]
     stamps = [float(r[0]) for r in recent]
     latencies = [float(r[1]) for r in recent]
     window = (max(stamps) - min(stamps)) if len(stamps) > 1 else 0.0

@@ -152,7 +152,8 @@ async def dialler_facts(
         totals[user_id] = total
         attempts[user_id] = tuple(recent or ())
     phone_list = list(phones)
-    abandoned: dict[str, datetime] = dict((await conn.execute(_ABANDONED, {"since": now - abandoned_window, "phones": phone_list})).all())
+    abandoned_rows = await conn.execute(_ABANDONED, {"since": now - abandoned_window, "phones": phone_list})
+    abandoned: dict[str, datetime] = dict(abandoned_rows.all())  # type: ignore[arg-type]
     dnc = frozenset((await conn.execute(_DNC, {"phones": phone_list})).scalars())
     opted = frozenset((await conn.execute(_OPT_OUT, {"phones": phone_list})).scalars())
     callbacks = {

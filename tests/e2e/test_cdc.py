@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.queues import queue_engine
+from dialler.cdc.publisher import Publisher
 from dialler.cdc.records import to_dms_record
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.queues.rebuild import RebuildInput, recompute
@@ -22,7 +23,6 @@ from dialler.replica.seed import seed_replica
 from dialler.runtime import Stores
 from tests.e2e.conftest import eventually
 from tests.workers.test_publisher import options, running
-from dialler.cdc.publisher import Publisher
 from workers.registry import ensure_cdc_ingest
 from workers.worker import build_worker
 from workflows.queue_rebuild import QueueRebuildWorkflow
@@ -204,8 +204,9 @@ async def test_killing_publisher_and_worker_mid_stream_ends_with_zero_drift(
             await burst(1, 60)
         await burst(60, 120)  # publisher down: these wait in the binlog
     await burst(120, 160)  # publisher and worker down
-    async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
-        async with running(Publisher(settings, postgres=stores.postgres, redis=stores.redis, options=opts)):
+    publisher = Publisher(settings, postgres=stores.postgres, redis=stores.redis, options=opts)
+    async with build_worker(temporal_client, stores, telephony, task_queue=task_queue), running(publisher):
+        if True:  # noqa: SIM108 (keeps the drain check visibly inside the running stack)
             await burst(160, 200)
 
             async def drained() -> bool:
