@@ -7,6 +7,7 @@ COPY dialler ./dialler
 COPY workflows ./workflows
 COPY activities ./activities
 COPY api ./api
+COPY web ./web
 COPY workers ./workers
 RUN pip install --no-cache-dir .
 RUN useradd --create-home dialler

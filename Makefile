@@ -26,7 +26,11 @@ down:
 	$(BIN)/python -m workers.stack down
 
 test: deps system-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --deselect tests/api/test_schemathesis.py
+
+# Property-based fuzzing of every operation in the OpenAPI spec as agent, supervisor and admin: no 5xx.
+fuzz: deps system-deps
+	$(BIN)/pytest -q tests/api/test_schemathesis.py
 
 lint: deps
 	$(BIN)/ruff format --check .

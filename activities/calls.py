@@ -127,9 +127,7 @@ class CallActivities:
     @activity.defn
     async def renew_lease(self, input: RenewLeaseInput) -> bool:
         try:
-            await self.engine.renew(
-                user_id=input.user_id, token=input.lease_token, now=clock.now(self.stores.settings).timestamp()
-            )
+            await self.engine.renew(user_id=input.user_id, token=input.lease_token, now=datetime.now(UTC).timestamp())
         except StaleLease as exc:
             activity.logger.warning("lease renewal refused: %s", exc.reason)
             return False
@@ -174,7 +172,7 @@ class CallActivities:
                 )
                 .on_conflict_do_nothing(index_elements=["call_session_id"])
             )
-            attempted_at = clock.now(self.stores.settings)  # the frame the gates read (see dialler.clock)
+            attempted_at = datetime.now(UTC)
             if input.end_reason is not None and phone:  # a call was dialled: it counts as an attempt
                 await conn.execute(
                     insert(ContactAttempt)
@@ -216,7 +214,7 @@ class CallActivities:
     # --- helpers -----------------------------------------------------------------------------------
 
     async def _release(self, input: FinishInput, requeue: bool, after_days: int) -> FinishResult:
-        now = clock.now(self.stores.settings)
+        now = datetime.now(UTC)
         entry = None
         if requeue:
             decisions = await rebuild.decisions_for(

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from dialler import clock
 from dialler.queues import rebuild
 from dialler.queues.engine import QueueEngine, RebuildNotActive
 from dialler.queues.facts import replica_id_bounds
@@ -61,7 +60,7 @@ class QueueActivities:
         decisions = await rebuild.decisions_for(
             replica=self.stores.replica,
             postgres=self.stores.postgres,
-            now=clock.now(self.stores.settings),
+            now=datetime.now(UTC),
             rules=self.rules,
             callback_grace=self.grace,
             lo_hi=(input.lo, input.hi),
@@ -72,7 +71,7 @@ class QueueActivities:
     @activity.defn
     async def swap_rebuild(self, run_id: str) -> SwapResult:
         try:
-            drift = await self.engine.swap(run_id, now=clock.now(self.stores.settings).timestamp())
+            drift = await self.engine.swap(run_id, now=datetime.now(UTC).timestamp())
         except RebuildNotActive as exc:
             # A newer rebuild took over (or this one's marker expired): its staging is not ours to swap.
             raise ApplicationError(str(exc), type="RebuildSuperseded", non_retryable=True) from exc

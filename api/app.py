@@ -10,9 +10,24 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 
-from api import errors
+from api import errors, web
 from api.auth import document_security
-from api.routes import agents, audit, auth, calls, health, presence, queues, voice
+from api.routes import (
+    agents,
+    audit,
+    auth,
+    callbacks,
+    calls,
+    cdc,
+    dashboard,
+    health,
+    portal,
+    presence,
+    queues,
+    sms,
+    ui_support,
+    voice,
+)
 from dialler.config import Settings, get_settings
 from dialler.runtime import Stores, connect_temporal
 
@@ -66,6 +81,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(calls.router, prefix=API_PREFIX)
     app.include_router(voice.router, prefix=API_PREFIX)
     app.include_router(voice.webhooks, prefix=API_PREFIX)
+    app.include_router(sms.router, prefix=API_PREFIX)
+    app.include_router(sms.webhooks, prefix=API_PREFIX)
+    app.include_router(portal.router, prefix=API_PREFIX)
+    app.include_router(dashboard.router, prefix=API_PREFIX)
+    app.include_router(ui_support.router, prefix=API_PREFIX)
+    app.include_router(cdc.router, prefix=API_PREFIX)
+    app.include_router(callbacks.router, prefix=API_PREFIX)
+    app.include_router(cdc.scrape)
     # Routers above this line; every route's required permission goes into its OpenAPI description.
     document_security(app)
+    web.install(app)  # the UI's pages and /static, after the API so that nothing shadows it
     return app

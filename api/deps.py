@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -44,3 +44,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+# Customer ids: BIGINT UNSIGNED on the replica, compared with BIGINT columns here, so capped at 2^63-1.
+MAX_ID = 2**63 - 1
+UserIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The customer's id (replica users.id)")]

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     voice_token_ttl_s: int = Field(default=3600, ge=60, le=86400)
     portal_base_url: str = "https://portal.example.co.uk"
     portal_api_key: SecretStr = SecretStr("dev-portal-key")
+    metrics_token: SecretStr = SecretStr("dev-metrics-token")
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Settings:
@@ -107,7 +108,13 @@ class Settings(BaseSettings):
             defaults = Settings.model_fields
             weak = [
                 name
-                for name in ("jwt_secret", "twilio_auth_token", "twilio_api_key_secret", "portal_api_key")
+                for name in (
+                    "jwt_secret",
+                    "twilio_auth_token",
+                    "twilio_api_key_secret",
+                    "portal_api_key",
+                    "metrics_token",
+                )
                 if getattr(self, name).get_secret_value() == defaults[name].default.get_secret_value()
             ]
             if weak:

@@ -32,7 +32,10 @@ class Stores:
             settings=settings,
             postgres=postgres,
             replica=create_replica_engine(settings),
-            redis=Redis.from_url(settings.redis_url, decode_responses=True, socket_connect_timeout=2),
+            # Reads may wait behind a large rebuild pipeline: a generous timeout, not redis-py's 5 s.
+            redis=Redis.from_url(
+                settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=30
+            ),
             sessions=session_factory(postgres),
         )
 

@@ -44,7 +44,7 @@ REDIS_URL = os.environ.get("DIALLER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 @pytest.fixture(scope="session")
 def process_group() -> Iterator[services.ProcessGroup]:
     run_dir = PROJECT_ROOT / ".run" / f"test-{os.getpid()}"
-    group = services.ProcessGroup(run_dir)
+    group = services.ProcessGroup(run_dir, die_with_parent=True)
     yield group
     group.stop_all()
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -27,6 +27,7 @@ from activities.callbacks import CallbackActivities
 from activities.calls import CallActivities
 from activities.cdc import CdcActivities
 from activities.queues import QueueActivities
+from activities.sms import SmsActivities
 from dialler.cdc.messages import IngestInput, ingest_workflow_id
 from dialler.config import Settings
 from dialler.integrations.sqs import ensure_cdc_queues
@@ -36,20 +37,30 @@ from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.cdc_ingest import CdcIngestWorkflow
+from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
+from workflows.sms import SendSmsWorkflow
 
 log = logging.getLogger("dialler.worker")
 REBUILD_SCHEDULE_ID = "queue-rebuild"
 
 
 def workflows() -> Sequence[type]:
-    return [QueueRebuildWorkflow, CallSessionWorkflow, CallbackWorkflow, CdcIngestWorkflow]
+    return [
+        QueueRebuildWorkflow,
+        CallSessionWorkflow,
+        CallbackWorkflow,
+        CdcIngestWorkflow,
+        SendSmsWorkflow,
+        MagicLinkWorkflow,
+    ]
 
 
 def activities_for(stores: Stores, client: Client, telephony: Telephony) -> Sequence[Callable[..., Any]]:
     queues = QueueActivities(stores)
     calls = CallActivities(stores, telephony)
     callbacks = CallbackActivities(stores, client)
+    sms = SmsActivities(stores, telephony)
     cdc = CdcActivities(stores)
     return [
         queues.plan_rebuild,
@@ -71,6 +82,11 @@ def activities_for(stores: Stores, client: Client, telephony: Telephony) -> Sequ
         callbacks.settle,
         cdc.ingest_batch,
         cdc.dlq_depth,
+        sms.send,
+        sms.give_up,
+        sms.issue_magic_link,
+        sms.abandon_magic_link,
+        sms.record_magic_link_result,
     ]
 
 
@@ -92,7 +108,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
     """Create the rebuild schedule, or bring an existing one to the configured interval. Idempotent."""
     schedule = rebuild_schedule(settings)
     try:
-        await client.create_schedule(REBUILD_SCHEDULE_ID, schedule)
+        # The first run starts now, so a new stack has its queues in seconds, not at the next slot.
+        await client.create_schedule(REBUILD_SCHEDULE_ID, schedule, trigger_immediately=True)
         log.info("created schedule %s every %s s", REBUILD_SCHEDULE_ID, settings.queue_rebuild_interval_s)
     except ScheduleAlreadyRunningError:
 

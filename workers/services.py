@@ -72,6 +72,7 @@ class ProcessGroup:
 
     run_dir: Path
     started: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    die_with_parent: bool = False  # tests: a killed test run must not leave services behind
 
     def __post_init__(self) -> None:
         (self.run_dir / "pids").mkdir(parents=True, exist_ok=True)
@@ -89,6 +90,7 @@ class ProcessGroup:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # our own process group: Ctrl-C in the terminal reaches us only
             env={**os.environ, **(env or {})},
+            preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
         (self.run_dir / "pids" / f"{name}.pid").write_text(str(proc.pid))
         self.started.append((name, proc))
@@ -99,6 +101,14 @@ class ProcessGroup:
             stop_pid(proc.pid, timeout=timeout, proc=proc)
             (self.run_dir / "pids" / f"{name}.pid").unlink(missing_ok=True)
         self.started.clear()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the parent dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def stop_pid(pid: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:

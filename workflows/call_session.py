@@ -125,7 +125,7 @@ class CallSessionWorkflow:
                     self._end("failed")
                 await self._progress()
 
-        if self._outcome is None:
+        if self._outcome is None and not self._abandoned:  # an abandoned call has nothing to wrap up
             await self._enter_wrap_up()
             self._wrap_up_deadline = workflow.now() + timedelta(seconds=input.wrap_up_timeout_s)
             await self._renewing_lease_until(lambda: self._outcome is not None, deadline=self._wrap_up_deadline)
@@ -312,6 +312,8 @@ class CallSessionWorkflow:
             retry_policy=RETRY,
         )
         self._set_state(CallState.CLOSED)
+        if self._abandoned:  # no wrap-up was entered: presence moves on_call -> wrap_up -> available
+            await self._activity(CallActivities.set_presence, PresenceInput(self._input.agent_id, "wrap_up"))
         await self._activity(CallActivities.set_presence, PresenceInput(self._input.agent_id, "available"))
         return OutcomeAccepted(self._input.session_id, str(disposition))
 

@@ -8,6 +8,12 @@
 The timer is durable: a restart of any server loses nothing. When the callback falls due, the
 current compliance rules decide (do-not-call, opt-out, deceased cancel it; a time that has fallen
 outside calling hours moves to the next allowed slot), so a callback never dials outside hours.
+
+The customer is texted a confirmation for every time the callback is booked for (booking, reschedule,
+move, rebook) and a reminder ``timings.reminder_s`` before it is due (0: none; none either when the
+booking itself is that close). Each text is an abandoned child ``SendSmsWorkflow``, so a slow carrier
+never delays the callback, and it checks the opt-out when it sends. A cancel or completion wakes the
+reminder timer early, so no reminder follows a cancelled callback.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from datetime import datetime, time, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.callbacks import CallbackActivities
@@ -32,13 +39,18 @@ with workflow.unsafe.imports_passed_through():
         MirrorInput,
         RescheduleInput,
     )
+    from dialler.comms.messages import SendSmsInput
+    from dialler.comms.templates import TemplateName
     from dialler.queues import gates
+    from workflows.sms import SendSmsWorkflow
 
 STEP = timedelta(seconds=20)
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
 )
 MIN_LEAD = timedelta(minutes=1)
+# Histories recorded before the callback texts existed replay without them.
+SMS_PATCH = "callback-sms"
 
 
 def rules_for(hours: CallingHours) -> gates.CallingRules:
@@ -81,6 +93,9 @@ class CallbackWorkflow:
         self._rescheduled = False
         self._cancel: CancelInput | None = None
         self._complete: CompleteInput | None = None
+        self._confirmed_due: datetime | None = None
+        self._reminded_due: datetime | None = None
+        self._texts = 0
 
     @workflow.run
     async def run(self, input: BookCallbackInput) -> str:
@@ -90,9 +105,16 @@ class CallbackWorkflow:
         self._history = [*input.history, self._note(f"booked by {input.source} for {input.due_at.isoformat()}")]
         workflow.upsert_search_attributes([sa.USER_ID.value_set(str(input.user_id))])
         await self._set(CallbackStatus.SCHEDULED)
+        await self._enqueue()  # booked for later: no other queue calls the customer before then
 
         while True:
-            # Scheduled: sleep until due, unless the customer's plans change first.
+            # Scheduled: confirm the time by text, remind before it, sleep until due, unless the
+            # customer's plans change first.
+            await self._confirm()
+            if await self._remind():
+                if self._ended():
+                    return await self._finish()
+                continue  # rescheduled
             if await self._wait_until(self._due):
                 if self._ended():
                     return await self._finish()
@@ -170,6 +192,42 @@ class CallbackWorkflow:
 
     def _ended(self) -> bool:
         return self._cancel is not None or self._complete is not None
+
+    async def _confirm(self) -> None:
+        """Text the customer the time booked, once per time."""
+        if not workflow.patched(SMS_PATCH) or self._due == self._confirmed_due:
+            return
+        self._confirmed_due = self._due
+        await self._text(TemplateName.CALLBACK_CONFIRMATION)
+
+    async def _remind(self) -> bool:
+        """Sleep until the reminder time and text the reminder; True if woken early (cancel,
+        completion, reschedule), in which case no reminder goes out."""
+        assert self._input is not None and self._due is not None
+        lead = timedelta(seconds=self._input.timings.reminder_s)
+        if not workflow.patched(SMS_PATCH) or lead <= timedelta(0) or self._due == self._reminded_due:
+            return False
+        remind_at = self._due - lead
+        if remind_at - workflow.now() < lead / 2:
+            # Booked (or moved) that close to the time: the confirmation just sent is the reminder.
+            self._reminded_due = self._due
+            return False
+        if await self._wait_until(remind_at):
+            return True
+        self._reminded_due = self._due
+        await self._text(TemplateName.CALLBACK_REMINDER)
+        return False
+
+    async def _text(self, template: TemplateName) -> None:
+        assert self._input is not None and self._due is not None
+        self._texts += 1
+        info = workflow.info()
+        await workflow.start_child_workflow(
+            SendSmsWorkflow.run,
+            SendSmsInput(user_id=self._input.user_id, template=str(template), params={"due_at": self._due.isoformat()}),
+            id=f"sms-{info.workflow_id}-{info.run_id[:8]}-{self._texts}",
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
 
     async def _wait_until(self, deadline: datetime) -> bool:
         """Sleep until ``deadline``; True if woken early by a cancel, completion or reschedule."""

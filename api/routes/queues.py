@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from activities.queues import last_rebuild_key, queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require
-from api.deps import StoresDep, TemporalDep
+from api.deps import MAX_ID, StoresDep, TemporalDep, UserIdPath
 from api.errors import NotFound
 from dialler import clock
 from dialler.agents.models import Agent
@@ -116,7 +116,7 @@ async def page(
 
 @router.get("/customers/{user_id}/explain", response_model=ExplanationRead)
 async def explain(
-    user_id: int,
+    user_id: UserIdPath,
     request: Request,
     stores: StoresDep,
     agent: Annotated[Agent, Depends(require(Permission.CUSTOMERS_READ_ANY))],
@@ -162,7 +162,7 @@ async def explain(
 async def not_callable_report(
     stores: StoresDep,
     agent: Annotated[Agent, Depends(require(Permission.CUSTOMERS_READ_ANY))],
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> NotCallablePage:
     """Customers who would be called but have no callable number, with the reason (to fix upstream)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -86,8 +86,8 @@ async def take_next_call(
         raise AlreadyHoldingCustomer(presence.user_id)
     if presence.state is not PresenceState.AVAILABLE:
         raise NextCallRefused(f"Only an available agent can take a next call (you are {presence.state.value}).")
-    now = clock.now(settings)
-    window = gates.calling_window(now, gates.CallingRules.from_settings(settings))
+    now = datetime.now(UTC)
+    window = gates.calling_window(clock.now(settings), gates.CallingRules.from_settings(settings))
     if not window.allowed:
         return NoneEligible(f"Outside calling hours: {window.explanation}", window.until)
     if not agent.queues:
@@ -135,7 +135,7 @@ async def take_next_call(
                 agent_id=agent.id,
                 queue=lease.queue,
                 lease_token=lease.token,
-                progressive=False,
+                progressive=agent.progressive_mode,  # the session dials by itself
                 wrap_up_timeout_s=settings.wrap_up_timeout_s,
                 lease_renew_every_s=max(5, settings.lease_ttl_s // 3),
             ),

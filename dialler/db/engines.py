@@ -9,7 +9,8 @@ from dialler.config import Settings
 
 
 def create_postgres_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
-    options: dict[str, object] = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True}
+    # No pre-ping: it costs a round trip per checkout; pool_recycle and retries handle stale connections.
+    options: dict[str, object] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
     options.update(kwargs)
     return create_async_engine(settings.postgres_url, **options)
 
@@ -17,12 +18,7 @@ def create_postgres_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
 def create_replica_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
     """The main app's replica. Read-only by construction: every connection runs in a READ ONLY
     transaction, so a stray write fails in the database, not just by convention."""
-    options: dict[str, object] = {
-        "pool_size": 5,
-        "max_overflow": 5,
-        "pool_pre_ping": True,
-        "pool_recycle": 1800,
-    }
+    options: dict[str, object] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
     options.update(kwargs)
     engine = create_async_engine(settings.replica_url, **options)
 

@@ -45,7 +45,8 @@ def decide(
 ) -> Decision:
     callback = known.callbacks.get(facts.user_id)
     callback_due = callback is not None and callback.status in ("due", "open")
-    placement = classify(replace(facts, has_live_callback_due=callback_due))
+    # dataclasses.replace is costly at rebuild scale: copy only in the rare case that changes the facts.
+    placement = classify(replace(facts, has_live_callback_due=True) if callback_due else facts)
     if placement.queue is None or placement.phone_e164 is None:
         return Decision(facts.user_id, placement, None)
     if callback is not None and not callback_due:
@@ -57,17 +58,20 @@ def decide(
 
     phone = placement.phone_e164
     history = gates.ContactHistory(known.attempts.get(facts.user_id, ()), known.abandoned_at.get(phone))
+    if callback_due:
+        # The customer asked for this call at this time: attempt limits and the minimum gap give way;
+        # the cool-off after an abandoned call (Ofcom) does not.
+        history = gates.ContactHistory((), history.last_abandoned_at)
     listed, opted = phone in known.do_not_call, phone in known.opted_out
     if listed or opted:
         return Decision(facts.user_id, placement, None, gates.do_not_call(listed) if listed else gates.opted_out(True))
 
-    # Per-customer gates become a not-before time; the calling window is also checked at next-call.
-    results = gates.evaluate(now, history, rules, listed_dnc=False, opted_out=False)
-    blocking = next((r for r in results if not r.allowed and r.rule != gates.Rule.CALLING_WINDOW), None)
-    not_before = None
-    if blocking is not None:
-        opens = gates.next_allowed_at(now, history, rules, listed_dnc=False, opted_out=False)
-        not_before = opens.timestamp() if opens is not None else None
+    # Per-customer gates become a not-before time. The calling window is the same for everyone, so
+    # it is checked when an agent asks for the next call (dialler.calls.service), not stored here.
+    # Most customers have no recent contact: no per-customer gate can be closed, nothing to evaluate.
+    no_history = not history.attempts and history.last_abandoned_at is None
+    blocking, opens = (None, None) if no_history else _per_customer_block(now, history, rules)
+    not_before = opens.timestamp() if opens is not None else None
 
     reserved_for = reserved_until = None
     callback_reserved = callback is not None and callback.status == "due" and callback.owner_agent_id is not None
@@ -92,6 +96,22 @@ def decide(
         reserved_until=reserved_until if reserved_until and reserved_until > now.timestamp() else None,
     )
     return Decision(facts.user_id, placement, entry, blocking)
+
+
+def _per_customer_block(
+    now: datetime, history: gates.ContactHistory, rules: gates.CallingRules
+) -> tuple[gates.GateResult | None, datetime | None]:
+    """The first closed per-customer gate and when they all open (attempt limits, gap, cool-off)."""
+    first: gates.GateResult | None = None
+    at = now
+    for _ in range(16):  # each step jumps to a later opening; a handful always suffices
+        results = gates.evaluate(at, history, rules, listed_dnc=False, opted_out=False)
+        blocked = [r for r in results if not r.allowed and r.rule != gates.Rule.CALLING_WINDOW and r.until]
+        if not blocked:
+            return first, (at if first is not None else None)
+        first = first or blocked[0]
+        at = max(r.until for r in blocked if r.until is not None)
+    return first, at
 
 
 def decide_all(

@@ -5,14 +5,14 @@ from the replica and the dialler's own data, written to staging keys and swapped
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialler import clock
 from dialler.queues import facts as facts_
 from dialler.queues.engine import QueueEngine
 from dialler.queues.gates import CallingRules
@@ -116,10 +116,20 @@ async def decisions_for(
             customer_facts = await facts_.replica_facts_for_range(conn, *lo_hi)
         else:
             customer_facts = await facts_.replica_facts_for_ids(conn, user_ids or [])
-    phones = sorted({p for f in customer_facts if (p := normalise_phone(f.phone_raw).e164)})
+
+    def callable_phones() -> list[str]:
+        return sorted({p for f in customer_facts if (p := normalise_phone(f.phone_raw).e164)})
+
+    phones = callable_phones() if len(customer_facts) < 200 else await asyncio.to_thread(callable_phones)
     async with postgres.connect() as conn:
         known = await facts_.dialler_facts(conn, now=now, phones=phones, lo_hi=lo_hi, user_ids=user_ids)
-    return decide_all(customer_facts, known, now=now, rules=rules, callback_grace=callback_grace)
+    if len(customer_facts) < 200:
+        return decide_all(customer_facts, known, now=now, rules=rules, callback_grace=callback_grace)
+    # Thousands of decisions are CPU work: off the event loop, so that the worker's workflow tasks and
+    # heartbeats keep their slots while a rebuild runs.
+    return await asyncio.to_thread(
+        decide_all, customer_facts, known, now=now, rules=rules, callback_grace=callback_grace
+    )
 
 
 def tally(decisions: list[Decision]) -> StageRangeResult:
@@ -154,7 +164,7 @@ async def recompute(stores: Stores, engine: QueueEngine, user_ids: list[int]) ->
     decisions = await decisions_for(
         replica=stores.replica,
         postgres=stores.postgres,
-        now=clock.now(settings),
+        now=datetime.now(UTC),
         rules=CallingRules.from_settings(settings),
         callback_grace=timedelta(seconds=settings.callback_grace_s),
         user_ids=user_ids,

@@ -32,6 +32,16 @@ PUBLIC_PATHS = frozenset(
         "/api/v1/auth/login",
         "/api/v1/auth/refresh",
         "/api/v1/auth/logout",
+        # The claim portal (a server, not a person) with X-Portal-Key: tests/api/test_portal.py
+        "/api/v1/portal/magic-links/verify",
+        "/metrics",  # Prometheus: the scrape key, not a person's token (tests/api/test_cdc_api.py)
+        # The web UI's pages and assets (api/web.py): no data in them; every call they make to
+        # /api/v1 carries the signed-in agent's token.
+        "/",
+        "/agent",
+        "/supervisor",
+        "/admin",
+        "/static",
     }
 )
 # Twilio webhooks authenticate with X-Twilio-Signature, not a bearer token.

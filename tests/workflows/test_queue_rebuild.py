@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import phonenumbers
 from sqlalchemy import text
@@ -12,7 +12,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.queues import queue_engine
-from dialler import clock
 from dialler.calls.models import ContactAttempt
 from dialler.compliance.models import DoNotCall
 from dialler.queues.rebuild import RebuildInput, RebuildReport
@@ -124,7 +123,7 @@ async def test_recent_attempts_defer_a_customer_until_the_gap_has_passed(
     await seed_replica(replica_url, users=500, seed=3)
     expected = await expected_queues(stores.replica)
     user_id, phone = next(iter(expected["unsigned"].items()))
-    called_at = clock.now(stores.settings) - timedelta(minutes=30)
+    called_at = datetime.now(UTC) - timedelta(minutes=30)
     async with stores.sessions() as session:
         session.add(ContactAttempt(user_id=user_id, phone_e164=phone, result="no_answer", attempted_at=called_at))
         await session.commit()

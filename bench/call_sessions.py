@@ -1,0 +1,251 @@
+"""Benchmark of call sessions completed per second, end to end.
+
+    .venv/bin/python bench/call_sessions.py [--sessions 400] [--agents 50] [--ring 0.2] [--talk 0.5]
+
+Services as in bench/api_next_call.py (private MariaDB seeded with ``--users`` and queued by the
+product's recompute, Temporal dev server with WAL, ``bench_*`` PostgreSQL, ``bench:*`` Redis), plus
+the API (uvicorn subprocess) and the real worker (bench/_worker.py subprocess: build_worker with
+SimulatedTelephony; every call answers after ``--ring`` s and the customer hangs up after ``--talk`` s;
+the simulator posts signed Twilio webhooks to the live API).
+
+Each of ``--agents`` agents loops over HTTP, as the agent UI does:
+next-call -> dial -> poll GET /calls/{id} every ``--poll`` s until wrap_up -> POST outcome (docs_promised:
+the update) -> poll presence every ``--poll``/2 s until available again (the workflow has finished the
+session, released the lease and requeued the customer with the attempt gap). A session is counted
+complete at that moment. Throughput = completed sessions / wall time of the whole run (the ring and
+talk time are inside it: with N agents the ceiling is N / (ring + talk + overheads)).
+Reports sessions/s, per-session latency, CPU and RSS of the worker, API and Temporal server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._stack import ROOT, RssSampler, Stack, exit_now, load, machine, percentile  # noqa: E402
+from bench.api_next_call import api_env, create_agents, sign_in, start_api, stop_api  # noqa: E402
+
+steps: dict[str, list[float]] = {}  # per-step durations of completed sessions
+workflow_ids: list[str] = []
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sessions", type=int, default=400)
+    p.add_argument("--agents", type=int, default=50)
+    p.add_argument("--ring", type=float, default=0.2)
+    p.add_argument("--talk", type=float, default=0.5)
+    p.add_argument("--users", type=int, default=5_000)
+    p.add_argument(
+        "--profile-worker",
+        default=None,
+        metavar="FILE",
+        help="cProfile the worker's event loop thread into FILE and print its top functions",
+    )
+    p.add_argument("--poll", type=float, default=0.25, help="call-state poll interval (presence: half of it)")
+    return p.parse_args()
+
+
+def start_worker(stack: Stack, settings, args, extra: list[str] | None = None) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    log_path = stack.run_dir / "logs" / "worker.log"
+    argv = [sys.executable, str(ROOT / "bench" / "_worker.py"), "--ring", str(args.ring), "--talk", str(args.talk)]
+    proc = subprocess.Popen(
+        argv + (extra or []),
+        cwd=ROOT,
+        env=api_env(settings),
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("worker exited: " + log_path.read_text()[-2000:])
+        if log_path.exists() and "worker ready" in log_path.read_text():
+            return proc
+        time.sleep(0.1)
+    raise RuntimeError("worker not ready in 30 s")
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    from workers.services import stop_pid
+
+    stop_pid(proc.pid, timeout=25, proc=proc)
+
+
+async def agent_loop(
+    http, headers, quota: list[int], done: list[float], errors: Counter, args, requests: list[int]
+) -> None:  # type: ignore[no-untyped-def]
+    while quota[0] > 0:
+        quota[0] -= 1
+        t0 = time.perf_counter()
+        requests[0] += 3  # next-call, dial, outcome
+        r = await http.post("/api/v1/agents/me/next-call", headers=headers)
+        if r.status_code != 200 or not r.json().get("session_id"):
+            errors[f"next-call {r.status_code} {r.json().get('reason') or ''}"[:80]] += 1
+            quota[0] += 1
+            await asyncio.sleep(0.2)
+            continue
+        sid = r.json()["session_id"]
+        workflow_ids.append(r.json()["workflow_id"])
+        t1 = time.perf_counter()
+        r = await http.post(f"/api/v1/calls/{sid}/dial", headers=headers)
+        if r.status_code != 202:
+            errors[f"dial {r.status_code}"] += 1
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            await asyncio.sleep(args.poll)
+            requests[0] += 1
+            r = await http.get(f"/api/v1/calls/{sid}", headers=headers)
+            if r.status_code == 200 and r.json()["state"] == "wrap_up":
+                break
+        else:
+            errors["no wrap_up within 30 s"] += 1
+        t2 = time.perf_counter()
+        r = await http.post(f"/api/v1/calls/{sid}/outcome", json={"disposition": "docs_promised"}, headers=headers)
+        t3 = time.perf_counter()
+        if r.status_code != 200:
+            errors[f"outcome {r.status_code}"] += 1
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            requests[0] += 1
+            r = await http.get("/api/v1/agents/me/presence", headers=headers)
+            if r.status_code == 200 and r.json()["state"] == "available":
+                break
+            await asyncio.sleep(args.poll / 2)
+        else:
+            errors["not available again within 30 s"] += 1
+            return
+        done.append(time.perf_counter() - t0)
+        steps.setdefault("next-call request", []).append(t1 - t0)
+        steps.setdefault("dial → wrap_up seen (ring + talk + webhooks + signals)", []).append(t2 - t1)
+        steps.setdefault("outcome request (Update)", []).append(t3 - t2)
+        steps.setdefault("outcome → agent available (finish_session, requeue, presence)", []).append(
+            time.perf_counter() - t3
+        )
+
+
+async def main() -> int:
+    args = parse_args()
+    import httpx
+    import psutil
+
+    from activities.queues import queue_engine
+    from dialler.queues.rebuild import recompute
+    from dialler.replica.seed import seed_replica
+    from dialler.runtime import Stores
+
+    print(f"machine: {machine()}; load at start {load()}", flush=True)
+    async with Stack(mariadb=True, temporal=True, moto=True) as stack:
+        settings = stack.settings(queue_rebuild_interval_s=86_400)
+        await seed_replica(stack.replica_url, users=args.users, seed=11, only_if_empty=False)
+        stores = Stores.open(settings)
+        engine = queue_engine(stores)
+        for lo in range(1, args.users + 1, 5000):
+            await recompute(stores, engine, list(range(lo, min(lo + 5000, args.users + 1))))
+        depths = await engine.depths()
+        print(f"queued: {depths}", flush=True)
+        emails = await create_agents(stores, args.agents, stack.unique)
+        api = start_api(stack, settings, None)
+        prof_path = Path(args.profile_worker or stack.run_dir / "worker.prof").resolve()
+        worker = start_worker(stack, settings, args, ["--profile", str(prof_path)] if args.profile_worker else None)
+        temporal_pid = None
+        for child in psutil.Process(os.getpid()).children(recursive=True):
+            if "temporal" in " ".join(child.cmdline()[:2]):
+                temporal_pid = child.pid
+        pids = {"worker": worker.pid, "api": api.pid, "bench": os.getpid()}
+        if temporal_pid:
+            pids["temporal"] = temporal_pid
+        done: list[float] = []
+        requests = [0]
+        errors: Counter = Counter()
+        try:
+            limits = httpx.Limits(max_connections=args.agents * 2 + 10)
+            async with httpx.AsyncClient(base_url=settings.public_base_url, timeout=60, limits=limits) as http:
+                headers = await sign_in(http, emails, stores)
+                quota = [args.sessions]
+                with RssSampler(pids) as sampler:
+                    t0 = time.perf_counter()
+                    progress = asyncio.create_task(report_progress(done, t0))
+                    await asyncio.gather(*(agent_loop(http, h, quota, done, errors, args, requests) for h in headers))
+                    wall = time.perf_counter() - t0
+                    progress.cancel()
+                run_load = load()
+            history_note = await history_summary(stack.env.client, workflow_ids[-1]) if workflow_ids else ""
+        finally:
+            stop_worker(worker)
+            stop_api(api)
+            await stores.close()
+        n = len(done)
+        print(f"\n## Call sessions end to end: {args.agents} agents, ring {args.ring} s, talk {args.talk} s\n")
+        print("| metric | value |\n|---|---|")
+        print(f"| sessions completed | {n} of {args.sessions} |")
+        print(f"| wall | {wall:.1f} s |")
+        print(f"| **throughput** | **{n / wall:.1f} sessions/s** |")
+        print(
+            f"| session cycle p50 / p99 / max (next-call → available again) | {percentile(done, 50):.2f} / "
+            f"{percentile(done, 99):.2f} / {max(done, default=float('nan')):.2f} s |"
+        )
+        print(
+            f"| ceiling for {args.agents} agents at this cycle (agents / p50 cycle) | "
+            f"{args.agents / percentile(done, 50):.1f} sessions/s |"
+        )
+        for name in pids:
+            print(
+                f"| {name}: CPU {sampler.cpu[name]:.1f} s ({sampler.cpu_pct(name):.0f} % of one core), "
+                f"peak RSS | {sampler.peak[name]:.0f} MB |"
+            )
+        for name, xs in steps.items():
+            print(f"| step: {name} p50 / p99 | {percentile(xs, 50):.2f} / {percentile(xs, 99):.2f} s |")
+        print(f"| HTTP requests per completed session (incl. polls) | {requests[0] / max(n, 1):.1f} |")
+        print(f"| load average (1/5/15) at end | {run_load} |")
+        if errors:
+            print(f"| errors | {dict(errors)} |")
+        print(f"| one session's history | {history_note} |")
+        if args.profile_worker and prof_path.exists():
+            import pstats
+
+            print("\n<details><summary>worker cProfile by tottime</summary>\n\n```")
+            stats = pstats.Stats(str(prof_path))
+            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("cumulative").print_callers("builtins.exec|builtins.compile")
+            print("```\n</details>")
+    return 0
+
+
+async def history_summary(client, workflow_id: str) -> str:  # type: ignore[no-untyped-def]
+    from temporalio.api.enums.v1 import EventType
+
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    kinds = Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events)
+    interesting = (
+        "WORKFLOW_TASK_COMPLETED",
+        "ACTIVITY_TASK_SCHEDULED",
+        "WORKFLOW_EXECUTION_SIGNALED",
+        "WORKFLOW_EXECUTION_UPDATE_ACCEPTED",
+        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",
+        "TIMER_STARTED",
+    )
+    return f"{len(history.events)} events; " + ", ".join(f"{k.lower()} {kinds.get(k, 0)}" for k in interesting)
+
+
+async def report_progress(done: list[float], t0: float) -> None:
+    last = 0
+    while True:
+        await asyncio.sleep(10)
+        el = time.perf_counter() - t0
+        print(f"  {el:.0f} s: {len(done)} done ({(len(done) - last) / 10:.1f}/s last 10 s), load {load()}", flush=True)
+        last = len(done)
+
+
+if __name__ == "__main__":
+    exit_now(asyncio.run(main()))

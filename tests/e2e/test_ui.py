@@ -1,0 +1,581 @@
+"""The web UI in Debian's headless Chromium (Python Playwright), against the real stack in simulated mode:
+the API over HTTP, the worker on Temporal, PostgreSQL, Redis and MariaDB.
+
+The agent journey: sign in → available → next call → the call connects → hang up → outcome
+``callback_requested`` at a time from the picker → the callback shows in "my callbacks"; meanwhile a
+supervisor, in a second browser context, sees the agent move on the board without reloading. No
+console errors anywhere. With ``DIALLER_UPDATE_SCREENSHOTS=1`` the screenshots of each screen are
+written to ``docs/screenshots/`` (the README shows them); otherwise to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from temporalio.worker import Worker
+
+from dialler.agents.demo import ensure_demo_accounts
+from dialler.agents.presence import Initiator, PresenceState, set_presence
+from dialler.callbacks.models import Callback
+from dialler.calls.dispositions import EFFECTS, Disposition
+from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
+from dialler.config import PROJECT_ROOT, Settings, TelephonyMode
+from dialler.queues.keys import QueueKeys
+from dialler.queues.models import QueueRebuild
+from dialler.runtime import Stores
+from tests.e2e.conftest import LiveServer
+from tests.e2e.test_call_session import queue_one_customer
+from workers.services import free_port
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1366, "height": 768}
+SHOTS = PROJECT_ROOT / "docs" / "screenshots"
+# The committed screenshots change only when asked for; other runs still take them (into a temp dir).
+UPDATE_SHOTS = os.environ.get("DIALLER_UPDATE_SCREENSHOTS") == "1"
+SHOTS_OUT = SHOTS if UPDATE_SHOTS else Path(tempfile.gettempdir()) / "rmc-dialler-screenshots"
+PASSWORD = "dialler-demo"
+BOARD_STEP_S = 10_000  # ms: the board polls every 2 s; a move must show within a few polls
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Access tokens of 60 s (the shortest allowed): the screens then refresh them every few seconds,
+    so every test here also proves that silent refresh and rotation keep a screen signed in."""
+    return settings.model_copy(update={"access_token_ttl_s": 60})
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+class ConsoleErrors:
+    """Every console error and uncaught exception of the pages it watches."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def watch(self, page: Page, name: str) -> Page:
+        page.on("console", lambda m: self.errors.append(f"{name} console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"{name} pageerror: {e}"))
+        return page
+
+
+async def open_page(browser: Browser, console: ConsoleErrors, name: str) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(viewport=VIEWPORT, base_url=None)
+    context.set_default_timeout(15_000)
+    return context, console.watch(await context.new_page(), name)
+
+
+async def sign_in(page: Page, base_url: str, email: str, *, screenshot: str | None = None) -> None:
+    await page.goto(base_url + "/")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    if screenshot:
+        await shot(page, screenshot)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#who-name")).to_be_visible()
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS_OUT.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS_OUT / f"{name}.png"))
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => el.type !== 'hidden' && el.getClientRects().length)
+  .filter((el) => !(el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
+    || [...(el.labels || [])].some((l) => l.textContent.trim())
+    || (el.tagName === 'BUTTON' && el.textContent.trim())))
+  .map((el) => el.outerHTML.slice(0, 100))"""
+
+
+async def assert_labelled(page: Page) -> None:
+    """Every visible control has an accessible name (a label, aria-label or its text)."""
+    assert await page.evaluate(UNLABELLED) == []
+
+
+async def access_token(page: Page) -> str:
+    return str(await page.evaluate("JSON.parse(sessionStorage.getItem('rmc.session')).access"))
+
+
+def board_row(page: Page, agent_id: int):  # type: ignore[no-untyped-def]
+    return page.locator(f'#board-rows tr[data-agent-id="{agent_id}"]')
+
+
+async def set_mobile(replica_url: str, user_id: int) -> None:
+    engine = create_async_engine(replica_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE users SET phone_number = '07700 900123' WHERE id = :id"), {"id": user_id})
+    await engine.dispose()
+
+
+async def agent_id(stores: Stores, email: str) -> int:
+    async with stores.postgres.connect() as conn:
+        return int(await conn.scalar(text("SELECT id FROM agents WHERE email = :e"), {"e": email}))
+
+
+async def test_agent_journey_with_a_supervisor_watching(
+    live_api: str, worker: Worker, stores: Stores, replica_url: str, browser: Browser
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    priya = await agent_id(stores, "priya@rmc.example")
+    console = ConsoleErrors()
+    agent_ctx, agent = await open_page(browser, console, "agent")
+    sup_ctx, supervisor = await open_page(browser, console, "supervisor")
+
+    await sign_in(supervisor, live_api, "sam@rmc.example")
+    await expect(supervisor).to_have_url(re.compile(r"/supervisor$"))
+    sam_board = board_row(supervisor, priya)
+    await expect(sam_board).to_have_attribute("data-state", "offline")
+
+    # Sign in and start work.
+    await sign_in(agent, live_api, "priya@rmc.example", screenshot="login")
+    await expect(agent).to_have_url(re.compile(r"/agent$"))
+    first_token = await access_token(agent)
+    await agent.get_by_role("button", name="Available").click()
+    await expect(agent.locator("#status-now")).to_contain_text("Available")
+    await expect(sam_board).to_have_attribute("data-state", "available", timeout=BOARD_STEP_S)
+    await expect(agent.get_by_role("button", name="Next call")).to_be_enabled()
+    await shot(agent, "agent-idle")
+
+    # Next call: the customer panel fills; the supervisor sees "reserved".
+    await agent.get_by_role("button", name="Next call").click()
+    await expect(agent.locator("#customer-name")).to_be_visible()
+    customer = (await agent.locator("#customer-name").inner_text()).strip()
+    await expect(agent.locator("#call-state-text")).to_contain_text("Reserved")
+    await expect(agent.locator("#customer-body")).to_contain_text("Claims")
+    await expect(sam_board).to_have_attribute("data-state", "reserved", timeout=BOARD_STEP_S)
+    await expect(sam_board.locator(".customer-cell")).to_contain_text(customer.split()[0])
+
+    # Call: the simulated carrier rings, the customer answers.
+    await agent.get_by_role("button", name="Call", exact=True).click()
+    await expect(agent.locator("#call-state-text")).to_contain_text("Connected")
+    await expect(sam_board).to_have_attribute("data-state", "on_call", timeout=BOARD_STEP_S)
+
+    # While on the phone: a signing link by text, and it shows in the customer's thread.
+    user_id = int((await agent.locator("#customer-body .tag", has_text="Customer #").inner_text()).split("#")[1])
+    await set_mobile(replica_url, user_id)  # the seed gives some customers landlines; texts need a mobile
+    await agent.get_by_role("button", name="Send signing link").click()
+    await expect(agent.locator("#sms-thread .sms-outbound")).to_contain_text("sign", timeout=15_000)
+    await shot(agent, "agent-on-call")
+    await assert_labelled(agent)
+
+    # Hang up: wrap-up, and the outcome form opens.
+    await agent.get_by_role("button", name="Hang up").click()
+    await expect(agent.locator("#call-state-text")).to_contain_text(re.compile("Wrap-up|Call ended"))
+    await expect(sam_board).to_have_attribute("data-state", "wrap_up", timeout=BOARD_STEP_S)
+    await expect(agent.get_by_label("Callback requested")).to_be_enabled()
+
+    # Outcome: callback requested, at a time the picker offers.
+    await agent.get_by_label("Callback requested").check()
+    picker = agent.locator("#callback-fields")
+    await expect(picker).to_be_visible()
+    times = agent.get_by_label("Time", exact=True)
+    await expect(times.locator("option")).not_to_have_count(1)  # more than the "Choose a time" prompt
+    await expect(agent.get_by_label("Day", exact=True)).not_to_have_value("")
+    values = [v for v in await times.locator("option").evaluate_all("os => os.map(o => o.value)") if v]
+    chosen = values[min(2, len(values) - 1)]
+    await times.select_option(chosen)
+    await agent.get_by_label("Call notes").fill("Call back after the school run, prefers mornings.")
+    await shot(agent, "agent-outcome-callback-picker")
+    await assert_labelled(agent)
+    await agent.get_by_role("button", name="Save outcome").click()
+
+    await expect(agent.locator("#status-now")).to_contain_text("Available")
+    await expect(sam_board).to_have_attribute("data-state", "available", timeout=BOARD_STEP_S)
+    await expect(agent.locator("#customer-body")).to_contain_text("No customer yet")
+
+    # The callback is booked for this agent and shows in "my callbacks".
+    async with stores.postgres.connect() as conn:
+        outcome = (await conn.execute(text("SELECT disposition, callback_at, agent_id FROM call_outcomes"))).one()
+    assert outcome.disposition == "callback_requested" and outcome.agent_id == priya
+    assert outcome.callback_at == datetime.fromisoformat(chosen)
+    upcoming = agent.locator("#callbacks-upcoming li")
+    await expect(upcoming).to_have_count(1, timeout=15_000)
+    await expect(upcoming).to_contain_text("Customer #")
+    await shot(agent, "agent-callback-booked")
+
+    # The supervisor's board kept up without a reload; its numbers now count the call.
+    await expect(supervisor.locator("#kpi-calls .kpi-value")).to_have_text("1", timeout=BOARD_STEP_S)
+    await expect(supervisor.locator('#outcomes li[data-disposition="callback_requested"]')).to_be_visible()
+    await assert_labelled(supervisor)
+
+    # Tokens of 60 s were refreshed (and rotated) silently while both screens kept working.
+    assert await access_token(agent) != first_token
+
+    assert not console.errors, "\n".join(console.errors)
+    await agent_ctx.close()
+    await sup_ctx.close()
+
+
+# A morning on the floor: (disposition, answered, abandoned) of the calls made so far today.
+CALLS_TODAY = [
+    ("signed_on_call", True, False),
+    ("signed_on_call", True, False),
+    ("docs_promised", True, False),
+    ("docs_promised", True, False),
+    ("callback_requested", True, False),
+    ("not_interested", True, False),
+    ("no_answer", False, False),
+    ("no_answer", False, False),
+    ("no_answer", False, False),
+    ("voicemail", False, False),
+    ("busy", False, False),
+    ("no_outcome", True, True),  # abandoned: answered, no agent in time
+]
+
+
+async def seed_floor(stores: Stores) -> None:
+    """Calls, callbacks, a rebuild and agent states, written where the product writes them."""
+    now = datetime.now(UTC)
+    ids = {email: await agent_id(stores, email) for email in ("priya@rmc.example", "tom@rmc.example")}
+    async with stores.sessions() as session:
+        for n, (disposition, answered, abandoned) in enumerate(CALLS_TODAY):
+            started = now - timedelta(minutes=5 * n + 3)
+            call = CallSession(
+                id=uuid.uuid4(),
+                workflow_id=f"call-{100 + n}-seed",
+                user_id=100 + n,
+                agent_id=ids["priya@rmc.example"] if n % 2 else ids["tom@rmc.example"],
+                queue="unsigned",
+                phone_e164="+447700900000",
+                status="closed",
+                progressive=False,
+                started_at=started,
+                answered_at=started + timedelta(seconds=8) if answered else None,
+                ended_at=started + timedelta(minutes=2),
+                end_reason="completed" if answered else "no_answer",
+                closed_at=started + timedelta(minutes=3),
+            )
+            session.add(call)
+            await session.flush()
+            session.add(
+                CallOutcome(
+                    call_session_id=call.id,
+                    user_id=call.user_id,
+                    agent_id=call.agent_id,
+                    disposition=disposition,
+                    recorded_at=call.closed_at,
+                )
+            )
+            session.add(
+                ContactAttempt(
+                    user_id=call.user_id,
+                    phone_e164=call.phone_e164,
+                    channel="voice",
+                    call_session_id=call.id,
+                    agent_id=call.agent_id,
+                    result="abandoned" if abandoned else disposition,
+                    abandoned=abandoned,
+                    attempted_at=started,
+                )
+            )
+        for user, status, due in ((7, "due", now - timedelta(minutes=2)), (9, "missed", now - timedelta(hours=3))):
+            session.add(
+                Callback(
+                    workflow_id=f"callback-{user}",
+                    workflow_run_key=f"seed-{user}",
+                    user_id=user,
+                    booked_by_agent_id=ids["priya@rmc.example"],
+                    owner_agent_id=ids["priya@rmc.example"],
+                    source="call",
+                    due_at=due,
+                    status=status,
+                )
+            )
+        session.add(
+            QueueRebuild(
+                workflow_id="queue-rebuild-seed",
+                trigger="schedule",
+                started_at=now - timedelta(minutes=9),
+                finished_at=now - timedelta(minutes=8, seconds=51),
+                counts={"queued": {"unsigned": 13, "outstanding_requests": 16}},
+                drift={"unsigned": {"added": 0, "removed": 0, "rescored": 0}},
+            )
+        )
+        await session.commit()
+
+    # Agents in every state, for a while.
+    walks = {
+        "dan@rmc.example": [("available", 50), ("reserved", 7), ("on_call", 6)],
+        "aisha@rmc.example": [("available", 40), ("reserved", 9), ("on_call", 8), ("wrap_up", 2)],
+        "tom@rmc.example": [("available", 60), ("break", 19)],
+        "priya@rmc.example": [("available", 1)],
+    }
+    for email, steps in walks.items():
+        who = await agent_id(stores, email)
+        for state, minutes_ago in steps:
+            async with stores.sessions() as session:
+                await set_presence(
+                    session=session,
+                    redis=stores.redis,
+                    settings=stores.settings,
+                    agent_id=who,
+                    target=PresenceState(state),
+                    reason="lunch" if state == "break" else None,
+                    now=now - timedelta(minutes=minutes_ago),
+                    by=Initiator.SYSTEM,
+                    user_id=12 if email.startswith("dan") else 5,
+                )
+
+
+async def test_supervisor_dashboard_shows_the_numbers_of_the_stores(
+    live_api: str, stores: Stores, replica_url: str, browser: Browser
+) -> None:
+    depth = await queue_one_customer(stores, replica_url)
+    await seed_floor(stores)
+    prefix = stores.settings.redis_prefix
+    await stores.redis.hset(
+        f"{prefix}:cdc:publisher",
+        mapping={
+            "state": "running",
+            "lag_s": "0.420",
+            "published_total": "1234",
+            "last_event_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    console = ConsoleErrors()
+    ctx, page = await open_page(browser, console, "supervisor")
+
+    await sign_in(page, live_api, "sam@rmc.example")
+
+    contacts = sum(1 for d, _, _ in CALLS_TODAY if EFFECTS[Disposition(d)].contact)
+    answered = sum(1 for _, a, _ in CALLS_TODAY if a)
+    await expect(page.locator("#kpi-calls .kpi-value")).to_have_text(str(len(CALLS_TODAY)))
+    await expect(page.locator("#kpi-contact-rate .kpi-value")).to_have_text(f"{contacts / len(CALLS_TODAY):.1%}")
+    await expect(page.locator("#kpi-abandoned .kpi-value")).to_have_text(f"{1 / answered:.1%}")
+    await expect(page.locator("#kpi-callbacks-due .kpi-value")).to_have_text("1")
+    await expect(page.locator("#kpi-callbacks-missed .kpi-value")).to_have_text("1")
+    await expect(page.locator("#kpi-cdc-lag .kpi-value")).to_have_text("0.4 s")
+    await expect(page.locator("#kpi-dlq .kpi-value")).to_have_text("0")
+    await expect(page.locator("#kpi-drift .kpi-value")).to_have_text("0")
+    await expect(page.locator('#queue-rows tr[data-queue="unsigned"] .depth')).to_have_text(str(depth))
+    await expect(page.locator('#outcomes li[data-disposition="no_answer"]')).to_contain_text("3")
+    await expect(page.locator("#board-rows tr")).to_have_count(6)  # the demo accounts
+    dan = page.locator("#board-rows tr", has_text="Dan Murphy")
+    await expect(dan).to_have_attribute("data-state", "on_call")
+    await expect(dan.locator("td.in-state")).to_have_text(re.compile(r"^6:\d\d$"))
+    href = await dan.locator("td").first.locator("a").get_attribute("href") or ""
+    assert href.startswith(stores.settings.temporal_ui_url) and "query=AgentId%3D%22" in href
+    customer = await dan.locator(".customer-cell a").get_attribute("href") or ""
+    assert customer.endswith("query=UserId%3D%2212%22")
+    await shot(page, "supervisor-dashboard")
+
+    # Live: a change in a store shows without a reload.
+    await stores.redis.zadd(QueueKeys(prefix).queue("unsigned"), {"999001": 1.0})
+    await expect(page.locator('#queue-rows tr[data-queue="unsigned"] .depth')).to_have_text(str(depth + 1))
+
+    assert not console.errors, "\n".join(console.errors)
+    await ctx.close()
+
+
+async def test_admin_creates_edits_and_disables_an_agent(live_api: str, stores: Stores, browser: Browser) -> None:
+    console = ConsoleErrors()
+    ctx, page = await open_page(browser, console, "admin")
+    email = f"new.agent.{uuid.uuid4().hex[:6]}@rmc.example"
+
+    await sign_in(page, live_api, "ada@rmc.example")
+    await expect(page).to_have_url(re.compile(r"/admin$"))
+    await expect(page.locator("#agent-rows tr")).to_have_count(6)
+    await shot(page, "admin")
+
+    await page.get_by_role("button", name="New agent").click()
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_label("Name").fill("Noor Patel")
+    await dialog.get_by_label("Email").fill(email)
+    await dialog.get_by_label("Password").fill("a-long-enough-password")
+    await dialog.get_by_label("Unsigned").check()
+    await dialog.get_by_label("Callbacks").check()
+    await dialog.get_by_label("Trained for vulnerable customers").check()
+    await shot(page, "admin-new-agent")
+    await assert_labelled(page)
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(dialog).to_be_hidden()
+    row = page.locator("#agent-rows tr", has_text=email)
+    await expect(row).to_contain_text("Unsigned, Callbacks")
+
+    await row.get_by_role("button", name="Edit Noor Patel").click()
+    await dialog.get_by_label("Role").select_option("supervisor")
+    await dialog.get_by_label("Progressive mode (auto-dial)").check()
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(dialog).to_be_hidden()
+    await expect(row.locator("td.role")).to_have_text("supervisor")
+
+    await row.get_by_role("button", name="Disable Noor Patel").click()
+    await row.get_by_role("button", name="Disable Noor Patel").click()  # the second click confirms
+    await expect(row).to_be_hidden()  # the list shows active accounts unless asked
+
+    async with stores.postgres.connect() as conn:
+        saved = (
+            await conn.execute(
+                text("SELECT role, queues, trained_vulnerable, progressive_mode, active FROM agents WHERE email = :e"),
+                {"e": email},
+            )
+        ).one()
+    assert tuple(saved) == ("supervisor", ["unsigned", "callbacks"], True, True, False)
+    assert not console.errors, "\n".join(console.errors)
+    await ctx.close()
+
+
+async def test_sign_in_by_keyboard_screens_by_role_and_a_session_ended_elsewhere(
+    live_api: str, stores: Stores, browser: Browser
+) -> None:
+    console = ConsoleErrors()
+    ctx, page = await open_page(browser, console, "login")
+
+    # Keyboard only: the email field has the focus, Tab to the password, Enter to send.
+    await page.goto(live_api + "/")
+    await page.keyboard.type("priya@rmc.example")
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("not-the-password")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("alert")).to_contain_text("do not match")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(re.compile(r"/agent$"))
+
+    # An agent's screens only.
+    await expect(page.get_by_role("link", name="Supervisor")).to_have_count(0)
+    await page.goto(live_api + "/supervisor")
+    await expect(page.get_by_role("heading", name="Not available to you")).to_be_visible()
+
+    # The sign-in ends elsewhere (an admin disabled it, a logout in another tab): back to sign-in.
+    await page.goto(live_api + "/agent")
+    await expect(page.locator("#status-now")).to_contain_text("Offline")
+    refresh = await page.evaluate("JSON.parse(sessionStorage.getItem('rmc.session')).refresh")
+    async with httpx.AsyncClient(base_url=live_api) as http:
+        assert (await http.post("/api/v1/auth/logout", json={"refresh_token": refresh})).status_code == 204
+    await expect(page).to_have_url(re.compile(r"/\?next=%2Fagent$"))
+    await expect(page.locator("#login-notice")).to_contain_text("session has ended")
+
+    # Sign in again and sign out by the button.
+    await page.get_by_label("Email").fill("priya@rmc.example")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page).to_have_url(re.compile(r"/agent$"))
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(re.compile(r"/$"))
+    await page.goto(live_api + "/agent")
+    await expect(page).to_have_url(re.compile(r"/\?next=%2Fagent$"))
+
+    # The refused password and the ended session are the only errors: the browser logs their 401s.
+    unexpected = [e for e in console.errors if "401" not in e]
+    assert not unexpected, "\n".join(unexpected)
+    await ctx.close()
+
+
+async def test_two_tabs_of_one_sign_in_take_turns_to_refresh(live_api: str, browser: Browser) -> None:
+    """A tab opened from another starts with a copy of its sign-in. Refresh tokens are single-use and a
+    reused one ends the sign-in, so the tabs must hand rotated tokens to each other: with 60 s tokens
+    (refreshed every few seconds) both stay signed in."""
+    console = ConsoleErrors()
+    ctx, first = await open_page(browser, console, "first tab")
+    await sign_in(first, live_api, "priya@rmc.example")
+    async with ctx.expect_page() as opened:
+        await first.evaluate("window.open('/agent')")
+    second = console.watch(await opened.value, "second tab")
+    await expect(second.locator("#who-name")).to_have_text("Priya Shah")
+    start = await access_token(first)
+
+    await first.wait_for_timeout(16_000)  # several refreshes of each tab
+
+    assert await access_token(first) != start
+    await first.get_by_role("button", name="Available").click()
+    for page in (first, second):  # each tab's own polls, with its own (rotated) token, see the change
+        await expect(page).to_have_url(re.compile(r"/agent$"))
+        await expect(page.locator("#status-now")).to_contain_text("Available")
+    assert not console.errors, "\n".join(console.errors)
+    await ctx.close()
+
+
+async def test_progressive_mode_takes_and_dials_the_next_call_by_itself(
+    live_api: str, worker: Worker, stores: Stores, replica_url: str, browser: Browser
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    async with stores.postgres.begin() as conn:
+        await conn.execute(text("UPDATE agents SET progressive_mode = true WHERE email = 'dan@rmc.example'"))
+    console = ConsoleErrors()
+    ctx, page = await open_page(browser, console, "agent")
+
+    await sign_in(page, live_api, "dan@rmc.example")
+    await page.get_by_role("button", name="Available").click()
+    await expect(page.locator("#progressive-text")).to_contain_text("next call in")
+
+    await expect(page.locator("#customer-name")).to_be_visible(timeout=15_000)
+    await expect(page.locator("#call-state-text")).to_contain_text("Connected", timeout=15_000)
+    await page.get_by_role("button", name="Pause auto-dial").click()
+    await page.get_by_role("button", name="Hang up").click()
+    await page.get_by_label("Not interested").check()
+    await page.get_by_role("button", name="Save outcome").click()
+    await expect(page.locator("#status-now")).to_contain_text("Available")
+    await expect(page.locator("#progressive-text")).to_have_text("Auto-dial paused.")
+    await page.wait_for_timeout(6000)  # longer than the pause between calls: nothing is taken
+    await expect(page.locator("#customer-name")).to_have_count(0)
+
+    assert not console.errors, "\n".join(console.errors)
+    await ctx.close()
+
+
+async def test_twilio_mode_loads_the_voice_sdk_and_shows_phone_trouble(
+    settings: Settings, stores: Stores, replica_url: str, browser: Browser
+) -> None:
+    """In `twilio` mode the workspace loads the vendored Voice SDK (allowed by the page's CSP), asks
+    for a voice token and registers a Device; Twilio is unreachable from here, so what must show is
+    a visible phone error, never a silent screen."""
+    twilio = settings.model_copy(
+        update={"telephony_mode": TelephonyMode.TWILIO, "public_base_url": f"http://127.0.0.1:{free_port()}"}
+    )
+    async with stores.sessions() as session:
+        await ensure_demo_accounts(session)
+    console = ConsoleErrors()
+    ctx, page = await open_page(browser, console, "agent")
+    with LiveServer(twilio) as server:
+        await sign_in(page, server.url, "priya@rmc.example")
+        await expect(page.get_by_role("button", name="Mute")).to_be_visible()
+        await expect(page.locator("#device-status")).to_be_visible()
+        assert await page.evaluate("typeof window.Twilio.Device") == "function"
+        await expect(page.locator("#device-status")).to_contain_text("Phone problem", timeout=30_000)
+        await expect(page.locator("#call-error")).to_contain_text("Phone problem")
+    csp = [e for e in console.errors if "Content Security Policy" in e]
+    assert not csp, "\n".join(csp)
+    await ctx.close()
+
+
+def test_screenshots_are_in_the_readme() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for name in (
+        "login",
+        "agent-idle",
+        "agent-on-call",
+        "agent-outcome-callback-picker",
+        "supervisor-dashboard",
+        "admin",
+    ):
+        assert f"docs/screenshots/{name}.png" in readme, name
+        assert Path(SHOTS / f"{name}.png").is_file(), name

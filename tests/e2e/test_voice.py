@@ -1,0 +1,114 @@
+"""Twilio voice webhooks and progressive dialling, on the real API and worker."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import text, update
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.queues import queue_engine
+from dialler.agents.models import Agent
+from dialler.calls.messages import call_workflow_id
+from dialler.integrations.simulated import SimulatedTelephony
+from dialler.integrations.twilio_voice import sign
+from dialler.runtime import Stores
+from tests.e2e.conftest import eventually
+from tests.e2e.test_call_session import queue_one_customer, start_available
+from workflows.call_session import CallSessionWorkflow
+
+pytestmark = pytest.mark.e2e
+
+
+async def reserved_session(http: httpx.AsyncClient, stores: Stores, replica_url: str) -> tuple[dict, dict]:
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    return headers, offered
+
+
+def status_form(call_sid: str, status: str, sequence: int) -> dict[str, str]:
+    return {"CallSid": call_sid, "CallStatus": status, "SequenceNumber": str(sequence), "AccountSid": "AC0"}
+
+
+async def test_status_webhook_needs_a_valid_signature_and_a_replay_changes_state_once(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+) -> None:
+    headers, offered = await reserved_session(http, stores, replica_url)
+    workflow_id = offered["workflow_id"]
+    handle = temporal_client.get_workflow_handle_for(CallSessionWorkflow.run, workflow_id)
+    await handle.signal(
+        CallSessionWorkflow.dial,
+        __import__("dialler.calls.messages", fromlist=["DialRequest"]).DialRequest(1, browser_call_sid="CAbrowser"),
+    )
+    path = f"/api/v1/webhooks/twilio/voice-status?wf={workflow_id}"
+    url = stores.settings.public_base_url + path
+    ringing = status_form("CAbrowser", "ringing", 1)
+
+    forged = await http.post(path, data=ringing, headers={"X-Twilio-Signature": "bm90LXRoZS1zaWduYXR1cmU="})
+    missing = await http.post(path, data=ringing)
+    tampered = await http.post(
+        path,
+        data=ringing | {"CallStatus": "completed"},
+        headers={"X-Twilio-Signature": sign(stores.settings, url, ringing)},
+    )
+    assert (forged.status_code, missing.status_code, tampered.status_code) == (403, 403, 403)
+    assert (await handle.query(CallSessionWorkflow.view)).state == "dialing"  # nothing changed
+
+    signed = {"X-Twilio-Signature": sign(stores.settings, url, ringing)}
+    assert (await http.post(path, data=ringing, headers=signed)).status_code == 204
+    assert (await http.post(path, data=ringing, headers=signed)).status_code == 204  # Twilio's retry
+    answered = status_form("CAbrowser", "in-progress", 2)
+    await http.post(path, data=answered, headers={"X-Twilio-Signature": sign(stores.settings, url, answered)})
+    late = status_form("CAbrowser", "ringing", 3)  # out of order: must not move the call backwards
+    await http.post(path, data=late, headers={"X-Twilio-Signature": sign(stores.settings, url, late)})
+
+    await eventually(lambda: _state(handle, "in_progress"))
+    signals = [
+        e async for e in handle.fetch_history_events() if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    statuses = [e.workflow_execution_signaled_event_attributes.signal_name for e in signals]
+    assert statuses.count("call_status") == 3  # ringing once (the replay was dropped), answered, late ringing
+    assert (await handle.query(CallSessionWorkflow.view)).state == "in_progress"
+
+
+async def _state(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
+    return (await handle.query(CallSessionWorkflow.view)).state == state
+
+
+async def test_progressive_call_without_an_agent_is_abandoned_with_the_message_and_a_72h_lockout(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    temporal_client: Client,
+    telephony: SimulatedTelephony,
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    async with stores.sessions() as session:
+        await session.execute(update(Agent).where(Agent.email == "priya@rmc.example").values(progressive_mode=True))
+        await session.commit()
+    headers = await start_available(http, "priya@rmc.example")  # her browser never reports device-ready
+
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    user_id = offered["customer"]["user_id"]
+    handle = temporal_client.get_workflow_handle_for(CallSessionWorkflow.run, call_workflow_id(user_id))
+    try:
+        result = await asyncio.wait_for(handle.result(), 30)
+    except TimeoutError:
+        raise AssertionError(f"the session did not close: {await handle.query(CallSessionWorkflow.view)}") from None
+
+    assert result.disposition == "no_outcome"
+    [call] = list(telephony.calls.values())
+    played = "".join(call.twiml)
+    assert "RMC Claims" in played and "<Dial" not in played  # the information message, no bridge
+    async with stores.postgres.connect() as conn:
+        attempt = (await conn.execute(text("SELECT abandoned, result FROM contact_attempts"))).one()
+    assert tuple(attempt) == (True, "abandoned")
+    not_before = await stores.redis.hget(queue_engine(stores).keys.not_before, str(user_id))
+    assert float(not_before) >= (datetime.now(UTC) + timedelta(hours=71, minutes=59)).timestamp()
+    assert (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "available"

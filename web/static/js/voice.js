@@ -1,0 +1,154 @@
+// The agent's browser phone in `twilio` mode, with the Twilio Voice JS SDK (vendored, loaded only here).
+//
+// How a call flows: the agent presses Call -> the API asks the call session to dial -> Twilio rings
+// the customer -> on answer our TwiML bridges the customer to this browser (<Client>agent_<id>) ->
+// the Device receives that call and, because the agent asked for it, accepts it. Hang up
+// disconnects here and tells the session. The access token is renewed before it expires
+// (tokenWillExpire); while registered the browser reports itself ready every 30 s (the server uses
+// that for progressive mode).
+
+import * as api from "./api.js";
+import { announce, fill, h } from "./ui.js";
+
+const SDK = "/static/vendor/twilio-voice-sdk/twilio.min.js";
+const READY_EVERY_MS = 30_000;
+const EXPECT_FOR_MS = 120_000;
+
+function loadSdk() {
+  if (window.Twilio && window.Twilio.Device) return Promise.resolve(window.Twilio);
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = SDK;
+    script.onload = () => (window.Twilio && window.Twilio.Device ? resolve(window.Twilio) : reject(new Error("Twilio SDK did not load")));
+    script.onerror = () => reject(new Error("The phone software could not be loaded."));
+    document.head.append(script);
+  });
+}
+
+export function setupVoice({ status, mute, onError }) {
+  let device = null;
+  let current = null; // the active Twilio Call
+  let registered = false;
+  let expecting = null; // {sessionId, until}
+  let heartbeat = null;
+
+  const show = (text, tone = "info") => {
+    status.hidden = false;
+    status.className = `device device-${tone}`;
+    fill(status, h("span", { class: "device-dot", "aria-hidden": "true" }), " ", text);
+  };
+
+  const fail = (error) => {
+    const code = error && error.code ? ` (code ${error.code})` : "";
+    const text = (error && (error.description || error.message)) || "Unknown phone error";
+    show(`Phone problem: ${text}${code}`, "error");
+    onError(new Error(`Phone problem: ${text}${code}`));
+  };
+
+  const setMute = () => {
+    const muted = Boolean(current && current.isMuted());
+    mute.setAttribute("aria-pressed", String(muted));
+    mute.textContent = muted ? "Unmute" : "Mute";
+    mute.disabled = !current;
+  };
+
+  mute.hidden = false;
+  mute.addEventListener("click", () => {
+    if (!current) return;
+    current.mute(!current.isMuted());
+    setMute();
+    announce(current.isMuted() ? "Microphone muted" : "Microphone on");
+  });
+
+  async function token() {
+    const answer = await api.get("/voice/token");
+    return answer.token;
+  }
+
+  async function connect() {
+    show("Connecting your phone…");
+    try {
+      const Twilio = await loadSdk();
+      device = new Twilio.Device(await token(), {
+        closeProtection: "A call is in progress: leaving will end it.",
+        codecPreferences: ["opus", "pcmu"],
+        tokenRefreshMs: 60_000,
+      });
+      device.on("registered", () => {
+        registered = true;
+        show("Phone ready", "ok");
+        ready();
+        clearInterval(heartbeat);
+        heartbeat = setInterval(ready, READY_EVERY_MS);
+      });
+      device.on("unregistered", () => {
+        registered = false;
+        clearInterval(heartbeat);
+        show("Phone offline", "warn");
+      });
+      device.on("error", fail);
+      device.on("tokenWillExpire", async () => {
+        try {
+          device.updateToken(await token());
+        } catch (error) {
+          fail(error);
+        }
+      });
+      device.on("incoming", incoming);
+      await device.register();
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function ready() {
+    api.post("/voice/device-ready").catch(() => {});
+  }
+
+  function incoming(call) {
+    // Only the call the agent asked for (or a progressive call) is taken; anything else is refused.
+    if (!expecting || Date.now() > expecting.until) {
+      call.reject();
+      return;
+    }
+    current = call;
+    call.on("accept", () => {
+      show("On the phone", "ok");
+      setMute();
+    });
+    call.on("disconnect", () => {
+      current = null;
+      setMute();
+      show(registered ? "Phone ready" : "Phone offline", registered ? "ok" : "warn");
+    });
+    call.on("cancel", () => {
+      current = null;
+      setMute();
+    });
+    call.on("error", fail);
+    call.on("warning", (name) => show(`Call quality warning: ${name}`, "warn"));
+    call.on("warning-cleared", () => show("On the phone", "ok"));
+    call.accept();
+  }
+
+  connect();
+
+  return {
+    ready: () => registered,
+    expect(sessionId) {
+      expecting = { sessionId, until: Date.now() + EXPECT_FOR_MS };
+    },
+    hangup() {
+      if (current) current.disconnect();
+    },
+    /** Follows the session: once it has ended, no audio may stay open. */
+    sync(call) {
+      if (call && call.progressive && call.state !== "closed") this.expect(call.session_id);
+      if ((!call || !["dialing", "ringing", "in_progress"].includes(call.state)) && current) {
+        current.disconnect();
+      }
+      if (!call) expecting = null;
+      setMute();
+    },
+  };
+}
