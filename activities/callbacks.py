@@ -8,8 +8,6 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.queues import queue_engine, recompute
 from dialler import clock
@@ -58,21 +56,19 @@ async def book_callback(client: Client, settings: Settings, booking: BookCallbac
     booking = BookCallbackInput(
         **{**booking.__dict__, "hours": calling_hours(settings), "timings": callback_timings(settings)}
     )
-    workflow_id = callback_workflow_id(booking.user_id)
-    try:
-        return await client.start_workflow(
-            CallbackWorkflow.run,
-            booking,
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        )
-    except WorkflowAlreadyStartedError:
-        handle = client.get_workflow_handle_for(CallbackWorkflow.run, workflow_id)
-        await handle.execute_update(
-            CallbackWorkflow.reschedule, RescheduleInput(booking.due_at, by_agent_id=booking.booked_by_agent_id)
-        )
-        return handle
+    # Signal-with-start: starts the customer's callback, or moves the live one, without waiting for a
+    # worker (an API request must not hang while workers restart). The time was validated by the caller.
+    return await client.start_workflow(
+        CallbackWorkflow.run,
+        booking,
+        id=callback_workflow_id(booking.user_id),
+        task_queue=settings.temporal_task_queue,
+        start_signal=REBOOK_SIGNAL,
+        start_signal_args=[RescheduleInput(booking.due_at, by_agent_id=booking.booked_by_agent_id)],
+    )
+
+
+REBOOK_SIGNAL = "rebook"  # CallbackWorkflow.rebook; signal-with-start takes the signal by name
 
 
 class CallbackActivities:

@@ -162,6 +162,22 @@ class CallbackWorkflow:
         await workflow.wait_condition(lambda: not self._rescheduled)  # the main loop has taken it in
         return self.view()
 
+    @workflow.signal
+    def rebook(self, request: RescheduleInput) -> None:
+        """A new booking for a customer whose callback is live (signal-with-start from the API or a call
+        outcome): the time was validated by the booker, with the same rules as ``reschedule``."""
+        assert self._input is not None
+        if self._ended() or self._status not in (CallbackStatus.SCHEDULED, CallbackStatus.DUE, CallbackStatus.OPEN):
+            return
+        if request.due_at == self._due:
+            return  # the signal delivered with the start, or a retry
+        if bookable_problem(request.due_at, workflow.now(), self._input.hours) is not None:
+            workflow.logger.warning("rebook refused: %s", request.due_at.isoformat())
+            return
+        self._due = request.due_at
+        self._rescheduled = True
+        self._history.append(self._note(f"rebooked for {request.due_at.isoformat()}"))
+
     @reschedule.validator
     def _validate_reschedule(self, request: RescheduleInput) -> None:
         assert self._input is not None

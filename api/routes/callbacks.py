@@ -160,14 +160,11 @@ async def book(
     if problem:
         raise Unprocessable(problem)
     source = "supervisor" if Permission.CALLBACKS_MANAGE in permissions_of(agent.role) else "agent"
-    try:
-        handle = await book_callback(
-            temporal,
-            stores.settings,
-            BookCallbackInput(user_id=body.user_id, due_at=body.due_at, booked_by_agent_id=agent.id, source=source),
-        )
-    except WorkflowUpdateFailedError as exc:
-        raise Unprocessable(_cause(exc)) from None
+    handle = await book_callback(
+        temporal,
+        stores.settings,
+        BookCallbackInput(user_id=body.user_id, due_at=body.due_at, booked_by_agent_id=agent.id, source=source),
+    )
     await record_ctx(
         audit_context(request, agent),
         session=session,

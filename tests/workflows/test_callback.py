@@ -226,3 +226,25 @@ async def test_a_callback_days_ahead_fires_with_time_skipping(stores: Stores, re
             assert statuses.count("check_due") == 1 and statuses.count("requeue") == 4  # booked, due, open, missed
     finally:
         await env.shutdown()
+
+
+async def test_booking_again_moves_the_live_callback_without_waiting_for_a_worker(
+    temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    from activities.callbacks import book_callback
+
+    [user_id] = await callable_customers(stores, replica_url)
+    first = datetime.now(UTC) + timedelta(hours=1)
+    second = datetime.now(UTC) + timedelta(hours=2)
+
+    handle = await book_callback(temporal_client, stores.settings, BookCallbackInput(user_id, first, 1))
+    await eventually(lambda: _due_is(handle, first))
+    again = await book_callback(temporal_client, stores.settings, BookCallbackInput(user_id, second, 1))
+
+    assert again.id == handle.id == callback_workflow_id(user_id)  # one live callback per customer
+    await eventually(lambda: _due_is(handle, second))
+    assert (await handle.query(CallbackWorkflow.view)).status == "scheduled"
+
+
+async def _due_is(handle: WorkflowHandle, due: datetime) -> bool:
+    return (await handle.query(CallbackWorkflow.view)).due_at == due
