@@ -13,12 +13,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Sec
 
 from dialler.agents.models import Role
 from dialler.agents.presence import PresenceState
+from dialler.queues.eligibility import QueueName  # one home for the queue names
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 256  # bounds the hashing work one request can cause
 
 # Mirrors dialler.queues.keys.QUEUES; a Literal so that the OpenAPI spec lists the choices.
-QueueName = Literal["callbacks", "unsigned", "outstanding_requests"]
 
 
 def clean_text(value: str) -> str:
