@@ -21,7 +21,14 @@ def main() -> int:
         print(f"error: {line}", file=sys.stderr)
     if problems:
         return 1
-    uvicorn.run("api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port, log_level="warning")
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        log_level="warning",
+    )
     return 0
 
 

@@ -4,14 +4,14 @@ process's clients (engines, Redis, exactly one Temporal client)."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from api import errors, web
 from api.auth import document_security
+from api.request_id import RequestIdMiddleware
 from api.routes import (
     agents,
     audit,
@@ -29,6 +29,7 @@ from api.routes import (
     voice,
 )
 from dialler.config import Settings, get_settings
+from dialler.logs import configure_logging
 from dialler.runtime import Stores, connect_temporal
 
 log = logging.getLogger("dialler.api")
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings)  # each API worker process is started afresh (spawn), without the parent's set-up
         app.state.settings = settings
         app.state.stores = Stores.open(settings)
         try:
@@ -62,15 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if len(rid) > 64 or not rid.replace("-", "").isalnum():
-            rid = uuid.uuid4().hex
-        request.state.request_id = rid
-        response: Response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        return response
+    app.add_middleware(RequestIdMiddleware)
 
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)

@@ -70,24 +70,42 @@ def rss_mb(pid: int | None = None) -> float:
 
 
 class RssSampler:
-    """Samples RSS and CPU time of processes in a background thread."""
+    """Samples RSS and CPU time of processes in a background thread. Each process is counted with its
+    children (e.g. uvicorn's worker processes): RSS summed at each sample, CPU summed at the end."""
 
     def __init__(self, pids: dict[str, int], every: float = 0.2) -> None:
         import threading
 
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.peak = dict.fromkeys(pids, 0.0)
-        self.cpu0 = {n: sum(p.cpu_times()[:2]) for n, p in self.procs.items()}
+        self.cpu0 = {n: self._cpu(p) for n, p in self.procs.items()}
         self.t0 = time.monotonic()
         self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @staticmethod
+    def _tree(p: psutil.Process) -> list[psutil.Process]:
+        try:
+            return [p, *p.children(recursive=True)]
+        except psutil.Error:
+            return [p]
+
+    def _cpu(self, p: psutil.Process) -> float:
+        total = 0.0
+        for q in self._tree(p):
+            with contextlib.suppress(psutil.Error):
+                total += sum(q.cpu_times()[:2])
+        return total
+
     def _run(self) -> None:
         while not self._stop.is_set():
             for name, p in self.procs.items():
-                with contextlib.suppress(psutil.Error):
-                    self.peak[name] = max(self.peak[name], p.memory_info().rss / 2**20)
+                rss = 0.0
+                for q in self._tree(p):
+                    with contextlib.suppress(psutil.Error):
+                        rss += q.memory_info().rss / 2**20
+                self.peak[name] = max(self.peak[name], rss)
             self._stop.wait(self.every)
 
     def __enter__(self) -> RssSampler:
@@ -101,7 +119,8 @@ class RssSampler:
         self.cpu = {}
         for n, p in self.procs.items():
             try:
-                self.cpu[n] = sum(p.cpu_times()[:2]) - self.cpu0[n]
+                p.cpu_times()
+                self.cpu[n] = self._cpu(p) - self.cpu0[n]
             except psutil.Error:
                 self.cpu[n] = float("nan")
 

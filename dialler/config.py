@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Worker processes serving the API: Python runs one request at a time per process, so one per core.
+    api_workers: int = Field(default=2, ge=1, le=64)
     public_base_url: str = "http://127.0.0.1:8000"
     jwt_secret: SecretStr = SecretStr("dev-only-change-me-0123456789abcdef0123456789abcdef")
     jwt_issuer: str = "rmc-dialler"

@@ -12,5 +12,5 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format=FORMAT)
     # Third-party chatter at INFO drowns the dialler's own lines.
-    for noisy in ("botocore", "boto3", "urllib3", "temporalio.activity", "twilio.http_client"):
+    for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "temporalio.activity", "twilio.http_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

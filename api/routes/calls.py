@@ -32,7 +32,7 @@ from dialler.calls.service import (
     session_owner,
     take_next_call,
 )
-from dialler.customers.context import CustomerContext, get_context
+from dialler.customers.context import CustomerContext
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
 
@@ -105,13 +105,6 @@ async def next_call(
         raise Conflict(str(exc)) from None
     if isinstance(offered, NoneEligible):
         return NextCallRead(reason=offered.reason, until=offered.until)
-    context = await get_context(
-        redis=stores.redis,
-        prefix=stores.settings.redis_prefix,
-        replica=stores.replica,
-        postgres=stores.postgres,
-        user_id=offered.lease.user_id,
-    )
     await record_ctx(
         audit_context(request, agent),
         session=session,
@@ -125,7 +118,7 @@ async def next_call(
         session_id=offered.session_id,
         workflow_id=offered.workflow_id,
         lease=LeaseRead(queue=offered.lease.queue, expires_at=offered.lease.expires_at),
-        customer=context,
+        customer=offered.context,
     )
 
 

@@ -227,11 +227,21 @@ async def set_presence(
     It owns the session's transaction (commits on success, rolls back on refusal): pass a session
     with no pending work of the caller's.
     """
-    locked = await session.scalar(select(Agent.id).where(Agent.id == agent_id).with_for_update())
-    if locked is None:
+    # The lock and the open stint in one round trip (the latest open stint wins, as in _open_rows).
+    found = (
+        await session.execute(
+            select(Agent.id, PresenceEvent)
+            .outerjoin(PresenceEvent, (PresenceEvent.agent_id == Agent.id) & PresenceEvent.ended_at.is_(None))
+            .where(Agent.id == agent_id)
+            .order_by(PresenceEvent.started_at.desc().nulls_last())
+            .limit(1)
+            .with_for_update(of=Agent)
+        )
+    ).first()
+    if found is None:
         await session.rollback()
         raise AgentNotFound(agent_id)
-    open_row = (await _open_rows(session, [agent_id])).get(agent_id)
+    open_row = found[1]
     current = _from_row(agent_id, open_row)
     try:
         change = transition(

@@ -1,9 +1,12 @@
 """Taking the next call: compliance window, atomic lease, then the session workflow.
 
-The API calls this; it validates and starts the workflow, and the workflow does the rest."""
+The API calls this; it validates and starts the workflow, and the workflow does the rest. The
+customer's context is read while the agent is reserved and the workflow starts: the agent waits for the
+slower of the two, not for both."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, get_presence, set_presence
 from dialler.calls.messages import CallSessionInput, call_workflow_id
 from dialler.config import Settings
+from dialler.customers.context import CustomerContext, get_context
 from dialler.queues import gates
 from dialler.queues.engine import AgentAlreadyHoldsLease, Lease, QueueEngine
 from dialler.queues.rebuild import recompute
@@ -46,6 +50,7 @@ class CallOffered:
     session_id: str
     workflow_id: str
     lease: Lease
+    context: CustomerContext | None
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,9 @@ async def take_next_call(
     lease = offer.lease
     session_id = str(uuid.uuid4())
     workflow_id = call_workflow_id(lease.user_id)
-    try:
+    owner = SessionOwner(workflow_id=workflow_id, agent_id=agent.id, user_id=lease.user_id)
+
+    async def reserve_and_start() -> None:
         await set_presence(
             session=session,
             redis=redis,
@@ -127,6 +134,7 @@ async def take_next_call(
         )
         from workflows.call_session import CallSessionWorkflow
 
+        # Started after the agent is reserved: a progressive session moves them on to on_call.
         await temporal.start_workflow(
             CallSessionWorkflow.run,
             CallSessionInput(
@@ -144,6 +152,17 @@ async def take_next_call(
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
+        await redis.set(session_key(settings, session_id), json.dumps(owner.__dict__), ex=24 * 3600)
+
+    try:
+        load = get_context(
+            redis=redis,
+            prefix=settings.redis_prefix,
+            replica=stores.replica,
+            postgres=stores.postgres,
+            user_id=lease.user_id,
+        )
+        _, context = await asyncio.gather(reserve_and_start(), load)
     except BaseException as exc:
         # Hand the customer back untouched (the rules re-place them when the lease is released).
         await engine.release(user_id=lease.user_id, token=lease.token, requeue=None, now=now.timestamp())
@@ -160,6 +179,4 @@ async def take_next_call(
         if isinstance(exc, WorkflowAlreadyStartedError):
             raise NextCallRefused("That customer already has a call in progress; try next call again.") from None
         raise
-    owner = SessionOwner(workflow_id=workflow_id, agent_id=agent.id, user_id=lease.user_id)
-    await redis.set(session_key(settings, session_id), json.dumps(owner.__dict__), ex=24 * 3600)
-    return CallOffered(session_id=session_id, workflow_id=workflow_id, lease=lease)
+    return CallOffered(session_id=session_id, workflow_id=workflow_id, lease=lease, context=context)

@@ -16,15 +16,18 @@ def create_postgres_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
 
 
 def create_replica_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
-    """The main app's replica. Read-only by construction: every connection runs in a READ ONLY
-    transaction, so a stray write fails in the database, not just by convention."""
+    """The main app's replica. Read-only by construction: every connection is READ ONLY for its whole
+    session (set once when it connects, not per transaction), so a stray write fails in the database,
+    not just by convention."""
     options: dict[str, object] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
     options.update(kwargs)
     engine = create_async_engine(settings.replica_url, **options)
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _read_only(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+    @event.listens_for(engine.sync_engine, "connect")
+    def _read_only(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        cursor.close()
 
     return engine
 

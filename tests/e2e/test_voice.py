@@ -45,6 +45,7 @@ async def test_status_webhook_needs_a_valid_signature_and_a_replay_changes_state
         CallSessionWorkflow.dial,
         __import__("dialler.calls.messages", fromlist=["DialRequest"]).DialRequest(1, browser_call_sid="CAbrowser"),
     )
+    await eventually(lambda: _state(handle, "dialing"))
     path = f"/api/v1/webhooks/twilio/voice-status?wf={workflow_id}"
     url = stores.settings.public_base_url + path
     ringing = status_form("CAbrowser", "ringing", 1)
