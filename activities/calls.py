@@ -7,7 +7,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -20,6 +20,8 @@ from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.messages import (
     FinishInput,
     FinishResult,
+    FollowUp,
+    FollowUpInput,
     OpenSessionInput,
     PlaceCallInput,
     PresenceInput,
@@ -27,13 +29,23 @@ from dialler.calls.messages import (
     SessionProgress,
 )
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
+from dialler.comms.messages import MagicLinkInput, MagicLinkPurpose
+from dialler.comms.models import SmsConversation, SmsMessage
+from dialler.comms.templates import TemplateName
 from dialler.compliance.models import DoNotCall
 from dialler.customers.context import forget
 from dialler.integrations.twilio import Telephony, TelephonyError
 from dialler.queues import gates, rebuild
+from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES
 from dialler.queues.engine import StaleLease
 from dialler.queues.phones import normalise_phone
 from dialler.runtime import Stores
+
+_FIRST_PENDING = text(
+    "SELECT cr.id, cr.claim_id FROM claim_requirements cr JOIN claims c ON c.id = cr.claim_id"
+    " WHERE c.user_id = :user AND c.status IN :active AND c.deleted_at IS NULL"
+    " AND cr.status = 'PENDING' AND cr.deleted_at IS NULL ORDER BY cr.id LIMIT 1"
+).bindparams(bindparam("active", expanding=True))
 
 
 def webhook_urls(base_url: str, workflow_id: str) -> tuple[str, str]:
@@ -123,6 +135,8 @@ class CallActivities:
             await conn.execute(
                 update(CallSession).where(CallSession.id == uuid.UUID(input.session_id)).values(**values)
             )
+        if input.presence is not None:
+            await self._move_agent(input.presence)
 
     @activity.defn
     async def renew_lease(self, input: RenewLeaseInput) -> bool:
@@ -135,6 +149,9 @@ class CallActivities:
 
     @activity.defn
     async def set_presence(self, input: PresenceInput) -> None:
+        await self._move_agent(input)
+
+    async def _move_agent(self, input: PresenceInput) -> None:
         async with self.stores.sessions() as session:
             try:
                 await set_presence(
@@ -153,7 +170,8 @@ class CallActivities:
 
     @activity.defn
     async def finish_session(self, input: FinishInput) -> FinishResult:
-        """Record the outcome and the attempt, apply the disposition's effects, release the lease."""
+        """Record the outcome and the attempt, apply the disposition's effects, release the lease, and
+        free the agent (an abandoned call had no wrap-up: on_call → wrap_up → available)."""
         disposition = Disposition(input.disposition)
         effects = EFFECTS[disposition]
         session_id = uuid.UUID(input.session_id)
@@ -205,7 +223,40 @@ class CallActivities:
                 .where(CallSession.id == session_id, CallSession.closed_at.is_(None))
                 .values(status="closed", closed_at=input.finished_at, updated_at=datetime.now(UTC))
             )
-        return await self._release(input, effects.requeue, effects.requeue_after_days)
+        result = await self._release(input, effects.requeue, effects.requeue_after_days)
+        if input.abandoned:
+            await self._move_agent(PresenceInput(input.agent_id, "wrap_up"))
+        await self._move_agent(PresenceInput(input.agent_id, "available"))
+        return result
+
+    @activity.defn
+    async def plan_follow_up(self, input: FollowUpInput) -> FollowUp | None:
+        """The text that follows the call, or None when there is nothing to send: no pending
+        requirement left to upload for, or a missed-call text already sent in the last 24 hours."""
+        if input.kind == "upload_link":
+            async with self.stores.replica.connect() as conn:
+                pending = (
+                    await conn.execute(_FIRST_PENDING, {"user": input.user_id, "active": list(ACTIVE_CLAIM_STATUSES)})
+                ).first()
+            if pending is None:
+                return None
+            link = MagicLinkInput(
+                input.user_id, str(MagicLinkPurpose.UPLOAD), pending.claim_id, pending.id, input.agent_id
+            )
+            return FollowUp(link=link)
+        since = datetime.now(UTC) - timedelta(hours=24)
+        async with self.stores.postgres.connect() as conn:
+            recent = await conn.scalar(
+                select(SmsMessage.id)
+                .join(SmsConversation, SmsConversation.id == SmsMessage.conversation_id)
+                .where(
+                    SmsConversation.user_id == input.user_id,
+                    SmsMessage.template == str(TemplateName.MISSED_CALL),
+                    SmsMessage.created_at >= since,
+                )
+                .limit(1)
+            )
+        return None if recent is not None else FollowUp(template=str(TemplateName.MISSED_CALL))
 
     @activity.defn
     async def hangup(self, call_sid: str) -> None:

@@ -70,12 +70,14 @@ def rss_mb(pid: int | None = None) -> float:
 
 
 class RssSampler:
-    """Samples RSS and CPU time of processes in a background thread. Each process is counted with its
-    children (e.g. uvicorn's worker processes): RSS summed at each sample, CPU summed at the end."""
+    """Samples RSS and CPU time of processes in a background thread. The processes named in
+    ``with_children`` are counted with their children (e.g. uvicorn's worker processes): RSS summed at
+    each sample, CPU summed at the end."""
 
-    def __init__(self, pids: dict[str, int], every: float = 0.2) -> None:
+    def __init__(self, pids: dict[str, int], every: float = 0.2, with_children: frozenset[str] = frozenset()) -> None:
         import threading
 
+        self.with_children = with_children
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.peak = dict.fromkeys(pids, 0.0)
         self.cpu0 = {n: self._cpu(p) for n, p in self.procs.items()}
@@ -84,8 +86,9 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def _tree(p: psutil.Process) -> list[psutil.Process]:
+    def _tree(self, p: psutil.Process) -> list[psutil.Process]:
+        if not any(self.procs[n] is p for n in self.with_children):
+            return [p]
         try:
             return [p, *p.children(recursive=True)]
         except psutil.Error:

@@ -341,7 +341,7 @@ async def main() -> int:
                 headers = await sign_in(http, emails, stores)
                 login_s = time.perf_counter() - t0
                 print(f"{len(headers)} agents signed in and available in {login_s:.1f} s", flush=True)
-                with RssSampler({"api": api.pid}) as sampler:
+                with RssSampler({"api": api.pid}, with_children=frozenset({"api"})) as sampler:
                     # sequential pass: uncontended cost
                     seq = []
                     codes_ok = 0

@@ -51,6 +51,7 @@ def parse_args() -> argparse.Namespace:
         help="cProfile the worker's event loop thread into FILE and print its top functions",
     )
     p.add_argument("--poll", type=float, default=0.25, help="call-state poll interval (presence: half of it)")
+    p.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes of the API")
     return p.parse_args()
 
 
@@ -155,7 +156,7 @@ async def main() -> int:
         depths = await engine.depths()
         print(f"queued: {depths}", flush=True)
         emails = await create_agents(stores, args.agents, stack.unique)
-        api = start_api(stack, settings, None)
+        api = start_api(stack, settings, None, args.api_workers)
         prof_path = Path(args.profile_worker or stack.run_dir / "worker.prof").resolve()
         worker = start_worker(stack, settings, args, ["--profile", str(prof_path)] if args.profile_worker else None)
         temporal_pid = None
@@ -173,7 +174,7 @@ async def main() -> int:
             async with httpx.AsyncClient(base_url=settings.public_base_url, timeout=60, limits=limits) as http:
                 headers = await sign_in(http, emails, stores)
                 quota = [args.sessions]
-                with RssSampler(pids) as sampler:
+                with RssSampler(pids, with_children=frozenset({"api"})) as sampler:
                     t0 = time.perf_counter()
                     progress = asyncio.create_task(report_progress(done, t0))
                     await asyncio.gather(*(agent_loop(http, h, quota, done, errors, args, requests) for h in headers))
@@ -232,6 +233,7 @@ async def history_summary(client, workflow_id: str) -> str:  # type: ignore[no-u
         "ACTIVITY_TASK_SCHEDULED",
         "WORKFLOW_EXECUTION_SIGNALED",
         "WORKFLOW_EXECUTION_UPDATE_ACCEPTED",
+        "MARKER_RECORDED",
         "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES",
         "TIMER_STARTED",
     )

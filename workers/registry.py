@@ -74,6 +74,7 @@ def activities_for(stores: Stores, client: Client, telephony: Telephony) -> Sequ
         calls.renew_lease,
         calls.set_presence,
         calls.finish_session,
+        calls.plan_follow_up,
         calls.hangup,
         callbacks.mirror,
         callbacks.check_due,

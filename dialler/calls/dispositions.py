@@ -49,7 +49,9 @@ class Effects:
     requeue: bool
     do_not_call: bool = False
     books_callback: bool = False
-    sends_sms: str | None = None  # template name of the follow-up text, if any
+    # The follow-up text, if any: "upload_link" texts a magic link to upload the documents of the first
+    # pending requirement; "missed_call" texts that we tried to call (at most one a day).
+    sends_sms: str | None = None
     needs_review: bool = False
     requeue_after_days: int = 0  # on top of the gates' own not-before time
     agent_selectable: bool = True

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from dialler.comms.messages import MagicLinkInput
+
 
 class CallState(StrEnum):
     RESERVED = "reserved"
@@ -133,25 +135,26 @@ class PlaceCallInput:
 
 
 @dataclass(frozen=True)
+class PresenceInput:
+    agent_id: int
+    state: str
+    user_id: int | None = None
+
+
+@dataclass(frozen=True)
 class SessionProgress:
     session_id: str
     state: str
     call_sid: str | None = None
     at: datetime | None = None
     end_reason: str | None = None
+    presence: PresenceInput | None = None  # the agent's presence moves with the call, in the same step
 
 
 @dataclass(frozen=True)
 class RenewLeaseInput:
     user_id: int
     lease_token: int
-
-
-@dataclass(frozen=True)
-class PresenceInput:
-    agent_id: int
-    state: str
-    user_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,3 +177,20 @@ class FinishInput:
 class FinishResult:
     requeued: bool
     not_before: float | None = None
+
+
+@dataclass(frozen=True)
+class FollowUpInput:
+    """The text a disposition asks for (``Effects.sends_sms``) after a call to ``user_id``."""
+
+    user_id: int
+    agent_id: int
+    kind: str  # "upload_link" | "missed_call"
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """What to send: a text from a template, or a magic link (which sends its own text)."""
+
+    template: str | None = None
+    link: MagicLinkInput | None = None

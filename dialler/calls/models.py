@@ -21,7 +21,7 @@ class CallSession(Timestamped, Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    workflow_id: Mapped[str] = mapped_column(String(100), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(100), index=True)  # call-<user id>: one per customer, reused
     user_id: Mapped[int]
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     queue: Mapped[str] = mapped_column(String(32))

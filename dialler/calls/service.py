@@ -24,6 +24,7 @@ from dialler.calls.messages import CallSessionInput, call_workflow_id
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
 from dialler.queues import gates
+from dialler.queues.eligibility import QUEUE_PRIORITY
 from dialler.queues.engine import AgentAlreadyHoldsLease, Lease, QueueEngine
 from dialler.queues.rebuild import recompute
 from dialler.runtime import Stores
@@ -98,8 +99,10 @@ async def take_next_call(
     if not agent.queues:
         return NoneEligible("You are not assigned to any queue; ask a supervisor.")
     try:
+        # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
+        queues = [q for q in QUEUE_PRIORITY if q in agent.queues]
         offer = await engine.next_call_detailed(
-            agent_id=agent.id, queues=agent.queues, trained_vulnerable=agent.trained_vulnerable, now=now.timestamp()
+            agent_id=agent.id, queues=queues, trained_vulnerable=agent.trained_vulnerable, now=now.timestamp()
         )
     except AgentAlreadyHoldsLease as exc:
         raise AlreadyHoldingCustomer(exc.user_id) from None

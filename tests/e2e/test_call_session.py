@@ -3,12 +3,14 @@ with simulated telephony going through the signed Twilio webhooks."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -17,6 +19,7 @@ from temporalio.worker import Worker
 from activities.queues import queue_engine
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
 from dialler.integrations.simulated import SimulatedTelephony
+from dialler.queues.engine import QueueEntry
 from dialler.replica.seed import seed_replica
 from dialler.runtime import Stores
 from tests.e2e.conftest import eventually, login
@@ -51,14 +54,48 @@ async def call_state(http: httpx.AsyncClient, headers: dict[str, str], session_i
     return response.json()
 
 
+async def first_pending_requirement(replica_writer: AsyncEngine, user_id: int) -> int:
+    """The customer's first pending requirement on an active claim, made if they have none."""
+    async with replica_writer.begin() as conn:
+        pending = await conn.scalar(_FIRST_PENDING, {"user": user_id})
+        if pending is None:
+            claim = await conn.scalar(
+                text("SELECT id FROM claims WHERE user_id = :u AND deleted_at IS NULL ORDER BY id LIMIT 1"),
+                {"u": user_id},
+            )
+            await conn.execute(text("UPDATE claims SET status = 'documents_required' WHERE id = :c"), {"c": claim})
+            await conn.execute(
+                text(
+                    "INSERT INTO claim_requirements (claim_id, type, status, reason, created_at, updated_at)"
+                    " VALUES (:c, 'bank_statement', 'PENDING', 'statements for the loan years', NOW(), NOW())"
+                ),
+                {"c": claim},
+            )
+            pending = await conn.scalar(_FIRST_PENDING, {"user": user_id})
+    return int(pending)
+
+
+_FIRST_PENDING = text(
+    "SELECT cr.id FROM claim_requirements cr JOIN claims c ON c.id = cr.claim_id WHERE c.user_id = :user"
+    " AND c.status IN ('new', 'documents_required', 'in_progress', 'submitted_to_lender')"
+    " AND c.deleted_at IS NULL AND cr.status = 'PENDING' AND cr.deleted_at IS NULL ORDER BY cr.id LIMIT 1"
+)
+
+
 async def test_next_call_dial_talk_outcome_requeues_and_frees_the_agent(
-    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    replica_writer: AsyncEngine,
+    temporal_client: Client,
 ) -> None:
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
 
     offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
     session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+    requirement = await first_pending_requirement(replica_writer, user_id)
     assert offered["customer"]["claims"] and "+44" not in str(offered["customer"])  # number never shown whole
     assert (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "reserved"
 
@@ -91,6 +128,75 @@ async def test_next_call_dial_talk_outcome_requeues_and_frees_the_agent(
     assert not_before >= (datetime.now(UTC) + timedelta(hours=3, minutes=59)).timestamp()  # ...after the gap
     presence = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()
     assert presence["state"] == "available"
+
+    # docs_promised texts the customer a link to upload the documents of their first pending requirement.
+    async def link_texted() -> bool:
+        async with stores.postgres.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT purpose, requirement_id, created_by_agent_id FROM magic_links WHERE user_id = :u"),
+                    {"u": user_id},
+                )
+            ).one_or_none()
+            sent = await conn.scalar(
+                text("SELECT count(*) FROM sms_messages WHERE template = 'magic_link_upload' AND status <> 'pending'")
+            )
+        return row is not None and tuple(row)[:2] == ("upload", requirement) and row[2] is not None and sent == 1
+
+    await eventually(link_texted)
+
+
+async def test_a_missed_call_is_texted_at_most_once_a_day(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    users = []
+    for _ in range(2):  # the same customer twice: the second call's outcome finds today's text
+        offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+        users.append(offered["customer"]["user_id"])
+        session_id = offered["session_id"]
+        # Recorded without dialling (the agent skipped the call): a voicemail outcome still texts.
+        response = await http.post(
+            f"/api/v1/calls/{session_id}/outcome", json={"disposition": "voicemail"}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        await eventually(lambda: _agent_available(http, headers))
+        if len(users) == 1:  # put the same customer back at the head of the queue for the second call
+            engine = queue_engine(stores)
+            await stores.redis.hdel(engine.keys.not_before, str(users[0]))
+            await stores.redis.zadd(engine.keys.queue("unsigned"), {str(users[0]): -1})
+
+    async def texted_once() -> bool:
+        async with stores.postgres.connect() as conn:
+            count = await conn.scalar(text("SELECT count(*) FROM sms_messages WHERE template = 'missed_call'"))
+        return count == 1
+
+    assert users[0] == users[1]
+    await eventually(texted_once)
+    await asyncio.sleep(1)  # and no second one arrives late
+    assert await texted_once()
+
+
+async def test_a_due_callback_comes_first_whatever_order_the_agent_lists_queues_in(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    engine = queue_engine(stores)
+    waiting = (await stores.redis.zrange(engine.keys.queue("unsigned"), -1, -1))[0]
+    user_id = int(waiting)  # the last of the unsigned queue: only a due callback puts them first
+    await engine.upsert(QueueEntry(user_id, "callbacks", score=0.0))
+    async with stores.postgres.begin() as conn:
+        await conn.execute(
+            text("UPDATE agents SET queues = ARRAY['unsigned', 'callbacks'] WHERE email = 'priya@rmc.example'")
+        )
+    headers = await start_available(http, "priya@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    assert (offered["customer"]["user_id"], offered["lease"]["queue"]) == (user_id, "callbacks")
+
+
+async def _agent_available(http: httpx.AsyncClient, headers: dict[str, str]) -> bool:
+    return (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "available"
 
 
 async def _in_state(http: httpx.AsyncClient, headers: dict[str, str], session_id: str, state: str) -> bool:
