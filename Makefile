@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# Debian packages the stack needs: MariaDB for the binlog replica, Chromium for the browser tests.
+# Debian packages the stack needs: MariaDB for the binlog replica, Chromium and Firefox ESR for the
+# browser tests (Playwright drives Debian's own browsers; it never downloads one).
 system-deps:
 	@command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || { apt-get update -q && apt-get install -y -q mariadb-server; }
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+	@command -v firefox-esr >/dev/null || { apt-get update -q && apt-get install -y -q firefox-esr; }
 
 run: deps system-deps
 	$(BIN)/python -m workers.stack run

@@ -5,9 +5,12 @@ longer in progress, upserts and removals converge, and the report insert ignores
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
@@ -16,7 +19,6 @@ from temporalio.exceptions import ApplicationError
 from dialler.queues import rebuild
 from dialler.queues.engine import QueueEngine, RebuildNotActive
 from dialler.queues.facts import replica_id_bounds
-from dialler.queues.gates import CallingRules
 from dialler.queues.models import QueueRebuild
 from dialler.queues.rebuild import (
     RebuildPlan,
@@ -28,7 +30,11 @@ from dialler.queues.rebuild import (
     SwapResult,
     recompute,
 )
+from dialler.queues.rebuild_pool import RebuildPool
 from dialler.runtime import Stores
+
+HEARTBEAT_EVERY_S = 2.0
+T = TypeVar("T")
 
 
 def queue_engine(stores: Stores) -> QueueEngine:
@@ -39,12 +45,25 @@ def last_rebuild_key(stores: Stores) -> str:
     return f"{stores.settings.redis_prefix}:rebuild:last"
 
 
+async def heartbeating(work: Awaitable[T]) -> T:
+    """Await work done elsewhere (another process) while telling Temporal this activity is alive."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_S)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        task.cancel()  # if we were cancelled: drops a range still queued for a process
+
+
 class QueueActivities:
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, rebuild_pool: RebuildPool | None = None) -> None:
+        """Without a pool, ranges are staged in this process (one at a time, on this event loop)."""
         self.stores = stores
+        self.pool = rebuild_pool
         self.engine = queue_engine(stores)
-        self.rules = CallingRules.from_settings(stores.settings)
-        self.grace = timedelta(seconds=stores.settings.callback_grace_s)
 
     @activity.defn
     async def plan_rebuild(self, input: rebuild.RebuildInput) -> RebuildPlan:
@@ -57,16 +76,11 @@ class QueueActivities:
 
     @activity.defn
     async def stage_range(self, input: StageRangeInput) -> StageRangeResult:
-        decisions = await rebuild.decisions_for(
-            replica=self.stores.replica,
-            postgres=self.stores.postgres,
-            now=datetime.now(UTC),
-            rules=self.rules,
-            callback_grace=self.grace,
-            lo_hi=(input.lo, input.hi),
-        )
-        await self.engine.stage_many(input.run_id, [d.entry for d in decisions if d.entry is not None])
-        return rebuild.tally(decisions)
+        now = datetime.now(UTC)
+        if self.pool is None:
+            return await rebuild.stage_range(self.stores, self.engine, input, now=now)
+        # If this activity is cancelled, the process still finishes the range: staging is idempotent.
+        return await heartbeating(self.pool.stage(input, now=now))
 
     @activity.defn
     async def swap_rebuild(self, run_id: str) -> SwapResult:

@@ -1,37 +1,43 @@
 """Benchmark of the full queue rebuild (QueueRebuildWorkflow) on the real worker.
 
-    .venv/bin/python bench/queue_rebuild.py [--users 50000] [--runs 3] [--profile-range 25000]
+    .venv/bin/python bench/queue_rebuild.py [--users 50000] [--runs 3] [--profile-range 25000] [--chunk N]
 
 Starts a private MariaDB (row binlog, 512M buffer pool), a Temporal dev server (WAL), a fresh
 PostgreSQL database ``bench_*`` (migrated) and a ``bench:*`` Redis prefix; seeds ``--users``
 customers (3 claims, 4 requirements each) with dialler.replica.seed; then runs the workflow on the
-real worker (workers.worker.build_worker, in this process) ``--runs`` times. Run 1 is cold (the phone
-normalisation LRU cache is empty; MariaDB's buffer pool is warm from the seed), later runs are warm.
+real worker (workers.worker.build_worker, in this process, with its rebuild pool) ``--runs`` times.
+Run 1 is cold: the pool's processes start (and import the stack) with it and the phone normalisation
+cache is empty; MariaDB's buffer pool is warm from the seed. Later runs are warm.
 
 Per-phase times come from the workflow history (activity scheduled -> completed): plan, stage
-(first range scheduled -> last range completed), swap, record. Peak RSS is this process (worker +
-bench driver). Redis memory is MEMORY USAGE (SAMPLES 0) of the live queue keys after the last run.
+(first range scheduled -> last range completed), swap, record; and, inside the ranges, the split
+each range reports (StageRangeResult.seconds: replica, phones, dialler facts, placement, Redis
+staging), summed over the ranges. CPU per run is read per process: the worker (this process), the
+pool's processes, MariaDB, the Temporal dev server, and Redis (INFO; a shared server, so other
+clients count too). Peak RSS is this process (worker + bench driver). Redis memory is MEMORY USAGE
+(SAMPLES 0) of the live queue keys after the last run. ``--chunk`` sets the customers per range.
 
-Then ``--profile-range`` customers (one range, as one stage_range activity) are staged outside
-Temporal with a split timer (replica query, phone normalisation cold and warm, PostgreSQL facts,
-placement, Redis staging) and under cProfile (top functions by cumulative and own time).
-Everything is deleted at exit.
+Then ``--profile-range`` customers (one range) are staged in this process by the activity's own code
+(rebuild.stage_range) with its split timer, phone cache cold and warm, and under cProfile (top
+functions by cumulative and own time). Everything is deleted at exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import pstats
 import resource
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psutil  # noqa: E402
 
 from bench._stack import RssSampler, Stack, exit_now, load, machine, percentile  # noqa: E402
 
@@ -42,24 +48,35 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="rebuilds to run (1st cold, others warm)")
     p.add_argument("--profile-range", type=int, default=25_000, help="customers in the profiled range (0: skip)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--chunk", type=int, default=None, help="customers per range (default: RebuildInput's)")
     return p.parse_args()
 
 
-async def phases_from_history(handle) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def phases_from_history(handle, client) -> tuple[dict[str, float], dict[str, float]]:  # type: ignore[no-untyped-def]
+    """Activity spans (first scheduled -> last completed, per activity type) and the stage ranges'
+    own split (StageRangeResult.seconds, summed over the ranges: time spent in the pool's processes)."""
     from temporalio.api.enums.v1 import EventType
+
+    from dialler.queues.rebuild import StageRangeResult
 
     history = await handle.fetch_history()
     scheduled: dict[int, tuple[str, float]] = {}
     spans: dict[str, list[float]] = {}
+    split: dict[str, float] = {}
     for ev in history.events:
         t = ev.event_time.ToDatetime().timestamp()
         if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             scheduled[ev.event_id] = (ev.activity_task_scheduled_event_attributes.activity_type.name, t)
         elif ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            name, t0 = scheduled[ev.activity_task_completed_event_attributes.scheduled_event_id]
+            attrs = ev.activity_task_completed_event_attributes
+            name, t0 = scheduled[attrs.scheduled_event_id]
             lo_hi = spans.setdefault(name, [t0, t])
             lo_hi[0], lo_hi[1] = min(lo_hi[0], t0), max(lo_hi[1], t)
-    return {name: hi - lo for name, (lo, hi) in spans.items()}
+            if name == "stage_range":
+                (result,) = await client.data_converter.decode(attrs.result.payloads, [StageRangeResult])
+                for phase, seconds in result.seconds.items():
+                    split[phase] = split.get(phase, 0.0) + seconds
+    return {name: hi - lo for name, (lo, hi) in spans.items()}, split
 
 
 async def queue_memory(stores, engine) -> tuple[int, float]:  # type: ignore[no-untyped-def]
@@ -73,64 +90,53 @@ async def queue_memory(stores, engine) -> tuple[int, float]:  # type: ignore[no-
     return len(keys), total / 2**20
 
 
-async def profile_range(stores, engine, n: int) -> str:  # type: ignore[no-untyped-def]
+async def profile_range(worker_stores, engine, n: int) -> str:  # type: ignore[no-untyped-def]
+    """One range staged in this process by the pool's own code (rebuild.stage_range, replica driver
+    as in the pool): its split timer with a cold and a warm phone cache, then cProfile of a third
+    pass (cold)."""
     from dialler import clock
-    from dialler.queues import facts as facts_
-    from dialler.queues.gates import CallingRules
+    from dialler.runtime import Stores
+
+    settings = worker_stores.settings
+    stores = Stores.open(settings)
+    try:
+        return await _profile_range(stores, engine, n, now=clock.now(settings))
+    finally:
+        await stores.close()
+
+
+async def _profile_range(stores, engine, n: int, *, now) -> str:  # type: ignore[no-untyped-def]
     from dialler.queues.phones import normalise_phone
-    from dialler.queues.placement import decide_all
+    from dialler.queues.rebuild import StageRangeInput, stage_range
 
-    settings = stores.settings
-    now = clock.now(settings)
-    rules = CallingRules.from_settings(settings)
-    grace = timedelta(seconds=settings.callback_grace_s)
-    lo, hi = 1, n
-    t: dict[str, float] = {}
-
-    async def one_pass(label: str, cold: bool) -> None:
-        if cold:
+    phases = ("replica", "phones", "dialler_facts", "placement", "redis_staging")
+    lines = [
+        f"\n### Split timer, one range of {n:,} customers in one process, {stores.replica.url.drivername} "
+        f"(load {load()})\n",
+        "| pass | " + " | ".join(phases) + " | total | CPU |",
+        "|---" * (len(phases) + 3) + "|",
+    ]
+    for label in ("cold", "warm"):
+        if label == "cold":
             normalise_phone.cache_clear()
-        t0 = time.perf_counter()
-        async with stores.replica.connect() as conn:
-            customer_facts = await facts_.replica_facts_for_range(conn, lo, hi)
-        t1 = time.perf_counter()
-        phones = sorted({p for f in customer_facts if (p := normalise_phone(f.phone_raw).e164)})
-        t2 = time.perf_counter()
-        async with stores.postgres.connect() as conn:
-            known = await facts_.dialler_facts(conn, now=now, phones=phones, lo_hi=(lo, hi))
-        t3 = time.perf_counter()
-        decisions = decide_all(customer_facts, known, now=now, rules=rules, callback_grace=grace)
-        t4 = time.perf_counter()
         run_id = f"bench-profile-{label}"
         await engine.begin_rebuild(run_id)
-        t5 = time.perf_counter()
-        await engine.stage_many(run_id, [d.entry for d in decisions if d.entry is not None])
-        t6 = time.perf_counter()
+        cpu0 = time.process_time()
+        result = await stage_range(stores, engine, StageRangeInput(run_id, 1, n), now=now)
+        cpu = time.process_time() - cpu0
         await engine.discard_staging(run_id)
-        t[label] = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t6 - t5, t6 - t0 - (t5 - t4))
+        t = result.seconds
+        lines.append(
+            f"| {label} phone cache | "
+            + " | ".join(f"{t.get(p, 0) * 1000:.0f} ms" for p in phases)
+            + f" | {sum(t.values()) * 1000:.0f} ms | {cpu * 1000:.0f} ms |"
+        )
 
-    await one_pass("cold", cold=True)
-    await one_pass("warm", cold=False)
-    lines = [
-        f"\n### Split timer, one range of {n:,} customers (load {load()})\n",
-        "| pass | replica query | phone normalisation | PostgreSQL facts | placement (decide_all) | Redis staging | total |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for label, parts in t.items():
-        lines.append(f"| {label} phone cache | " + " | ".join(f"{x * 1000:.0f} ms" for x in parts) + " |")
-
-    # cProfile of the same work, cold cache.
     normalise_phone.cache_clear()
+    await engine.begin_rebuild("bench-profile-cp")
     prof = cProfile.Profile()
     prof.enable()
-    async with stores.replica.connect() as conn:
-        customer_facts = await facts_.replica_facts_for_range(conn, lo, hi)
-    phones = sorted({p for f in customer_facts if (p := normalise_phone(f.phone_raw).e164)})
-    async with stores.postgres.connect() as conn:
-        known = await facts_.dialler_facts(conn, now=now, phones=phones, lo_hi=(lo, hi))
-    decisions = decide_all(customer_facts, known, now=now, rules=rules, callback_grace=grace)
-    await engine.begin_rebuild("bench-profile-cp")
-    await engine.stage_many("bench-profile-cp", [d.entry for d in decisions if d.entry is not None])
+    await stage_range(stores, engine, StageRangeInput("bench-profile-cp", 1, n), now=now)
     prof.disable()
     await engine.discard_staging("bench-profile-cp")
     for sort in ("cumulative", "tottime"):
@@ -140,6 +146,32 @@ async def profile_range(stores, engine, n: int) -> str:  # type: ignore[no-untyp
             f"\n<details><summary>cProfile sorted by {sort}</summary>\n\n```\n{buf.getvalue().strip()}\n```\n</details>"
         )
     return "\n".join(lines)
+
+
+def cpu_by_process(mariadb_pid: int | None) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the worker (this process), the rebuild pool's processes,
+    MariaDB and the Temporal dev server."""
+    out = {"worker": sum(psutil.Process().cpu_times()[:2]), "pool": 0.0, "mariadb": 0.0, "temporal": 0.0}
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(child.cmdline())
+            kind = (
+                "mariadb"
+                if child.pid == mariadb_pid
+                else "pool"
+                if "spawn_main" in cmdline
+                else "temporal"
+                if "temporal" in child.name()
+                else None
+            )
+            if kind:
+                out[kind] += sum(child.cpu_times()[:2])
+    return out
+
+
+async def redis_cpu(stores) -> float:  # type: ignore[no-untyped-def]
+    info = await stores.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def main() -> int:
@@ -171,28 +203,38 @@ async def main() -> int:
         client = stack.env.client
         engine = queue_engine(stores)
         rows = []
+        rebuild_input = RebuildInput(trigger="cli", **({"chunk_size": args.chunk} if args.chunk else {}))
         try:
             async with build_worker(client, stores, telephony):
                 for i in range(args.runs):
                     wf_id = f"queue-rebuild-bench-{stack.unique}-{i}"
+                    cpu0, redis0 = cpu_by_process(stack.mariadb_pid), await redis_cpu(stores)
                     with RssSampler({"bench": __import__("os").getpid(), "mariadb": stack.mariadb_pid}) as s:
                         t0 = time.perf_counter()
                         handle = await client.start_workflow(
                             QueueRebuildWorkflow.run,
-                            RebuildInput(trigger="cli"),
+                            rebuild_input,
                             id=wf_id,
                             task_queue=settings.temporal_task_queue,
                         )
                         result = await handle.result()
                         wall = time.perf_counter() - t0
-                    phases = await phases_from_history(handle)
+                    cpu = {k: v - cpu0[k] for k, v in cpu_by_process(stack.mariadb_pid).items()}
+                    cpu["redis"] = await redis_cpu(stores) - redis0
+                    phases, split = await phases_from_history(handle, client)
                     queued = sum(result.counts.values())
-                    rows.append((i, wall, phases, queued, result, s, load()))
+                    rows.append((i, wall, phases, queued, result, s, load(), split, cpu))
                     print(
                         f"run {i + 1} ({'cold' if i == 0 else 'warm'}): {wall:.2f} s, queued {queued:,}, "
-                        f"phases {', '.join(f'{k}={v:.2f}' for k, v in phases.items())}, load {load()}",
+                        f"phases {', '.join(f'{k}={v:.2f}' for k, v in phases.items())}, "
+                        f"range split {', '.join(f'{k}={v:.2f}' for k, v in split.items())}, load {load()}",
                         flush=True,
                     )
+                pool_rss = ", ".join(
+                    f"{p.memory_info().rss / 2**20:.0f} MB"
+                    for p in psutil.Process().children(recursive=True)
+                    if "spawn_main" in " ".join(p.cmdline())
+                )
             nkeys, mem_mb = await queue_memory(stores, engine)
             depths = await engine.depths()
             prof = (
@@ -207,23 +249,37 @@ async def main() -> int:
     walls = [r[1] for r in rows]
     print(f"\n## Queue rebuild, {args.users:,} users ({3 * args.users:,} claims, {4 * args.users:,} requirements)\n")
     print(
-        "| run | wall (start→result) | plan | stage ranges | swap | recompute | record | queued | not queued | worker CPU | MariaDB CPU | load (1/5/15) |"
+        "| run | wall (start→result) | plan | stage ranges | swap | recompute | record | queued | not queued "
+        "| CPU: worker | pool | MariaDB | Redis | Temporal | load (1/5/15) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for i, wall, ph, queued, res, s, ld in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for i, wall, ph, queued, res, _, ld, _, cpu in rows:
         print(
             f"| {i + 1} {'cold' if i == 0 else 'warm'} | {wall:.2f} s | {ph.get('plan_rebuild', 0):.2f} s | "
             f"{ph.get('stage_range', 0):.2f} s | {ph.get('swap_rebuild', 0):.2f} s | "
             f"{ph.get('recompute_users', 0):.2f} s | {ph.get('record_rebuild', 0):.2f} s | {queued:,} | "
-            f"{sum(res.not_queued.values()):,} | {s.cpu['bench']:.1f} s | {s.cpu['mariadb']:.1f} s | {ld} |"
+            f"{sum(res.not_queued.values()):,} | {cpu['worker']:.1f} s | {cpu['pool']:.1f} s | "
+            f"{cpu['mariadb']:.1f} s | {cpu['redis']:.1f} s | {cpu['temporal']:.1f} s | {ld} |"
         )
+    phases = ("replica", "phones", "dialler_facts", "placement", "redis_staging")
+    print(
+        "\nInside the stage ranges (StageRangeResult.seconds summed over the ranges: wall time in the pool's "
+        "processes, which run side by side):\n"
+    )
+    print("| run | " + " | ".join(phases) + " |")
+    print("|---" * (len(phases) + 1) + "|")
+    for row in rows:
+        split = row[7]
+        print(f"| {row[0] + 1} | " + " | ".join(f"{split.get(p, 0):.2f} s" for p in phases) + " |")
     print(
         f"\n| metric | value |\n|---|---|\n| p50 wall over {len(walls)} runs | {percentile(walls, 50):.2f} s |\n"
         f"| min / max wall | {min(walls):.2f} / {max(walls):.2f} s |\n"
         f"| seed time | {seed_s:.1f} s |\n| peak RSS (worker + driver process) | {peak:.0f} MB |\n"
+        f"| RSS of the rebuild pool's processes after the runs | {pool_rss} |\n"
         f"| peak RSS MariaDB | {max(r[5].peak['mariadb'] for r in rows):.0f} MB |\n"
         f"| Redis memory of live queue keys ({nkeys} keys) | {mem_mb:.1f} MiB |\n"
-        f"| queue depths | {depths} |\n| ranges (chunk 25,000) | {-(-args.users // 25000)} |"
+        f"| queue depths | {depths} |\n"
+        f"| ranges (chunk {rebuild_input.chunk_size:,}) | {-(-args.users // rebuild_input.chunk_size)} |"
     )
     print(prof)
     return 0

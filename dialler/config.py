@@ -77,12 +77,16 @@ class Settings(BaseSettings):
     max_attempts_per_week: int = Field(default=10, ge=1, le=30)
     min_gap_between_attempts_s: int = Field(default=4 * 3600, ge=15 * 60)
     abandoned_cooloff_s: int = Field(default=72 * 3600, ge=72 * 3600)
+    rebuild_processes: int = Field(default=0, ge=0, le=64)  # processes staging rebuild ranges; 0: one per CPU
 
     # Callbacks
     callback_grace_s: int = Field(default=600, ge=0, le=3600)
     callback_expiry_s: int = Field(default=7200, ge=600, le=24 * 3600)
     callback_rebook_missed: bool = True
     callback_reminder_s: int = Field(default=900, ge=0, le=24 * 3600)
+    # The earliest time the outcome form's picker offers: far enough ahead that the slot is still in
+    # the future when the agent sends the form (the REST booking refuses less than a minute ahead).
+    callback_slot_lead_s: int = Field(default=300, ge=60, le=3600)
 
     # Calls
     wrap_up_timeout_s: int = Field(default=300, ge=30, le=3600)

@@ -33,6 +33,7 @@ from dialler.config import Settings
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.integrations.twilio import Telephony
 from dialler.queues.rebuild import RebuildInput
+from dialler.queues.rebuild_pool import RebuildPool
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
@@ -56,8 +57,10 @@ def workflows() -> Sequence[type]:
     ]
 
 
-def activities_for(stores: Stores, client: Client, telephony: Telephony) -> Sequence[Callable[..., Any]]:
-    queues = QueueActivities(stores)
+def activities_for(
+    stores: Stores, client: Client, telephony: Telephony, rebuild_pool: RebuildPool | None = None
+) -> Sequence[Callable[..., Any]]:
+    queues = QueueActivities(stores, rebuild_pool)
     calls = CallActivities(stores, telephony)
     callbacks = CallbackActivities(stores, client)
     sms = SmsActivities(stores, telephony)

@@ -14,12 +14,14 @@ from datetime import timedelta
 
 import httpx
 from temporalio.client import Client
+from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker
 
 from dialler.config import Settings, get_settings
 from dialler.integrations.simulated import telephony_for
 from dialler.integrations.twilio import Telephony
 from dialler.logs import configure_logging
+from dialler.queues.rebuild_pool import RebuildPool
 from dialler.runtime import Stores, connect_temporal
 from workers.registry import activities_for, on_worker_start, workflows
 
@@ -27,14 +29,17 @@ log = logging.getLogger("dialler.worker")
 
 
 def build_worker(client: Client, stores: Stores, telephony: Telephony, *, task_queue: str | None = None) -> Worker:
+    # The rebuild's processes start with the first rebuild and stop when the worker has stopped.
+    rebuild_pool = RebuildPool(stores.settings)
     return Worker(
         client,
         task_queue=task_queue or stores.settings.temporal_task_queue,
         workflows=workflows(),
-        activities=activities_for(stores, client, telephony),
+        activities=activities_for(stores, client, telephony, rebuild_pool),
         # Blocking SDK calls (boto3, twilio) go through asyncio.to_thread inside async activities.
         activity_executor=ThreadPoolExecutor(max_workers=8),
         graceful_shutdown_timeout=timedelta(seconds=20),
+        plugins=[SimplePlugin("dialler.rebuild_pool", run_context=rebuild_pool.running)],
     )
 
 

@@ -7,6 +7,7 @@ and returns (and records) the counts and the drift against the live queues."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -14,13 +15,22 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.queues import QueueActivities
-    from dialler.queues.rebuild import RebuildInput, RebuildReport, RecomputeInput, StageRangeInput
+    from dialler.queues.rebuild import (
+        RebuildInput,
+        RebuildPlan,
+        RebuildReport,
+        RecomputeInput,
+        StageRangeInput,
+        StageRangeResult,
+    )
 
 # Named timeouts and retries: a range is ~25k customers, seconds of work; the swap is one script.
 STAGE_TIMEOUT = timedelta(minutes=2)
+STAGE_HEARTBEAT = timedelta(seconds=20)  # a range waits in a process of the worker, heartbeating
 STEP_TIMEOUT = timedelta(seconds=60)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_attempts=5)
-MAX_PARALLEL_RANGES = 4
+MAX_PARALLEL_RANGES = 4  # in flight at once; each worker stages them on its processes
+SLIDING_WINDOW = "rebuild-sliding-window"
 
 
 def rebuild_input(*, trigger: str, requested_by_agent_id: int | None = None) -> tuple[RebuildInput, str]:
@@ -40,20 +50,7 @@ class QueueRebuildWorkflow:
         plan = await workflow.execute_activity_method(
             QueueActivities.plan_rebuild, input, start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY
         )
-        results = []
-        for i in range(0, len(plan.ranges), MAX_PARALLEL_RANGES):
-            batch = plan.ranges[i : i + MAX_PARALLEL_RANGES]
-            results += await asyncio.gather(
-                *(
-                    workflow.execute_activity_method(
-                        QueueActivities.stage_range,
-                        StageRangeInput(plan.run_id, lo, hi),
-                        start_to_close_timeout=STAGE_TIMEOUT,
-                        retry_policy=RETRY,
-                    )
-                    for lo, hi in batch
-                )
-            )
+        results = await self._stage_all(plan)
         swap = await workflow.execute_activity_method(
             QueueActivities.swap_rebuild, plan.run_id, start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY
         )
@@ -86,3 +83,29 @@ class QueueRebuildWorkflow:
             QueueActivities.record_rebuild, report, start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY
         )
         return report
+
+    async def _stage_all(self, plan: RebuildPlan) -> list[StageRangeResult]:
+        def stage(lo: int, hi: int) -> Awaitable[StageRangeResult]:
+            return workflow.execute_activity_method(
+                QueueActivities.stage_range,
+                StageRangeInput(plan.run_id, lo, hi),
+                start_to_close_timeout=STAGE_TIMEOUT,
+                heartbeat_timeout=STAGE_HEARTBEAT,
+                retry_policy=RETRY,
+            )
+
+        if not workflow.patched(SLIDING_WINDOW):
+            # Histories recorded before the sliding window: batches of MAX_PARALLEL_RANGES.
+            results: list[StageRangeResult] = []
+            for i in range(0, len(plan.ranges), MAX_PARALLEL_RANGES):
+                results += await asyncio.gather(*(stage(lo, hi) for lo, hi in plan.ranges[i : i + MAX_PARALLEL_RANGES]))
+            return results
+        # A sliding window: a range starts as soon as any other finishes, so no worker process waits
+        # for the slowest range of a batch.
+        window = asyncio.Semaphore(MAX_PARALLEL_RANGES)
+
+        async def staged(lo: int, hi: int) -> StageRangeResult:
+            async with window:
+                return await stage(lo, hi)
+
+        return list(await asyncio.gather(*(staged(lo, hi) for lo, hi in plan.ranges)))

@@ -38,7 +38,6 @@ from workflows.call_session import CallSessionWorkflow
 
 router = APIRouter(tags=["ui"], responses=PROTECTED_RESPONSES)
 
-SLOT_LEAD = timedelta(minutes=5)  # a slot the agent picks must still be bookable when the form is sent
 SLOT_HORIZON = timedelta(days=60)
 SLOT_STEP_MINUTES = 15
 
@@ -302,9 +301,9 @@ async def callback_slots(
 ) -> SlotPage:
     """Bookable callback times, on a 15-minute grid, only inside calling hours in the customer's
     local time (UK: weekdays and Saturdays as configured, never Sundays or bank holidays), starting
-    at least 5 minutes from now."""
+    at least `callback_slot_lead_s` (5 minutes by default) from now."""
     now = datetime.now(UTC)
-    earliest = now + SLOT_LEAD
+    earliest = now + timedelta(seconds=settings.callback_slot_lead_s)  # still ahead when the form is sent
     if from_ is not None:
         start = from_ if from_.tzinfo is not None else from_.replace(tzinfo=UTC)
         if start > now + SLOT_HORIZON:

@@ -29,6 +29,7 @@ Batch rebuild (``QueueRebuildWorkflow``), in this order:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,7 +60,9 @@ __all__ = [
 # so what bounds the stall a batch causes for next_call is server time per script x scripts per read.
 _BATCH = 100  # entries per script call in the batch methods: ~0.3-0.8 ms of server time each
 _PIPELINE = 20  # scripts per round trip in the batch methods
+_STAGE_BATCH = 250  # entries per stage.lua call: a dozen variadic commands, ~1-2 ms of server time
 _DRIFT_CHUNK = 250  # members per drift pre-pass call (~0.5-1.5 ms); one per round trip, never pipelined
+_DRIFT_LANES = 4  # drift calls in flight per queue, each on its own connection
 _DONE_TTL_S = 24 * 3600
 
 
@@ -190,6 +193,29 @@ def _entry_args(entry: QueueEntry) -> list[bytes]:
         b"1" if entry.vulnerable else b"0",
         reservation,
     ]
+
+
+def _stage_args(entries: Iterable[QueueEntry]) -> list[bytes]:
+    """stage.lua's arguments: per queue (score, user) pairs in ZADD's order, then the metadata."""
+    pairs: dict[str, list[bytes]] = {q: [] for q in QUEUES}
+    not_before: list[bytes] = []
+    vulnerable: list[bytes] = []
+    reservations: list[bytes] = []
+    for e in entries:
+        user = _i(e.user_id)
+        pairs[e.queue] += (_f(e.score), user)
+        if e.not_before is not None:
+            not_before += (user, _f(e.not_before))
+        if e.vulnerable:
+            vulnerable.append(user)
+        if e.reserved_for_agent is not None:
+            reservations += (user, b"%d|%s" % (e.reserved_for_agent, _num(e.reserved_until)))
+    args: list[bytes] = []
+    for group in (*(pairs[q] for q in QUEUES), not_before):
+        args += (_i(len(group) // 2), *group)
+    args += (_i(len(vulnerable)), *vulnerable)
+    args += (_i(len(reservations) // 2), *reservations)
+    return args
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -421,13 +447,13 @@ class QueueEngine:
         return int(reply) == 1
 
     async def stage_many(self, run_id: str, entries: Sequence[QueueEntry]) -> None:
-        """Write entries into the run's staging keys. Idempotent; an empty call still marks the run as
-        staged (so a rebuild that finds nobody can swap in empty queues)."""
+        """Write entries into the run's staging keys. Idempotent (for a user given twice, the last entry
+        counts); an empty call still marks the run as staged (so a rebuild that finds nobody can swap in
+        empty queues)."""
         keys: list[_Key] = [*self._base, *self.keys.staging(run_id).all()]
-        chunks = list(_chunks(entries, _BATCH)) if entries else [()]
-        arg_lists: list[list[_Arg]] = [
-            [self._lp, self._rebuild_ttl_s, *(a for e in chunk for a in _entry_args(e))] for chunk in chunks
-        ]
+        unique = list({e.user_id: e for e in entries}.values())
+        chunks = list(_chunks(unique, _STAGE_BATCH)) if unique else [()]
+        arg_lists: list[list[_Arg]] = [[self._lp, self._rebuild_ttl_s, *_stage_args(chunk)] for chunk in chunks]
         await self._pipelined(self._stage, keys, arg_lists)
 
     async def swap(self, run_id: str, *, now: float) -> Drift:
@@ -477,21 +503,31 @@ class QueueEngine:
     async def _drift_prepass(self, staging_keys: list[str]) -> dict[str, dict[str, int]]:
         keys: list[_Key] = [*self._base, *staging_keys]
         cards = await self._cards([*staging_keys[:3], *(self.keys.queue(q) for q in QUEUES)])
+        # Each queue is walked in a few lanes side by side, one connection each: Redis serves the
+        # lanes (and everyone else) one short script at a time, and the round trips overlap.
+        lanes = [
+            self._drift_walk(keys, q, range(start, cards[i], _DRIFT_CHUNK * _DRIFT_LANES))
+            for i, q in enumerate(QUEUES)
+            for start in range(0, _DRIFT_CHUNK * _DRIFT_LANES, _DRIFT_CHUNK)
+        ]
+        walked = await asyncio.gather(*lanes)
         out: dict[str, dict[str, int]] = {}
         for i, q in enumerate(QUEUES):
-            staged = await self._drift_walk(keys, "staged", q, cards[i])
-            live = await self._drift_walk(keys, "live", q, cards[3 + i])
-            out[q] = {"added": staged[0], "rescored": staged[1], "removed": live[0]}
+            added, rescored, in_both = (
+                sum(w[k] for w in walked[i * _DRIFT_LANES : (i + 1) * _DRIFT_LANES]) for k in range(3)
+            )
+            # Leases taken during the walk shrink the live queue: never report fewer than none removed.
+            out[q] = {"added": added, "rescored": rescored, "removed": max(0, cards[3 + i] - in_both)}
         return out
 
-    async def _drift_walk(self, keys: list[_Key], mode: str, queue: str, card: int) -> tuple[int, int]:
-        a = b = 0
-        for start in range(0, card, _DRIFT_CHUNK):
-            args: list[_Arg] = [self._lp, mode, queue, start, start + _DRIFT_CHUNK - 1]
-            reply = await self._drift(keys=keys, args=args)
-            a += int(reply[1])
-            b += int(reply[2])
-        return a, b
+    async def _drift_walk(self, keys: list[_Key], queue: str, starts: range) -> tuple[int, int, int]:
+        added = rescored = in_both = 0
+        for start in starts:
+            reply = await self._drift(keys=keys, args=[self._lp, queue, start, start + _DRIFT_CHUNK - 1])
+            added += int(reply[1])
+            rescored += int(reply[2])
+            in_both += int(reply[3])
+        return added, rescored, in_both
 
     async def _cards(self, keys: list[str]) -> list[int]:
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -3,25 +3,33 @@ the API over HTTP, the worker on Temporal, PostgreSQL, Redis and MariaDB.
 
 The agent journey: sign in → available → next call → the call connects → hang up → outcome
 ``callback_requested`` at a time from the picker → the callback shows in "my callbacks"; meanwhile a
-supervisor, in a second browser context, sees the agent move on the board without reloading. No
-console errors anywhere. With ``DIALLER_UPDATE_SCREENSHOTS=1`` the screenshots of each screen are
-written to ``docs/screenshots/`` (the README shows them); otherwise to a temporary directory.
+supervisor, in a second browser context, sees the agent move on the board without reloading. Then
+(``TestACallbackFallsDue``, with a clock offset that puts a picker slot a minute or two ahead) the
+callback falls due: a colleague on the callbacks queue is refused that customer during the grace
+period, and the booking agent's next call is that customer, with the callback shown. No console
+errors anywhere. The same screens in Firefox: ``test_ui_firefox.py``.
+
+With ``DIALLER_UPDATE_SCREENSHOTS=1`` the screenshots of each screen are written to
+``docs/screenshots/`` (the README shows them); otherwise to a temporary directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright, expect
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.worker import Worker
@@ -35,8 +43,9 @@ from dialler.config import PROJECT_ROOT, Settings, TelephonyMode
 from dialler.queues.keys import QueueKeys
 from dialler.queues.models import QueueRebuild
 from dialler.runtime import Stores
-from tests.e2e.conftest import LiveServer
-from tests.e2e.test_call_session import queue_one_customer
+from tests.conftest import CLOCK_OFFSET_S
+from tests.e2e.conftest import LiveServer, eventually
+from tests.e2e.test_call_session import queue_one_customer, start_available
 from workers.services import free_port
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +59,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1366, "height": 768}
+VIEWPORT = ViewportSize(width=1366, height=768)
 SHOTS = PROJECT_ROOT / "docs" / "screenshots"
 # The committed screenshots change only when asked for; other runs still take them (into a temp dir).
 UPDATE_SHOTS = os.environ.get("DIALLER_UPDATE_SCREENSHOTS") == "1"
@@ -120,6 +129,19 @@ async def assert_labelled(page: Page) -> None:
     assert await page.evaluate(UNLABELLED) == []
 
 
+LAPTOPS = [VIEWPORT, ViewportSize(width=1280, height=720)]
+
+
+async def assert_fits(page: Page) -> None:
+    """At each laptop size the page scrolls vertically only."""
+    for size in LAPTOPS:
+        await page.set_viewport_size(size)
+        await page.wait_for_timeout(200)  # one layout after the resize
+        widths = await page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[0] <= widths[1], f"{page.url} scrolls sideways at {size}: {widths}"
+    await page.set_viewport_size(VIEWPORT)
+
+
 async def access_token(page: Page) -> str:
     return str(await page.evaluate("JSON.parse(sessionStorage.getItem('rmc.session')).access"))
 
@@ -185,6 +207,7 @@ async def test_agent_journey_with_a_supervisor_watching(
     await expect(agent.locator("#sms-thread .sms-outbound")).to_contain_text("sign", timeout=15_000)
     await shot(agent, "agent-on-call")
     await assert_labelled(agent)
+    await assert_fits(agent)
 
     # Hang up: wrap-up, and the outcome form opens.
     await agent.get_by_role("button", name="Hang up").click()
@@ -225,6 +248,7 @@ async def test_agent_journey_with_a_supervisor_watching(
     await expect(supervisor.locator("#kpi-calls .kpi-value")).to_have_text("1", timeout=BOARD_STEP_S)
     await expect(supervisor.locator('#outcomes li[data-disposition="callback_requested"]')).to_be_visible()
     await assert_labelled(supervisor)
+    await assert_fits(supervisor)
 
     # Tokens of 60 s were refreshed (and rotated) silently while both screens kept working.
     assert await access_token(agent) != first_token
@@ -232,6 +256,122 @@ async def test_agent_journey_with_a_supervisor_watching(
     assert not console.errors, "\n".join(console.errors)
     await agent_ctx.close()
     await sup_ctx.close()
+
+
+SLOT_LEAD_S = 60  # the shortest lead the picker allows (callback_slot_lead_s)
+TO_PICKER_S = 50  # budget from the test's start to the outcome form, where the picker reads the clock
+
+
+def clock_offset_before_a_slot() -> int:
+    """A compliance clock offset (see tests/conftest.py) that puts one of the picker's quarter-hour
+    slots ``SLOT_LEAD_S + TO_PICKER_S`` seconds from now, still on the pinned weekday morning: the
+    earliest slot the agent can pick then falls due a minute or two after the booking, not 5-20 min."""
+    now = datetime.now(UTC)
+    london = (now + timedelta(seconds=CLOCK_OFFSET_S)).astimezone(ZoneInfo("Europe/London"))
+    quarter = london.replace(minute=london.minute - london.minute % 15, second=0, microsecond=0)
+    slot = quarter + timedelta(minutes=30)
+    wanted_now = slot - timedelta(seconds=SLOT_LEAD_S + TO_PICKER_S)
+    return CLOCK_OFFSET_S + int((wanted_now - london).total_seconds())
+
+
+class TestACallbackFallsDue:
+    """The rest of the journey: the booked callback falls due and is offered to its agent first."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(
+            update={"callback_slot_lead_s": SLOT_LEAD_S, "clock_offset_s": clock_offset_before_a_slot()}
+        )
+
+    async def test_the_booking_agent_gets_the_callback_when_it_falls_due_and_a_colleague_does_not(
+        self, settings: Settings, live_api: str, worker: Worker, stores: Stores, replica_url: str, browser: Browser
+    ) -> None:
+        started = time.monotonic()
+        await queue_one_customer(stores, replica_url)
+        priya = await agent_id(stores, "priya@rmc.example")
+        async with stores.postgres.begin() as conn:  # a colleague who works callbacks only, any customer
+            await conn.execute(
+                text("UPDATE agents SET queues = '{callbacks}', trained_vulnerable = true WHERE email = :e"),
+                {"e": "aisha@rmc.example"},
+            )
+        console = ConsoleErrors()
+        sup_ctx, supervisor = await open_page(browser, console, "supervisor")
+        agent_ctx, agent = await open_page(browser, console, "agent")
+        await sign_in(supervisor, live_api, "sam@rmc.example")
+        sam_board = board_row(supervisor, priya)
+
+        # Priya calls a customer who asks to be called back; she books the earliest time offered.
+        await sign_in(agent, live_api, "priya@rmc.example")
+        await agent.get_by_role("button", name="Available").click()
+        await agent.get_by_role("button", name="Next call").click()
+        customer_tag = agent.locator("#customer-body .tag", has_text="Customer #")
+        user_id = int((await customer_tag.inner_text()).split("#")[1])
+        await agent.get_by_role("button", name="Call", exact=True).click()
+        await expect(agent.locator("#call-state-text")).to_contain_text("Connected")
+        await agent.get_by_role("button", name="Hang up").click()
+        await agent.get_by_label("Callback requested").check()
+        times = agent.get_by_label("Time", exact=True)
+        await expect(times.locator("option")).not_to_have_count(1)
+        first = await times.locator("option").nth(1).get_attribute("value") or ""
+        due = datetime.fromisoformat(first)
+        to_picker = time.monotonic() - started
+        assert due - datetime.now(UTC) < timedelta(seconds=SLOT_LEAD_S + TO_PICKER_S + 5), (
+            f"the earliest slot is {first}: the outcome form opened {to_picker:.0f} s into the test, "
+            f"after the {TO_PICKER_S} s the clock offset allows for (a slow machine?)"
+        )
+        await times.select_option(first)
+        await agent.get_by_role("button", name="Save outcome").click()
+        await expect(agent.locator("#status-now")).to_contain_text("Available")
+        await expect(agent.locator(f'#my-callbacks li[data-user-id="{user_id}"]')).to_be_visible(timeout=15_000)
+
+        # It falls due: "due now" on her screen.
+        await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))
+
+        async def shows_due_now() -> bool:  # the list refreshes every 30 s by itself; Refresh is quicker
+            await agent.get_by_role("button", name="Refresh").click()
+            await agent.wait_for_timeout(500)
+            return await agent.locator(f'#callbacks-due li[data-user-id="{user_id}"]').count() == 1
+
+        await eventually(shows_due_now, within=15, every=0.5)
+
+        # A colleague on the callbacks queue asks for a call during the grace period: not this customer.
+        async with httpx.AsyncClient(base_url=live_api, timeout=15) as http:
+            aisha = await start_available(http, "aisha@rmc.example")
+
+            async def refused_as_reserved() -> bool:
+                offered = (await http.post("/api/v1/agents/me/next-call", headers=aisha)).json()
+                assert offered["customer"] is None, f"a colleague was given customer {offered['customer']['user_id']}"
+                return "reserved for another agent's callback" in offered["reason"]
+
+            await eventually(refused_as_reserved, within=15, every=0.5)
+
+        # Priya presses Next call: that customer, from the callbacks queue, with the callback shown.
+        await agent.get_by_role("button", name="Next call").click()
+        await expect(customer_tag).to_be_visible()
+        queue = agent.locator("#call-state .hint").filter(has_text="Queue:")
+        offered = (await customer_tag.inner_text()).strip()
+        assert offered == f"Customer #{user_id}", (
+            f"Priya's due callback (customer #{user_id}) was not offered to her first; "
+            f"she got {offered} ({(await queue.inner_text()).strip()})"
+        )
+        assert datetime.now(UTC) >= due
+        await expect(agent.locator("#call-state")).to_contain_text("Queue: Callbacks")
+        await expect(agent.locator("#open-callback")).to_contain_text("Open callback")
+        await expect(sam_board).to_have_attribute("data-state", "reserved", timeout=BOARD_STEP_S)
+
+        # She reaches the customer and records the outcome: the callback is done, gone from "due now".
+        await agent.get_by_role("button", name="Call", exact=True).click()
+        await expect(agent.locator("#call-state-text")).to_contain_text("Connected")
+        await expect(sam_board).to_have_attribute("data-state", "on_call", timeout=BOARD_STEP_S)
+        await agent.get_by_role("button", name="Hang up").click()
+        await agent.get_by_label("Documents promised").check()
+        await agent.get_by_role("button", name="Save outcome").click()
+        await expect(agent.locator("#status-now")).to_contain_text("Available")
+        await expect(agent.locator("#callbacks-due li")).to_have_count(0, timeout=15_000)
+
+        assert not console.errors, "\n".join(console.errors)
+        await agent_ctx.close()
+        await sup_ctx.close()
 
 
 # A morning on the floor: (disposition, answered, abandoned) of the calls made so far today.

@@ -460,6 +460,26 @@ async def test_restaging_moves_a_user_between_staged_queues(engine: QueueEngine)
     assert got is not None and got.queue == "outstanding_requests"
 
 
+async def test_staging_in_bulk_keeps_each_users_last_entry_and_its_metadata(engine: QueueEngine) -> None:
+    await engine.begin_rebuild("run-6")
+    many = [entry(u, "unsigned" if u % 2 else "outstanding_requests", float(u)) for u in range(1, 1_201)]
+    first = [
+        entry(1, "callbacks", 0.5, vulnerable=True, not_before=T0 + 60, reserved_for_agent=7, reserved_until=T0 + 600),
+        *many[1:],
+    ]
+    await engine.stage_many("run-6", first)  # several script calls
+    # a retry: user 1 moved queue and lost its gates; user 2 appears twice, the last entry wins
+    await engine.stage_many("run-6", [entry(2, "callbacks", 9.0), *many[:3], entry(2, "unsigned", 2.5)])
+    drift = await engine.swap("run-6", now=T0)
+
+    assert await engine.position(1) == ("unsigned", 1.0)
+    assert await engine.position(2) == ("unsigned", 2.5)
+    assert await engine.depths() == {"callbacks": 0, "unsigned": 601, "outstanding_requests": 599}
+    assert drift.queues["unsigned"].added == 601 and drift.queues["callbacks"].added == 0
+    got = await take(engine, 8, queues=["unsigned"])  # no gate, reservation or vulnerable flag left on 1
+    assert got is not None and got.user_id == 1
+
+
 async def test_swap_refused_unless_the_run_is_current_and_staged(engine: QueueEngine) -> None:
     await engine.upsert(entry(1))
     with pytest.raises(RebuildNotActive):
