@@ -1,4 +1,8 @@
-"""Callback activities: the PostgreSQL mirror, the compliance check at due time, and requeueing."""
+"""Callback activities: the PostgreSQL mirror, the compliance check, and requeueing.
+
+``prepare`` and ``transition`` are what CallbackWorkflow runs: one activity per step, each idempotent
+(an upsert keyed by the run, a placement recomputed from fresh facts). ``mirror``, ``check_due`` and
+``requeue`` are the same work split three ways, kept for workflow histories recorded before them."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from temporalio.client import Client, WorkflowHandle
 from activities.queues import queue_engine, recompute
 from dialler import clock
 from dialler.callbacks.messages import (
+    REQUEUE_IF_MISSING,
     BookCallbackInput,
     CallbackTimings,
     CallingHours,
@@ -19,8 +24,10 @@ from dialler.callbacks.messages import (
     DueCheck,
     EnqueueInput,
     MirrorInput,
+    PrepareInput,
     RescheduleInput,
     SettleCallbackInput,
+    TransitionInput,
     callback_workflow_id,
 )
 from dialler.callbacks.models import Callback
@@ -46,6 +53,7 @@ def callback_timings(settings: Settings) -> CallbackTimings:
         expiry_s=settings.callback_expiry_s,
         rebook_missed=settings.callback_rebook_missed,
         reminder_s=settings.callback_reminder_s,
+        prepare_s=settings.callback_prepare_s,
     )
 
 
@@ -78,7 +86,42 @@ class CallbackActivities:
         self.engine = queue_engine(stores)
 
     @activity.defn
+    async def prepare(self, input: PrepareInput) -> DueCheck:
+        """Ahead of the due time: the compliance gates for that time, then the customer into the
+        callbacks queue, callable from ``due_at`` (placement's prepare window)."""
+        check = await self._check(input.user_id, at=input.due_at)
+        if check.action == "proceed":
+            await self._requeue(input.user_id)
+        return check
+
+    @activity.defn
+    async def transition(self, input: TransitionInput) -> None:
+        """A status change: the mirror row first (placement reads it), then the queue placement.
+
+        ``REQUEUE_IF_MISSING`` (due and open, where the prepared queue entry already says everything)
+        recomputes only a customer who is neither in the callbacks queue nor leased: one Redis read at
+        the deadline instead of a recompute, and still a repair if the preparation left them out."""
+        user_id = input.mirror.user_id
+        await self._mirror(input.mirror)
+        if input.requeue != REQUEUE_IF_MISSING or await self._missing_from_callbacks(user_id):
+            await recompute(self.stores, self.engine, [user_id])
+        await forget(self.stores.redis, self.stores.settings.redis_prefix, [user_id])
+
+    @activity.defn
     async def mirror(self, input: MirrorInput) -> None:
+        await self._mirror(input)
+        await forget(self.stores.redis, self.stores.settings.redis_prefix, [input.user_id])
+
+    @activity.defn
+    async def check_due(self, user_id: int) -> DueCheck:
+        """The compliance gates at due time: the rules of now, not of the booking."""
+        return await self._check(user_id, at=None)
+
+    @activity.defn
+    async def requeue(self, input: EnqueueInput) -> None:
+        await self._requeue(input.user_id)
+
+    async def _mirror(self, input: MirrorInput) -> None:
         values = {
             "workflow_id": input.workflow_id,
             "workflow_run_key": input.run_key,
@@ -99,11 +142,23 @@ class CallbackActivities:
         )
         async with self.stores.postgres.begin() as conn:
             await conn.execute(statement)
-        await forget(self.stores.redis, self.stores.settings.redis_prefix, [input.user_id])
 
-    @activity.defn
-    async def check_due(self, user_id: int) -> DueCheck:
-        """The compliance gates at due time: the rules of now, not of the booking."""
+    async def _missing_from_callbacks(self, user_id: int) -> bool:
+        position = await self.engine.position(user_id)
+        if position is not None and position[0] == "callbacks":
+            return False
+        missing = await self.engine.lease_of(user_id) is None
+        if missing:
+            activity.logger.warning("user %s is neither in the callbacks queue nor leased: placing afresh", user_id)
+        return missing
+
+    async def _requeue(self, user_id: int) -> None:
+        await recompute(self.stores, self.engine, [user_id])
+        await forget(self.stores.redis, self.stores.settings.redis_prefix, [user_id])
+
+    async def _check(self, user_id: int, *, at: datetime | None) -> DueCheck:
+        """The rules of now (record, do-not-call, opt-out) and the calling window at ``at`` (the due
+        time; None: now). A time outside calling hours moves to the next allowed slot."""
         settings = self.stores.settings
         async with self.stores.replica.connect() as conn:
             row = (
@@ -127,17 +182,12 @@ class CallbackActivities:
         if opted:
             return DueCheck("cancel", "the customer opted out (SMS STOP)")
         rules = gates.CallingRules.from_settings(settings)
-        now = clock.now(settings)
-        window = gates.calling_window(now, rules)
+        when = clock.now(settings) if at is None else at + clock.offset(settings)  # the compliance clock
+        window = gates.calling_window(when, rules)
         if not window.allowed:
-            slot = gates.next_allowed_slots(now, rules, 1)[0] - clock.offset(settings)  # back to real time
+            slot = gates.next_allowed_slots(when, rules, 1)[0] - clock.offset(settings)  # back to real time
             return DueCheck("move", window.explanation, slot)
         return DueCheck("proceed")
-
-    @activity.defn
-    async def requeue(self, input: EnqueueInput) -> None:
-        await recompute(self.stores, self.engine, [input.user_id])
-        await forget(self.stores.redis, self.stores.settings.redis_prefix, [input.user_id])
 
     @activity.defn
     async def book(self, booking: BookCallbackInput) -> None:

@@ -272,8 +272,7 @@ class CallActivities:
                 replica=self.stores.replica,
                 postgres=self.stores.postgres,
                 now=now,
-                rules=self.rules,
-                callback_grace=timedelta(seconds=self.stores.settings.callback_grace_s),
+                settings=self.stores.settings,
                 user_ids=[input.user_id],
             )
             entry = decisions[0].entry if decisions else None

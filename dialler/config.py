@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # The earliest time the outcome form's picker offers: far enough ahead that the slot is still in
     # the future when the agent sends the form (the REST booking refuses less than a minute ahead).
     callback_slot_lead_s: int = Field(default=300, ge=60, le=3600)
+    # How long before its due time a callback is prepared (compliance check, then queued with a
+    # not-before of the due time, so that the queue, not a timer at the deadline, makes it callable).
+    # Preparation is spread over the first half of this window; see docs/PERFORMANCE.md §7 for sizing.
+    callback_prepare_s: int = Field(default=600, ge=0, le=3600)
 
     # Calls
     wrap_up_timeout_s: int = Field(default=300, ge=30, le=3600)

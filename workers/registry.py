@@ -79,7 +79,9 @@ def activities_for(
         calls.finish_session,
         calls.plan_follow_up,
         calls.hangup,
-        callbacks.mirror,
+        callbacks.prepare,
+        callbacks.transition,
+        callbacks.mirror,  # mirror, check_due, requeue: for callback histories recorded before prepare
         callbacks.check_due,
         callbacks.requeue,
         callbacks.book,

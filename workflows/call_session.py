@@ -311,8 +311,9 @@ class CallSessionWorkflow:
             retry_policy=RETRY,
         )
         self._set_state(CallState.CLOSED)
-        if EFFECTS[disposition].sends_sms:
-            await self._follow_up(EFFECTS[disposition].sends_sms)
+        follow_up = EFFECTS[disposition].sends_sms
+        if follow_up is not None:
+            await self._follow_up(follow_up)
         return OutcomeAccepted(self._input.session_id, str(disposition))
 
     async def _follow_up(self, kind: str) -> None:

@@ -41,6 +41,9 @@ class CallbackTimings:
     expiry_s: int = 7200
     rebook_missed: bool = True
     reminder_s: int = 900
+    # Compliance check and queueing this long before due (Settings.callback_prepare_s); the queue
+    # then makes the customer callable at the due second. Inputs recorded before it existed get this.
+    prepare_s: int = 600
 
 
 @dataclass(frozen=True)
@@ -119,3 +122,24 @@ class DueCheck:
 @dataclass(frozen=True)
 class EnqueueInput:
     user_id: int
+
+
+@dataclass(frozen=True)
+class PrepareInput:
+    """Check a callback due at ``due_at`` against the rules of now and, if it goes ahead, queue the
+    customer for it (not callable before ``due_at``)."""
+
+    user_id: int
+    due_at: datetime
+
+
+REQUEUE_ALWAYS = "always"
+REQUEUE_IF_MISSING = "if_missing"  # only if neither in the callbacks queue nor leased (self-healing)
+
+
+@dataclass(frozen=True)
+class TransitionInput:
+    """One status change of a callback: the mirror row, then the customer's queue placement."""
+
+    mirror: MirrorInput
+    requeue: str = REQUEUE_ALWAYS  # REQUEUE_ALWAYS | REQUEUE_IF_MISSING

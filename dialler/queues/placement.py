@@ -4,6 +4,14 @@ change data capture (so that the two paths can never disagree on a rule).
     replica facts + dialler facts ──classify──▶ queue or reason
                                   ──gates─────▶ excluded (do-not-call, opt-out) or not-before time
                                   ──score─────▶ position in the queue
+
+A booked callback holds the customer out of every queue until it is prepared: from
+``callback_prepare`` before its due time it sits in the callbacks queue with a not-before of the due
+time, reserved for its owner until due + grace. The Redis queue then makes the customer callable at
+the due second and hands it to any agent after the grace, with no timer firing at the deadline
+(``CallbackWorkflow`` checks compliance and queues it between due − prepare and due − prepare/2,
+ahead of the rush). A due callback is callable now, reserved until due + grace; an open one is
+callable by any callback agent.
 """
 
 from __future__ import annotations
@@ -13,10 +21,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from dialler.queues import gates
-from dialler.queues.eligibility import CustomerFacts, Placement, QueueName, classify
+from dialler.queues.eligibility import CustomerFacts, Placement, classify
 from dialler.queues.engine import QueueEntry
-from dialler.queues.facts import DiallerFacts
+from dialler.queues.facts import DiallerFacts, LiveCallback
 from dialler.queues.scoring import queue_score
+
+CALLBACK_PREPARE = timedelta(seconds=600)
+"""The default of ``Settings.callback_prepare_s``; callers pass the setting."""
+CLOCK_ALLOWANCE = timedelta(seconds=2)
+"""The prepare window opens this much earlier than ``callback_prepare`` before due: the workflow
+prepares no earlier than due − prepare on Temporal's clock, and the process placing the customer may
+read a clock that is a little behind (it must not find the callback "not yet inside the window")."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,11 @@ class Decision:
         return self.placement.reason
 
 
+def callback_prepared(callback: LiveCallback, now: datetime, prepare: timedelta = CALLBACK_PREPARE) -> bool:
+    """A scheduled callback whose due time is inside the prepare window: it waits in the callbacks queue."""
+    return callback.status == "scheduled" and callback.due_at - now <= prepare + CLOCK_ALLOWANCE
+
+
 def decide(
     facts: CustomerFacts,
     known: DiallerFacts,
@@ -42,14 +62,18 @@ def decide(
     now: datetime,
     rules: gates.CallingRules,
     callback_grace: timedelta,
+    callback_prepare: timedelta = CALLBACK_PREPARE,
 ) -> Decision:
     callback = known.callbacks.get(facts.user_id)
     callback_due = callback is not None and callback.status in ("due", "open")
+    prepared = callback is not None and callback_prepared(callback, now, callback_prepare)
+    in_callbacks = callback_due or prepared
+    queued_callback = callback if in_callbacks else None  # the callback that puts them in the callbacks queue
     # dataclasses.replace is costly at rebuild scale: copy only in the rare case that changes the facts.
-    placement = classify(replace(facts, has_live_callback_due=True) if callback_due else facts)
+    placement = classify(replace(facts, has_live_callback_due=True) if in_callbacks else facts)
     if placement.queue is None or placement.phone_e164 is None:
         return Decision(facts.user_id, placement, None)
-    if callback is not None and not callback_due:
+    if callback is not None and not in_callbacks:
         # Booked for later: the customer asked for that time, so no other queue calls them before it.
         booked = gates.GateResult(
             False, "callback_booked", f"a callback is booked for {callback.due_at.isoformat()}", callback.due_at
@@ -58,7 +82,7 @@ def decide(
 
     phone = placement.phone_e164
     history = gates.ContactHistory(known.attempts.get(facts.user_id, ()), known.abandoned_at.get(phone))
-    if callback_due:
+    if queued_callback is not None:
         # The customer asked for this call at this time: attempt limits and the minimum gap give way;
         # the cool-off after an abandoned call (Ofcom) does not.
         history = gates.ContactHistory((), history.last_abandoned_at)
@@ -71,20 +95,25 @@ def decide(
     # Most customers have no recent contact: no per-customer gate can be closed, nothing to evaluate.
     no_history = not history.attempts and history.last_abandoned_at is None
     blocking, opens = (None, None) if no_history else _per_customer_block(now, history, rules)
+    due = queued_callback.due_at if queued_callback is not None else None
+    if prepared and due is not None and due > now and (opens is None or opens <= due):
+        # Prepared ahead of its time: not callable before the time the customer asked for.
+        blocking = gates.GateResult(False, "callback_booked", f"callable from the booked time {due.isoformat()}", due)
+        opens = due
     not_before = opens.timestamp() if opens is not None else None
 
     reserved_for = reserved_until = None
-    callback_reserved = callback is not None and callback.status == "due" and callback.owner_agent_id is not None
-    if placement.queue is QueueName.CALLBACKS and callback is not None and callback_reserved:
-        reserved_for = callback.owner_agent_id
-        reserved_until = (callback.due_at + callback_grace).timestamp()
+    # Prepared or due: reserved for the owner until due + grace; open: any callback agent.
+    if queued_callback is not None and queued_callback.status != "open" and queued_callback.owner_agent_id is not None:
+        reserved_for = queued_callback.owner_agent_id
+        reserved_until = (queued_callback.due_at + callback_grace).timestamp()
     score = queue_score(
         placement.queue,
         attempts_total=known.attempts_total.get(facts.user_id, 0),
         oldest_active_claim_at=facts.oldest_active_claim_at,
         pending_requirements=facts.pending_requirements,
         user_id=facts.user_id,
-        due_at=callback.due_at if callback_due and callback is not None else None,
+        due_at=due,
     )
     entry = QueueEntry(
         user_id=facts.user_id,
@@ -121,5 +150,9 @@ def decide_all(
     now: datetime,
     rules: gates.CallingRules,
     callback_grace: timedelta,
+    callback_prepare: timedelta = CALLBACK_PREPARE,
 ) -> list[Decision]:
-    return [decide(f, known, now=now, rules=rules, callback_grace=callback_grace) for f in all_facts]
+    return [
+        decide(f, known, now=now, rules=rules, callback_grace=callback_grace, callback_prepare=callback_prepare)
+        for f in all_facts
+    ]

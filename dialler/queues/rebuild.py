@@ -8,6 +8,7 @@ from the replica and the dialler's own data, written to staging keys and swapped
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from dialler.config import Settings
 from dialler.queues import facts as facts_
 from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES, CustomerFacts
 from dialler.queues.engine import QueueEngine
@@ -171,14 +173,21 @@ async def decisions_for(
     replica: AsyncEngine,
     postgres: AsyncEngine,
     now: datetime,
-    rules: CallingRules,
-    callback_grace: timedelta,
+    settings: Settings,
     lo_hi: tuple[int, int] | None = None,
     user_ids: list[int] | None = None,
     laps: Laps | None = None,
 ) -> list[Decision]:
-    """Where each customer of an id range (or id list) belongs, from two set-based reads."""
+    """Where each customer of an id range (or id list) belongs, from two set-based reads, under the
+    calling rules and callback timings of ``settings``."""
     lap = laps or Laps()
+    place = functools.partial(
+        decide_all,
+        now=now,
+        rules=CallingRules.from_settings(settings),
+        callback_grace=timedelta(seconds=settings.callback_grace_s),
+        callback_prepare=timedelta(seconds=settings.callback_prepare_s),
+    )
     async with replica.connect() as conn:
         if lo_hi is not None:
             customer_facts = await replica_facts_for_range(conn, *lo_hi)
@@ -195,13 +204,10 @@ async def decisions_for(
         known = await facts_.dialler_facts(conn, now=now, phones=phones, lo_hi=lo_hi, user_ids=user_ids)
     lap("dialler_facts")
     if len(customer_facts) < 200:
-        decisions = decide_all(customer_facts, known, now=now, rules=rules, callback_grace=callback_grace)
+        decisions = place(customer_facts, known)
     else:
-        # Thousands of decisions are CPU work: off the event loop, so that the worker's workflow tasks
-        # and heartbeats keep their slots while a rebuild runs.
-        decisions = await asyncio.to_thread(
-            decide_all, customer_facts, known, now=now, rules=rules, callback_grace=callback_grace
-        )
+        # Thousands of decisions are CPU work: off the event loop, so that heartbeats keep their slots.
+        decisions = await asyncio.to_thread(place, customer_facts, known)
     lap("placement")
     return decisions
 
@@ -238,8 +244,7 @@ async def stage_range(
         replica=stores.replica,
         postgres=stores.postgres,
         now=now,
-        rules=CallingRules.from_settings(settings),
-        callback_grace=timedelta(seconds=settings.callback_grace_s),
+        settings=settings,
         lo_hi=(input.lo, input.hi),
         laps=laps,
     )
@@ -259,8 +264,7 @@ async def recompute(stores: Stores, engine: QueueEngine, user_ids: list[int]) ->
         replica=stores.replica,
         postgres=stores.postgres,
         now=datetime.now(UTC),
-        rules=CallingRules.from_settings(settings),
-        callback_grace=timedelta(seconds=settings.callback_grace_s),
+        settings=settings,
         user_ids=user_ids,
     )
     result = await apply_decisions(engine, decisions)

@@ -1,9 +1,11 @@
-"""CallbackWorkflow on the real worker: fires on time for the booking agent, falls to the pool,
-goes missed, moves and cancels, respects opt-outs, and survives a worker restart."""
+"""CallbackWorkflow on the real worker: prepared ahead of its time, callable by the booking agent from
+the due second (the queue, not a timer, sees to it), falls to the pool after the grace, goes missed,
+moves and cancels (also inside the prepare window), respects opt-outs, and survives a worker restart."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -26,6 +28,7 @@ from dialler.callbacks.messages import (
     callback_workflow_id,
 )
 from dialler.compliance.models import OptOut
+from dialler.config import Settings
 from dialler.queues.rebuild import recompute
 from dialler.replica.seed import seed_replica
 from dialler.runtime import Stores
@@ -33,6 +36,15 @@ from tests.e2e.conftest import eventually
 from workers import services
 from workers.worker import build_worker
 from workflows.callback import CallbackWorkflow
+
+GRACE_S = 3
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A short grace: the queue reserves a due callback for its owner for the settings' grace (the
+    workflow's timings carry the same value when booked through book_callback)."""
+    return settings.model_copy(update={"callback_grace_s": GRACE_S})
 
 
 async def callable_customers(stores: Stores, replica_url: str, n: int = 1) -> list[int]:
@@ -61,42 +73,133 @@ async def book(client: Client, stores: Stores, user_id: int, in_s: float, **timi
     )
 
 
+async def activities_run(handle: WorkflowHandle) -> list[str]:
+    """The activities in a workflow's history, local ones (recorded as markers) included, in order."""
+    names = []
+    async for e in handle.fetch_history_events():
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            names.append(e.activity_task_scheduled_event_attributes.activity_type.name)
+        elif (
+            e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+            and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        ):
+            marker = json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)
+            names.append(marker["activity_type"])
+    return names
+
+
 async def status(handle: WorkflowHandle) -> str:
     return (await handle.query(CallbackWorkflow.view)).status
 
 
-async def test_fires_on_time_for_the_booking_agent_then_the_pool_then_missed(
+async def test_callable_by_the_booking_agent_from_the_due_second_then_by_anyone_after_the_grace(
+    temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    users = await callable_customers(stores, replica_url, n=2)
+    engine = queue_engine(stores)
+    due_in, grace = 4.0, GRACE_S
+    handles = [await book(temporal_client, stores, u, in_s=due_in, grace_s=grace, expiry_s=6) for u in users]
+    due_at = {u: (await h.query(CallbackWorkflow.view)).due_at.timestamp() for u, h in zip(users, handles, strict=True)}
+    due = min(due_at.values())
+
+    async def prepared() -> bool:  # in the callbacks queue ahead of the time, not callable yet
+        return sorted(await engine.snapshot("callbacks")) == sorted(users)
+
+    await eventually(prepared, within=due_in - 1, every=0.05)
+    prepared_at = time.time()
+    assert prepared_at < due - 0.5
+    reservations = await stores.redis.hmget(engine.keys.reservations, [str(u) for u in users])
+    assert all(r is not None and r.startswith("1|") for r in reservations)  # reserved for the booking agent
+
+    async def offer(agent: int) -> tuple[float, int] | None:
+        now = time.time()
+        lease = await engine.next_call(agent_id=agent, queues=["callbacks"], trained_vulnerable=True, now=now)
+        return (now, lease.user_id) if lease is not None else None
+
+    # The booking agent asks from before the due time: nothing until the due second, then at once.
+    refused_before_due = 0
+
+    async def owner_offered() -> tuple[float, int] | None:
+        nonlocal refused_before_due
+        got = await offer(1)
+        refused_before_due += got is None and time.time() < due
+        return got
+
+    taken_at, first = await eventually(owner_offered, within=due_in + 5, every=0.02)
+    assert refused_before_due > 0
+    assert due_at[first] <= taken_at < due_at[first] + 1.0  # within a second of the booked time, never before
+
+    # Another agent is not given the other customer during the grace period, and is after it.
+    [second] = [u for u in users if u != first]
+    other_at, other = await eventually(lambda: offer(2), within=grace + 6, every=0.05)
+    assert other == second
+    assert due_at[second] + grace <= other_at < due_at[second] + grace + 1.0
+
+    for user_id in users:  # both calls end without an outcome: the customers leave the queues
+        lease = await engine.lease_of(user_id)
+        assert lease is not None
+        await engine.release(user_id=user_id, token=lease.token, requeue=None, now=time.time())
+    for handle in handles:
+        assert await handle.result() == "missed"
+    for user_id in users:
+        assert (await engine.position(user_id) or ("",))[0] == "unsigned"  # back to the customer's own queue
+
+
+async def test_due_then_open_then_missed_and_back_to_the_customer_own_queue(
     temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
 ) -> None:
     [user_id] = await callable_customers(stores, replica_url)
     engine = queue_engine(stores)
-    handle = await book(temporal_client, stores, user_id, in_s=2, grace_s=2, expiry_s=4)
-    due = (await handle.query(CallbackWorkflow.view)).due_at
+    handle = await book(temporal_client, stores, user_id, in_s=3, grace_s=GRACE_S, expiry_s=6)
 
-    async def held_out() -> bool:  # booked: no other queue calls the customer before the time
-        return await engine.position(user_id) is None
+    async def in_callbacks() -> bool:
+        return (await engine.position(user_id) or ("",))[0] == "callbacks"
 
-    await eventually(held_out, within=2, every=0.05)
+    await eventually(in_callbacks, within=3, every=0.05)  # prepared ahead of the time
+    await eventually(lambda: _status_is(handle, "due"), within=10)
 
-    async def in_callbacks() -> float | None:
-        position = await engine.position(user_id)
-        return time.time() if position and position[0] == "callbacks" else None
+    async def mirrored_due() -> bool:  # the bookkeeping that follows the due time
+        from sqlalchemy import text
 
-    fired_at = await eventually(in_callbacks, within=10, every=0.05)
-    assert fired_at - due.timestamp() < 1.0  # within a second of the booked time
-    reservation = await stores.redis.hget(engine.keys.reservations, str(user_id))
-    assert reservation is not None and reservation.startswith("1|")  # reserved for the booking agent
-    assert await engine.next_call(agent_id=2, queues=["callbacks"], trained_vulnerable=True, now=time.time()) is None
+        async with stores.postgres.connect() as conn:
+            status = await conn.scalar(text("SELECT status FROM callbacks WHERE user_id = :u"), {"u": user_id})
+        return status == "due"
 
+    await eventually(mirrored_due, within=GRACE_S, every=0.05)
     await eventually(lambda: _status_is(handle, "open"), within=10)
-
-    async def open_to_all() -> bool:  # any callback agent now
-        return await stores.redis.hget(engine.keys.reservations, str(user_id)) is None
-
-    await eventually(open_to_all, within=5, every=0.05)
+    assert await in_callbacks()  # still there, now for any callback agent
 
     assert await handle.result() == "missed"
     assert (await engine.position(user_id) or ("",))[0] == "unsigned"  # back to the customer's own queue
+
+
+async def test_cancel_or_reschedule_inside_the_prepare_window_takes_the_customer_out_of_the_queue(
+    temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    first, second = await callable_customers(stores, replica_url, n=2)
+    engine = queue_engine(stores)
+    cancelled = await book(temporal_client, stores, first, in_s=90)  # inside the 300 s window
+    moved = await book(temporal_client, stores, second, in_s=90)
+
+    async def both_prepared() -> bool:
+        return sorted(await engine.snapshot("callbacks")) == sorted([first, second])
+
+    await eventually(both_prepared, within=10, every=0.05)
+
+    await cancelled.signal(CallbackWorkflow.cancel, CancelInput("customer will call us"))
+    assert await cancelled.result() == "cancelled"
+    assert (await engine.position(first) or ("",))[0] == "unsigned"  # back to the customer's own queue
+
+    later = datetime.now(UTC) + timedelta(hours=2)  # out of the window: held out of every queue again
+    view = await moved.execute_update(CallbackWorkflow.reschedule, RescheduleInput(later))
+    assert view.status == "scheduled"
+
+    async def held_out() -> bool:
+        return await engine.position(second) is None
+
+    await eventually(held_out, within=5, every=0.05)
+    await moved.signal(CallbackWorkflow.cancel, CancelInput("test over"))
+    assert await moved.result() == "cancelled"
 
 
 async def _status_is(handle: WorkflowHandle, wanted: str) -> bool:
@@ -137,14 +240,15 @@ def calling_tz():  # type: ignore[no-untyped-def]
     return ZoneInfo("Europe/London")
 
 
-async def test_a_callback_due_for_a_customer_who_opted_out_is_cancelled(
+async def test_a_customer_who_opted_out_after_booking_is_cancelled_when_the_callback_is_prepared(
     temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
 ) -> None:
     [user_id] = await callable_customers(stores, replica_url)
-    handle = await book(temporal_client, stores, user_id, in_s=1.5)
+    # Due in 20 s, prepared 16 to 8 s before it: the compliance check runs 4 to 12 s after booking.
+    handle = await book(temporal_client, stores, user_id, in_s=20, prepare_s=16)
+    booked_at = time.monotonic()
     from sqlalchemy import text
 
-    from dialler.customers.context import load_context  # the customer's number, as the gate sees it
     from dialler.queues.phones import normalise_phone
 
     async with stores.replica.connect() as conn:
@@ -152,41 +256,44 @@ async def test_a_callback_due_for_a_customer_who_opted_out_is_cancelled(
     async with stores.sessions() as session:
         session.add(OptOut(phone_e164=normalise_phone(raw).e164, user_id=user_id, keyword="STOP"))
         await session.commit()
-    del load_context
 
     assert await handle.result() == "cancelled"
+    assert time.monotonic() - booked_at < 18  # at preparation, before the due time
     assert (
         (await handle.query(CallbackWorkflow.view)).history[-1].endswith("cancelled: the customer opted out (SMS STOP)")
     )
     assert await queue_engine(stores).position(user_id) is None
+    async with stores.postgres.connect() as conn:
+        reason = await conn.scalar(text("SELECT reason FROM callbacks WHERE user_id = :u"), {"u": user_id})
+    assert reason == "the customer opted out (SMS STOP)"
 
 
 async def test_worker_restart_while_timers_are_pending_fires_each_callback_exactly_once(
     temporal_client: Client, stores: Stores, replica_url: str, telephony
 ) -> None:  # type: ignore[no-untyped-def]
     users = await callable_customers(stores, replica_url, n=3)
+    engine = queue_engine(stores)
     task_queue = stores.settings.temporal_task_queue
+
+    async def all_queued() -> bool:
+        return sorted(await engine.snapshot("callbacks")) == sorted(users)
+
     async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
-        handles = [await book(temporal_client, stores, u, in_s=2) for u in users]
-    await asyncio.sleep(3)  # every callback falls due while no worker runs
+        handles = [await book(temporal_client, stores, u, in_s=3) for u in users]
+        await eventually(all_queued, within=3, every=0.05)  # prepared ahead of the time
+    await asyncio.sleep(3.5)  # every callback falls due while no worker runs
+
+    # No worker, yet the booking agent can take each customer: the queue made them callable.
+    now = time.time()
+    not_before = await stores.redis.hmget(engine.keys.not_before, [str(u) for u in users])
+    assert all(nb is not None and float(nb) <= now for nb in not_before)
 
     async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
         for handle in handles:
             await eventually(lambda h=handle: _status_is(h, "due"), within=15)
-        engine = queue_engine(stores)
-
-        async def all_queued() -> bool:
-            return sorted(await engine.snapshot("callbacks")) == sorted(users)
-
         await eventually(all_queued, within=10)
         for handle in handles:
-            checks = [
-                e
-                async for e in handle.fetch_history_events()
-                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-                and e.activity_task_scheduled_event_attributes.activity_type.name == "check_due"
-            ]
-            assert len(checks) == 1
+            assert (await activities_run(handle)).count("prepare") == 1
 
 
 async def test_a_callback_days_ahead_fires_with_time_skipping(stores: Stores, replica_url: str, telephony) -> None:  # type: ignore[no-untyped-def]
@@ -218,12 +325,11 @@ async def test_a_callback_days_ahead_fires_with_time_skipping(stores: Stores, re
             )
             # Three days and two hours pass in seconds.
             assert await asyncio.wait_for(handle.result(), 60) == "missed"
-            statuses = [
-                e.activity_task_scheduled_event_attributes.activity_type.name
-                async for e in handle.fetch_history_events()
-                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-            ]
-            assert statuses.count("check_due") == 1 and statuses.count("requeue") == 4  # booked, due, open, missed
+            ran = await activities_run(handle)
+            # One compliance check (ahead of the due time); one activity per status: scheduled, due, open,
+            # missed; all local (no activity task round trips).
+            assert ran.count("prepare") == 1 and ran.count("transition") == 4
+            assert not {"check_due", "mirror", "requeue"} & set(ran)
     finally:
         await env.shutdown()
 

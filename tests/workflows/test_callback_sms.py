@@ -22,7 +22,9 @@ from tests.e2e.conftest import eventually
 from workflows.callback import CallbackWorkflow
 
 
-async def book(client: Client, stores: Stores, user_id: int, due: datetime, reminder_s: int) -> WorkflowHandle:
+async def book(
+    client: Client, stores: Stores, user_id: int, due: datetime, reminder_s: int, prepare_s: int = 300
+) -> WorkflowHandle:
     return await client.start_workflow(
         CallbackWorkflow.run,
         BookCallbackInput(
@@ -30,7 +32,9 @@ async def book(client: Client, stores: Stores, user_id: int, due: datetime, remi
             due_at=due,
             booked_by_agent_id=None,
             hours=calling_hours(stores.settings),
-            timings=CallbackTimings(grace_s=600, expiry_s=7200, rebook_missed=False, reminder_s=reminder_s),
+            timings=CallbackTimings(
+                grace_s=600, expiry_s=7200, rebook_missed=False, reminder_s=reminder_s, prepare_s=prepare_s
+            ),
         ),
         id=callback_workflow_id(user_id),
         task_queue=stores.settings.temporal_task_queue,
@@ -89,7 +93,8 @@ async def test_nothing_is_texted_to_an_opted_out_number(
         await session.commit()
     due = datetime.now(UTC) + timedelta(seconds=6)
 
-    handle = await book(temporal_client, stores, 1, due, reminder_s=3)
+    # Prepared (and so cancelled: opted out) 1 s before due, after the reminder was due to go.
+    handle = await book(temporal_client, stores, 1, due, reminder_s=3, prepare_s=1)
 
     async def two_blocked() -> list[SmsMessage] | None:
         found = await texts(stores)

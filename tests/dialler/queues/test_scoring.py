@@ -27,6 +27,8 @@ def score(queue: QueueName = QueueName.UNSIGNED, **overrides: Any) -> float:
     [
         # callbacks: more late (earlier due) first, whatever the other criteria say
         (QueueName.CALLBACKS, {"due_at": DUE - timedelta(minutes=1)}, {"due_at": DUE}),
+        # to the second: one due now comes before one queued ahead of its time in the same minute
+        (QueueName.CALLBACKS, {"due_at": DUE, "user_id": 9}, {"due_at": DUE + timedelta(seconds=1), "user_id": 1}),
         (QueueName.CALLBACKS, {"due_at": DUE - timedelta(days=30)}, {"due_at": DUE}),
         (QueueName.CALLBACKS, {"due_at": DUE, "attempts_total": 50}, {"due_at": DUE + timedelta(minutes=1)}),
         (QueueName.CALLBACKS, {"user_id": 1}, {"user_id": 2}),
@@ -117,13 +119,13 @@ def test_queues_compare_in_priority_order() -> None:
             {"due_at": datetime(2019, 1, 1, tzinfo=UTC)},
             {"due_at": datetime(2020, 1, 1, tzinfo=UTC)},
         ),
-        # resolution: the same claim day and the same due minute are ties
+        # resolution: the same claim day and the same due second are ties
         (
             QueueName.UNSIGNED,
             {"oldest_active_claim_at": CLAIM.replace(hour=0)},
             {"oldest_active_claim_at": CLAIM.replace(hour=23)},
         ),
-        (QueueName.CALLBACKS, {"due_at": DUE}, {"due_at": DUE + timedelta(seconds=59)}),
+        (QueueName.CALLBACKS, {"due_at": DUE}, {"due_at": DUE + timedelta(microseconds=999_999)}),
         # callbacks ignore the unsigned/outstanding criteria; the others ignore due_at
         (
             QueueName.CALLBACKS,
@@ -184,8 +186,8 @@ def test_neighbouring_user_ids_stay_distinct_at_the_top_of_the_range() -> None:
 def test_score_layout_is_stable() -> None:
     # A changed layout silently reorders every live queue until the next rebuild: make it loud.
     assert score(QueueName.UNSIGNED) == 2**51 + (2 << 45) + (9191 << 30) + (60 << 24) + 1000
-    minute = int((DUE - datetime(2020, 1, 1, tzinfo=UTC)).total_seconds()) // 60
-    assert score(QueueName.CALLBACKS) == (minute << 24) + 1000
+    second = int((DUE - datetime(2020, 1, 1, tzinfo=UTC)).total_seconds())
+    assert score(QueueName.CALLBACKS) == (second << 20) + 1000
 
 
 @pytest.mark.parametrize(
@@ -212,7 +214,7 @@ def test_queue_may_be_given_by_name() -> None:
 @pytest.mark.parametrize(
     ("queue", "overrides", "words"),
     [
-        (QueueName.CALLBACKS, {}, ["callbacks (tier 0)", "callback due 2026-06-08 14:30 UTC", "user 1000"]),
+        (QueueName.CALLBACKS, {}, ["callbacks (tier 0)", "callback due 2026-06-08 14:30:00 UTC", "user 1000"]),
         (
             QueueName.UNSIGNED,
             {"attempts_total": 0},
