@@ -28,9 +28,14 @@ from workers.registry import activities_for, on_worker_start, workflows
 log = logging.getLogger("dialler.worker")
 
 
-def build_worker(client: Client, stores: Stores, telephony: Telephony, *, task_queue: str | None = None) -> Worker:
-    # The rebuild's processes start with the first rebuild and stop when the worker has stopped.
+def build_worker(
+    client: Client, stores: Stores, telephony: Telephony, *, task_queue: str | None = None, warm: bool = False
+) -> Worker:
+    # The rebuild's processes start with the first rebuild (``warm``: with the worker) and stop when
+    # the worker has stopped. Tests leave them cold: most never rebuild.
     rebuild_pool = RebuildPool(stores.settings)
+    if warm:
+        rebuild_pool.warm()
     return Worker(
         client,
         task_queue=task_queue or stores.settings.temporal_task_queue,
@@ -54,7 +59,7 @@ async def serve(settings: Settings) -> None:
     telephony = telephony_for(settings, http)
     try:
         await on_worker_start(client, settings)
-        async with build_worker(client, stores, telephony):
+        async with build_worker(client, stores, telephony, warm=True):
             log.info("worker polling task queue %r", settings.temporal_task_queue)
             await stop.wait()
             log.info("shutting down")

@@ -56,6 +56,13 @@ class RebuildPool:
             self._discard(executor)
             raise
 
+    def warm(self) -> None:
+        """Start every process now, in the background (nothing waits for it), so that the first
+        rebuild does not pay for their imports."""
+        executor = self._pool()
+        for _ in range(self.processes):
+            executor.submit(_ready)
+
     def close(self) -> None:
         """Stop the processes, after the range each is staging; blocks until they have exited."""
         self._closed = True
@@ -131,6 +138,10 @@ def _stop_process() -> None:
         process, _process = _process, None
         process.loop.run_until_complete(process.stores.close())
         process.loop.close()
+
+
+def _ready() -> None:
+    """Nothing: submitted by :meth:`RebuildPool.warm` to make the pool start a process."""
 
 
 def _stage(input: StageRangeInput, now: datetime) -> StageRangeResult:

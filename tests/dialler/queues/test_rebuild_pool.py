@@ -112,3 +112,16 @@ def test_the_pool_processes_exit_when_the_worker_process_is_killed() -> None:
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+async def test_a_warm_pool_starts_its_processes_before_the_first_range(stores: Stores) -> None:
+    """The production worker warms its pool at start-up: the first rebuild does not pay for the imports."""
+    before = {p.pid for p in pool_processes()}
+    pool = RebuildPool(stores.settings, processes=2)
+    pool.warm()
+    try:
+        started = [p for p in pool_processes() if p.pid not in before]
+        assert len(started) == 2
+    finally:
+        pool.close()
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in started)
