@@ -94,9 +94,16 @@ async def my_callbacks(
             .limit(500)
         )
     ).all()
+    now = datetime.now().astimezone()
+
+    # A prepared callback is callable from its due second, whether or not the workflow has recorded
+    # 'due' yet (that bookkeeping can lag when many fall due together): the list follows the clock.
+    def due_now(r: Callback) -> bool:
+        return r.status in ("due", "open") or (r.status == "scheduled" and r.due_at <= now)
+
     return MyCallbacks(
-        due=[_read(r) for r in rows if r.status in ("due", "open")],
-        upcoming=[_read(r) for r in rows if r.status == "scheduled"],
+        due=[_read(r) for r in rows if due_now(r)],
+        upcoming=[_read(r) for r in rows if r.status == "scheduled" and not due_now(r)],
         missed=[_read(r) for r in rows if r.status == "missed"],
     )
 

@@ -11,8 +11,10 @@ import httpx
 
 from dialler import clock
 from dialler.agents.models import Role
+from dialler.callbacks.models import Callback
 from dialler.config import Settings
 from dialler.queues import gates
+from dialler.runtime import Stores
 from tests.api.conftest import LoginAs
 
 SLOTS = "/api/v1/callbacks/slots"
@@ -133,3 +135,33 @@ async def test_pages_and_assets_are_served_with_a_strict_policy(client: httpx.As
     assert cached.status_code == 304
     assert (await client.get("/static/vendor/twilio-voice-sdk/LICENSE.md")).status_code == 200
     assert (await client.get("/static/../pyproject.toml")).status_code == 404
+
+
+async def test_my_callbacks_lists_a_callback_as_due_from_its_due_time_even_before_the_workflow_records_it(
+    client: httpx.AsyncClient, login_as: LoginAs, stores: Stores
+) -> None:
+    agent = await login_as()
+    now = datetime.now(UTC)
+    async with stores.sessions() as session:
+        for user_id, due_at, status in (
+            (1, now - timedelta(seconds=5), "scheduled"),  # due: the 'due' bookkeeping has not run yet
+            (2, now + timedelta(hours=1), "scheduled"),
+            (3, now - timedelta(minutes=5), "open"),
+        ):
+            session.add(
+                Callback(
+                    workflow_id=f"callback-{user_id}",
+                    workflow_run_key=f"run-{user_id}",
+                    user_id=user_id,
+                    booked_by_agent_id=agent.agent.id,
+                    owner_agent_id=agent.agent.id,
+                    due_at=due_at,
+                    status=status,
+                )
+            )
+        await session.commit()
+
+    mine = (await client.get("/api/v1/callbacks/mine", headers=agent.headers)).json()
+
+    assert [c["user_id"] for c in mine["due"]] == [3, 1]
+    assert [c["user_id"] for c in mine["upcoming"]] == [2]
