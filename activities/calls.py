@@ -149,6 +149,7 @@ class CallActivities:
 
     @activity.defn
     async def set_presence(self, input: PresenceInput) -> None:
+        """Kept for session histories recorded before presence moved with the call's progress."""
         await self._move_agent(input)
 
     async def _move_agent(self, input: PresenceInput) -> None:

@@ -10,82 +10,67 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES, CustomerFacts
 
-# Soft-deleted claims and requirements never count; a requirement counts only on an active claim.
+# One grouped join for an id range (the batch rebuild) or an id list (change data capture). Soft-deleted
+# claims and requirements never count; a requirement counts only on an active claim. MariaDB runs it as
+# index lookups in id order with no temporary table.
+#
+# Each customer comes back as ONE text field (unit-separated, the phone last and marked so that NULL
+# survives and any character in it does): aiomysql decodes rows in pure Python, field by field, which
+# was the largest cost of a rebuild range; one field per row instead of nine, and a number of seconds
+# instead of a DATETIME to parse, cut that by most. It runs on the driver's cursor (no SQLAlchemy row
+# processing), which takes no lists: the active statuses (our constants) and the ids (ints) are written
+# into the text.
+assert all(s.isidentifier() for s in ACTIVE_CLAIM_STATUSES)
+_SEP = "\x1f"
 _REPLICA_FACTS = """
-SELECT u.id, u.status, u.is_enabled, u.deleted_at IS NOT NULL AS deleted,
-       u.current_signature_file_id IS NOT NULL AS signed, u.phone_number,
-       COALESCE(c.active_claims, 0) AS active_claims, c.oldest_claim_at,
-       COALESCE(r.pending, 0) AS pending_requirements
+SELECT CONCAT_WS(CHAR(31),
+       u.id, u.status, u.is_enabled, u.deleted_at IS NOT NULL, u.current_signature_file_id IS NOT NULL,
+       COUNT(DISTINCT c.id), COALESCE(TIMESTAMPDIFF(SECOND, '1970-01-01', MIN(c.created_at)), ''), COUNT(r.id),
+       IF(u.phone_number IS NULL, 'N', CONCAT('P', u.phone_number)))
 FROM users u
-LEFT JOIN (
-    SELECT user_id, COUNT(*) AS active_claims, MIN(created_at) AS oldest_claim_at
-    FROM claims
-    WHERE deleted_at IS NULL AND status IN :active AND {claim_filter}
-    GROUP BY user_id
-) c ON c.user_id = u.id
-LEFT JOIN (
-    SELECT cl.user_id, COUNT(*) AS pending
-    FROM claim_requirements cr JOIN claims cl ON cl.id = cr.claim_id
-    WHERE cr.deleted_at IS NULL AND cr.status = 'PENDING'
-      AND cl.deleted_at IS NULL AND cl.status IN :active AND {claim_filter_cl}
-    GROUP BY cl.user_id
-) r ON r.user_id = u.id
-WHERE {user_filter}
-"""
+LEFT JOIN claims c ON c.user_id = u.id AND c.deleted_at IS NULL AND c.status IN ({active})
+LEFT JOIN claim_requirements r ON r.claim_id = c.id AND r.deleted_at IS NULL AND r.status = 'PENDING'
+WHERE {{users}}
+GROUP BY u.id
+""".format(active=", ".join(f"'{status}'" for status in ACTIVE_CLAIM_STATUSES))
 
 
-def _replica_query(by_range: bool):  # type: ignore[no-untyped-def]
-    if by_range:
-        filters = {
-            "claim_filter": "user_id BETWEEN :lo AND :hi",
-            "claim_filter_cl": "cl.user_id BETWEEN :lo AND :hi",
-            "user_filter": "u.id BETWEEN :lo AND :hi",
-        }
-        return text(_REPLICA_FACTS.format(**filters)).bindparams(bindparam("active", expanding=True))
-    filters = {
-        "claim_filter": "user_id IN :ids",
-        "claim_filter_cl": "cl.user_id IN :ids",
-        "user_filter": "u.id IN :ids",
-    }
-    return text(_REPLICA_FACTS.format(**filters)).bindparams(
-        bindparam("active", expanding=True), bindparam("ids", expanding=True)
-    )
-
-
-_BY_RANGE = _replica_query(by_range=True)
-_BY_IDS = _replica_query(by_range=False)
-
-
-def _facts(row: Sequence[object]) -> CustomerFacts:
-    (user_id, status, enabled, deleted, signed, phone, active_claims, oldest, pending) = row
+def _facts(row: str) -> CustomerFacts:
+    user_id, status, enabled, deleted, signed, claims, oldest, pending, phone = row.split(_SEP, 8)
     return CustomerFacts(
-        user_id=int(user_id),  # type: ignore[call-overload]
-        status=str(status),
-        is_enabled=bool(enabled),
-        deleted=bool(deleted),
-        signed=bool(signed),
-        phone_raw=phone,  # type: ignore[arg-type]
-        active_claims=int(active_claims),  # type: ignore[call-overload]
-        pending_requirements=int(pending),  # type: ignore[call-overload]
-        oldest_active_claim_at=oldest.replace(tzinfo=UTC) if isinstance(oldest, datetime) else None,
+        user_id=int(user_id),
+        status=status,
+        is_enabled=enabled == "1",
+        deleted=deleted == "1",
+        signed=signed == "1",
+        phone_raw=None if phone == "N" else phone[1:],
+        active_claims=int(claims),
+        pending_requirements=int(pending),
+        oldest_active_claim_at=datetime.fromtimestamp(int(oldest), UTC) if oldest else None,
     )
+
+
+async def _read(conn: AsyncConnection, users: str, params: dict[str, int]) -> list[CustomerFacts]:
+    raw = await conn.get_raw_connection()
+    async with raw.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
+        await cursor.execute(_REPLICA_FACTS.format(users=users), params)
+        rows = await cursor.fetchall()
+    return [_facts(row[0]) for row in rows]
 
 
 async def replica_facts_for_range(conn: AsyncConnection, lo: int, hi: int) -> list[CustomerFacts]:
-    result = await conn.execute(_BY_RANGE, {"lo": lo, "hi": hi, "active": list(ACTIVE_CLAIM_STATUSES)})
-    return [_facts(row) for row in result.all()]
+    return await _read(conn, "u.id BETWEEN %(lo)s AND %(hi)s", {"lo": lo, "hi": hi})
 
 
 async def replica_facts_for_ids(conn: AsyncConnection, user_ids: Sequence[int]) -> list[CustomerFacts]:
     if not user_ids:
         return []
-    result = await conn.execute(_BY_IDS, {"ids": list(user_ids), "active": list(ACTIVE_CLAIM_STATUSES)})
-    return [_facts(row) for row in result.all()]
+    return await _read(conn, f"u.id IN ({', '.join(str(int(u)) for u in user_ids)})", {})
 
 
 async def replica_id_bounds(conn: AsyncConnection) -> tuple[int, int] | None:

@@ -14,11 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialler.config import Settings
 from dialler.queues import facts as facts_
-from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES, CustomerFacts
 from dialler.queues.engine import QueueEngine
 from dialler.queues.gates import CallingRules
 from dialler.queues.phones import normalise_phone
@@ -26,45 +25,6 @@ from dialler.queues.placement import Decision, decide_all
 from dialler.runtime import Stores
 
 DEFAULT_CHUNK = 25_000
-
-# The rebuild's read of a whole id range: the columns and rules of facts._REPLICA_FACTS (which the
-# change-data path reads ids with; a test holds the two equal), as one grouped join. MariaDB runs it
-# as index lookups in id order with no temporary table, for about two thirds of the CPU of the derived
-# tables (a temporary table per customer as LATERAL DERIVED, or a scan of every claim for a large range).
-#
-# Each customer comes back as ONE text field (unit-separated, the phone last and marked so that NULL
-# survives and any character in it does): aiomysql decodes rows in pure Python, field by field, which
-# was the largest cost of a range; one field per row instead of nine, and a number of seconds instead
-# of a DATETIME to parse, cut that by most. It runs on the driver's cursor, which takes no lists: the
-# active statuses, our own constants, are written into the text.
-assert all(s.isidentifier() for s in ACTIVE_CLAIM_STATUSES)
-_SEP = "\x1f"
-_RANGE_FACTS = """
-SELECT CONCAT_WS(CHAR(31),
-       u.id, u.status, u.is_enabled, u.deleted_at IS NOT NULL, u.current_signature_file_id IS NOT NULL,
-       COUNT(DISTINCT c.id), COALESCE(TIMESTAMPDIFF(SECOND, '1970-01-01', MIN(c.created_at)), ''), COUNT(r.id),
-       IF(u.phone_number IS NULL, 'N', CONCAT('P', u.phone_number)))
-FROM users u
-LEFT JOIN claims c ON c.user_id = u.id AND c.deleted_at IS NULL AND c.status IN ({active})
-LEFT JOIN claim_requirements r ON r.claim_id = c.id AND r.deleted_at IS NULL AND r.status = 'PENDING'
-WHERE u.id BETWEEN %(lo)s AND %(hi)s
-GROUP BY u.id
-""".format(active=", ".join(f"'{status}'" for status in ACTIVE_CLAIM_STATUSES))
-
-
-def _range_facts(row: str) -> CustomerFacts:
-    user_id, status, enabled, deleted, signed, claims, oldest, pending, phone = row.split(_SEP, 8)
-    return CustomerFacts(
-        user_id=int(user_id),
-        status=status,
-        is_enabled=enabled == "1",
-        deleted=deleted == "1",
-        signed=signed == "1",
-        phone_raw=None if phone == "N" else phone[1:],
-        active_claims=int(claims),
-        pending_requirements=int(pending),
-        oldest_active_claim_at=datetime.fromtimestamp(int(oldest), UTC) if oldest else None,
-    )
 
 
 @dataclass(frozen=True)
@@ -158,16 +118,6 @@ def split_ranges(lo: int, hi: int, chunk: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk - 1, hi)) for start in range(lo, hi + 1, chunk)]
 
 
-async def replica_facts_for_range(conn: AsyncConnection, lo: int, hi: int) -> list[CustomerFacts]:
-    # Tens of thousands of rows: read from the driver's cursor, without SQLAlchemy's per-row result
-    # processing. The same pooled, read-only connection.
-    raw = await conn.get_raw_connection()
-    async with raw.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-        await cursor.execute(_RANGE_FACTS, {"lo": lo, "hi": hi})
-        rows = await cursor.fetchall()
-    return [_range_facts(row[0]) for row in rows]
-
-
 async def decisions_for(
     *,
     replica: AsyncEngine,
@@ -190,7 +140,7 @@ async def decisions_for(
     )
     async with replica.connect() as conn:
         if lo_hi is not None:
-            customer_facts = await replica_facts_for_range(conn, *lo_hi)
+            customer_facts = await facts_.replica_facts_for_range(conn, *lo_hi)
         else:
             customer_facts = await facts_.replica_facts_for_ids(conn, user_ids or [])
     lap("replica")

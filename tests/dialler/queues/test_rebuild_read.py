@@ -4,7 +4,7 @@ without claims (the generated data has all of them)."""
 
 from __future__ import annotations
 
-from dialler.queues import facts, rebuild
+from dialler.queues import facts
 from dialler.replica.seed import seed_replica
 from dialler.runtime import Stores
 
@@ -12,9 +12,9 @@ from dialler.runtime import Stores
 async def test_range_read_equals_the_ids_read(stores: Stores, replica_url: str) -> None:
     await seed_replica(replica_url, users=2_000, seed=23)
     async with stores.replica.connect() as conn:
-        by_range = await rebuild.replica_facts_for_range(conn, 1, 2_000)
+        by_range = await facts.replica_facts_for_range(conn, 1, 2_000)
         by_ids = await facts.replica_facts_for_ids(conn, list(range(1, 2_001)))
-        head = await rebuild.replica_facts_for_range(conn, 1, 700)
+        head = await facts.replica_facts_for_range(conn, 1, 700)
 
     assert len(by_range) == 2_000
     assert sorted(by_range, key=lambda f: f.user_id) == sorted(by_ids, key=lambda f: f.user_id)
