@@ -54,6 +54,9 @@ FINISH_TIMEOUT = timedelta(seconds=30)
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
 )
+# The marker of the fix that records a status which arrives while the hang-up runs (it was lost: the
+# loop ended on it unrecorded). Part of recorded histories: never rename.
+RECORD_AFTER_HANGUP_PATCH = "record-status-after-hangup"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -124,6 +127,8 @@ class CallSessionWorkflow:
                 if self._hangup_pending():
                     self._hung_up = True
                     await self._activity(CallActivities.hangup, self._call_sid)  # the carrier then reports the end
+                    if self._state != seen and workflow.patched(RECORD_AFTER_HANGUP_PATCH):
+                        await self._progress()  # the carrier's status arrived while we hung up
                     continue
                 if self._state == seen and workflow.now() >= max_call:
                     # No final status from the carrier: never hold the customer and agent forever.

@@ -146,6 +146,36 @@ async def test_next_call_dial_talk_outcome_requeues_and_frees_the_agent(
     await eventually(link_texted)
 
 
+async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    telephony: SimulatedTelephony,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The carrier may post the call's final status before it answers our hang-up request: the end
+    (when and why) must still reach the session's record, not be lost between the two."""
+    hang_up = telephony.hangup
+
+    async def hangup_answered_after_the_status(call_sid: str) -> None:
+        await hang_up(call_sid)
+        await telephony.wait_ended(call_sid)
+
+    monkeypatch.setattr(telephony, "hangup", hangup_answered_after_the_status)
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    session_id = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()["session_id"]
+    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+    assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+
+    async with stores.postgres.connect() as conn:
+        row = (await conn.execute(text("SELECT status, ended_at, end_reason FROM call_sessions"))).one()
+    assert row.status == "wrap_up" and row.ended_at is not None and row.end_reason == "completed"
+
+
 async def test_a_missed_call_is_texted_at_most_once_a_day(
     http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
 ) -> None:

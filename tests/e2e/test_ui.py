@@ -699,7 +699,8 @@ async def test_twilio_mode_loads_the_voice_sdk_and_shows_phone_trouble(
         await sign_in(page, server.url, "priya@rmc.example")
         await expect(page.get_by_role("button", name="Mute")).to_be_visible()
         await expect(page.locator("#device-status")).to_be_visible()
-        assert await page.evaluate("typeof window.Twilio.Device") == "function"
+        # The SDK (300 kB) loads after the status shows "Connecting": wait for it, do not race it.
+        await page.wait_for_function("() => typeof window.Twilio?.Device === 'function'", timeout=15_000)
         await expect(page.locator("#device-status")).to_contain_text("Phone problem", timeout=30_000)
         await expect(page.locator("#call-error")).to_contain_text("Phone problem")
     csp = [e for e in console.errors if "Content Security Policy" in e]
