@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from activities.queues import queue_engine
 from api import errors, web
 from api.auth import document_security
 from api.request_id import RequestIdMiddleware
@@ -29,7 +30,9 @@ from api.routes import (
     voice,
 )
 from dialler.config import Settings, get_settings
+from dialler.customers.read_ahead import ContextReadAhead
 from dialler.logs import configure_logging
+from dialler.queues.keys import QUEUES
 from dialler.runtime import Stores, connect_temporal
 
 log = logging.getLogger("dialler.api")
@@ -49,9 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:  # the API still serves health (503) and reads while Temporal is down
             log.error("Temporal at %s is unreachable: %s", settings.temporal_address, exc)
             app.state.temporal = None
+        app.state.read_ahead = ContextReadAhead(
+            stores=app.state.stores, engine=queue_engine(app.state.stores), depth=settings.context_read_ahead
+        )
+        for queue in QUEUES:  # the first agents' customers are warm too
+            app.state.read_ahead.after_take(queue)
         try:
             yield
         finally:
+            await app.state.read_ahead.aclose()
             await app.state.stores.close()
 
     app = FastAPI(

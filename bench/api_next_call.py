@@ -241,7 +241,7 @@ async def split_timer(stack: Stack, settings, stores_factory, n: int, profile_sp
 
     patches = [
         (calls_service, "get_presence", "presence read"),
-        (calls_service, "set_presence", "presence -> reserved (PostgreSQL row lock + insert + commit, Redis)"),
+        (calls_service, "set_presence", "presence -> reserved (Redis compare-and-set; history insert + commit)"),
         (QueueEngine, "next_call_detailed", "queue script (Redis)"),
         (Client, "start_workflow", START),
         (calls_service, "get_context", CONTEXT),

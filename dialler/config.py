@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     min_gap_between_attempts_s: int = Field(default=4 * 3600, ge=15 * 60)
     abandoned_cooloff_s: int = Field(default=72 * 3600, ge=72 * 3600)
     rebuild_processes: int = Field(default=0, ge=0, le=64)  # processes staging rebuild ranges; 0: one per CPU
+    # Customers at the head of each queue whose context the API caches before an agent takes them (0: off).
+    context_read_ahead: int = Field(default=10, ge=0, le=200)
 
     # Callbacks
     callback_grace_s: int = Field(default=600, ge=0, le=3600)

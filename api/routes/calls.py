@@ -105,6 +105,7 @@ async def next_call(
         raise Conflict(str(exc)) from None
     if isinstance(offered, NoneEligible):
         return NextCallRead(reason=offered.reason, until=offered.until)
+    request.app.state.read_ahead.after_take(offered.lease.queue)  # the next agent's customer, in the background
     await record_ctx(
         audit_context(request, agent),
         session=session,

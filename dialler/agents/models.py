@@ -49,7 +49,8 @@ class RefreshToken(Base):
 
 
 class PresenceEvent(Base):
-    """Agent presence history, one row per state stint (for time-in-state reports)."""
+    """Agent presence history, one row per state stint, appended (for time-in-state reports): a stint
+    ends where the agent's next one starts (``presence.presence_history``)."""
 
     __tablename__ = "agent_presence_events"
     __table_args__ = (Index("ix_presence_agent_started", "agent_id", "started_at"),)
@@ -59,4 +60,3 @@ class PresenceEvent(Base):
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime]
-    ended_at: Mapped[datetime | None]

@@ -27,22 +27,24 @@ transition (sign-out, account disabled). Repeating the current state is a no-op 
 available and an unchanged break; repeating reserved / on_call / wrap_up is refused, which is how a
 second next-call for an agent who already holds a customer fails.
 
-Storage: PostgreSQL holds the history (one ``agent_presence_events`` row per stint; the open row,
-``ended_at IS NULL``, is the truth) and Redis mirrors the current state in
-``<prefix>:presence:<agent id>`` (state, reason, since epoch, user_id) for the hot read paths. The
-cache can be flushed: reads fall back to the open row and repair it.
+Storage: Redis holds the current state in ``<prefix>:presence:<agent id>`` (state, reason, since
+epoch, user_id) and changes it by compare-and-set; PostgreSQL keeps the history, one appended
+``agent_presence_events`` row per stint (a stint ends where the next starts), for time-in-state
+reports. If Redis loses an entry, the agent's latest row restores it. Neither a change nor a read
+takes a database lock: next-call moves the agent in two Redis round trips and one insert.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialler.agents.errors import AgentNotFound, InvalidPresenceReason, PresenceTransitionRefused
@@ -193,16 +195,74 @@ def _from_row(agent_id: int, row: PresenceEvent | None) -> Presence:
     return Presence(agent_id, PresenceState(row.state), row.reason, row.started_at)
 
 
-async def _open_rows(session: AsyncSession, agent_ids: Iterable[int]) -> dict[int, PresenceEvent]:
+# Moves the state only if it is still the one the change was validated against (state and since):
+# a racing change makes the loser re-read and re-validate, so two changes never both pass.
+_MOVE = """
+local cur = redis.call('HMGET', KEYS[1], 'state', 'since')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'reason', ARGV[4], 'since', ARGV[5], 'user_id', ARGV[6])
+return 1
+"""
+# Repairs a missing (flushed) or unreadable entry from the history, unless a change got there first.
+_REPAIR = """
+if (redis.call('HGET', KEYS[1], 'state') or '') == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'state', ARGV[2], 'reason', ARGV[3], 'since', ARGV[4], 'user_id', ARGV[5])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+_ATTEMPTS = 8
+
+
+async def _latest_rows(session: AsyncSession, agent_ids: Iterable[int]) -> dict[int, PresenceEvent]:
     ids = list(agent_ids)
     if not ids:
         return {}
+    latest = (
+        select(PresenceEvent.agent_id, func.max(PresenceEvent.started_at))
+        .where(PresenceEvent.agent_id.in_(ids))
+        .group_by(PresenceEvent.agent_id)
+    )
     rows = await session.scalars(
         select(PresenceEvent)
-        .where(PresenceEvent.agent_id.in_(ids), PresenceEvent.ended_at.is_(None))
-        .order_by(PresenceEvent.agent_id, PresenceEvent.started_at)
+        .where(tuple_(PresenceEvent.agent_id, PresenceEvent.started_at).in_(latest))
+        .order_by(PresenceEvent.id)
     )
-    return {row.agent_id: row for row in rows}  # the latest open stint wins
+    return {row.agent_id: row for row in rows}
+
+
+async def _repair(redis: Redis, key: str, found: Mapping[Any, Any], presence: Presence) -> dict[Any, Any]:
+    fields = _to_hash(presence)
+    return _pairs(
+        await redis.eval(  # type: ignore[misc]
+            _REPAIR,
+            1,
+            key,
+            found.get("state", False) or "",
+            fields["state"],
+            fields["reason"],
+            fields["since"],
+            fields["user_id"],
+        )
+    )
+
+
+def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+async def _current(session: AsyncSession, redis: Redis, settings: Settings, agent_id: int) -> tuple[Presence, dict]:
+    """The agent's presence and the Redis fields it was read from (repaired from the history if
+    missing). The ``_REPAIR`` guard compares the state field only: an empty string when absent."""
+    key = presence_key(settings, agent_id)
+    fields = await redis.hgetall(key)  # type: ignore[misc]
+    presence = _from_hash(agent_id, fields)
+    if presence is None:
+        latest = (await _latest_rows(session, [agent_id])).get(agent_id)
+        fields = await _repair(redis, key, fields, _from_row(agent_id, latest))
+        presence = _from_hash(agent_id, fields)
+        assert presence is not None
+    return presence, fields
 
 
 async def set_presence(
@@ -217,32 +277,19 @@ async def set_presence(
     by: Initiator = Initiator.AGENT,
     user_id: int | None = None,
 ) -> Presence:
-    """Moves one agent to ``target`` and commits; returns the new (or unchanged) presence.
+    """Moves one agent to ``target``; returns the new (or unchanged) presence.
 
-    Changes of one agent are serialised by a lock on their ``agents`` row, so an agent's click and
-    the system's next-call cannot both pass validation against the same old state. ``user_id`` is the
-    customer a call state is about (kept in Redis only). Raises :class:`AgentNotFound`,
-    :class:`PresenceTransitionRefused` or :class:`InvalidPresenceReason` (and then changes nothing).
-
-    It owns the session's transaction (commits on success, rolls back on refusal): pass a session
-    with no pending work of the caller's.
+    The current state lives in Redis and changes by compare-and-set, so an agent's click and the
+    system's next-call cannot both pass validation against the same old state: the loser re-reads and
+    is validated again. ``user_id`` is the customer a call state is about (kept in Redis only). The
+    stint is then appended to the history in PostgreSQL and the session committed: pass a session with
+    no pending work of the caller's. Raises :class:`AgentNotFound`, :class:`PresenceTransitionRefused`
+    or :class:`InvalidPresenceReason` (and then changes nothing).
     """
-    # The history feeds time-in-state reports and the current state lives in Redis: a crash may lose the
-    # last fraction of a second of history, not worth a disk flush on every state change. Hence
-    # synchronous_commit off for this transaction, set in the same round trip as the lock.
-    locked = await session.scalar(
-        select(Agent.id, func.set_config("synchronous_commit", "off", True))
-        .where(Agent.id == agent_id)
-        .with_for_update()
-    )
-    if locked is None:
-        await session.rollback()
-        raise AgentNotFound(agent_id)
-    # Read after the lock, in a statement of its own: under READ COMMITTED it sees the stint a racing
-    # change has just committed (a join in the locking statement would read it from the old snapshot).
-    open_row = (await _open_rows(session, [agent_id])).get(agent_id)
-    current = _from_row(agent_id, open_row)
-    try:
+    key = presence_key(settings, agent_id)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # Redis keeps milliseconds
+    for _ in range(_ATTEMPTS):
+        current, fields = await _current(session, redis, settings, agent_id)
         change = transition(
             current.state,
             target,
@@ -251,31 +298,78 @@ async def set_presence(
             by=by,
             current_reason=current.reason,
         )
-    except (PresenceTransitionRefused, InvalidPresenceReason):
+        if not change.changed:
+            return current
+        started = now
+        if current.since is not None:  # strictly after the stint it ends (API replicas' clocks differ a little)
+            started = max(now, current.since + timedelta(milliseconds=1))
+        presence = Presence(agent_id, target, change.reason, started, user_id if target in CALL_STATES else None)
+        new = _to_hash(presence)
+        moved = await redis.eval(  # type: ignore[misc]
+            _MOVE,
+            1,
+            key,
+            fields["state"],
+            fields["since"],
+            new["state"],
+            new["reason"],
+            new["since"],
+            new["user_id"],
+        )
+        if moved:
+            await _append_history(session, redis, key, presence)
+            return presence
+    raise PresenceTransitionRefused(
+        "Your status is changing too quickly; try again.", current.state.value, target.value
+    )
+
+
+async def _append_history(session: AsyncSession, redis: Redis, key: str, presence: Presence) -> None:
+    """One row per stint, append-only: a stint ends where the agent's next one starts (see
+    :func:`presence_history`), so rows never need updating and their order is their start time. The
+    history feeds reports and the current state is in Redis: the row is committed without waiting for
+    the disk flush (``synchronous_commit`` off for this transaction, set in the same statement)."""
+    statement = text(
+        "INSERT INTO agent_presence_events (agent_id, state, reason, started_at)"
+        " SELECT :agent, :state, :reason, :started FROM (SELECT set_config('synchronous_commit', 'off', true)) s"
+    )
+    values = {"agent": presence.agent_id, "state": presence.state.value, "reason": presence.reason}
+    try:
+        await session.execute(statement, values | {"started": presence.since})
+        await session.commit()
+    except IntegrityError:  # no such agent (the foreign key): undo the state just set
         await session.rollback()
-        raise
-    if not change.changed:
-        await session.commit()  # nothing written; ends the lock without expiring the caller's objects
-        return current
-    if open_row is not None:
-        now = max(now, open_row.started_at)  # API replicas' clocks may differ by a little
-        open_row.ended_at = now
-    session.add(PresenceEvent(agent_id=agent_id, state=target.value, reason=change.reason, started_at=now))
-    await session.flush()
-    presence = Presence(agent_id, target, change.reason, now, user_id if target in CALL_STATES else None)
-    # Written while the row lock is held, so two changes reach Redis in the order they commit.
-    await redis.hset(presence_key(settings, agent_id), mapping=_to_hash(presence))  # type: ignore[misc]
-    await session.commit()
-    return presence
+        await redis.delete(key)
+        raise AgentNotFound(presence.agent_id) from None
 
 
 async def get_presence(*, session: AsyncSession, redis: Redis, settings: Settings, agent_id: int) -> Presence:
-    cached = _from_hash(agent_id, await redis.hgetall(presence_key(settings, agent_id)))  # type: ignore[misc]
-    if cached is not None:
-        return cached
-    presence = _from_row(agent_id, (await _open_rows(session, [agent_id])).get(agent_id))
-    await redis.hset(presence_key(settings, agent_id), mapping=_to_hash(presence))  # type: ignore[misc]
+    presence, _ = await _current(session, redis, settings, agent_id)
     return presence
+
+
+@dataclass(frozen=True)
+class Stint:
+    state: PresenceState
+    reason: str | None
+    started_at: datetime
+    ended_at: datetime | None  # None: the current one
+
+
+async def presence_history(*, session: AsyncSession, agent_id: int, since: datetime | None = None) -> list[Stint]:
+    """An agent's stints in order, each ending where the next starts (for time-in-state reports)."""
+    ended = func.lead(PresenceEvent.started_at).over(order_by=(PresenceEvent.started_at, PresenceEvent.id))
+    query = (
+        select(PresenceEvent.state, PresenceEvent.reason, PresenceEvent.started_at, ended)
+        .where(PresenceEvent.agent_id == agent_id)
+        .order_by(PresenceEvent.started_at, PresenceEvent.id)
+    )
+    rows = (await session.execute(query)).all()
+    return [
+        Stint(PresenceState(state), reason, started, end)
+        for state, reason, started, end in rows
+        if since is None or end is None or end > since
+    ]
 
 
 @dataclass(frozen=True)
@@ -303,11 +397,10 @@ async def list_presence(*, session: AsyncSession, redis: Redis, settings: Settin
     found = {agent.id: _from_hash(agent.id, fields) for agent, fields in zip(agents, cached, strict=True)}
     states = {agent_id: presence for agent_id, presence in found.items() if presence is not None}
     missing = [agent_id for agent_id, presence in found.items() if presence is None]
-    if missing:
-        rows = await _open_rows(session, missing)
-        async with redis.pipeline(transaction=False) as pipe:
-            for agent_id in missing:
-                states[agent_id] = _from_row(agent_id, rows.get(agent_id))
-                pipe.hset(presence_key(settings, agent_id), mapping=_to_hash(states[agent_id]))
-            await pipe.execute()
+    if missing:  # rare: Redis was flushed
+        rows = await _latest_rows(session, missing)
+        for agent_id in missing:
+            key = presence_key(settings, agent_id)
+            fields = await _repair(redis, key, await redis.hgetall(key), _from_row(agent_id, rows.get(agent_id)))  # type: ignore[misc]
+            states[agent_id] = _from_hash(agent_id, fields) or _from_row(agent_id, rows.get(agent_id))
     return [AgentPresence(a.id, a.display_name, a.role, list(a.queues), states[a.id]) for a in agents]

@@ -164,19 +164,47 @@ def cache_key(prefix: str, user_id: int) -> str:
     return f"{prefix}:ctx:{user_id}"
 
 
+def version_key(prefix: str, user_id: int) -> str:
+    return f"{prefix}:ctxv:{user_id}"
+
+
+# Caches a context only if no change was announced (``forget``) since its version was read, i.e. while
+# it was being loaded: a load that read the databases before a change cannot cache the old data.
+_STORE = """
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
 async def get_context(
     *, redis: Redis, prefix: str, replica: AsyncEngine, postgres: AsyncEngine, user_id: int
 ) -> CustomerContext | None:
-    cached = await redis.get(cache_key(prefix, user_id))
+    cached, version = await redis.mget(cache_key(prefix, user_id), version_key(prefix, user_id))
     if cached:
         return CustomerContext.model_validate_json(cached)
     context = await load_context(replica=replica, postgres=postgres, user_id=user_id)
     if context is not None:
-        await redis.set(cache_key(prefix, user_id), context.model_dump_json(), ex=CACHE_TTL_S)
+        await redis.eval(  # type: ignore[misc]
+            _STORE,
+            2,
+            cache_key(prefix, user_id),
+            version_key(prefix, user_id),
+            context.model_dump_json(),
+            CACHE_TTL_S,
+            version or "0",
+        )
     return context
 
 
 async def forget(redis: Redis, prefix: str, user_ids: list[int]) -> None:
-    """Drop cached contexts after the customers' data changed (CDC, a new attempt, a note)."""
-    if user_ids:
-        await redis.delete(*(cache_key(prefix, u) for u in user_ids))
+    """Drop cached contexts after the customers' data changed (CDC, a new attempt, a note), and bump
+    their versions so that a load already under way does not cache what it read before the change."""
+    if not user_ids:
+        return
+    async with redis.pipeline(transaction=True) as pipe:
+        for user_id in user_ids:
+            pipe.incr(version_key(prefix, user_id))
+            pipe.expire(version_key(prefix, user_id), 2 * CACHE_TTL_S)  # outlives any load under way
+        pipe.delete(*(cache_key(prefix, u) for u in user_ids))
+        await pipe.execute()

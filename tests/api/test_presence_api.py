@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import select
 
-from dialler.agents.models import PresenceEvent, Role
+from dialler.agents.models import Role
+from dialler.agents.presence import presence_history
 from dialler.config import Settings
 from dialler.runtime import Stores
 from tests.api.conftest import LoginAs
@@ -36,7 +36,7 @@ async def test_an_agent_starts_offline_and_sets_available_then_break(
     }
     assert await stores.redis.hget(f"{settings.redis_prefix}:presence:{agent.agent.id}", "state") == "break"
     async with stores.sessions() as session:
-        rows = (await session.scalars(select(PresenceEvent).order_by(PresenceEvent.id))).all()
+        rows = await presence_history(session=session, agent_id=agent.agent.id)
     assert [(r.state, r.reason, r.ended_at is None) for r in rows] == [
         ("available", None, False),
         ("break", "lunch", True),

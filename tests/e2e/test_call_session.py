@@ -177,7 +177,7 @@ async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
 
 
 async def test_a_missed_call_is_texted_at_most_once_a_day(
-    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
 ) -> None:
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
@@ -193,6 +193,7 @@ async def test_a_missed_call_is_texted_at_most_once_a_day(
         assert response.status_code == 200, response.text
         await eventually(lambda: _agent_available(http, headers))
         if len(users) == 1:  # put the same customer back at the head of the queue for the second call
+            await temporal_client.get_workflow_handle(call_workflow_id(users[0])).result()  # session closed
             engine = queue_engine(stores)
             await stores.redis.hdel(engine.keys.not_before, str(users[0]))
             await stores.redis.zadd(engine.keys.queue("unsigned"), {str(users[0]): -1})

@@ -6,15 +6,15 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 
 from dialler.agents.errors import AgentNotFound, PresenceTransitionRefused
-from dialler.agents.models import Agent, PresenceEvent
+from dialler.agents.models import Agent
 from dialler.agents.presence import (
     Initiator,
     PresenceState,
     get_presence,
     list_presence,
+    presence_history,
     presence_key,
     set_presence,
 )
@@ -48,10 +48,8 @@ async def move(stores: Stores, settings: Settings, agent_id: int, target: S, at:
 
 async def history(stores: Stores, agent_id: int) -> list[tuple[str, str | None, datetime, datetime | None]]:
     async with stores.sessions() as session:
-        rows = await session.scalars(
-            select(PresenceEvent).where(PresenceEvent.agent_id == agent_id).order_by(PresenceEvent.id)
-        )
-        return [(r.state, r.reason, r.started_at, r.ended_at) for r in rows]
+        stints = await presence_history(session=session, agent_id=agent_id)
+    return [(s.state.value, s.reason, s.started_at, s.ended_at) for s in stints]
 
 
 async def test_a_call_cycle_writes_one_history_row_per_stint_and_mirrors_redis(
