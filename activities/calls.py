@@ -29,6 +29,7 @@ from dialler.calls.messages import (
     SessionProgress,
 )
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
+from dialler.calls.view import update_view
 from dialler.comms.messages import MagicLinkInput, MagicLinkPurpose
 from dialler.comms.models import SmsConversation, SmsMessage
 from dialler.comms.templates import TemplateName
@@ -135,6 +136,16 @@ class CallActivities:
             await conn.execute(
                 update(CallSession).where(CallSession.id == uuid.UUID(input.session_id)).values(**values)
             )
+        await update_view(
+            self.stores.redis,
+            self.stores.settings,
+            input.session_id,
+            state=input.state,
+            call_sid=input.call_sid,
+            end_reason=input.end_reason,
+            answered=input.answered,
+            wrap_up_deadline=input.wrap_up_deadline,
+        )
         if input.presence is not None:
             await self._move_agent(input.presence)
 
@@ -224,6 +235,8 @@ class CallActivities:
                 .where(CallSession.id == session_id, CallSession.closed_at.is_(None))
                 .values(status="closed", closed_at=input.finished_at, updated_at=datetime.now(UTC))
             )
+        settings = self.stores.settings
+        await update_view(self.stores.redis, settings, input.session_id, state="closed", disposition=input.disposition)
         result = await self._release(input, effects.requeue, effects.requeue_after_days)
         if input.abandoned:
             await self._move_agent(PresenceInput(input.agent_id, "wrap_up"))

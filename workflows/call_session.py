@@ -137,8 +137,8 @@ class CallSessionWorkflow:
                 await self._progress()
 
         if self._outcome is None and not self._abandoned:  # an abandoned call has nothing to wrap up
-            await self._enter_wrap_up()
             self._wrap_up_deadline = workflow.now() + timedelta(seconds=input.wrap_up_timeout_s)
+            await self._enter_wrap_up()
             await self._renewing_lease_until(lambda: self._outcome is not None, deadline=self._wrap_up_deadline)
 
         outcome = self._outcome or OutcomeInput(agent_id=input.agent_id, disposition=Disposition.NO_OUTCOME)
@@ -366,7 +366,14 @@ class CallSessionWorkflow:
         await self._local(
             CallActivities.record_progress,
             SessionProgress(
-                self._input.session_id, str(self._state), self._call_sid, workflow.now(), self._end_reason, presence
+                self._input.session_id,
+                str(self._state),
+                self._call_sid,
+                workflow.now(),
+                self._end_reason,
+                presence,
+                self._answered,
+                self._wrap_up_deadline,
             ),
         )
 

@@ -32,6 +32,7 @@ from dialler.calls.service import (
     session_owner,
     take_next_call,
 )
+from dialler.calls.view import read_view
 from dialler.customers.context import CustomerContext
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
@@ -200,7 +201,8 @@ async def get_call(
 ) -> CallRead:
     """Live state of a call session (the agent's own; supervisors any)."""
     handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=False)
-    return _read(await _view(handle, session_id), handle.id)
+    view = await read_view(stores.redis, stores.settings, session_id) or await _view(handle, session_id)
+    return _read(view, handle.id)
 
 
 @router.post("/calls/{session_id}/dial", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)

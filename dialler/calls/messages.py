@@ -149,6 +149,8 @@ class SessionProgress:
     at: datetime | None = None
     end_reason: str | None = None
     presence: PresenceInput | None = None  # the agent's presence moves with the call, in the same step
+    answered: bool = False
+    wrap_up_deadline: datetime | None = None
 
 
 @dataclass(frozen=True)

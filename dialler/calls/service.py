@@ -20,7 +20,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, get_presence, set_presence
-from dialler.calls.messages import CallSessionInput, call_workflow_id
+from dialler.calls.messages import CallSessionInput, CallSessionView, call_workflow_id
+from dialler.calls.view import open_view
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
 from dialler.queues import gates
@@ -156,6 +157,24 @@ async def take_next_call(
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )
         await redis.set(session_key(settings, session_id), json.dumps(owner.__dict__), ex=24 * 3600)
+        await open_view(
+            redis,
+            settings,
+            CallSessionView(
+                session_id=session_id,
+                user_id=lease.user_id,
+                agent_id=agent.id,
+                queue=lease.queue,
+                state="reserved",
+                call_sid=None,
+                end_reason=None,
+                disposition=None,
+                answered=False,
+                started_at=now,
+                wrap_up_deadline=None,
+                progressive=agent.progressive_mode,
+            ),
+        )
 
     try:
         load = get_context(

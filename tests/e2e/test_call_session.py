@@ -364,13 +364,20 @@ async def test_worker_killed_mid_call_loses_nothing(
         session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
         await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)
         await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
-    # The worker is gone. The carrier's callbacks and the agent's clicks still land (as signals).
+    # The worker is gone. The agent's screen still shows the call (the session's view, not a query that
+    # needs a worker), and the carrier's callbacks and the agent's clicks still land (as signals).
+    shown = await call_state(http, headers, session_id)
+    assert (shown["state"], shown["answered"], shown["user_id"]) == ("in_progress", True, user_id)
     await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
 
     async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
         await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+        wrap_up = await call_state(http, headers, session_id)
         response = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
         assert response.status_code == 200
         await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()
+    assert wrap_up["end_reason"] == "completed" and wrap_up["wrap_up_deadline"] is not None
+    closed = await call_state(http, headers, session_id)
+    assert (closed["state"], closed["disposition"]) == ("closed", "busy")
     async with stores.postgres.connect() as conn:
         assert await conn.scalar(text("SELECT disposition FROM call_outcomes")) == "busy"
