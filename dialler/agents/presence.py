@@ -328,7 +328,8 @@ async def _append_history(session: AsyncSession, redis: Redis, key: str, presenc
     """One row per stint, append-only: a stint ends where the agent's next one starts (see
     :func:`presence_history`), so rows never need updating and their order is their start time. The
     history feeds reports and the current state is in Redis: the row is committed without waiting for
-    the disk flush (``synchronous_commit`` off for this transaction, set in the same statement)."""
+    the disk flush (``synchronous_commit`` off for this transaction, set in the same statement); a
+    crash between the move and this row loses that row of history, never the state."""
     statement = text(
         "INSERT INTO agent_presence_events (agent_id, state, reason, started_at)"
         " SELECT :agent, :state, :reason, :started FROM (SELECT set_config('synchronous_commit', 'off', true)) s"
@@ -356,7 +357,7 @@ class Stint:
     ended_at: datetime | None  # None: the current one
 
 
-async def presence_history(*, session: AsyncSession, agent_id: int, since: datetime | None = None) -> list[Stint]:
+async def presence_history(*, session: AsyncSession, agent_id: int) -> list[Stint]:
     """An agent's stints in order, each ending where the next starts (for time-in-state reports)."""
     ended = func.lead(PresenceEvent.started_at).over(order_by=(PresenceEvent.started_at, PresenceEvent.id))
     query = (
@@ -364,11 +365,8 @@ async def presence_history(*, session: AsyncSession, agent_id: int, since: datet
         .where(PresenceEvent.agent_id == agent_id)
         .order_by(PresenceEvent.started_at, PresenceEvent.id)
     )
-    rows = (await session.execute(query)).all()
     return [
-        Stint(PresenceState(state), reason, started, end)
-        for state, reason, started, end in rows
-        if since is None or end is None or end > since
+        Stint(PresenceState(state), reason, start, end) for state, reason, start, end in await session.execute(query)
     ]
 
 
