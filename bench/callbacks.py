@@ -3,10 +3,10 @@
     .venv/bin/python bench/callbacks.py [--callbacks 10000] [--spread 60] [--lead SECONDS] [--book-concurrency 50]
 
 The issue's target is the default: 10,000 callbacks due within the same minute. That run takes
-about ``lead + spread`` seconds plus a few, i.e. ~46 minutes with the default lead on this 2-core
-machine, and most of it is booking: each booking starts a CallbackWorkflow and its confirmation SMS
-workflow, ~0.28 s of CPU (worker 0.14 + Temporal 0.12 + API 0.02) measured at 300, so 10,000
-bookings keep both cores busy for ~25-35 minutes before the callbacks' preparation may start. A
+about ``lead + spread`` seconds plus the tail, i.e. ~50 minutes with the default lead on this 2-core
+machine (measured: 3,021 s), and most of it is booking: each booking starts a CallbackWorkflow and
+its confirmation SMS workflow, ~0.18 s of CPU (worker, Temporal, API) measured at 10,000, so 10,000
+bookings keep both cores busy for ~15-20 minutes before the callbacks' preparation may start. A
 smoke run: ``--callbacks 300`` (~14 minutes: the prepare window alone is 10). ``--book-only`` stops
 once the bookings have settled and prints their cost; use it to choose ``--lead`` on another machine.
 

@@ -4,9 +4,10 @@
         └──────────────── outcome (agent skipped the call) / wrap-up timeout (no_outcome) ───┘
 
 Twilio status callbacks arrive as signals (repeats and out-of-order ones are ignored: a status never
-moves the call backwards); the agent's outcome is an Update validated before it is accepted; a Query
-gives the live state. Every side effect is an idempotent activity; the lease is renewed while the
-session lives, and released (requeue or removal) when it closes.
+moves the call backwards); the agent's outcome is an Update validated before it is accepted. The
+agent's screen reads the view each progress step writes to Redis (dialler.calls.view); the Query
+gives the live state where there is none. Every side effect is an idempotent activity; the lease is
+renewed while the session lives, and released (requeue or removal) when it closes.
 """
 
 from __future__ import annotations
