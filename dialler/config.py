@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue: str = "dialler"
     temporal_ui_url: str = "http://127.0.0.1:8233"
+    # Temporal's sandbox runs each workflow in a fresh module world and proxies what it may touch: it
+    # catches non-deterministic code early, at a CPU cost per workflow task. The tests and replays run
+    # sandboxed; a production worker may turn it off (docs/PERFORMANCE.md §5).
+    workflow_sandbox: bool = True
 
     # SQS change events
     sqs_endpoint_url: str | None = "http://127.0.0.1:19324"

@@ -15,7 +15,8 @@ from datetime import timedelta
 import httpx
 from temporalio.client import Client
 from temporalio.plugin import SimplePlugin
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from dialler.config import Settings, get_settings
 from dialler.integrations.simulated import telephony_for
@@ -44,6 +45,7 @@ def build_worker(
         # Blocking SDK calls (boto3, twilio) go through asyncio.to_thread inside async activities.
         activity_executor=ThreadPoolExecutor(max_workers=8),
         graceful_shutdown_timeout=timedelta(seconds=20),
+        workflow_runner=SandboxedWorkflowRunner() if stores.settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
         plugins=[SimplePlugin("dialler.rebuild_pool", run_context=rebuild_pool.running)],
     )
 

@@ -4,6 +4,7 @@ with simulated telephony going through the signed Twilio webhooks."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.queues import queue_engine
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
@@ -174,6 +175,29 @@ async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
     async with stores.postgres.connect() as conn:
         row = (await conn.execute(text("SELECT status, ended_at, end_reason FROM call_sessions"))).one()
     assert row.status == "wrap_up" and row.ended_at is not None and row.end_reason == "completed"
+
+
+async def test_a_worker_without_the_sandbox_runs_a_call_to_its_outcome(
+    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: SimulatedTelephony
+) -> None:
+    """``DIALLER_WORKFLOW_SANDBOX=false`` (a production worker saving CPU) runs the same sessions."""
+    unsandboxed = dataclasses.replace(stores, settings=stores.settings.model_copy(update={"workflow_sandbox": False}))
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    async with build_worker(
+        temporal_client, unsandboxed, telephony, task_queue=stores.settings.temporal_task_queue
+    ) as running:
+        assert isinstance(running.config()["workflow_runner"], UnsandboxedWorkflowRunner)
+        offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+        session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+        assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
+        await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+        assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
+        await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+        response = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
+        assert response.status_code == 200, response.text
+        await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()
+    assert (await call_state(http, headers, session_id))["disposition"] == "busy"
 
 
 async def test_a_missed_call_is_texted_at_most_once_a_day(
