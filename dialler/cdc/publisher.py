@@ -676,6 +676,7 @@ class Publisher:
         self._abandoned = False
         self._accepted: BinlogPosition | None = None  # after the last batch SQS accepted
         self._checkpoint_wanted = asyncio.Event()
+        self._checkpoints_closed = False  # the checkpointer's stop: asked, not cancelled (see run)
         self._sender_busy = False
         self._collector_idle = False
         self._state = "starting"
@@ -729,8 +730,11 @@ class Publisher:
             for worker in (collector, sender, checkpointer):
                 if worker.done():
                     worker.result()  # a bug in our own loop: surface it rather than hang
-            checkpointer.cancel()
-            await asyncio.gather(checkpointer, return_exceptions=True)
+            # Asked to stop rather than cancelled: a cancel that lands inside a database call can come
+            # back as a driver error, be retried as one, and leave the task waiting for ever.
+            self._checkpoints_closed = True
+            self._checkpoint_wanted.set()
+            await asyncio.wait({checkpointer}, timeout=self.options.shutdown_grace_s)
             if not await self._retrying(
                 "final checkpoint write", self._save_accepted, errors=self._count_checkpoint_error
             ):
@@ -921,6 +925,8 @@ class Publisher:
         while True:
             await self._checkpoint_wanted.wait()
             self._checkpoint_wanted.clear()
+            if self._checkpoints_closed:
+                return  # the final write is run's
             try:
                 await self._save_accepted()
                 delay = 0.1

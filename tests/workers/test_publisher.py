@@ -475,6 +475,33 @@ async def test_stop_and_crash_mid_stream_lose_nothing_and_resume_from_the_checkp
     assert len(seen_a) + len(seen_b) + len(seen_c) < 1.5 * len(expected)
 
 
+async def test_a_stop_completes_when_a_checkpoint_write_turns_its_cancellation_into_an_error(
+    settings: Settings, stores: Stores, replica_writer: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel that lands inside a database call can come back as a driver error: the publisher must
+    still stop, and still write its final checkpoint."""
+    CdcQueue(settings)
+    opts = options()
+    publisher = Publisher(settings, postgres=stores.postgres, options=opts)
+    save = publisher._save_accepted
+
+    async def slow_save_like_a_driver() -> None:
+        try:
+            await asyncio.sleep(0.3)  # the checkpointer is nearly always inside a write
+        except asyncio.CancelledError:
+            raise RuntimeError("connection was closed in the middle of operation") from None
+        await save()
+
+    monkeypatch.setattr(publisher, "_save_accepted", slow_save_like_a_driver)
+    async with running(publisher) as task:
+        for i in range(1, 41):
+            await execute(replica_writer, insert_user(i))
+            await asyncio.sleep(0.02)
+        await wait_until(lambda: publisher.status().published_total >= 40, what="all published")
+    assert task.done() and not task.cancelled()
+    assert await load_checkpoint(stores.postgres, opts.checkpoint_name) is not None
+
+
 async def test_a_checkpoint_that_is_not_on_the_server_stops_start_up(
     settings: Settings, stores: Stores, replica_url: str
 ) -> None:
