@@ -676,7 +676,7 @@ class Publisher:
         self._abandoned = False
         self._accepted: BinlogPosition | None = None  # after the last batch SQS accepted
         self._checkpoint_wanted = asyncio.Event()
-        self._checkpoints_closed = False  # the checkpointer's stop: asked, not cancelled (see run)
+        self._closing = False  # the background loops' stop: asked, not only cancelled (see run)
         self._sender_busy = False
         self._collector_idle = False
         self._state = "starting"
@@ -732,7 +732,7 @@ class Publisher:
                     worker.result()  # a bug in our own loop: surface it rather than hang
             # Asked to stop rather than cancelled: a cancel that lands inside a database call can come
             # back as a driver error, be retried as one, and leave the task waiting for ever.
-            self._checkpoints_closed = True
+            self._closing = True
             self._checkpoint_wanted.set()
             await asyncio.wait({checkpointer}, timeout=self.options.shutdown_grace_s)
             if not await self._retrying(
@@ -741,6 +741,7 @@ class Publisher:
                 log.error("final checkpoint not written: the next run re-sends from %s", self._checkpoint)
         finally:
             self._request_stop()
+            self._closing = True
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -925,7 +926,7 @@ class Publisher:
         while True:
             await self._checkpoint_wanted.wait()
             self._checkpoint_wanted.clear()
-            if self._checkpoints_closed:
+            if self._closing:
                 return  # the final write is run's
             try:
                 await self._save_accepted()
@@ -1002,7 +1003,7 @@ class Publisher:
             delay = min(delay * 2, self.options.retry_max_s)
 
     async def _report_status(self) -> None:
-        while True:
+        while not self._closing:  # (a swallowed cancel must not keep it going: see run)
             if self._reader is not None and self._reader.last_event_at is not None:
                 self.metrics.last_event.set(self._reader.last_event_at)
             await self._write_status()
