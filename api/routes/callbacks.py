@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -17,7 +17,7 @@ from activities.callbacks import book_callback, calling_hours
 from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import MAX_ID, SessionDep, StoresDep, TemporalDep, UserIdPath
-from api.errors import Forbidden, NotFound, Unprocessable
+from api.errors import Forbidden, NotFound, Unavailable, Unprocessable
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission, permissions_of
 from dialler.audit.service import record_ctx
@@ -200,6 +200,9 @@ async def reschedule(
 ) -> CallbackAccepted:
     """Move the customer's live callback (validated by the workflow: future, inside calling hours)."""
     await _may_act(request, session, stores, agent, user_id)
+    live = await session.scalar(select(Callback.id).where(Callback.user_id == user_id, Callback.status.in_(LIVE)))
+    if live is None:
+        raise NotFound("This customer has no live callback.")
     handle = temporal.get_workflow_handle_for(CallbackWorkflow.run, callback_workflow_id(user_id))
     try:
         await handle.execute_update(
@@ -210,7 +213,9 @@ async def reschedule(
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("This customer has no live callback.") from None
-        raise
+        raise Unavailable("The callback could not be moved right now; try again.") from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:  # no worker took it in time (e.g. one is restarting)
+        raise Unavailable("The callback did not answer in time; try again.") from None
     return CallbackAccepted(workflow_id=handle.id, user_id=user_id, due_at=body.due_at)
 
 

@@ -11,7 +11,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -260,6 +265,10 @@ async def submit_outcome(
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("That call session has finished.") from None
         raise Unavailable("The outcome could not be recorded right now; it was not lost: try again.") from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:  # no worker took it in time (e.g. one is restarting)
+        raise Unavailable(
+            "The call session did not answer in time; try again (an outcome already recorded is refused as such)."
+        ) from None
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError):
