@@ -235,8 +235,9 @@ class CallActivities:
                 .where(CallSession.id == session_id, CallSession.closed_at.is_(None))
                 .values(status="closed", closed_at=input.finished_at, updated_at=datetime.now(UTC))
             )
-        settings = self.stores.settings
-        await update_view(self.stores.redis, settings, input.session_id, state="closed", disposition=input.disposition)
+        await update_view(
+            self.stores.redis, self.stores.settings, input.session_id, state="closed", disposition=input.disposition
+        )
         result = await self._release(input, effects.requeue, effects.requeue_after_days)
         if input.abandoned:
             await self._move_agent(PresenceInput(input.agent_id, "wrap_up"))
