@@ -238,7 +238,7 @@ async def _repair(redis: Redis, key: str, found: Mapping[Any, Any], presence: Pr
             _REPAIR,
             1,
             key,
-            found.get("state", False) or "",
+            found.get("state") or "",
             fields["state"],
             fields["reason"],
             fields["since"],

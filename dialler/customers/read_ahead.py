@@ -61,13 +61,7 @@ class ContextReadAhead:
     async def warm(self, queue: str) -> list[int]:
         """Caches the contexts at the head of ``queue`` that are not cached; returns whose it loaded."""
         stores, prefix = self._stores, self._stores.settings.redis_prefix
-        # The next ones next-call would take: skip those waiting for their next allowed time.
-        page = [user_id for user_id, _ in await self._engine.page(queue, offset=0, limit=4 * self._depth)]
-        if not page:
-            return []
-        not_before = await stores.redis.hmget(self._engine.keys.not_before, [str(u) for u in page])
-        now = time.time()
-        heads = [u for u, nb in zip(page, not_before, strict=True) if nb is None or float(nb) <= now][: self._depth]
+        heads = await self._engine.ready_heads(queue, limit=self._depth, now=time.time())
         async with stores.redis.pipeline(transaction=False) as pipe:
             for user_id in heads:
                 pipe.exists(cache_key(prefix, user_id))

@@ -418,6 +418,16 @@ class QueueEngine:
         rows: list[Any] = await self._redis.zrange(key, offset, offset + limit - 1, withscores=True)
         return [(int(_s(u)), float(s)) for u, s in rows]
 
+    async def ready_heads(self, queue: str, *, limit: int, now: float) -> list[int]:
+        """The first ``limit`` customers of ``queue`` whose next allowed time has passed, best first:
+        those next-call takes next (whether a given agent may also depends on vulnerability and
+        callback reservations). Scans at most four times ``limit`` entries."""
+        page = [user_id for user_id, _ in await self.page(queue, offset=0, limit=4 * limit)]
+        if not page:
+            return []
+        not_before = await self._redis.hmget(self.keys.not_before, [str(u) for u in page])
+        return [u for u, nb in zip(page, not_before, strict=True) if nb is None or float(nb) <= now][:limit]
+
     async def position(self, user_id: int) -> tuple[str, float] | None:
         """Queue and score of a queued customer; None if it is in no queue (or leased)."""
         async with self._redis.pipeline(transaction=True) as pipe:
