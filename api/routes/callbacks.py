@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -184,6 +185,14 @@ async def book(
     return CallbackAccepted(workflow_id=handle.id, user_id=body.user_id, due_at=body.due_at)
 
 
+async def _live_callback(session: AsyncSession, user_id: int) -> Callback:
+    """The customer's live callback (the mirror), or 404: checked before asking its workflow anything."""
+    live = await session.scalar(select(Callback).where(Callback.user_id == user_id, Callback.status.in_(LIVE)))
+    if live is None:
+        raise NotFound("This customer has no live callback.")
+    return live
+
+
 def _cause(exc: WorkflowUpdateFailedError) -> str:
     return exc.cause.message if isinstance(exc.cause, ApplicationError) else "the callback could not be changed"
 
@@ -200,9 +209,7 @@ async def reschedule(
 ) -> CallbackAccepted:
     """Move the customer's live callback (validated by the workflow: future, inside calling hours)."""
     await _may_act(request, session, stores, agent, user_id)
-    live = await session.scalar(select(Callback.id).where(Callback.user_id == user_id, Callback.status.in_(LIVE)))
-    if live is None:
-        raise NotFound("This customer has no live callback.")
+    await _live_callback(session, user_id)
     handle = temporal.get_workflow_handle_for(CallbackWorkflow.run, callback_workflow_id(user_id))
     try:
         await handle.execute_update(
@@ -231,9 +238,7 @@ async def cancel(
 ) -> CallbackAccepted:
     """Cancel the customer's live callback, with the reason."""
     await _may_act(request, session, stores, agent, user_id)
-    live = await session.scalar(select(Callback).where(Callback.user_id == user_id, Callback.status.in_(LIVE)))
-    if live is None:
-        raise NotFound("This customer has no live callback.")
+    live = await _live_callback(session, user_id)
     handle = temporal.get_workflow_handle_for(CallbackWorkflow.run, callback_workflow_id(user_id))
     await handle.signal(CallbackWorkflow.cancel, CancelInput(body.reason, by_agent_id=agent.id))
     await record_ctx(
