@@ -55,6 +55,14 @@ async def call_state(http: httpx.AsyncClient, headers: dict[str, str], session_i
     return response.json()
 
 
+async def talk_then_hang_up(http: httpx.AsyncClient, headers: dict[str, str], session_id: str) -> None:
+    """Dial, see the (simulated) customer answer, hang up, and see the session in wrap-up."""
+    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+    assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+
+
 async def first_pending_requirement(replica_writer: AsyncEngine, user_id: int) -> int:
     """The customer's first pending requirement on an active claim, made if they have none."""
     async with replica_writer.begin() as conn:
@@ -100,10 +108,7 @@ async def test_next_call_dial_talk_outcome_requeues_and_frees_the_agent(
     assert offered["customer"]["claims"] and "+44" not in str(offered["customer"])  # number never shown whole
     assert (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "reserved"
 
-    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
-    assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+    await talk_then_hang_up(http, headers, session_id)
 
     response = await http.post(
         f"/api/v1/calls/{session_id}/outcome",
@@ -167,10 +172,7 @@ async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
     session_id = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()["session_id"]
-    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
-    assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+    await talk_then_hang_up(http, headers, session_id)
 
     async with stores.postgres.connect() as conn:
         row = (await conn.execute(text("SELECT status, ended_at, end_reason FROM call_sessions"))).one()
@@ -190,10 +192,7 @@ async def test_a_worker_without_the_sandbox_runs_a_call_to_its_outcome(
         assert isinstance(running.config()["workflow_runner"], UnsandboxedWorkflowRunner)
         offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
         session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
-        assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
-        await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
-        assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
-        await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+        await talk_then_hang_up(http, headers, session_id)
         response = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
         assert response.status_code == 200, response.text
         await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()

@@ -17,25 +17,14 @@ from dialler.queues.eligibility import (
     reason_text,
 )
 from dialler.queues.phones import PHONE_REASONS
+from tests.dialler.queues.customers import eligible_customer
 
 OLDEST = datetime(2025, 1, 15, 9, 30, tzinfo=UTC)
 
 
 def facts(**overrides: Any) -> CustomerFacts:
     """An unsigned, active customer with one active claim and a good phone, unless overridden."""
-    base: dict[str, Any] = {
-        "user_id": 42,
-        "status": "active",
-        "is_enabled": True,
-        "deleted": False,
-        "signed": False,
-        "phone_raw": "07700 900123",
-        "active_claims": 1,
-        "pending_requirements": 0,
-        "oldest_active_claim_at": OLDEST,
-        "has_live_callback_due": False,
-    }
-    return CustomerFacts(**{**base, **overrides})
+    return eligible_customer(**{"user_id": 42, "oldest_active_claim_at": OLDEST, **overrides})
 
 
 def test_queue_names_and_priority_are_the_redis_contract() -> None:

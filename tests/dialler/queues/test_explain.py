@@ -9,6 +9,7 @@ from dialler.queues.eligibility import CustomerFacts, QueueName, classify
 from dialler.queues.explain import Explanation, explain
 from dialler.queues.gates import CallingRules, ContactHistory, GateResult, evaluate, next_allowed_at
 from dialler.queues.scoring import queue_score
+from tests.dialler.queues.customers import eligible_customer
 
 LONDON = ZoneInfo("Europe/London")
 RULES = CallingRules()
@@ -19,18 +20,7 @@ def uk(y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
 
 
 def facts(**overrides: Any) -> CustomerFacts:
-    base: dict[str, Any] = {
-        "user_id": 7,
-        "status": "active",
-        "is_enabled": True,
-        "deleted": False,
-        "signed": False,
-        "phone_raw": "07700 900123",
-        "active_claims": 1,
-        "pending_requirements": 0,
-        "oldest_active_claim_at": datetime(2025, 1, 1, tzinfo=UTC),
-    }
-    return CustomerFacts(**{**base, **overrides})
+    return eligible_customer(**overrides)
 
 
 def run(

@@ -20,6 +20,7 @@ from dialler.queues.engine import QueueEngine
 from dialler.queues.facts import DiallerFacts, LiveCallback
 from dialler.queues.gates import CallingRules
 from dialler.queues.placement import CALLBACK_PREPARE, CLOCK_ALLOWANCE, Decision, decide
+from tests.dialler.queues.customers import eligible_customer
 from tests.dialler.queues.test_engine import REDIS_URL, unlink_prefix
 
 NOW = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)  # a Wednesday, 11:00 in London
@@ -30,18 +31,7 @@ USER = 7
 
 
 def customer(**overrides: Any) -> CustomerFacts:
-    base: dict[str, Any] = {
-        "user_id": USER,
-        "status": "active",
-        "is_enabled": True,
-        "deleted": False,
-        "signed": False,
-        "phone_raw": "07700 900123",
-        "active_claims": 1,
-        "pending_requirements": 0,
-        "oldest_active_claim_at": datetime(2025, 1, 1, tzinfo=UTC),
-    }
-    return CustomerFacts(**{**base, **overrides})
+    return eligible_customer(**{"user_id": USER, **overrides})
 
 
 def with_callback(due_at: datetime, status: str = "scheduled", owner: int | None = OWNER, **known: Any) -> DiallerFacts:
