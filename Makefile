@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt fuzz bench down clean deps system-deps
+.PHONY: run test lint fmt fuzz bench down clean deps system-deps bytecode
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,13 +21,19 @@ system-deps:
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 	@command -v firefox-esr >/dev/null || { apt-get update -q && apt-get install -y -q firefox-esr; }
 
-run: deps system-deps
+# Our own modules' bytecode, written even where PYTHONDONTWRITEBYTECODE is set: the worker's sandbox
+# re-imports a workflow's module for every workflow it runs, and without bytecode it compiles the source
+# each time. Incremental: only changed modules are compiled again.
+bytecode: deps
+	@$(BIN)/python -m compileall -q dialler workflows activities api workers
+
+run: deps system-deps bytecode
 	$(BIN)/python -m workers.stack run
 
 down:
 	$(BIN)/python -m workers.stack down
 
-test: deps system-deps
+test: deps system-deps bytecode
 	$(BIN)/pytest -q --deselect tests/api/test_schemathesis.py
 
 # Property-based fuzzing of every operation in the OpenAPI spec as agent, supervisor and admin: no 5xx.

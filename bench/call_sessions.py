@@ -9,10 +9,11 @@ SimulatedTelephony; every call answers after ``--ring`` s and the customer hangs
 the simulator posts signed Twilio webhooks to the live API).
 
 Each of ``--agents`` agents loops over HTTP, as the agent UI does:
-next-call -> dial -> poll GET /calls/{id} every ``--poll`` s until wrap_up -> POST outcome (docs_promised:
-the update) -> poll presence every ``--poll``/2 s until available again (the workflow has finished the
+next-call -> dial -> the workspace's live poll (GET /agents/me/live with If-None-Match, at once after
+each click, then every ``--poll`` s) until the call is in wrap_up -> POST outcome (docs_promised: the
+update) -> the live poll until the agent is available with no call (the workflow has finished the
 session, released the lease and requeued the customer with the attempt gap). A session is counted
-complete at that moment. Throughput = completed sessions / wall time of the whole run (the ring and
+complete at that moment. No think time: the agents click as soon as the screen allows. Throughput = completed sessions / wall time of the whole run (the ring and
 talk time are inside it: with N agents the ceiling is N / (ring + talk + overheads)).
 Reports sessions/s, per-session latency, CPU and RSS of the worker, API and Temporal server.
 """
@@ -45,12 +46,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--talk", type=float, default=0.5)
     p.add_argument("--users", type=int, default=5_000)
     p.add_argument(
+        "--disposition",
+        default="docs_promised",
+        help="the outcome every call gets (docs_promised also texts an upload link: two more workflows)",
+    )
+    p.add_argument(
         "--profile-worker",
         default=None,
         metavar="FILE",
         help="cProfile the worker's event loop thread into FILE and print its top functions",
     )
-    p.add_argument("--poll", type=float, default=0.25, help="call-state poll interval (presence: half of it)")
+    p.add_argument("--poll", type=float, default=1.0, help="the workspace's poll interval (the UI's is 1 s)")
     p.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes of the API")
     return p.parse_args()
 
@@ -83,9 +89,41 @@ def stop_worker(proc: subprocess.Popen) -> None:
     stop_pid(proc.pid, timeout=25, proc=proc)
 
 
+class Workspace:
+    """One agent's screen: GET /agents/me/live with If-None-Match, as web/static/js/agent.js polls it
+    (at once after each click, then every ``poll`` s)."""
+
+    def __init__(self, http, headers: dict[str, str], poll: float, requests: list[int]) -> None:  # type: ignore[no-untyped-def]
+        self.http, self.headers, self.poll, self.requests = http, headers, poll, requests
+        self.etag: str | None = None
+        self.live: dict = {}
+
+    async def refresh(self) -> dict:
+        self.requests[0] += 1
+        headers = self.headers | ({"If-None-Match": self.etag} if self.etag else {})
+        r = await self.http.get("/api/v1/agents/me/live", headers=headers)
+        if r.status_code == 200:
+            self.etag, self.live = r.headers.get("etag"), r.json()
+        return self.live
+
+    async def until(self, seen, timeout: float = 30) -> bool:  # type: ignore[no-untyped-def]
+        """Refresh now, then every ``poll`` s, until ``seen(live)``."""
+        deadline = time.monotonic() + timeout
+        while not seen(await self.refresh()):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(self.poll)
+        return True
+
+
+def _call_state(live: dict) -> str | None:
+    return (live.get("call") or {}).get("state")
+
+
 async def agent_loop(
     http, headers, quota: list[int], done: list[float], errors: Counter, args, requests: list[int]
 ) -> None:  # type: ignore[no-untyped-def]
+    screen = Workspace(http, headers, args.poll, requests)
     while quota[0] > 0:
         quota[0] -= 1
         t0 = time.perf_counter()
@@ -98,32 +136,19 @@ async def agent_loop(
             continue
         sid = r.json()["session_id"]
         workflow_ids.append(r.json()["workflow_id"])
+        await screen.refresh()
         t1 = time.perf_counter()
         r = await http.post(f"/api/v1/calls/{sid}/dial", headers=headers)
         if r.status_code != 202:
             errors[f"dial {r.status_code}"] += 1
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            await asyncio.sleep(args.poll)
-            requests[0] += 1
-            r = await http.get(f"/api/v1/calls/{sid}", headers=headers)
-            if r.status_code == 200 and r.json()["state"] == "wrap_up":
-                break
-        else:
+        if not await screen.until(lambda live: _call_state(live) == "wrap_up"):
             errors["no wrap_up within 30 s"] += 1
         t2 = time.perf_counter()
-        r = await http.post(f"/api/v1/calls/{sid}/outcome", json={"disposition": "docs_promised"}, headers=headers)
+        r = await http.post(f"/api/v1/calls/{sid}/outcome", json={"disposition": args.disposition}, headers=headers)
         t3 = time.perf_counter()
         if r.status_code != 200:
             errors[f"outcome {r.status_code}"] += 1
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            requests[0] += 1
-            r = await http.get("/api/v1/agents/me/presence", headers=headers)
-            if r.status_code == 200 and r.json()["state"] == "available":
-                break
-            await asyncio.sleep(args.poll / 2)
-        else:
+        if not await screen.until(lambda live: live["presence"]["state"] == "available" and not live.get("call")):
             errors["not available again within 30 s"] += 1
             return
         done.append(time.perf_counter() - t0)
@@ -187,7 +212,10 @@ async def main() -> int:
             stop_api(api)
             await stores.close()
         n = len(done)
-        print(f"\n## Call sessions end to end: {args.agents} agents, ring {args.ring} s, talk {args.talk} s\n")
+        print(
+            f"\n## Call sessions end to end: {args.agents} agents, ring {args.ring} s, talk {args.talk} s, "
+            f"outcome {args.disposition}\n"
+        )
         print("| metric | value |\n|---|---|")
         print(f"| sessions completed | {n} of {args.sessions} |")
         print(f"| wall | {wall:.1f} s |")

@@ -37,7 +37,7 @@ from dialler.calls.service import (
     session_owner,
     take_next_call,
 )
-from dialler.calls.view import read_view
+from dialler.calls.view import read_agent_view, read_view
 from dialler.customers.context import CustomerContext
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
@@ -175,24 +175,40 @@ def _read(view: CallSessionView, workflow_id: str) -> CallRead:
     return CallRead(**view.__dict__, workflow_id=workflow_id, dispositions=list(AGENT_DISPOSITIONS))
 
 
+async def open_call_of(stores: Stores, temporal: Client | None, agent_id: int) -> CallRead | None:
+    """The agent's open call session, or None when they hold no customer. Read from the session's
+    view in Redis (the workspace polls this every second); the workflow is queried only for a session
+    with no view. Raises Unavailable when neither can say."""
+    lease = await queue_engine(stores).lease_of_agent(agent_id)
+    if lease is None:
+        return None
+    workflow_id = call_workflow_id(lease.user_id)
+    view = await read_agent_view(stores.redis, stores.settings, agent_id, lease.user_id)
+    if view is None:
+        if temporal is None:
+            raise Unavailable("The call's state is not available right now; try again in a moment.")
+        handle = temporal.get_workflow_handle_for(CallSessionWorkflow.run, workflow_id)
+        try:
+            view = await handle.query(CallSessionWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError:
+            raise Unavailable("The call's state is not available right now; try again in a moment.") from None
+        if view.agent_id != agent_id:
+            return None
+    return _read(view, workflow_id)
+
+
 @router.get("/calls/current", response_model=CallRead, responses={204: {"description": "No session"}})
 async def current_call(
-    request: Request,
-    session: SessionDep,
     stores: StoresDep,
     temporal: TemporalDep,
     agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
 ) -> CallRead | Response:
     """The agent's open session (after a page reload), or 204."""
-    lease = await queue_engine(stores).lease_of_agent(agent.id)
-    if lease is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
-    handle = temporal.get_workflow_handle_for(CallSessionWorkflow.run, call_workflow_id(lease.user_id))
     try:
-        view = await handle.query(CallSessionWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
-    except RPCError:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return _read(view, handle.id)
+        call = await open_call_of(stores, temporal, agent.id)
+    except Unavailable:
+        call = None
+    return call if call is not None else Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/calls/{session_id}", response_model=CallRead)

@@ -12,15 +12,13 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require, route_table
 from api.conditional import NOT_MODIFIED, conditional_json
 from api.deps import RedisDep, SessionDep, SettingsDep, StoresDep
-from api.errors import NotFound, Unprocessable
-from api.routes.calls import QUERY_TIMEOUT, CallRead
+from api.errors import NotFound, Unavailable, Unprocessable
+from api.routes.calls import CallRead, open_call_of
 from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
@@ -29,12 +27,9 @@ from dialler.agents.schemas import PresenceRead
 from dialler.agents.service import utcnow
 from dialler.audit.service import record_ctx
 from dialler.calls.dispositions import AGENT_DISPOSITIONS, EFFECTS, NEEDS_ANSWERED_CALL, InvalidOutcome, check_outcome
-from dialler.calls.messages import call_workflow_id
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
 from dialler.queues import gates
-from dialler.runtime import Stores
-from workflows.call_session import CallSessionWorkflow
 
 router = APIRouter(tags=["ui"], responses=PROTECTED_RESPONSES)
 
@@ -178,22 +173,6 @@ async def _sms_state(session: AsyncSession, user_id: int) -> SmsStateRead | None
     )
 
 
-async def _open_call(temporal: Client | None, stores: Stores, agent_id: int) -> tuple[CallRead | None, bool]:
-    lease = await queue_engine(stores).lease_of_agent(agent_id)
-    if lease is None:
-        return None, False
-    if temporal is None:
-        return None, True
-    handle = temporal.get_workflow_handle_for(CallSessionWorkflow.run, call_workflow_id(lease.user_id))
-    try:
-        view = await handle.query(CallSessionWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
-    except RPCError:
-        return None, True
-    if view.agent_id != agent_id:
-        return None, False
-    return CallRead(**view.__dict__, workflow_id=handle.id, dispositions=list(AGENT_DISPOSITIONS)), False
-
-
 @router.get("/agents/me/live", response_model=LiveRead, responses=NOT_MODIFIED)
 async def my_live_state(
     request: Request,
@@ -205,7 +184,10 @@ async def my_live_state(
     read, for the workspace to poll (about once a second) with `If-None-Match`: `304` while nothing
     changed."""
     presence = await get_presence(session=session, redis=stores.redis, settings=stores.settings, agent_id=agent.id)
-    call, unavailable = await _open_call(request.app.state.temporal, stores, agent.id)
+    try:
+        call, unavailable = await open_call_of(stores, request.app.state.temporal, agent.id), False
+    except Unavailable:
+        call, unavailable = None, True
     sms = await _sms_state(session, call.user_id) if call is not None else None
     now = utcnow()
     live = LiveRead(

@@ -86,7 +86,7 @@ class CallPlan:
     """What one simulated call does, and how fast. Times are seconds."""
 
     outcome: CallOutcome = CallOutcome.ANSWERED
-    initiated_s: float = 0.05  # place_call → "initiated"
+    initiated_s: float = 0.05  # place_call → the carrier starts dialling
     ring_s: float = 1.0  # "ringing" → answer, or → no-answer / busy
     talk_s: float = 600.0  # longest a connected call lasts before the customer hangs up
     amd_s: float = 0.5  # answer → AMD verdict (only when machine_detection is on)
@@ -299,9 +299,9 @@ class SimulatedTelephony:
     async def _run_call(self, call: SimulatedCall) -> None:
         plan = call.plan
         try:
+            # Twilio reports "initiated" only to those who ask (twilio.CALL_STATUS_EVENTS does not).
             if await self._pause(call, plan.initiated_s):
                 return await self._end(call, "canceled")
-            await self._status(call, "initiated")
             if plan.outcome is CallOutcome.FAILED:
                 return await self._end(call, "failed")
             if plan.outcome is CallOutcome.BUSY:

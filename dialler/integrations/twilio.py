@@ -43,9 +43,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Every progress event, so that the call session sees ringing and answer as they happen (Twilio
-# sends only ``completed`` unless asked).
-CALL_STATUS_EVENTS: Final = ("initiated", "ringing", "answered", "completed")
+# The progress events the call session acts on, so that it sees ringing and answer as they happen
+# (Twilio sends only ``completed`` unless asked). Not ``initiated``: the session is already dialling
+# when Calls.create returns, and each callback costs a request, a signal and a workflow task.
+CALL_STATUS_EVENTS: Final = ("ringing", "answered", "completed")
 # Twilio answers in well under a second; a request that takes longer than this is treated as lost
 # (retryable) rather than left to block an activity slot.
 DEFAULT_TIMEOUT_S: Final = 15.0

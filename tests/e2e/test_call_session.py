@@ -391,6 +391,9 @@ async def test_worker_killed_mid_call_loses_nothing(
     # needs a worker), and the carrier's callbacks and the agent's clicks still land (as signals).
     shown = await call_state(http, headers, session_id)
     assert (shown["state"], shown["answered"], shown["user_id"]) == ("in_progress", True, user_id)
+    live = (await http.get("/api/v1/agents/me/live", headers=headers)).json()  # the workspace's own poll
+    assert live["call_unavailable"] is False
+    assert (live["call"]["session_id"], live["call"]["state"]) == (session_id, "in_progress")
     await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
 
     async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):

@@ -90,9 +90,9 @@ async def test_an_answered_call_posts_signed_callbacks_in_order_until_hangup(
     call = await sim.wait_ended(sid)
 
     assert re.fullmatch(r"CA[0-9a-f]{32}", sid)
-    assert _statuses(receiver) == ["initiated", "ringing", "in-progress", "completed"]
+    assert _statuses(receiver) == ["ringing", "in-progress", "completed"]
     status_hooks = receiver.at("/status")
-    assert [h.form["SequenceNumber"] for h in status_hooks] == ["0", "1", "2", "3"]
+    assert [h.form["SequenceNumber"] for h in status_hooks] == ["0", "1", "2"]
     for hook in status_hooks:
         form = hook.form
         assert form["CallSid"] == sid and form["AccountSid"] == ACCOUNT_SID
@@ -106,7 +106,7 @@ async def test_an_answered_call_posts_signed_callbacks_in_order_until_hangup(
     assert fetch.form["CallStatus"] == "in-progress"
     _assert_signed(sim_settings, receiver.hooks)
     assert call.status == "completed" and "<Dial" in call.twiml[0]
-    assert len({h.idempotency_token for h in status_hooks}) == 4
+    assert len({h.idempotency_token for h in status_hooks}) == 3
 
 
 async def test_a_retried_place_call_is_the_same_call(
@@ -120,7 +120,7 @@ async def test_a_retried_place_call_is_the_same_call(
     await sim.wait_ended(first)
 
     assert first == again
-    assert _statuses(receiver).count("initiated") == 1
+    assert _statuses(receiver).count("ringing") == 1
     # Deterministic across processes too: the sid depends only on the key.
     assert await _place(_sim(sim_settings, http), receiver, key="call-42:dial") == first
 
@@ -128,8 +128,8 @@ async def test_a_retried_place_call_is_the_same_call(
 @pytest.mark.parametrize(
     ("number", "expected"),
     [
-        ("+447700900127", ["initiated", "ringing", "no-answer"]),
-        ("+447700900128", ["initiated", "busy"]),
+        ("+447700900127", ["ringing", "no-answer"]),
+        ("+447700900128", ["busy"]),
     ],
 )
 async def test_the_standard_script_picks_outcomes_by_last_digit(
@@ -154,7 +154,7 @@ async def test_an_override_wins_over_the_last_digit(
 
     call = await sim.wait_ended(await _place(sim, receiver))
 
-    assert _statuses(receiver) == ["initiated", "failed"] and call.status == "failed"
+    assert _statuses(receiver) == ["failed"] and call.status == "failed"
 
 
 async def test_voicemail_with_amd_posts_the_verdict(
@@ -181,7 +181,7 @@ async def test_twiml_without_dial_plays_and_the_call_ends_by_itself(
 
     call = await sim.wait_ended(await _place(sim, receiver, twiml="abandoned"))
 
-    assert _statuses(receiver) == ["initiated", "ringing", "in-progress", "completed"]
+    assert _statuses(receiver) == ["ringing", "in-progress", "completed"]
     assert "RMC Claims" in call.twiml[0] and "<Hangup" in call.twiml[0]
 
 
@@ -225,7 +225,7 @@ async def test_hangup_while_ringing_cancels(
     await sim.hangup(sid)
     call = await sim.wait_ended(sid)
 
-    assert _statuses(receiver) == ["initiated", "ringing", "canceled"] and call.duration_s == 0
+    assert _statuses(receiver) == ["ringing", "canceled"] and call.duration_s == 0
 
 
 async def test_the_customer_hangs_up_after_the_longest_talk(
@@ -251,8 +251,6 @@ async def test_duplicate_callbacks_carry_the_same_idempotency_token(
 
     hooks = receiver.at("/status")
     assert _statuses(receiver) == [
-        "initiated",
-        "initiated",
         "ringing",
         "ringing",
         "in-progress",
@@ -261,7 +259,7 @@ async def test_duplicate_callbacks_carry_the_same_idempotency_token(
         "completed",
     ]
     assert hooks[0].idempotency_token == hooks[1].idempotency_token != hooks[2].idempotency_token
-    assert len(call.callbacks) == 4
+    assert len(call.callbacks) == 3
 
 
 async def test_unknown_calls(sim_settings: Settings, http: httpx.AsyncClient) -> None:

@@ -79,7 +79,7 @@ def test_dial_customer_announces_records_and_reports_progress() -> None:
     [number] = list(dial)
     assert number.tag == "Number" and number.text == CUSTOMER
     assert number.get("statusCallback") == STATUS_URL  # the query string survives XML escaping
-    assert number.get("statusCallbackEvent") == "initiated ringing answered completed"
+    assert number.get("statusCallbackEvent") == "ringing answered completed"
     assert number.get("statusCallbackMethod") == "POST"
 
 
