@@ -58,6 +58,10 @@ RETRY = RetryPolicy(
 # The marker of the fix that records a status which arrives while the hang-up runs (it was lost: the
 # loop ended on it unrecorded). Part of recorded histories: never rename.
 RECORD_AFTER_HANGUP_PATCH = "record-status-after-hangup"
+# The marker of CallStatus following the conversation for supervisors' filters: in_progress is upserted
+# when the customer answers (it stayed "dialing" until the end), and the momentary "ended" is not (wrap-up
+# or closed follows at once, and both are). Part of recorded histories: never rename.
+LIVE_STATUS_PATCH = "call-status-in-progress"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -173,8 +177,11 @@ class CallSessionWorkflow:
         if rank == 1:
             self._state = CallState.RINGING
         elif rank == 2:
-            self._state = CallState.IN_PROGRESS
             self._answered = True
+            if workflow.patched(LIVE_STATUS_PATCH):
+                self._set_state(CallState.IN_PROGRESS)
+            else:
+                self._state = CallState.IN_PROGRESS
         else:
             self._end(END_REASONS[event.status])
 
@@ -269,7 +276,10 @@ class CallSessionWorkflow:
 
     def _end(self, reason: str) -> None:
         self._end_reason = reason
-        self._set_state(CallState.ENDED)
+        if workflow.patched(LIVE_STATUS_PATCH):
+            self._state = CallState.ENDED
+        else:
+            self._set_state(CallState.ENDED)
 
     async def _enter_wrap_up(self) -> None:
         assert self._input is not None

@@ -86,7 +86,7 @@ class CallPlan:
     """What one simulated call does, and how fast. Times are seconds."""
 
     outcome: CallOutcome = CallOutcome.ANSWERED
-    initiated_s: float = 0.05  # place_call → the carrier starts dialling
+    initiated_s: float = 0.05  # place_call → the line rings (or is busy, or fails)
     ring_s: float = 1.0  # "ringing" → answer, or → no-answer / busy
     talk_s: float = 600.0  # longest a connected call lasts before the customer hangs up
     amd_s: float = 0.5  # answer → AMD verdict (only when machine_detection is on)

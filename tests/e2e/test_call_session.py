@@ -4,7 +4,9 @@ with simulated telephony going through the signed Twilio webhooks."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +26,7 @@ from dialler.queues.engine import QueueEntry
 from dialler.replica.seed import seed_replica
 from dialler.runtime import Stores
 from tests.e2e.conftest import eventually, login
+from workers import services
 from workers.worker import build_worker
 from workflows.call_session import CallSessionWorkflow
 
@@ -356,6 +359,64 @@ async def test_wrap_up_timeout_closes_with_no_outcome_and_releases_the_lease(
 
 async def _workflow_state(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
     return (await handle.query(CallSessionWorkflow.view)).state == state
+
+
+async def supervisor_lists(temporal_client: Client, query: str) -> list[dict]:
+    """What a supervisor gets from ``temporal workflow list --query …`` (the real CLI): id, CallStatus
+    and Disposition of each session found."""
+    proc = await asyncio.create_subprocess_exec(
+        str(services.VENV_BIN / "temporal"),
+        "workflow",
+        "list",
+        "--address",
+        temporal_client.service_client.config.target_host,
+        "--query",
+        query,
+        "--output",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    found = json.loads(out or b"[]")
+    return [
+        {
+            "id": execution["execution"]["workflowId"],
+            **{
+                name: json.loads(base64.b64decode(payload["data"]))
+                for name, payload in execution["searchAttributes"]["indexedFields"].items()
+                if name in ("CallStatus", "Disposition")
+            },
+        }
+        for execution in found
+    ]
+
+
+async def test_supervisors_find_a_live_conversation_and_a_customers_sessions_with_the_cli(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+    workflow_id = call_workflow_id(user_id)
+    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+
+    mine = f"TaskQueue = '{stores.settings.temporal_task_queue}'"  # this test's sessions only
+    talking = await eventually(lambda: supervisor_lists(temporal_client, f"{mine} AND CallStatus = 'in_progress'"))
+    assert [row["id"] for row in talking] == [workflow_id]
+
+    assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+    response = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
+    assert response.status_code == 200, response.text
+    await temporal_client.get_workflow_handle(workflow_id).result()
+
+    sessions = await supervisor_lists(temporal_client, f"{mine} AND UserId = '{user_id}'")
+    assert sessions == [{"id": workflow_id, "CallStatus": "closed", "Disposition": "busy"}]
+    assert await supervisor_lists(temporal_client, f"{mine} AND CallStatus = 'in_progress'") == []
 
 
 async def test_a_second_open_session_for_the_same_customer_is_refused(

@@ -1,0 +1,47 @@
+"""CallSessionWorkflow replays the histories recorded by earlier versions of its code without
+non-determinism: a change that would break calls in flight fails here first.
+
+``histories/call-session-old-answered.json`` was recorded by the code before ``LIVE_STATUS_PATCH``
+(commit 0842d96), ``call-session-new-answered.json`` by the code with it; both by the end-to-end
+stack (real API, worker and simulated carrier): next-call → dial → answered → agent hangs up →
+outcome ``busy`` → closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from workflows.call_session import LIVE_STATUS_PATCH, CallSessionWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def call_statuses(name: str) -> list[str]:
+    """The CallStatus values a supervisor's filter saw, in order."""
+    events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
+    fields = [
+        e["upsertWorkflowSearchAttributesEventAttributes"]["searchAttributes"]["indexedFields"]
+        for e in events
+        if "upsertWorkflowSearchAttributesEventAttributes" in e
+    ]
+    return [json.loads(base64.b64decode(f["CallStatus"]["data"])) for f in fields if "CallStatus" in f]
+
+
+def test_both_generations_are_recorded() -> None:
+    assert call_statuses("call-session-old-answered") == ["reserved", "dialing", "ended", "wrap_up", "closed"]
+    assert call_statuses("call-session-new-answered") == ["reserved", "dialing", "in_progress", "wrap_up", "closed"]
+    assert LIVE_STATUS_PATCH == "call-status-in-progress"  # the marker name is part of recorded histories: never rename
+
+
+@pytest.mark.parametrize("generation", ["old", "new"])
+async def test_recorded_history_replays(generation: str) -> None:
+    text = (HISTORIES / f"call-session-{generation}-answered.json").read_text()
+    history = WorkflowHistory.from_json("call-34", text)
+    result = await Replayer(workflows=[CallSessionWorkflow]).replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
