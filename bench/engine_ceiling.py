@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import uuid
 from pathlib import Path
+
+import psutil
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -30,11 +34,6 @@ async def main() -> int:
     p.add_argument("--local", action="store_true", help="the three activities as local activities")
     p.add_argument("--unsandboxed", action="store_true", help="run the workflow without the SDK sandbox")
     args = p.parse_args()
-    import os
-
-    import psutil
-    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-
     print(f"machine: {machine()}; load at start {load()}", flush=True)
     async with Stack(temporal=True) as stack:
         client = stack.env.client
@@ -62,11 +61,7 @@ async def main() -> int:
                 t0 = time.perf_counter()
                 await asyncio.gather(*(one(i) for i in range(args.sessions)))
                 wall = time.perf_counter() - t0
-        kind = (
-            ("local" if args.local else "regular")
-            + " activities, "
-            + ("unsandboxed" if args.unsandboxed else "sandboxed")
-        )
+        kind = f"{'local' if args.local else 'regular'} activities, {'un' if args.unsandboxed else ''}sandboxed"
         print(f"\n## Engine ceiling: bare session ({kind}), {args.sessions} sessions, {args.in_flight} in flight\n")
         print("| metric | value |\n|---|---|")
         print(f"| **throughput** | **{len(cycles) / wall:.1f} sessions/s** ({len(cycles)} in {wall:.1f} s) |")
