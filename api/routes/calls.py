@@ -44,6 +44,7 @@ from workflows.call_session import CallSessionWorkflow
 
 router = APIRouter(tags=["calls"], responses=PROTECTED_RESPONSES)
 QUERY_TIMEOUT = timedelta(seconds=5)
+STATE_UNAVAILABLE = "The call's state is not available right now; try again in a moment."
 UPDATE_TIMEOUT = timedelta(seconds=20)
 
 
@@ -165,7 +166,7 @@ async def _view(handle: WorkflowHandle, session_id: str) -> CallSessionView:
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("No such call session.") from None
-        raise Unavailable("The call's state is not available right now; try again in a moment.") from None
+        raise Unavailable(STATE_UNAVAILABLE) from None
     if view.session_id != session_id:
         raise NotFound("That call session has finished.")
     return view
@@ -186,12 +187,12 @@ async def open_call_of(stores: Stores, temporal: Client | None, agent_id: int) -
     view = await read_agent_view(stores.redis, stores.settings, agent_id, lease.user_id)
     if view is None:
         if temporal is None:
-            raise Unavailable("The call's state is not available right now; try again in a moment.")
+            raise Unavailable(STATE_UNAVAILABLE)
         handle = temporal.get_workflow_handle_for(CallSessionWorkflow.run, workflow_id)
         try:
             view = await handle.query(CallSessionWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
         except RPCError:
-            raise Unavailable("The call's state is not available right now; try again in a moment.") from None
+            raise Unavailable(STATE_UNAVAILABLE) from None
         if view.agent_id != agent_id:
             return None
     return _read(view, workflow_id)
