@@ -103,7 +103,9 @@ _NAMES = {"postgres": "The database", "replica": "The claims replica", "redis": 
 def dependency_down(exc: BaseException) -> Dependency | None:
     """Which dependency ``exc`` says is unreachable, or None if it is not a connection failure.
 
-    Looks through the exception, its ``orig`` (SQLAlchemy's wrapped DBAPI error) and its causes."""
+    Looks through the exception, its ``orig`` (SQLAlchemy's wrapped DBAPI error) and its explicit causes
+    (``raise ... from``), not the implicit context: a bug in a fallback that ran *because* Redis was down
+    is still a bug, not an outage."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -116,7 +118,7 @@ def dependency_down(exc: BaseException) -> Dependency | None:
             found = _classify(orig)
             if found is not None:
                 return found
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return None
 
 
