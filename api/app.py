@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.stores = Stores.open(settings)
         # Temporal may be down at start-up: the API still serves health (503) and what needs no workflow,
         # and the connector connects on a later request once Temporal answers (no restart needed).
+        # app.state.temporal mirrors the connected client (None until then) for code that only peeks.
         app.state.temporal = None
         app.state.temporal_connector = TemporalConnector(
             settings, on_connect=lambda client: setattr(app.state, "temporal", client)

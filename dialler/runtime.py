@@ -64,13 +64,13 @@ async def connect_temporal(settings: Settings) -> Client:
 
 
 class TemporalConnector:
-    """One Temporal client for the process, connected on first use rather than at start-up.
+    """One Temporal client for the process, connected when first needed; start-up only tries.
 
     A process that started while Temporal was down keeps serving what does not need it and connects
     by itself once Temporal answers: each use retries (at most once per ``temporal_reconnect_interval_s``)
     and fails meanwhile with :class:`DependencyUnavailable`. A lock makes concurrent requests share one
-    attempt instead of opening a connection each. Once connected, the client itself reconnects after
-    later outages."""
+    attempt instead of opening a connection each. Once connected, the SDK's client reconnects by itself
+    after later outages (calls made meanwhile fail with ``RPCError`` UNAVAILABLE, a 503 too)."""
 
     def __init__(
         self,
