@@ -33,7 +33,7 @@ from dialler.config import Settings, get_settings
 from dialler.customers.read_ahead import ContextReadAhead
 from dialler.logs import configure_logging
 from dialler.queues.keys import QUEUES
-from dialler.runtime import Stores, connect_temporal
+from dialler.runtime import Stores, TemporalConnector
 
 log = logging.getLogger("dialler.api")
 API_PREFIX = "/api/v1"
@@ -47,11 +47,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings)  # each API worker process is started afresh (spawn), without the parent's set-up
         app.state.settings = settings
         app.state.stores = Stores.open(settings)
-        try:
-            app.state.temporal = await connect_temporal(settings)
-        except Exception as exc:  # the API still serves health (503) and reads while Temporal is down
-            log.error("Temporal at %s is unreachable: %s", settings.temporal_address, exc)
-            app.state.temporal = None
+        # Temporal may be down at start-up: the API still serves health (503) and what needs no workflow,
+        # and the connector connects on a later request once Temporal answers (no restart needed).
+        # app.state.temporal mirrors the connected client (None until then) for code that only peeks.
+        app.state.temporal = None
+        app.state.temporal_connector = TemporalConnector(
+            settings, on_connect=lambda client: setattr(app.state, "temporal", client)
+        )
+        await app.state.temporal_connector.get_or_none()
         app.state.read_ahead = ContextReadAhead(
             stores=app.state.stores, engine=queue_engine(app.state.stores), depth=settings.context_read_ahead
         )

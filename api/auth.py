@@ -163,6 +163,10 @@ PROTECTED_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _error("No valid access token (missing, expired, revoked, or the account is disabled)."),
     403: _error("The caller's role lacks the required permission."),
     422: _error("The request is not valid; `details` lists the fields."),
+    503: _error(
+        "A dependency is not reachable: `details.dependency` names it (postgres, replica, redis, temporal) "
+        "and `Retry-After` says when to try again."
+    ),
 }
 """``responses=`` of every router with protected routes: documents the one error shape."""
 

@@ -10,9 +10,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.errors import Unavailable
 from dialler.config import Settings
-from dialler.runtime import Stores
+from dialler.runtime import Stores, TemporalConnector
 
 
 def get_stores(request: Request) -> Stores:
@@ -32,11 +31,16 @@ def get_redis(stores: Annotated[Stores, Depends(get_stores)]) -> Redis:
     return stores.redis
 
 
-def get_temporal(request: Request) -> Client:
-    client: Client | None = request.app.state.temporal
-    if client is None:
-        raise Unavailable("The workflow engine (Temporal) is not reachable; try again shortly.")
-    return client
+async def get_temporal(request: Request) -> Client:
+    """The process's Temporal client, connecting (again) if start-up found Temporal down; 503 meanwhile."""
+    connector: TemporalConnector = request.app.state.temporal_connector
+    return await connector.get()
+
+
+async def temporal_or_none(request: Request) -> Client | None:
+    """For handlers that can do without Temporal (health, best-effort signals): None while it is down."""
+    connector: TemporalConnector = request.app.state.temporal_connector
+    return await connector.get_or_none()
 
 
 StoresDep = Annotated[Stores, Depends(get_stores)]

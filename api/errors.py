@@ -1,6 +1,16 @@
-"""One error shape for every 4xx/5xx: ``{"error": {"code", "message", "details"}}``.
+"""The API's one error table and its one error shape.
 
-Domain errors are mapped to HTTP here and nowhere else; no stack trace ever reaches a client."""
+Shape, for every 4xx/5xx (documented in OpenAPI as :class:`ErrorRead`)::
+
+    {"error": {"code": "<stable machine code>", "message": "<safe to show>", "details": <any or null>}}
+
+A dependency that does not answer is 503 with a ``Retry-After`` header and
+``details = {"dependency": "postgres" | "replica" | "redis" | "temporal", "retry_after_s": n}``.
+
+Domain errors (:class:`dialler.errors.DiallerError` and its kinds) are mapped to HTTP here and nowhere
+else: routes raise or let through domain errors and never build a status themselves. No stack trace
+ever reaches a client.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +21,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
-from dialler.agents import errors as agent_errors
+from dialler import errors as domain
+from dialler.errors import DependencyUnavailable, DiallerError, dependency_down
 
 log = logging.getLogger("dialler.api")
 
@@ -30,72 +44,52 @@ class ErrorRead(BaseModel):
     error: ErrorDetail
 
 
-class DomainError(Exception):
-    """Base of the errors services raise; each subclass names its HTTP status and stable code."""
+# The names the routes raise (the domain kinds, under their HTTP-flavoured names).
+DomainError = DiallerError
+NotFound = domain.NotFound
+Conflict = domain.Conflict
+Forbidden = domain.Forbidden
+Unauthorized = domain.Unauthorized
+Unprocessable = domain.Invalid
+TooManyRequests = domain.RateLimited
+Unavailable = DependencyUnavailable
 
-    status_code = 400
-    code = "bad_request"
-
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-
-class NotFound(DomainError):
-    status_code = 404
-    code = "not_found"
-
-
-class Conflict(DomainError):
-    status_code = 409
-    code = "conflict"
-
-
-class Forbidden(DomainError):
-    status_code = 403
-    code = "forbidden"
-
-
-class Unauthorized(DomainError):
-    status_code = 401
-    code = "unauthorized"
-
-
-class TooManyRequests(DomainError):
-    status_code = 429
-    code = "too_many_requests"
-
-
-class Unavailable(DomainError):
-    status_code = 503
-    code = "unavailable"
-
-
-# Domain errors of the dialler package, by class (the most specific class in the MRO wins).
-DOMAIN_STATUS: dict[type[Exception], int] = {
-    agent_errors.InvalidCredentials: 401,
-    agent_errors.InvalidToken: 401,
-    agent_errors.PermissionDenied: 403,
-    agent_errors.AgentNotFound: 404,
-    agent_errors.EmailAlreadyUsed: 409,
-    agent_errors.SelfLockout: 409,
-    agent_errors.PresenceTransitionRefused: 409,
-    agent_errors.WeakPassword: 422,
-    agent_errors.InvalidPresenceReason: 422,
-    agent_errors.LoginRateLimited: 429,
+# THE table: a domain error's kind -> HTTP status (the most specific kind in the MRO wins; a
+# DiallerError of no kind is a plain 400).
+STATUS: dict[type[DiallerError], int] = {
+    domain.Unauthorized: 401,
+    domain.Forbidden: 403,
+    domain.NotFound: 404,
+    domain.Conflict: 409,
+    domain.Gone: 410,
+    domain.Invalid: 422,
+    domain.RateLimited: 429,
+    DependencyUnavailable: 503,
 }
 
 
-def domain_status(exc: Exception) -> int:
+def status_of(exc: DiallerError) -> int:
     for cls in type(exc).__mro__:
-        if cls in DOMAIN_STATUS:
-            return DOMAIN_STATUS[cls]
+        if cls in STATUS:
+            return STATUS[cls]
     return 400
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(exc: DiallerError) -> JSONResponse:
+    status = status_of(exc)
+    headers: dict[str, str] = {}
+    details = exc.details
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, domain.RateLimited | DependencyUnavailable):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, DependencyUnavailable):
+        details = {**(details or {}), "dependency": exc.dependency, "retry_after_s": exc.retry_after_s}
+    return JSONResponse(error_body(exc.code, exc.message, details), status, headers=headers or None)
 
 
 _HTTP_CODES = {
@@ -112,20 +106,9 @@ _HTTP_CODES = {
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(DomainError)
-    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status_code, headers=headers)
-
-    @app.exception_handler(agent_errors.AgentsError)
-    async def agents_error(request: Request, exc: agent_errors.AgentsError) -> JSONResponse:
-        status = domain_status(exc)
-        headers: dict[str, str] = {}
-        if status == 401:
-            headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(exc, agent_errors.LoginRateLimited):
-            headers["Retry-After"] = str(exc.retry_after_s)
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status, headers=headers or None)
+    @app.exception_handler(DiallerError)
+    async def domain_error(request: Request, exc: DiallerError) -> JSONResponse:
+        return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -145,12 +128,27 @@ def install(app: FastAPI) -> None:
         ]
         return JSONResponse(error_body("validation_error", "The request is not valid.", details), 422)
 
+    # A driver's "cannot reach it" is an outage of that dependency, not a bug: 503 naming it. Registered
+    # by type (not under ``Exception``) so that it is answered like a domain error; anything else of these
+    # types is re-raised to the 500 handler below.
+    async def dependency_error(request: Request, exc: Exception) -> JSONResponse:
+        dependency = dependency_down(exc)
+        if dependency is None:
+            raise exc
+        log.warning(
+            "%s unreachable: %s",
+            dependency,
+            type(exc).__name__,
+            extra={"request_id": getattr(request.state, "request_id", None)},
+        )
+        settings = getattr(request.app.state, "settings", None)
+        retry = settings.dependency_retry_after_s if settings is not None else DependencyUnavailable.RETRY_AFTER_S
+        return error_response(DependencyUnavailable(dependency=dependency, retry_after_s=retry))
+
+    for infrastructure in (OSError, SQLAlchemyError, RedisError, RPCError):  # TimeoutError is an OSError
+        app.add_exception_handler(infrastructure, dependency_error)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", extra={"request_id": getattr(request.state, "request_id", None)})
         return JSONResponse(error_body("internal_error", "Something went wrong on our side."), 500)
-
-
-class Unprocessable(DomainError):
-    status_code = 422
-    code = "unprocessable"

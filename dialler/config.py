@@ -36,12 +36,19 @@ class Settings(BaseSettings):
     replica_url: str = "mysql+aiomysql://root@127.0.0.1:13306/claims_app"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "dialler"
+    # A Redis that stopped answering fails a command in ~2 s (503 to the caller), not after redis-py's 30.
+    redis_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    # A dependency that is down answers 503 with this Retry-After.
+    dependency_retry_after_s: int = Field(default=5, ge=1, le=300)
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "dialler"
     temporal_ui_url: str = "http://127.0.0.1:8233"
+    # The API connects to Temporal on first use and again after a failure, at most once per interval.
+    temporal_connect_timeout_s: float = Field(default=3.0, gt=0, le=60)
+    temporal_reconnect_interval_s: float = Field(default=1.0, ge=0, le=60)
     # Temporal's sandbox runs each workflow in a fresh module world and proxies what it may touch: it
     # catches non-deterministic code early, at a CPU cost per workflow task. The tests and replays run
     # sandboxed; a production worker may turn it off (docs/PERFORMANCE.md §5).

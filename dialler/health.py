@@ -52,7 +52,7 @@ async def check_all(
 ) -> list[Probe]:
     async def temporal_check() -> None:
         if temporal is None:
-            raise ConnectionError("no Temporal client (it was unreachable at start-up)")
+            raise ConnectionError("not connected (the last attempt failed; retried on use)")
         await temporal.service_client.check_health()
 
     async def redis_check() -> None:

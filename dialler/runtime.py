@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,7 +15,10 @@ from temporalio.client import Client
 
 from dialler.config import Settings
 from dialler.db.engines import create_postgres_engine, create_replica_engine, session_factory
+from dialler.errors import DependencyUnavailable
 from dialler.integrations.sqs import sqs_client
+
+log = logging.getLogger("dialler.runtime")
 
 
 @dataclass
@@ -32,9 +38,12 @@ class Stores:
             settings=settings,
             postgres=postgres,
             replica=create_replica_engine(settings),
-            # Reads may wait behind a large rebuild pipeline: a generous timeout, not redis-py's 5 s.
+            # A Redis that stops answering must fail the request quickly (503), not hold it for 30 s.
             redis=Redis.from_url(
-                settings.redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=30
+                settings.redis_url,
+                decode_responses=True,
+                socket_connect_timeout=settings.redis_timeout_s,
+                socket_timeout=settings.redis_timeout_s,
             ),
             sessions=session_factory(postgres),
         )
@@ -52,6 +61,70 @@ class Stores:
 
 async def connect_temporal(settings: Settings) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+
+
+class TemporalConnector:
+    """One Temporal client for the process, connected when first needed; start-up only tries.
+
+    A process that started while Temporal was down keeps serving what does not need it and connects
+    by itself once Temporal answers: each use retries (at most once per ``temporal_reconnect_interval_s``)
+    and fails meanwhile with :class:`DependencyUnavailable`. A lock makes concurrent requests share one
+    attempt instead of opening a connection each. Once connected, the SDK's client reconnects by itself
+    after later outages (calls made meanwhile fail with ``RPCError`` UNAVAILABLE, a 503 too)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connect: Callable[[Settings], Awaitable[Client]] | None = None,
+        on_connect: Callable[[Client], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._connect = connect or connect_temporal
+        self._on_connect = on_connect
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+        self._failed_at: float | None = None
+
+    @property
+    def client(self) -> Client | None:
+        """The client if connected, without trying to connect."""
+        return self._client
+
+    async def get(self) -> Client:
+        if self._client is not None:
+            return self._client
+        asked = time.monotonic()
+        async with self._lock:
+            if self._client is not None:
+                return self._client
+            failed_at = self._failed_at
+            if failed_at is not None and (
+                failed_at >= asked or time.monotonic() - failed_at < self._settings.temporal_reconnect_interval_s
+            ):
+                raise self._unavailable()  # an attempt just failed (perhaps while this request waited)
+            try:
+                client = await asyncio.wait_for(
+                    self._connect(self._settings), self._settings.temporal_connect_timeout_s
+                )
+            except Exception as exc:
+                self._failed_at = time.monotonic()
+                log.warning("Temporal at %s is unreachable: %s", self._settings.temporal_address, type(exc).__name__)
+                raise self._unavailable() from exc
+            self._client, self._failed_at = client, None
+            log.info("connected to Temporal at %s", self._settings.temporal_address)
+            if self._on_connect is not None:
+                self._on_connect(client)
+            return client
+
+    async def get_or_none(self) -> Client | None:
+        try:
+            return await self.get()
+        except DependencyUnavailable:
+            return None
+
+    def _unavailable(self) -> DependencyUnavailable:
+        return DependencyUnavailable(dependency="temporal", retry_after_s=self._settings.dependency_retry_after_s)
 
 
 async def preflight(settings: Settings) -> list[str]:

@@ -220,9 +220,9 @@ async def reschedule(
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("This customer has no live callback.") from None
-        raise Unavailable("The callback could not be moved right now; try again.") from None
+        raise Unavailable("The callback could not be moved right now; try again.", dependency="temporal") from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:  # no worker took it in time (e.g. one is restarting)
-        raise Unavailable("The callback did not answer in time; try again.") from None
+        raise Unavailable("The callback did not answer in time; try again.", dependency="temporal") from None
     return CallbackAccepted(workflow_id=handle.id, user_id=user_id, due_at=body.due_at)
 
 

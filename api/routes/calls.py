@@ -30,8 +30,6 @@ from dialler.audit.service import record_ctx
 from dialler.calls.dispositions import AGENT_DISPOSITIONS
 from dialler.calls.messages import CallSessionView, DialRequest, OutcomeInput, call_workflow_id
 from dialler.calls.service import (
-    AlreadyHoldingCustomer,
-    NextCallRefused,
     NoneEligible,
     SessionOwner,
     session_owner,
@@ -102,14 +100,10 @@ async def next_call(
 ) -> NextCallRead:
     """Reserve the best customer this agent may call now and return their context; the agent becomes
     `reserved` and a call session starts. When nobody is eligible, `customer` is null with the reason."""
-    try:
-        offered = await take_next_call(
-            session=session, stores=stores, temporal=temporal, engine=queue_engine(stores), agent=agent
-        )
-    except AlreadyHoldingCustomer as exc:
-        raise Conflict(str(exc), {"user_id": exc.user_id}) from None
-    except NextCallRefused as exc:
-        raise Conflict(str(exc)) from None
+    # A refusal (NextCallRefused, AlreadyHoldingCustomer) is a Conflict: 409 by the one error table.
+    offered = await take_next_call(
+        session=session, stores=stores, temporal=temporal, engine=queue_engine(stores), agent=agent
+    )
     if isinstance(offered, NoneEligible):
         return NextCallRead(reason=offered.reason, until=offered.until)
     request.app.state.read_ahead.after_take(offered.lease.queue)  # the next agent's customer, in the background
@@ -166,7 +160,7 @@ async def _view(handle: WorkflowHandle, session_id: str) -> CallSessionView:
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("No such call session.") from None
-        raise Unavailable(STATE_UNAVAILABLE) from None
+        raise Unavailable(STATE_UNAVAILABLE, dependency="temporal") from None
     if view.session_id != session_id:
         raise NotFound("That call session has finished.")
     return view
@@ -187,12 +181,12 @@ async def open_call_of(stores: Stores, temporal: Client | None, agent_id: int) -
     view = await read_agent_view(stores.redis, stores.settings, agent_id, lease.user_id)
     if view is None:
         if temporal is None:
-            raise Unavailable(STATE_UNAVAILABLE)
+            raise Unavailable(STATE_UNAVAILABLE, dependency="temporal")
         handle = temporal.get_workflow_handle_for(CallSessionWorkflow.run, workflow_id)
         try:
             view = await handle.query(CallSessionWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
         except RPCError:
-            raise Unavailable(STATE_UNAVAILABLE) from None
+            raise Unavailable(STATE_UNAVAILABLE, dependency="temporal") from None
         if view.agent_id != agent_id:
             return None
     return _read(view, workflow_id)
@@ -281,10 +275,13 @@ async def submit_outcome(
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("That call session has finished.") from None
-        raise Unavailable("The outcome could not be recorded right now; it was not lost: try again.") from None
+        raise Unavailable(
+            "The outcome could not be recorded right now; it was not lost: try again.", dependency="temporal"
+        ) from None
     except WorkflowUpdateRPCTimeoutOrCancelledError:  # no worker took it in time (e.g. one is restarting)
         raise Unavailable(
-            "The call session did not answer in time; try again (an outcome already recorded is refused as such)."
+            "The call session did not answer in time; try again (an outcome already recorded is refused as such).",
+            dependency="temporal",
         ) from None
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.deps import StoresDep
+from api.deps import StoresDep, temporal_or_none
 from dialler import health
 
 router = APIRouter(prefix="/health", tags=["health"])
@@ -36,7 +36,7 @@ async def get_health(request: Request, stores: StoresDep) -> JSONResponse:
         postgres=stores.postgres,
         replica=stores.replica,
         redis=stores.redis,
-        temporal=request.app.state.temporal,
+        temporal=await temporal_or_none(request),
         sqs_check=lambda: asyncio.to_thread(sqs_check),
     )
     body = HealthRead(

@@ -24,9 +24,8 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 from temporalio.service import RPCError
 
-from api.deps import SessionDep, SettingsDep
-from api.errors import DomainError, ErrorRead
-from api.routes.sms import comms_errors_as_http
+from api.deps import SessionDep, SettingsDep, temporal_or_none
+from api.errors import ErrorRead, Unauthorized
 from dialler.audit.service import record
 from dialler.comms import magic_links
 from dialler.comms.messages import LinkUsed
@@ -41,8 +40,7 @@ portal_key = APIKeyHeader(
 )
 
 
-class InvalidPortalKey(DomainError):
-    status_code = 401
+class InvalidPortalKey(Unauthorized):
     code = "invalid_portal_key"
 
 
@@ -90,8 +88,7 @@ class MagicLinkVerified(BaseModel):
 @router.post("/magic-links/verify", response_model=MagicLinkVerified)
 async def verify_magic_link(body: MagicLinkVerify, request: Request, session: SessionDep) -> MagicLinkVerified:
     """Consume a magic link: valid once, until it expires."""
-    with comms_errors_as_http():
-        link = await magic_links.consume(session=session, token=body.token, now=datetime.now(UTC))
+    link = await magic_links.consume(session=session, token=body.token, now=datetime.now(UTC))
     await record(
         session=session,
         action="magic_link.used",
@@ -103,7 +100,7 @@ async def verify_magic_link(body: MagicLinkVerify, request: Request, session: Se
         details={"user_id": link.user_id, "purpose": link.purpose},
     )
     await session.commit()
-    temporal = request.app.state.temporal
+    temporal = await temporal_or_none(request)
     if temporal is not None and link.workflow_id:
         try:
             handle = temporal.get_workflow_handle_for(MagicLinkWorkflow.run, link.workflow_id)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -32,8 +31,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require
-from api.deps import SessionDep, StoresDep, TemporalDep
-from api.errors import DomainError, Unavailable
+from api.deps import SessionDep, StoresDep, TemporalDep, temporal_or_none
+from api.errors import Forbidden, Unavailable
 from api.routes.voice import TWIML, TwilioForm
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission, permissions_of
@@ -76,44 +75,12 @@ EMPTY_TWIML = str(MessagingResponse())
 STOP_REASON = "the customer opted out by SMS (STOP)"
 CANCEL_REASON = "the customer replied CANCEL to the callback text"
 
-# --- errors ----------------------------------------------------------------------------------------
-
-COMMS_STATUS: dict[type[comms_errors.CommsError], int] = {
-    comms_errors.InvalidSmsBody: 422,
-    comms_errors.SmsTooLong: 422,
-    comms_errors.TemplateError: 422,
-    comms_errors.NoMobileNumber: 422,
-    comms_errors.InvalidMagicLinkTarget: 422,
-    comms_errors.CustomerNotFound: 404,
-    comms_errors.ConversationNotFound: 404,
-    comms_errors.MagicLinkNotFound: 404,
-    comms_errors.OptedOut: 409,
-    comms_errors.MagicLinkUsed: 409,
-    comms_errors.MagicLinkExpired: 410,
-}
+# --- errors ---------------------------------------------------------------------------------------
 
 
-class CommsHttpError(DomainError):
-    """A :class:`~dialler.comms.errors.CommsError` in the API's one error shape, with its own code."""
-
-    def __init__(self, exc: comms_errors.CommsError) -> None:
-        super().__init__(exc.message, exc.details)
-        self.code = exc.code
-        self.status_code = next((COMMS_STATUS[c] for c in type(exc).__mro__ if c in COMMS_STATUS), 400)
-
-
-@contextmanager
-def comms_errors_as_http() -> Iterator[None]:
-    try:
-        yield
-    except comms_errors.CommsError as exc:
-        raise CommsHttpError(exc) from None
-
-
-class NotYourCustomer(DomainError):
+class NotYourCustomer(Forbidden):
     """Object-level refusal: the role may do this, but not for this customer (audited)."""
 
-    status_code = 403
     code = "not_your_customer"
 
 
@@ -337,7 +304,7 @@ async def conversation_messages(
     marks the conversation read."""
     conversation = await session.get(SmsConversation, conversation_id)
     if conversation is None:
-        raise CommsHttpError(comms_errors.ConversationNotFound())
+        raise comms_errors.ConversationNotFound()
     await _ensure_may_work_with(
         request, session, stores, agent, conversation.user_id, {"conversation_id": conversation_id}
     )
@@ -384,19 +351,18 @@ async def send_sms(
     quotes and dashes are sent as their plain equivalents). Accepted: a workflow sends it, and its
     delivery status appears on the message."""
     await _ensure_may_work_with(request, session, stores, agent, user_id, {})
-    with comms_errors_as_http():
-        if body.template is not None:
-            if body.template not in AGENT_TEMPLATES:
-                raise comms_errors.TemplateError(f"The {body.template.value} text is sent by the system only.")
-            text = render(body.template, TemplateContext.from_settings(stores.settings), {})
-        else:
-            text = smart_encode(body.text or "")
-        length = check_body(text)
-        phone = await sms.customer_mobile(replica=stores.replica, user_id=user_id)
-        template = body.template.value if body.template else None
-        blocked = await sms.send_blocked_reason(session=session, phone=phone, template=template)
-        if blocked is not None:
-            raise comms_errors.OptedOut(blocked)
+    if body.template is not None:
+        if body.template not in AGENT_TEMPLATES:
+            raise comms_errors.TemplateError(f"The {body.template.value} text is sent by the system only.")
+        text = render(body.template, TemplateContext.from_settings(stores.settings), {})
+    else:
+        text = smart_encode(body.text or "")
+    length = check_body(text)
+    phone = await sms.customer_mobile(replica=stores.replica, user_id=user_id)
+    template = body.template.value if body.template else None
+    blocked = await sms.send_blocked_reason(session=session, phone=phone, template=template)
+    if blocked is not None:
+        raise comms_errors.OptedOut(blocked)
     workflow_id = sms_workflow_id("agent", uuid.uuid4().hex)
     conversation = await sms.get_or_create_conversation(session=session, phone=phone, user_id=user_id)
     message = await sms.prepare_outbound(
@@ -433,7 +399,9 @@ async def send_sms(
     except RPCError:
         await sms.apply_status(session=session, message_id=message.id, status="failed", at=datetime.now(UTC))
         await session.commit()
-        raise Unavailable("The text could not be queued right now; it was not sent. Try again.") from None
+        raise Unavailable(
+            "The text could not be queued right now; it was not sent. Try again.", dependency="temporal"
+        ) from None
     return SmsAccepted(
         workflow_id=workflow_id,
         message_id=message.id,
@@ -463,18 +431,17 @@ async def send_magic_link(
     the documents of a pending requirement. Accepted: a workflow sends it, waits for its use or
     expiry, and records which in the contact history."""
     await _ensure_may_work_with(request, session, stores, agent, user_id, {})
-    with comms_errors_as_http():
-        target = await magic_links.validate_target(
-            replica=stores.replica,
-            user_id=user_id,
-            purpose=body.purpose.value,
-            claim_id=body.claim_id,
-            requirement_id=body.requirement_id,
-        )
-        phone = await sms.customer_mobile(replica=stores.replica, user_id=user_id)
-        blocked = await sms.send_blocked_reason(session=session, phone=phone, template=None)
-        if blocked is not None:
-            raise comms_errors.OptedOut(blocked)
+    target = await magic_links.validate_target(
+        replica=stores.replica,
+        user_id=user_id,
+        purpose=body.purpose.value,
+        claim_id=body.claim_id,
+        requirement_id=body.requirement_id,
+    )
+    phone = await sms.customer_mobile(replica=stores.replica, user_id=user_id)
+    blocked = await sms.send_blocked_reason(session=session, phone=phone, template=None)
+    if blocked is not None:
+        raise comms_errors.OptedOut(blocked)
     workflow_id = magic_link_workflow_id(user_id, body.purpose.value, uuid.uuid4().hex[:12])
     await temporal.start_workflow(
         MagicLinkWorkflow.run,
@@ -545,7 +512,7 @@ async def sms_inbound(request: Request, form: TwilioForm, session: SessionDep, s
         session=session, replica=stores.replica, phone=phone, body=form.get("Body", ""), sid=sid, at=datetime.now(UTC)
     )
     await session.commit()
-    await _act_on(result, stores, request.app.state.temporal)
+    await _act_on(result, stores, await temporal_or_none(request))
     return Response(EMPTY_TWIML, media_type=TWIML)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require, route_table
 from api.conditional import NOT_MODIFIED, conditional_json
-from api.deps import RedisDep, SessionDep, SettingsDep, StoresDep
+from api.deps import RedisDep, SessionDep, SettingsDep, StoresDep, temporal_or_none
 from api.errors import NotFound, Unavailable, Unprocessable
 from api.routes.calls import CallRead, open_call_of
 from dialler import clock
@@ -185,7 +185,7 @@ async def my_live_state(
     changed."""
     presence = await get_presence(session=session, redis=stores.redis, settings=stores.settings, agent_id=agent.id)
     try:
-        call, unavailable = await open_call_of(stores, request.app.state.temporal, agent.id), False
+        call, unavailable = await open_call_of(stores, await temporal_or_none(request), agent.id), False
     except Unavailable:
         call, unavailable = None, True
     sms = await _sms_state(session, call.user_id) if call is not None else None

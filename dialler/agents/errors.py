@@ -1,28 +1,23 @@
 """Domain errors of agents, authentication and presence.
 
-Each carries a stable ``code`` and a message safe to show to the user; ``api/errors.py`` maps them to
-HTTP. Messages never contain a password, a token or (for authentication failures) whether an account
-exists.
+Each carries a stable ``code`` and a message safe to show to the user, and derives from one kind of
+:mod:`dialler.errors` (which ``api/errors.py`` maps to HTTP). Messages never contain a password, a
+token or (for authentication failures) whether an account exists.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dialler.errors import Conflict, DiallerError, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
 
 
-class AgentsError(Exception):
+class AgentsError(DiallerError):
     code = "agents_error"
-
-    def __init__(self, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
 
 
 # Authentication ---------------------------------------------------------------------------------
 
 
-class InvalidCredentials(AgentsError):
+class InvalidCredentials(AgentsError, Unauthorized):
     """Wrong password, unknown email or disabled account: one answer for all three on purpose."""
 
     code = "invalid_credentials"
@@ -31,15 +26,18 @@ class InvalidCredentials(AgentsError):
         super().__init__("The email or password is incorrect.")
 
 
-class LoginRateLimited(AgentsError):
+class LoginRateLimited(AgentsError, RateLimited):
     code = "too_many_login_attempts"
 
     def __init__(self, retry_after_s: int) -> None:
-        super().__init__("Too many failed sign-in attempts. Try again later.", {"retry_after_s": retry_after_s})
-        self.retry_after_s = retry_after_s
+        super().__init__(
+            "Too many failed sign-in attempts. Try again later.",
+            {"retry_after_s": retry_after_s},
+            retry_after_s=retry_after_s,
+        )
 
 
-class InvalidToken(AgentsError):
+class InvalidToken(AgentsError, Unauthorized):
     code = "invalid_token"
 
     def __init__(self, message: str = "The token is invalid or has expired; sign in again.") -> None:
@@ -55,7 +53,7 @@ class RefreshTokenReused(InvalidToken):
         super().__init__("This sign-in session was ended for safety because a refresh token was reused.")
 
 
-class PermissionDenied(AgentsError):
+class PermissionDenied(AgentsError, Forbidden):
     code = "forbidden"
 
     def __init__(self, missing: list[str]) -> None:
@@ -65,25 +63,25 @@ class PermissionDenied(AgentsError):
 # Agent administration ---------------------------------------------------------------------------
 
 
-class AgentNotFound(AgentsError):
+class AgentNotFound(AgentsError, NotFound):
     code = "agent_not_found"
 
     def __init__(self, agent_id: int) -> None:
         super().__init__(f"Agent {agent_id} does not exist.")
 
 
-class EmailAlreadyUsed(AgentsError):
+class EmailAlreadyUsed(AgentsError, Conflict):
     code = "email_already_used"
 
     def __init__(self) -> None:
         super().__init__("Another agent already uses this email address.")
 
 
-class WeakPassword(AgentsError):
+class WeakPassword(AgentsError, Invalid):
     code = "weak_password"
 
 
-class SelfLockout(AgentsError):
+class SelfLockout(AgentsError, Conflict):
     """An admin may not disable or demote their own account (the last admin would lock everyone out)."""
 
     code = "self_lockout"
@@ -92,12 +90,12 @@ class SelfLockout(AgentsError):
 # Presence ---------------------------------------------------------------------------------------
 
 
-class PresenceTransitionRefused(AgentsError):
+class PresenceTransitionRefused(AgentsError, Conflict):
     code = "presence_transition_refused"
 
     def __init__(self, message: str, current: str, target: str) -> None:
         super().__init__(message, {"current": current, "target": target})
 
 
-class InvalidPresenceReason(AgentsError):
+class InvalidPresenceReason(AgentsError, Invalid):
     code = "invalid_presence_reason"

@@ -73,6 +73,13 @@ async def admit_login(*, redis: Redis, settings: Settings, email: str, client_ip
     )
 
 
+async def give_back_login(*, redis: Redis, settings: Settings, email: str, client_ip: str | None) -> None:
+    """An attempt that never reached the password check (the database did not answer) is not a failure:
+    both counters get it back, so agents retrying through an outage are not locked out afterwards."""
+    for key in _keys(settings, email, client_ip):
+        await redis.eval(_DECR_IF_POSITIVE, 1, key)  # type: ignore[misc]
+
+
 async def forgive_login(*, redis: Redis, settings: Settings, email: str, client_ip: str | None) -> None:
     """After a successful sign-in: the account starts afresh and the address gets its attempt back."""
     account_key, address_key = _keys(settings, email, client_ip)

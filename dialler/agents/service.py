@@ -151,7 +151,12 @@ async def login(
         log.warning("login rate-limited %s request_id=%s", who["email_masked"], ctx.request_id)
         raise LoginRateLimited(admission.retry_after_s)
 
-    agent, reason = await _check_credentials(session=session, email=email, password=password)
+    try:
+        agent, reason = await _check_credentials(session=session, email=email, password=password)
+    except Exception:
+        with contextlib.suppress(Exception):  # best effort: the original error is the one to report
+            await ratelimit.give_back_login(redis=redis, settings=settings, email=email, client_ip=ctx.client_ip)
+        raise
     if agent is None or reason is not None:
         await record_ctx(
             ctx,

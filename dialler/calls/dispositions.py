@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from dialler.errors import Invalid
+
 
 class Disposition(StrEnum):
     SIGNED_ON_CALL = "signed_on_call"
@@ -87,7 +89,7 @@ NEEDS_ANSWERED_CALL: Final = frozenset(
 NOTES_MAX = 2000
 
 
-class InvalidOutcome(ValueError):
+class InvalidOutcome(Invalid, ValueError):
     """The outcome breaks a rule; the message says which, for the agent."""
 
 

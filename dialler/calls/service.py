@@ -24,6 +24,7 @@ from dialler.calls.messages import CallSessionInput, CallSessionView, call_workf
 from dialler.calls.view import open_view
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
+from dialler.errors import Conflict
 from dialler.queues import gates
 from dialler.queues.eligibility import QUEUE_PRIORITY
 from dialler.queues.engine import AgentAlreadyHoldsLease, Lease, QueueEngine
@@ -31,13 +32,13 @@ from dialler.queues.rebuild import recompute
 from dialler.runtime import Stores
 
 
-class NextCallRefused(Exception):
+class NextCallRefused(Conflict):
     """The agent may not take a call now; the message says why."""
 
 
-class AlreadyHoldingCustomer(Exception):
+class AlreadyHoldingCustomer(Conflict):
     def __init__(self, user_id: int) -> None:
-        super().__init__(f"You already hold customer {user_id}: finish that call first.")
+        super().__init__(f"You already hold customer {user_id}: finish that call first.", {"user_id": user_id})
         self.user_id = user_id
 
 

@@ -41,6 +41,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from dialler.errors import Conflict
 from dialler.queues.keys import QUEUES, QueueKeys
 
 __all__ = [
@@ -131,21 +132,21 @@ class Drift:
     """Leased at swap time and present in staging: their lease restores the rebuild's placement."""
 
 
-class StaleLease(Exception):
+class StaleLease(Conflict):
     def __init__(self, user_id: int, reason: str) -> None:
         super().__init__(f"stale lease for user {user_id}: {reason}")
         self.user_id = user_id
         self.reason = reason  # "no_lease" | "token" | "expired"
 
 
-class AgentAlreadyHoldsLease(Exception):
+class AgentAlreadyHoldsLease(Conflict):
     def __init__(self, agent_id: int, user_id: int) -> None:
         super().__init__(f"agent {agent_id} already holds the lease of user {user_id}")
         self.agent_id = agent_id
         self.user_id = user_id
 
 
-class RebuildNotActive(Exception):
+class RebuildNotActive(Conflict):
     """swap() for a run that is not the rebuild in progress (expired, superseded) or has no staging."""
 
 

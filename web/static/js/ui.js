@@ -160,6 +160,8 @@ export function announce(message, { toast = false, tone = "info" } = {}) {
 
 export function errorText(error) {
   if (error instanceof api.ApiError) {
+    // A dependency that is down (503 naming it): the server's message says which part, as is.
+    if (error.status === 503 && error.details && error.details.dependency) return error.message;
     if (error.status === 0 || error.status >= 500) return `The server had a problem (${error.message}). Try again.`;
     return error.message;
   }
