@@ -41,6 +41,7 @@ from dialler.calls.view import read_agent_view, read_view
 from dialler.customers.context import CustomerContext
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
+from workflows.call_session_client import CallSessionStarter
 
 router = APIRouter(tags=["calls"], responses=PROTECTED_RESPONSES)
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -101,10 +102,16 @@ async def next_call(
     agent: Annotated[Agent, Depends(require(Permission.CALLS_NEXT))],
 ) -> NextCallRead:
     """Reserve the best customer this agent may call now and return their context; the agent becomes
-    `reserved` and a call session starts. When nobody is eligible, `customer` is null with the reason."""
+    `reserved` and a call session starts. When nobody is eligible, `customer` is null with the reason.
+    An agent who holds a customer whose session never started (the API stopped in between) gets that
+    customer again, now with their session; one whose session runs gets a 409."""
     try:
         offered = await take_next_call(
-            session=session, stores=stores, temporal=temporal, engine=queue_engine(stores), agent=agent
+            session=session,
+            stores=stores,
+            start_session=CallSessionStarter(temporal, stores.settings.temporal_task_queue),
+            engine=queue_engine(stores),
+            agent=agent,
         )
     except AlreadyHoldingCustomer as exc:
         raise Conflict(str(exc), {"user_id": exc.user_id}) from None
@@ -184,7 +191,7 @@ async def open_call_of(stores: Stores, temporal: Client | None, agent_id: int) -
     if lease is None:
         return None
     workflow_id = call_workflow_id(lease.user_id)
-    view = await read_agent_view(stores.redis, stores.settings, agent_id, lease.user_id)
+    view = await read_agent_view(stores.redis, stores.settings, lease)
     if view is None:
         if temporal is None:
             raise Unavailable(STATE_UNAVAILABLE)
