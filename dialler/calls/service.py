@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialler import clock
 from dialler.agents.models import Agent
-from dialler.agents.presence import PresenceState, get_presence, presence_key
+from dialler.agents.presence import Initiator, PresenceState, get_presence, presence_key, set_presence
 from dialler.calls.messages import CallSessionInput, CallSessionView, call_workflow_id
 from dialler.calls.view import open_view, read_view
 from dialler.customers.context import CustomerContext, get_context
@@ -108,7 +108,19 @@ async def take_next_call(
             return await _open(
                 stores=stores, engine=engine, start_session=start_session, agent=agent, lease=held, resumed=True
             )
-        raise AlreadyHoldingCustomer(presence.user_id or (held.user_id if held else 0))
+        if held is not None:
+            raise AlreadyHoldingCustomer(held.user_id)
+        # Stored "reserved" with no lease behind it (written before the lease was the reservation):
+        # nobody is held, so the agent is simply available.
+        presence = await set_presence(
+            session=session,
+            redis=redis,
+            settings=settings,
+            agent_id=agent.id,
+            target=PresenceState.AVAILABLE,
+            now=datetime.now(UTC),
+            by=Initiator.SYSTEM,
+        )
     if presence.state is not PresenceState.AVAILABLE:
         raise NextCallRefused(f"Only an available agent can take a next call (you are {presence.state.value}).")
     now = datetime.now(UTC)

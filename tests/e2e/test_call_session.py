@@ -21,7 +21,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.queues import queue_engine
 from dialler.agents.models import Agent
-from dialler.agents.presence import presence_key
+from dialler.agents.presence import Initiator, PresenceState, presence_key, set_presence
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
 from dialler.calls.service import take_next_call
 from dialler.integrations.simulated import SimulatedTelephony
@@ -539,3 +539,30 @@ async def test_a_session_that_cannot_start_gives_the_customer_back_in_one_step(
     assert {u: await engine.position(u) for u in range(1, 61)} == before  # every customer where they were
     presence = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()
     assert (presence["state"], presence["user_id"]) == ("available", None)
+
+
+async def test_a_reserved_state_with_no_lease_behind_it_holds_nobody(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    """Stored by the code before the lease was the reservation (or left by a crash then): next call
+    finds nobody held and offers a customer, instead of a 409 for ever."""
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    priya = await _agent(stores, "priya@rmc.example")
+    async with stores.sessions() as session:
+        await set_presence(
+            session=session,
+            redis=stores.redis,
+            settings=stores.settings,
+            agent_id=priya.id,
+            target=PresenceState.RESERVED,
+            now=datetime.now(UTC),
+            by=Initiator.SYSTEM,
+        )
+
+    offered = await http.post("/api/v1/agents/me/next-call", headers=headers)
+
+    assert offered.status_code == 200, offered.text
+    assert offered.json()["customer"] is not None
+    presence = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()
+    assert (presence["state"], presence["user_id"]) == ("reserved", offered.json()["customer"]["user_id"])
