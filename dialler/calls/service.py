@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -104,14 +104,21 @@ async def take_next_call(
     if presence.state is PresenceState.RESERVED:
         held = await engine.lease_of_agent(agent.id)
         if held is not None and held.session_id is not None:
-            # A lease whose session may never have started (the API stopped in between): start it now.
-            return await _open(
-                stores=stores, engine=engine, start_session=start_session, agent=agent, lease=held, resumed=True
-            )
+            # A lease whose session may never have started (the API stopped in between): start it now,
+            # with the lease's full time ahead of it (the session renews it from then on).
+            try:
+                renewed = await engine.renew(user_id=held.user_id, token=held.token, now=datetime.now(UTC).timestamp())
+            except StaleLease:
+                held = None  # it lapsed meanwhile and put the customer back: the agent holds nobody
+            else:
+                held = replace(held, expires_at=renewed.expires_at)
+                return await _open(
+                    stores=stores, engine=engine, start_session=start_session, agent=agent, lease=held, resumed=True
+                )
         if held is not None:
             raise AlreadyHoldingCustomer(held.user_id)
-        # Stored "reserved" with no lease behind it (written before the lease was the reservation):
-        # nobody is held, so the agent is simply available.
+        # Stored "reserved" with no lease behind it (written before the lease was the reservation), or
+        # a lease that just lapsed: nobody is held, so the agent is simply available.
         presence = await set_presence(
             session=session,
             redis=redis,
