@@ -217,4 +217,5 @@ async def test_a_break_click_racing_a_next_call_never_leaves_an_agent_on_break_h
             assert now.state is S.BREAK and await engine.lease_of_agent(agent_id) is None
         else:
             assert isinstance(on_break, PresenceTransitionRefused), on_break
-            assert (now.state, now.user_id) == (S.RESERVED, 5000 + round_)
+            assert not isinstance(offer, BaseException) and offer.lease is not None
+            assert (now.state, now.user_id) == (S.RESERVED, offer.lease.user_id)
