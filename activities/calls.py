@@ -174,7 +174,6 @@ class CallActivities:
                     target=PresenceState(input.state),
                     now=datetime.now(UTC),
                     by=Initiator.SYSTEM,
-                    user_id=input.user_id,
                 )
             except AgentsError as exc:
                 # Presence follows the call, never blocks it (e.g. a retry finds the move already made).

@@ -26,6 +26,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from activities.callbacks import CallbackActivities
 from activities.calls import CallActivities
 from activities.cdc import CdcActivities
+from activities.inbound_sms import InboundSmsActivities
 from activities.queues import QueueActivities
 from activities.sms import SmsActivities
 from dialler.cdc.messages import IngestInput, ingest_workflow_id
@@ -38,6 +39,7 @@ from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.cdc_ingest import CdcIngestWorkflow
+from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
 from workflows.sms import SendSmsWorkflow
@@ -54,6 +56,7 @@ def workflows() -> Sequence[type]:
         CdcIngestWorkflow,
         SendSmsWorkflow,
         MagicLinkWorkflow,
+        InboundSmsWorkflow,
     ]
 
 
@@ -65,6 +68,7 @@ def activities_for(
     callbacks = CallbackActivities(stores, client)
     sms = SmsActivities(stores, telephony)
     cdc = CdcActivities(stores)
+    inbound = InboundSmsActivities(stores)
     return [
         queues.plan_rebuild,
         queues.stage_range,
@@ -93,6 +97,8 @@ def activities_for(
         sms.issue_magic_link,
         sms.abandon_magic_link,
         sms.record_magic_link_result,
+        inbound.leave_queues,
+        inbound.replace_in_queues,
     ]
 
 

@@ -39,6 +39,7 @@ from dialler.calls.view import read_agent_view, read_view
 from dialler.customers.context import CustomerContext
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
+from workflows.call_session_client import CallSessionStarter
 
 router = APIRouter(tags=["calls"], responses=PROTECTED_RESPONSES)
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -99,10 +100,16 @@ async def next_call(
     agent: Annotated[Agent, Depends(require(Permission.CALLS_NEXT))],
 ) -> NextCallRead:
     """Reserve the best customer this agent may call now and return their context; the agent becomes
-    `reserved` and a call session starts. When nobody is eligible, `customer` is null with the reason."""
+    `reserved` and a call session starts. When nobody is eligible, `customer` is null with the reason.
+    An agent who holds a customer whose session never started (the API stopped in between) gets that
+    customer again, now with their session; one whose session runs gets a 409."""
     # A refusal (NextCallRefused, AlreadyHoldingCustomer) is a Conflict: 409 by the one error table.
     offered = await take_next_call(
-        session=session, stores=stores, temporal=temporal, engine=queue_engine(stores), agent=agent
+        session=session,
+        stores=stores,
+        start_session=CallSessionStarter(temporal, stores.settings.temporal_task_queue),
+        engine=queue_engine(stores),
+        agent=agent,
     )
     if isinstance(offered, NoneEligible):
         return NextCallRead(reason=offered.reason, until=offered.until)
@@ -178,7 +185,7 @@ async def open_call_of(stores: Stores, temporal: Client | None, agent_id: int) -
     if lease is None:
         return None
     workflow_id = call_workflow_id(lease.user_id)
-    view = await read_agent_view(stores.redis, stores.settings, agent_id, lease.user_id)
+    view = await read_agent_view(stores.redis, stores.settings, lease)
     if view is None:
         if temporal is None:
             raise Unavailable(STATE_UNAVAILABLE, dependency="temporal")

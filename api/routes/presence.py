@@ -1,7 +1,7 @@
 """Presence: an agent's own state, and the floor view for supervisors.
 
-The next-call route (``POST /agents/me/next-call``) is not here: it belongs with the queue engine and
-moves the agent available → reserved through ``set_presence(..., by=Initiator.SYSTEM)``.
+The next-call route (``POST /agents/me/next-call``) is not here: it belongs with the queue engine.
+Its lease is what makes the agent reserved (``dialler.agents.presence.effective``); it writes no presence.
 """
 
 from __future__ import annotations

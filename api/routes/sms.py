@@ -8,15 +8,15 @@ starts a workflow that sends it (202 with the workflow id); it never talks to th
 
 Webhooks (``/webhooks/twilio/sms-status``, ``/webhooks/twilio/sms-inbound``) authenticate with
 ``X-Twilio-Signature``: a forged request is a 403 and changes nothing. An inbound STOP takes effect
-within the request: the opt-out is recorded, the customer leaves every queue, their callback is
-cancelled and one confirmation is on its way before Twilio gets its answer.
+within the request: the opt-out is committed (every "may we contact" check reads it) before Twilio
+gets its answer; ``InboundSmsWorkflow`` then takes the customer out of every queue, cancels their
+callback and sends one confirmation, retried by Temporal until done.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -24,9 +24,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 from twilio.twiml.messaging_response import MessagingResponse
 
 from activities.queues import queue_engine
@@ -37,9 +35,8 @@ from api.routes.voice import TWIML, TwilioForm
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission, permissions_of
 from dialler.audit.service import record_ctx
-from dialler.callbacks.messages import CancelInput, callback_workflow_id
 from dialler.comms import errors as comms_errors
-from dialler.comms import magic_links
+from dialler.comms import inbound, magic_links
 from dialler.comms import service as sms
 from dialler.comms.keywords import InboundAction
 from dialler.comms.messages import (
@@ -59,21 +56,17 @@ from dialler.comms.templates import (
     smart_encode,
 )
 from dialler.customers.access import may_work_with
-from dialler.customers.context import forget
 from dialler.integrations.masking import mask_phone
-from dialler.queues.rebuild import recompute
 from dialler.runtime import Stores
-from workflows.callback import CallbackWorkflow
-from workflows.magic_link import MagicLinkWorkflow
-from workflows.sms import SendSmsWorkflow
+from workflows.inbound_sms_client import start_inbound_sms
+from workflows.magic_link_client import start_magic_link
+from workflows.sms_client import start_send_sms
 
 log = logging.getLogger("dialler.api.sms")
 router = APIRouter(prefix="/sms", tags=["sms"], responses=PROTECTED_RESPONSES)
 webhooks = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"])
 MAX_ID = 2**63 - 1
 EMPTY_TWIML = str(MessagingResponse())
-STOP_REASON = "the customer opted out by SMS (STOP)"
-CANCEL_REASON = "the customer replied CANCEL to the callback text"
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -389,12 +382,11 @@ async def send_sms(
     )
     await session.commit()
     try:
-        await temporal.start_workflow(
-            SendSmsWorkflow.run,
-            SendSmsInput(user_id=user_id, template=template, message_id=message.id, agent_id=agent.id),
-            id=workflow_id,
+        await start_send_sms(
+            temporal,
             task_queue=stores.settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            workflow_id=workflow_id,
+            input=SendSmsInput(user_id=user_id, template=template, message_id=message.id, agent_id=agent.id),
         )
     except RPCError:
         await sms.apply_status(session=session, message_id=message.id, status="failed", at=datetime.now(UTC))
@@ -443,9 +435,11 @@ async def send_magic_link(
     if blocked is not None:
         raise comms_errors.OptedOut(blocked)
     workflow_id = magic_link_workflow_id(user_id, body.purpose.value, uuid.uuid4().hex[:12])
-    await temporal.start_workflow(
-        MagicLinkWorkflow.run,
-        MagicLinkInput(
+    await start_magic_link(
+        temporal,
+        task_queue=stores.settings.temporal_task_queue,
+        workflow_id=workflow_id,
+        input=MagicLinkInput(
             user_id=user_id,
             purpose=body.purpose.value,
             claim_id=target.claim_id,
@@ -453,9 +447,6 @@ async def send_magic_link(
             agent_id=agent.id,
             ttl_s=body.expires_in_hours * 3600,
         ),
-        id=workflow_id,
-        task_queue=stores.settings.temporal_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
     )
     await record_ctx(
         audit_context(request, agent),
@@ -512,87 +503,38 @@ async def sms_inbound(request: Request, form: TwilioForm, session: SessionDep, s
         session=session, replica=stores.replica, phone=phone, body=form.get("Body", ""), sid=sid, at=datetime.now(UTC)
     )
     await session.commit()
-    await _act_on(result, stores, await temporal_or_none(request))
+    await _act_on(sid, result, stores, await temporal_or_none(request))
     return Response(EMPTY_TWIML, media_type=TWIML)
 
 
-async def _act_on(result: sms.InboundResult, stores: Stores, temporal: Client | None) -> None:
-    """What the text asks of the queues, callbacks and the customer. Idempotent, so that Twilio's retry
-    of a request that failed half-way finishes the job without doing anything twice."""
+async def _act_on(sid: str, result: sms.InboundResult, stores: Stores, temporal: Client | None) -> None:
+    """Hand what the text asks of the queues, callbacks and the customer to ``InboundSmsWorkflow``
+    (retried by Temporal until done). The opt-out is already committed, and every "may we contact"
+    check reads it: a STOP is honoured from that commit, whatever Temporal's state. If Temporal cannot
+    take the workflow, the webhook fails and Twilio's retry (same MessageSid) starts it then."""
     users = list(result.user_ids)
     if result.action is InboundAction.OPT_OUT:
-        # First, with no dependency on the replica or Temporal: nobody is offered this customer again.
-        await queue_engine(stores).remove_many(users)
-        await forget(stores.redis, stores.settings.redis_prefix, users)
         log.info("conversation %s opted out (users %s)", result.conversation_id, users)
-        client = _temporal(temporal)
-        for user_id in users:
-            await _cancel_callback(client, user_id, STOP_REASON)
-        assert result.opt_out_episode is not None
-        await _confirm(
-            client,
-            stores,
-            sms_workflow_id("stop", f"{result.conversation_id}-{result.opt_out_episode}"),
-            SendSmsInput(
-                user_id=users[0] if users else None,
-                template=TemplateName.STOP_CONFIRMATION.value,
-                conversation_id=result.conversation_id,
-            ),
-        )
+        action = inbound.OPT_OUT
     elif result.action is InboundAction.OPT_IN and result.opted_in:
-        if users:
-            await recompute(stores, queue_engine(stores), users)
-            await forget(stores.redis, stores.settings.redis_prefix, users)
-        await _confirm(
-            _temporal(temporal),
-            stores,
-            sms_workflow_id("start", result.message_id),
-            SendSmsInput(
-                user_id=users[0] if users else None,
-                template=TemplateName.START_CONFIRMATION.value,
-                conversation_id=result.conversation_id,
-            ),
-        )
-    elif result.action is InboundAction.CANCEL_CALLBACK and not result.duplicate:
-        client = _temporal(temporal)
-        for user_id in users:
-            await _cancel_callback(client, user_id, CANCEL_REASON)
-        await _confirm(
-            client,
-            stores,
-            sms_workflow_id("callback-cancelled", result.message_id),
-            SendSmsInput(
-                user_id=users[0] if users else None,
-                template=TemplateName.CALLBACK_CANCELLED.value,
-                conversation_id=result.conversation_id,
-            ),
-        )
-
-
-def _temporal(temporal: Client | None) -> Client:
-    if temporal is None:  # the database and queues are already right; Twilio's retry does the rest
+        action = inbound.OPT_IN
+    elif result.action is InboundAction.CANCEL_CALLBACK:
+        action = inbound.CANCEL_CALLBACK  # a retried text is started once: the workflow id is its sid
+    else:
+        return
+    if temporal is None:
         raise Unavailable("The workflow engine (Temporal) is not reachable; try again shortly.")
-    return temporal
-
-
-async def _cancel_callback(client: Client, user_id: int, reason: str) -> None:
-    handle = client.get_workflow_handle_for(CallbackWorkflow.run, callback_workflow_id(user_id))
-    try:
-        await handle.signal(CallbackWorkflow.cancel, CancelInput(reason=reason))
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        # No live callback (never booked, or already over): nothing to cancel.
-
-
-async def _confirm(client: Client, stores: Stores, workflow_id: str, text: SendSmsInput) -> None:
-    """Start the confirmation text once: the workflow id is the business key of what it confirms."""
-    with suppress(WorkflowAlreadyStartedError):
-        await client.start_workflow(
-            SendSmsWorkflow.run,
-            text,
-            id=workflow_id,
-            task_queue=stores.settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+    started = await start_inbound_sms(
+        temporal,
+        task_queue=stores.settings.temporal_task_queue,
+        message_sid=sid,
+        input=inbound.InboundSmsInput(
+            action=action,
+            conversation_id=result.conversation_id,
+            message_id=result.message_id,
+            user_ids=users,
+            opt_out_episode=result.opt_out_episode,
+        ),
+    )
+    if not started:
+        log.info("inbound text of conversation %s already handed on", result.conversation_id)

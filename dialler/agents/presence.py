@@ -22,20 +22,29 @@ wrap_up      offline      system     the outcome was recorded with "sign off aft
 ===========  ===========  =========  =====================================================
 
 While a call session owns the agent (reserved, on_call, wrap_up) only the system moves them, so no
-browser click can strand a customer or lose an outcome. The system may also perform every agent
-transition (sign-out, account disabled). Repeating the current state is a no-op for offline,
-available and an unchanged break; repeating reserved / on_call / wrap_up is refused, which is how a
-second next-call for an agent who already holds a customer fails.
+browser click can strand a customer or lose an outcome. One owner per move: ``reserved`` is the
+queue engine's lease (next-call takes it, for an available agent, in one atomic step; the API never
+writes presence for a call), and on_call / wrap_up / available-again are the call session's. The
+system may also perform every agent transition (sign-out, account disabled). Repeating the current
+state is a no-op for offline, available and an unchanged break; repeating reserved / on_call /
+wrap_up is refused. A second next-call for an agent who already holds a customer is refused by the
+engine (the agent's lease).
 
-Storage: Redis holds the current state in ``<prefix>:presence:<agent id>`` (state, reason, since
-epoch, user_id) and changes it by compare-and-set; PostgreSQL keeps the history, one appended
-``agent_presence_events`` row per stint (a stint ends where the next starts), for time-in-state
-reports. If Redis loses an entry, the agent's latest row restores it. Neither a change nor a read
-takes a database lock: next-call moves the agent in two Redis round trips and one insert.
+Storage: Redis holds the current state in ``<queue root>:presence:<agent id>`` (state, reason, since
+epoch), beside the queue engine's keys (same hash slot: one script may read both), and changes it by
+compare-and-set; PostgreSQL keeps the history, one appended ``agent_presence_events`` row per stint (a
+stint ends where the next starts), for time-in-state reports. If Redis loses an entry, the agent's
+latest row restores it. Neither a change nor a read takes a database lock.
+
+Who holds whom is recorded once, in the lease (agent, customer, session): a presence's ``user_id``
+is read from it, and a stored ``available`` with a live lease *is* ``reserved`` (``effective``). So
+a crash anywhere after next-call leaves nothing to undo by hand: a lease nobody uses expires, and the
+agent is available again by that alone.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dialler.agents.errors import AgentNotFound, InvalidPresenceReason, PresenceTransitionRefused
 from dialler.agents.models import Agent, PresenceEvent
 from dialler.config import Settings
+from dialler.queues.keys import QueueKeys
 
 
 class PresenceState(StrEnum):
@@ -167,7 +177,7 @@ class Presence:
 
 
 def presence_key(settings: Settings, agent_id: int) -> str:
-    return f"{settings.redis_prefix}:presence:{agent_id}"
+    return f"{QueueKeys(settings.redis_prefix).root}:presence:{agent_id}"
 
 
 def _to_hash(presence: Presence) -> dict[Any, Any]:  # redis-py's Mapping type is invariant in str
@@ -175,7 +185,6 @@ def _to_hash(presence: Presence) -> dict[Any, Any]:  # redis-py's Mapping type i
         "state": presence.state.value,
         "reason": presence.reason or "",
         "since": "" if presence.since is None else f"{presence.since.timestamp():.3f}",
-        "user_id": "" if presence.user_id is None else str(presence.user_id),
     }
 
 
@@ -183,10 +192,50 @@ def _from_hash(agent_id: int, fields: Mapping[Any, Any]) -> Presence | None:
     try:
         state = PresenceState(fields["state"])
         since = datetime.fromtimestamp(float(fields["since"]), UTC) if fields.get("since") else None
-        user_id = int(fields["user_id"]) if fields.get("user_id") else None
     except (KeyError, ValueError):
         return None  # missing or from an older layout: rebuilt from PostgreSQL
-    return Presence(agent_id, state, fields.get("reason") or None, since, user_id)
+    return Presence(agent_id, state, fields.get("reason") or None, since)
+
+
+def effective(stored: Presence, held_user_id: int | None) -> Presence:
+    """The presence as it is, given the customer the agent's live lease holds (None: no lease).
+    An available agent holding a lease is reserved for that customer; a call state names the
+    customer of the lease; nothing else names one."""
+    if held_user_id is None:
+        return stored
+    if stored.state is _S.AVAILABLE:
+        return Presence(stored.agent_id, _S.RESERVED, None, stored.since, held_user_id)
+    if stored.state in CALL_STATES:
+        return Presence(stored.agent_id, stored.state, stored.reason, stored.since, held_user_id)
+    return stored
+
+
+# The customers the agents' live leases hold (an expired lease not yet reaped holds nobody). Time is
+# the caller's wall clock, as the engine's: leases are stamped with it.
+_HELD = """
+local out = {}
+for i = 3, #ARGV do
+  local user = redis.call('HGET', KEYS[1], ARGV[i])
+  local held = ''
+  if user then
+    local f = redis.call('HMGET', ARGV[1] .. user, 'agent', 'expires_at')
+    if f[1] == ARGV[i] and f[2] and tonumber(f[2]) > tonumber(ARGV[2]) then held = user end
+  end
+  out[#out + 1] = held
+end
+return out
+"""
+
+
+async def held_customers(redis: Redis, settings: Settings, agent_ids: Sequence[int]) -> dict[int, int]:
+    """agent id -> the customer their live lease holds, for those who hold one."""
+    if not agent_ids:
+        return {}
+    keys = QueueKeys(settings.redis_prefix)
+    found = await redis.eval(  # type: ignore[misc]
+        _HELD, 1, keys.lease_agents, keys.lease_prefix, repr(time.time()), *(str(a) for a in agent_ids)
+    )
+    return {a: int(u) for a, u in zip(agent_ids, found, strict=True) if u}
 
 
 def _from_row(agent_id: int, row: PresenceEvent | None) -> Presence:
@@ -195,19 +244,28 @@ def _from_row(agent_id: int, row: PresenceEvent | None) -> Presence:
     return Presence(agent_id, PresenceState(row.state), row.reason, row.started_at)
 
 
-# Moves the state only if it is still the one the change was validated against (state and since):
-# a racing change makes the loser re-read and re-validate, so two changes never both pass.
+# Moves the state only if it is still the one the change was validated against (state and since)
+# and the agent still holds the lease it held then (ARGV[6], '' for none; an expired one holds
+# nobody): a racing change, or a next-call leasing a customer to the agent meanwhile, makes the loser
+# re-read and re-validate, so two changes never both pass. KEYS[2] is the engine's lease_agents.
 _MOVE = """
 local cur = redis.call('HMGET', KEYS[1], 'state', 'since')
 if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'reason', ARGV[4], 'since', ARGV[5], 'user_id', ARGV[6])
+local held = redis.call('HGET', KEYS[2], ARGV[8]) or ''
+if held ~= '' then
+  local f = redis.call('HMGET', ARGV[7] .. held, 'agent', 'expires_at')
+  if f[1] ~= ARGV[8] or not f[2] or tonumber(f[2]) <= tonumber(ARGV[9]) then held = '' end
+end
+if held ~= ARGV[6] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'reason', ARGV[4], 'since', ARGV[5])
+redis.call('HDEL', KEYS[1], 'user_id')
 return 1
 """
 # Repairs a missing (flushed) or unreadable entry from the history, unless a change got there first.
 _REPAIR = """
 if (redis.call('HGET', KEYS[1], 'state') or '') == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'state', ARGV[2], 'reason', ARGV[3], 'since', ARGV[4], 'user_id', ARGV[5])
+  redis.call('HSET', KEYS[1], 'state', ARGV[2], 'reason', ARGV[3], 'since', ARGV[4])
 end
 return redis.call('HGETALL', KEYS[1])
 """
@@ -242,7 +300,6 @@ async def _repair(redis: Redis, key: str, found: Mapping[Any, Any], presence: Pr
             fields["state"],
             fields["reason"],
             fields["since"],
-            fields["user_id"],
         )
     )
 
@@ -252,8 +309,8 @@ def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
 
 
 async def _current(session: AsyncSession, redis: Redis, settings: Settings, agent_id: int) -> tuple[Presence, dict]:
-    """The agent's presence and the Redis fields it was read from (repaired from the history if
-    missing). The ``_REPAIR`` guard compares the state field only: an empty string when absent."""
+    """The agent's stored presence and the Redis fields it was read from (repaired from the history
+    if missing). The ``_REPAIR`` guard compares the state field only: an empty string when absent."""
     key = presence_key(settings, agent_id)
     fields = await redis.hgetall(key)  # type: ignore[misc]
     presence = _from_hash(agent_id, fields)
@@ -275,21 +332,23 @@ async def set_presence(
     reason: str | None = None,
     now: datetime,
     by: Initiator = Initiator.AGENT,
-    user_id: int | None = None,
 ) -> Presence:
     """Moves one agent to ``target``; returns the new (or unchanged) presence.
 
-    The current state lives in Redis and changes by compare-and-set, so an agent's click and the
-    system's next-call cannot both pass validation against the same old state: the loser re-reads and
-    is validated again. ``user_id`` is the customer a call state is about (kept in Redis only). The
-    stint is then appended to the history in PostgreSQL and the session committed: pass a session with
-    no pending work of the caller's. Raises :class:`AgentNotFound`, :class:`PresenceTransitionRefused`
-    or :class:`InvalidPresenceReason` (and then changes nothing).
+    The change is validated against the effective presence (a live lease makes an available agent
+    reserved) and made by compare-and-set on the stored state and the lease, so an agent's click and
+    the system's next-call cannot both pass validation against the same old state: the loser re-reads
+    and is validated again. The stint is then appended to the history in PostgreSQL and the session
+    committed: pass a session with no pending work of the caller's. Raises :class:`AgentNotFound`,
+    :class:`PresenceTransitionRefused` or :class:`InvalidPresenceReason` (and then changes nothing).
     """
     key = presence_key(settings, agent_id)
+    keys = QueueKeys(settings.redis_prefix)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # Redis keeps milliseconds
     for _ in range(_ATTEMPTS):
-        current, fields = await _current(session, redis, settings, agent_id)
+        stored, fields = await _current(session, redis, settings, agent_id)
+        held = (await held_customers(redis, settings, [agent_id])).get(agent_id)
+        current = effective(stored, held)
         change = transition(
             current.state,
             target,
@@ -303,22 +362,26 @@ async def set_presence(
         started = now
         if current.since is not None:  # strictly after the stint it ends (API replicas' clocks differ a little)
             started = max(now, current.since + timedelta(milliseconds=1))
-        presence = Presence(agent_id, target, change.reason, started, user_id if target in CALL_STATES else None)
+        presence = Presence(agent_id, target, change.reason, started)
         new = _to_hash(presence)
         moved = await redis.eval(  # type: ignore[misc]
             _MOVE,
-            1,
+            2,
             key,
+            keys.lease_agents,
             fields["state"],
             fields["since"],
             new["state"],
             new["reason"],
             new["since"],
-            new["user_id"],
+            "" if held is None else str(held),
+            keys.lease_prefix,
+            str(agent_id),
+            repr(time.time()),
         )
         if moved:
             await _append_history(session, redis, key, presence)
-            return presence
+            return effective(presence, held if target in CALL_STATES else None)
     raise PresenceTransitionRefused(
         "Your status is changing too quickly; try again.", current.state.value, target.value
     )
@@ -345,8 +408,8 @@ async def _append_history(session: AsyncSession, redis: Redis, key: str, presenc
 
 
 async def get_presence(*, session: AsyncSession, redis: Redis, settings: Settings, agent_id: int) -> Presence:
-    presence, _ = await _current(session, redis, settings, agent_id)
-    return presence
+    stored, _ = await _current(session, redis, settings, agent_id)
+    return effective(stored, (await held_customers(redis, settings, [agent_id])).get(agent_id))
 
 
 @dataclass(frozen=True)
@@ -401,4 +464,8 @@ async def list_presence(*, session: AsyncSession, redis: Redis, settings: Settin
             key = presence_key(settings, agent_id)
             fields = await _repair(redis, key, await redis.hgetall(key), _from_row(agent_id, rows.get(agent_id)))  # type: ignore[misc]
             states[agent_id] = _from_hash(agent_id, fields) or _from_row(agent_id, rows.get(agent_id))
-    return [AgentPresence(a.id, a.display_name, a.role, list(a.queues), states[a.id]) for a in agents]
+    held = await held_customers(redis, settings, [a.id for a in agents])
+    return [
+        AgentPresence(a.id, a.display_name, a.role, list(a.queues), effective(states[a.id], held.get(a.id)))
+        for a in agents
+    ]

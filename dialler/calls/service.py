@@ -1,35 +1,50 @@
 """Taking the next call: compliance window, atomic lease, then the session workflow.
 
-The API calls this; it validates and starts the workflow, and the workflow does the rest. The
-customer's context is read while the agent is reserved and the workflow starts: the agent waits for the
-slower of the two, not for both."""
+The API calls this; it validates and starts the workflow (through the starter it is given), and the
+workflow does the rest. Who holds whom is the lease alone: next-call takes it in one atomic step,
+only for an available agent, and names the session in it; the agent is ``reserved`` because of it
+(``dialler.agents.presence.effective``) and nothing else is written to say so. So no crash leaves
+anything half-done:
+
+* before the lease: nothing happened;
+* between the lease and the workflow's start: the lease names a session nobody started. The agent's
+  next click starts it (``take_next_call`` finds the lease and resumes), and if they never click, the
+  lease expires and puts the customer back: the agent is available again by that alone;
+* the start refused (Temporal down, the customer's last session still finishing): the lease is
+  given back in one atomic step (``QueueEngine.give_back``), restoring the customer's placement;
+* after the start: the session owns the lease and the agent, and Temporal keeps it going.
+
+The customer's context is read while the workflow starts: the agent waits for the slower of the
+two, not for both."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from dialler import clock
 from dialler.agents.models import Agent
-from dialler.agents.presence import Initiator, PresenceState, get_presence, set_presence
+from dialler.agents.presence import Initiator, PresenceState, get_presence, presence_key, set_presence
 from dialler.calls.messages import CallSessionInput, CallSessionView, call_workflow_id
-from dialler.calls.view import open_view
-from dialler.config import Settings
+from dialler.calls.view import open_view, read_view
 from dialler.customers.context import CustomerContext, get_context
 from dialler.errors import Conflict
 from dialler.queues import gates
 from dialler.queues.eligibility import QUEUE_PRIORITY
-from dialler.queues.engine import AgentAlreadyHoldsLease, Lease, QueueEngine
-from dialler.queues.rebuild import recompute
+from dialler.queues.engine import AgentAlreadyHoldsLease, AgentNotAvailable, Lease, QueueEngine, StaleLease
 from dialler.runtime import Stores
+
+
+class StartSession(Protocol):
+    async def __call__(self, input: CallSessionInput) -> bool:
+        """Start the call session's workflow; False if a session of this customer's still runs."""
+        ...
 
 
 class NextCallRefused(Conflict):
@@ -65,14 +80,11 @@ class SessionOwner:
     user_id: int
 
 
-def session_key(settings: Settings, session_id: str) -> str:
-    return f"{settings.redis_prefix}:session:{session_id}"
-
-
 async def session_owner(*, session: AsyncSession, stores: Stores, session_id: str) -> SessionOwner | None:
-    raw = await stores.redis.get(session_key(stores.settings, session_id))
-    if raw is not None:
-        return SessionOwner(**json.loads(raw))
+    """From the session's view (its identity, fixed when it opened), else its row in PostgreSQL."""
+    view = await read_view(stores.redis, stores.settings, session_id)
+    if view is not None:
+        return SessionOwner(workflow_id=call_workflow_id(view.user_id), agent_id=view.agent_id, user_id=view.user_id)
     try:
         key = uuid.UUID(session_id)
     except ValueError:
@@ -86,12 +98,37 @@ async def session_owner(*, session: AsyncSession, stores: Stores, session_id: st
 
 
 async def take_next_call(
-    *, session: AsyncSession, stores: Stores, temporal: Client, engine: QueueEngine, agent: Agent
+    *, session: AsyncSession, stores: Stores, start_session: StartSession, engine: QueueEngine, agent: Agent
 ) -> CallOffered | NoneEligible:
     redis, settings = stores.redis, stores.settings
     presence = await get_presence(session=session, redis=redis, settings=settings, agent_id=agent.id)
-    if presence.state is PresenceState.RESERVED and presence.user_id is not None:
-        raise AlreadyHoldingCustomer(presence.user_id)
+    if presence.state is PresenceState.RESERVED:
+        held = await engine.lease_of_agent(agent.id)
+        if held is not None and held.session_id is not None:
+            # A lease whose session may never have started (the API stopped in between): start it now,
+            # with the lease's full time ahead of it (the session renews it from then on).
+            try:
+                renewed = await engine.renew(user_id=held.user_id, token=held.token, now=datetime.now(UTC).timestamp())
+            except StaleLease:
+                held = None  # it lapsed meanwhile and put the customer back: the agent holds nobody
+            else:
+                held = replace(held, expires_at=renewed.expires_at)
+                return await _open(
+                    stores=stores, engine=engine, start_session=start_session, agent=agent, lease=held, resumed=True
+                )
+        if held is not None:
+            raise AlreadyHoldingCustomer(held.user_id)
+        # Stored "reserved" with no lease behind it (written before the lease was the reservation), or
+        # a lease that just lapsed: nobody is held, so the agent is simply available.
+        presence = await set_presence(
+            session=session,
+            redis=redis,
+            settings=settings,
+            agent_id=agent.id,
+            target=PresenceState.AVAILABLE,
+            now=datetime.now(UTC),
+            by=Initiator.SYSTEM,
+        )
     if presence.state is not PresenceState.AVAILABLE:
         raise NextCallRefused(f"Only an available agent can take a next call (you are {presence.state.value}).")
     now = datetime.now(UTC)
@@ -104,13 +141,20 @@ async def take_next_call(
         # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
         queues = [q for q in QUEUE_PRIORITY if q in agent.queues]
         offer = await engine.next_call_detailed(
-            agent_id=agent.id, queues=queues, trained_vulnerable=agent.trained_vulnerable, now=now.timestamp()
+            agent_id=agent.id,
+            queues=queues,
+            trained_vulnerable=agent.trained_vulnerable,
+            now=now.timestamp(),
+            session_id=str(uuid.uuid4()),
+            presence_key=presence_key(settings, agent.id),  # still available, checked with the lease
         )
     except AgentAlreadyHoldsLease as exc:
         raise AlreadyHoldingCustomer(exc.user_id) from None
+    except AgentNotAvailable as exc:
+        raise NextCallRefused(f"Only an available agent can take a next call (you are {exc.state}).") from None
     if offer.lease is None:
         reason = "Nobody in your queues can be called right now"
-        held = [
+        held_back = [
             f"{n} {what}"
             for n, what in (
                 (offer.blocked_not_before, "waiting for their next allowed time"),
@@ -119,29 +163,27 @@ async def take_next_call(
             )
             if n
         ]
-        return NoneEligible(reason + (f" ({'; '.join(held)})." if held else "."))
+        return NoneEligible(reason + (f" ({'; '.join(held_back)})." if held_back else "."))
+    return await _open(
+        stores=stores, engine=engine, start_session=start_session, agent=agent, lease=offer.lease, resumed=False
+    )
 
-    lease = offer.lease
-    session_id = str(uuid.uuid4())
-    workflow_id = call_workflow_id(lease.user_id)
-    owner = SessionOwner(workflow_id=workflow_id, agent_id=agent.id, user_id=lease.user_id)
 
-    async def reserve_and_start() -> None:
-        await set_presence(
-            session=session,
-            redis=redis,
-            settings=settings,
-            agent_id=agent.id,
-            target=PresenceState.RESERVED,
-            now=now,
-            by=Initiator.SYSTEM,
-            user_id=lease.user_id,
-        )
-        from workflows.call_session import CallSessionWorkflow
+async def _open(
+    *, stores: Stores, engine: QueueEngine, start_session: StartSession, agent: Agent, lease: Lease, resumed: bool
+) -> CallOffered:
+    """Start the session the lease names and read the customer's context meanwhile. A new lease whose
+    session cannot start is given back at once; a resumed one whose session already runs is the
+    agent's call in progress."""
+    redis, settings = stores.redis, stores.settings
+    assert lease.session_id is not None
+    session_id = lease.session_id
+    now = datetime.now(UTC)
+    started = False
 
-        # Started after the agent is reserved: a progressive session moves them on to on_call.
-        await temporal.start_workflow(
-            CallSessionWorkflow.run,
+    async def start() -> None:
+        nonlocal started
+        started = await start_session(
             CallSessionInput(
                 session_id=session_id,
                 user_id=lease.user_id,
@@ -151,13 +193,10 @@ async def take_next_call(
                 progressive=agent.progressive_mode,  # the session dials by itself
                 wrap_up_timeout_s=settings.wrap_up_timeout_s,
                 lease_renew_every_s=max(5, settings.lease_ttl_s // 3),
-            ),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
         )
-        await redis.set(session_key(settings, session_id), json.dumps(owner.__dict__), ex=24 * 3600)
+        if not started:
+            return
         await open_view(
             redis,
             settings,
@@ -177,29 +216,29 @@ async def take_next_call(
             ),
         )
 
+    load = get_context(
+        redis=redis,
+        prefix=settings.redis_prefix,
+        replica=stores.replica,
+        postgres=stores.postgres,
+        user_id=lease.user_id,
+    )
     try:
-        load = get_context(
-            redis=redis,
-            prefix=settings.redis_prefix,
-            replica=stores.replica,
-            postgres=stores.postgres,
-            user_id=lease.user_id,
-        )
-        _, context = await asyncio.gather(reserve_and_start(), load)
-    except BaseException as exc:
-        # Hand the customer back untouched (the rules re-place them when the lease is released).
-        await engine.release(user_id=lease.user_id, token=lease.token, requeue=None, now=now.timestamp())
-        await recompute(stores, engine, [lease.user_id])
-        await set_presence(
-            session=session,
-            redis=redis,
-            settings=settings,
-            agent_id=agent.id,
-            target=PresenceState.AVAILABLE,
-            now=now,
-            by=Initiator.SYSTEM,
-        )
-        if isinstance(exc, WorkflowAlreadyStartedError):
-            raise NextCallRefused("That customer already has a call in progress; try next call again.") from None
-        raise
-    return CallOffered(session_id=session_id, workflow_id=workflow_id, lease=lease, context=context)
+        _, context = await asyncio.gather(start(), load)
+    except BaseException:
+        if not started:
+            await _give_back(engine, lease)
+        raise  # a started session owns the lease: the agent sees it and can skip it
+    if not started:
+        if resumed:
+            raise AlreadyHoldingCustomer(lease.user_id)
+        await _give_back(engine, lease)
+        raise NextCallRefused("That customer already has a call in progress; try next call again.")
+    return CallOffered(session_id=session_id, workflow_id=call_workflow_id(lease.user_id), lease=lease, context=context)
+
+
+async def _give_back(engine: QueueEngine, lease: Lease) -> None:
+    """One atomic step: the lease ends and the customer is back where they were. The agent's presence
+    needs nothing: ``reserved`` was the lease."""
+    with suppress(StaleLease):  # expired (and put back) or taken over meanwhile: nothing of ours to undo
+        await engine.give_back(user_id=lease.user_id, token=lease.token, now=datetime.now(UTC).timestamp())

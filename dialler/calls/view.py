@@ -6,8 +6,10 @@ So the session's own steps write what the screen shows as they record progress (
 first, reserved view when it starts the session), and a poll reads one Redis hash. The workflow stays
 the truth: a session with no view here (started before it existed, or expired) is queried instead.
 
-The API also points the agent at the session it opened, so the workspace's poll of "my live state",
-which knows the agent and their lease but not the session, reads the same view.
+The workspace's poll of "my live state" finds the session from the agent's lease, which names it:
+who holds whom is recorded once, in the lease, and nothing here repeats it. A view's session,
+customer and agent are the session's identity, fixed when it opens (the API checks ownership
+against them before any signal).
 
 Fields the API writes only if absent (so a session that already moved on is never set back); the
 session's steps overwrite theirs in the order the workflow takes them.
@@ -23,16 +25,13 @@ from redis.asyncio import Redis
 
 from dialler.calls.messages import CallSessionView
 from dialler.config import Settings
+from dialler.queues.engine import Lease
 
-VIEW_TTL_S = 24 * 3600  # as long as the session's owner record: a session lives minutes
+VIEW_TTL_S = 24 * 3600  # a session lives minutes; its view answers for a day
 
 
 def view_key(settings: Settings, session_id: str) -> str:
     return f"{settings.redis_prefix}:session-view:{session_id}"
-
-
-def agent_session_key(settings: Settings, agent_id: int) -> str:
-    return f"{settings.redis_prefix}:agent-session:{agent_id}"
 
 
 def _encode(value: object) -> str:
@@ -51,7 +50,6 @@ async def open_view(redis: Redis, settings: Settings, view: CallSessionView) -> 
         for name, value in view.__dict__.items():
             pipe.hsetnx(key, name, _encode(value))
         pipe.expire(key, VIEW_TTL_S)
-        pipe.set(agent_session_key(settings, view.agent_id), view.session_id, ex=VIEW_TTL_S)
         await pipe.execute()
 
 
@@ -88,14 +86,12 @@ async def read_view(redis: Redis, settings: Settings, session_id: str) -> CallSe
         return None  # none (or only the session's later fields, before the API's): ask the workflow
 
 
-async def read_agent_view(redis: Redis, settings: Settings, agent_id: int, user_id: int) -> CallSessionView | None:
-    """The view of the agent's latest session, if it is the open one with ``user_id`` (the customer
-    the agent's lease holds). None otherwise: the pointer is written after the workflow starts, so
-    for a moment it can still name the agent's previous session."""
-    session_id: Any = await redis.get(agent_session_key(settings, agent_id))  # str: decode_responses
-    if session_id is None:
+async def read_agent_view(redis: Redis, settings: Settings, lease: Lease) -> CallSessionView | None:
+    """The view of the session the agent's lease is for, while it is open. None when the lease names
+    no session (taken before leases did) or the session has no view yet: ask the workflow."""
+    if lease.session_id is None:
         return None
-    view = await read_view(redis, settings, session_id)
-    if view is None or view.user_id != user_id or view.agent_id != agent_id or view.state == "closed":
+    view = await read_view(redis, settings, lease.session_id)
+    if view is None or view.user_id != lease.user_id or view.agent_id != lease.agent_id or view.state == "closed":
         return None
     return view

@@ -47,6 +47,7 @@ from dialler.queues.keys import QUEUES, QueueKeys
 __all__ = [
     "QUEUES",
     "AgentAlreadyHoldsLease",
+    "AgentNotAvailable",
     "Drift",
     "Lease",
     "NextCall",
@@ -97,6 +98,8 @@ class Lease:
     queue: str
     score: float
     expires_at: float
+    session_id: str | None = None
+    """The call session this lease is for: the one record of who holds whom (agent, customer, session)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,15 @@ class AgentAlreadyHoldsLease(Conflict):
         super().__init__(f"agent {agent_id} already holds the lease of user {user_id}")
         self.agent_id = agent_id
         self.user_id = user_id
+
+
+class AgentNotAvailable(Conflict):
+    """next_call with a presence key, for an agent whose presence is not ``available``."""
+
+    def __init__(self, agent_id: int, state: str) -> None:
+        super().__init__(f"agent {agent_id} is {state or 'unknown'}, not available")
+        self.agent_id = agent_id
+        self.state = state
 
 
 class RebuildNotActive(Conflict):
@@ -275,6 +287,7 @@ class QueueEngine:
         self._next_call = self._load("next_call")
         self._renew = self._load("renew")
         self._release = self._load("release")
+        self._give_back = self._load("give_back")
         self._reap = self._load("reap")
         self._upsert = self._load("upsert")
         self._remove = self._load("remove")
@@ -299,8 +312,21 @@ class QueueEngine:
         return result.lease
 
     async def next_call_detailed(
-        self, *, agent_id: int, queues: Sequence[str], trained_vulnerable: bool, now: float
+        self,
+        *,
+        agent_id: int,
+        queues: Sequence[str],
+        trained_vulnerable: bool,
+        now: float,
+        session_id: str | None = None,
+        presence_key: str | None = None,
     ) -> NextCall:
+        """As :meth:`next_call`, with why nobody was leased. ``session_id`` is kept in the lease (the
+        session it is for); with ``presence_key`` the lease is taken only if that hash's state is
+        ``available`` (checked in the same atomic step; else :class:`AgentNotAvailable`). The key
+        must share the engine's hash tag (``keys.root``)."""
+        if presence_key is not None and not presence_key.startswith(self.keys.root + ":"):
+            raise ValueError("the presence key must live under the engine's hash tag")
         expires_at = now + self.lease_ttl_s
         args: list[Any] = [
             self._lp,
@@ -310,6 +336,8 @@ class QueueEngine:
             b"1" if trained_vulnerable else b"0",
             self._reap_batch,
             self._scan_limit,
+            (session_id or "").encode(),
+            (presence_key or "").encode(),
             *_check_queues(queues),
         ]
         reply = await self._next_call(keys=self._base, args=args)
@@ -322,10 +350,13 @@ class QueueEngine:
                 queue=_s(reply[3]),
                 score=float(reply[4]),
                 expires_at=expires_at,
+                session_id=session_id or None,
             )
             return NextCall(lease=lease)
         if tag == "held":
             raise AgentAlreadyHoldsLease(agent_id, int(reply[1]))
+        if tag == "busy":
+            raise AgentNotAvailable(agent_id, _s(reply[1]))
         return NextCall(None, *(int(x) for x in reply[1:5]))
 
     async def renew(self, *, user_id: int, token: int, now: float) -> Lease:
@@ -334,6 +365,14 @@ class QueueEngine:
         if _s(reply[0]) != "ok":
             raise StaleLease(user_id, _s(reply[1]))
         return Lease(user_id, int(reply[1]), token, _s(reply[2]), float(reply[3]), expires_at)
+
+    async def give_back(self, *, user_id: int, token: int, now: float) -> None:
+        """Undo a lease that was never used, in one atomic step: the customer goes back exactly where
+        it was taken from (its placement, gates and reservation). Raises StaleLease if the lease is
+        not this one any more (then there is nothing of ours to undo)."""
+        reply = await self._give_back(keys=self._base, args=[self._lp, _i(user_id), _i(token), _f(now)])
+        if _s(reply[0]) != "ok":
+            raise StaleLease(user_id, _s(reply[1]))
 
     async def release(self, *, user_id: int, token: int, requeue: QueueEntry | None, now: float) -> None:
         """End the lease; requeue with ``requeue`` or take the customer out of the queues.
@@ -365,6 +404,7 @@ class QueueEngine:
             queue=f["queue"],
             score=float(f["score"]),
             expires_at=float(f["expires_at"]),
+            session_id=f.get("session") or None,
         )
 
     async def lease_of_agent(self, agent_id: int) -> Lease | None:

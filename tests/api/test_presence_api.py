@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 
 from dialler.agents.models import Role
-from dialler.agents.presence import presence_history
+from dialler.agents.presence import presence_history, presence_key
 from dialler.config import Settings
 from dialler.runtime import Stores
 from tests.api.conftest import LoginAs
@@ -34,7 +34,7 @@ async def test_an_agent_starts_offline_and_sets_available_then_break(
         "user_id": None,
         "can_set": ["available", "offline", "break"],
     }
-    assert await stores.redis.hget(f"{settings.redis_prefix}:presence:{agent.agent.id}", "state") == "break"
+    assert await stores.redis.hget(presence_key(settings, agent.agent.id), "state") == "break"
     async with stores.sessions() as session:
         rows = await presence_history(session=session, agent_id=agent.agent.id)
     assert [(r.state, r.reason, r.ended_at is None) for r in rows] == [
@@ -94,10 +94,10 @@ async def test_board_survives_a_redis_flush(
     agent = await login_as()
     sam = await login_as(Role.SUPERVISOR)
     await client.put(ME, json={"state": "available"}, headers=agent.headers)
-    await stores.redis.delete(f"{settings.redis_prefix}:presence:{agent.agent.id}")
+    await stores.redis.delete(presence_key(settings, agent.agent.id))
 
     board = await client.get(BOARD, headers=sam.headers)
 
     row = next(r for r in board.json()["items"] if r["agent_id"] == agent.agent.id)
     assert row["state"] == "available" and row["since"] is not None
-    assert await stores.redis.hget(f"{settings.redis_prefix}:presence:{agent.agent.id}", "state") == "available"
+    assert await stores.redis.hget(presence_key(settings, agent.agent.id), "state") == "available"

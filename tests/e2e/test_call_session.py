@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
@@ -20,7 +20,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.queues import queue_engine
+from dialler.agents.models import Agent
+from dialler.agents.presence import Initiator, PresenceState, presence_key, set_presence
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
+from dialler.calls.service import take_next_call
 from dialler.integrations.simulated import SimulatedTelephony
 from dialler.queues.engine import QueueEntry
 from dialler.replica.seed import seed_replica
@@ -468,3 +471,98 @@ async def test_worker_killed_mid_call_loses_nothing(
     assert (closed["state"], closed["disposition"]) == ("closed", "busy")
     async with stores.postgres.connect() as conn:
         assert await conn.scalar(text("SELECT disposition FROM call_outcomes")) == "busy"
+
+
+async def _agent(stores: Stores, email: str) -> Agent:
+    async with stores.sessions() as session:
+        found = await session.scalar(select(Agent).where(Agent.email == email))
+    assert found is not None
+    return found
+
+
+async def test_an_api_that_stops_after_leasing_leaves_nothing_stuck(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+) -> None:
+    """The API leased a customer (as next-call does) and died before the session started. The agent
+    is reserved for that customer by the lease alone, and their next click starts that very session."""
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    priya = await _agent(stores, "priya@rmc.example")
+    engine = queue_engine(stores)
+    session_id = str(uuid.uuid4())
+    offer = await engine.next_call_detailed(
+        agent_id=priya.id,
+        queues=["unsigned"],
+        trained_vulnerable=priya.trained_vulnerable,
+        now=datetime.now(UTC).timestamp(),
+        session_id=session_id,
+        presence_key=presence_key(stores.settings, priya.id),
+    )
+    assert offer.lease is not None
+    presence = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()
+    assert (presence["state"], presence["user_id"]) == ("reserved", offer.lease.user_id)
+
+    resumed = await http.post("/api/v1/agents/me/next-call", headers=headers)
+    again = await http.post("/api/v1/agents/me/next-call", headers=headers)
+
+    assert resumed.status_code == 200, resumed.text
+    assert (resumed.json()["session_id"], resumed.json()["customer"]["user_id"]) == (session_id, offer.lease.user_id)
+    assert again.status_code == 409 and again.json()["error"]["details"]["user_id"] == offer.lease.user_id
+    assert (await call_state(http, headers, session_id))["state"] == "reserved"
+    response = await http.post(
+        f"/api/v1/calls/{session_id}/outcome", json={"disposition": "no_answer"}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    await temporal_client.get_workflow_handle(call_workflow_id(offer.lease.user_id)).result()
+    assert (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "available"
+
+
+async def test_a_session_that_cannot_start_gives_the_customer_back_in_one_step(
+    http: httpx.AsyncClient, stores: Stores, replica_url: str
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    priya = await _agent(stores, "priya@rmc.example")
+    engine = queue_engine(stores)
+    before = {u: await engine.position(u) for u in range(1, 61)}
+
+    async def temporal_down(input: CallSessionInput) -> bool:
+        raise RuntimeError("Temporal is unreachable")
+
+    with pytest.raises(RuntimeError):
+        async with stores.sessions() as session:
+            await take_next_call(
+                session=session, stores=stores, start_session=temporal_down, engine=engine, agent=priya
+            )
+
+    assert await engine.lease_of_agent(priya.id) is None
+    assert {u: await engine.position(u) for u in range(1, 61)} == before  # every customer where they were
+    presence = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()
+    assert (presence["state"], presence["user_id"]) == ("available", None)
+
+
+async def test_a_reserved_state_with_no_lease_behind_it_holds_nobody(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    """Stored by the code before the lease was the reservation (or left by a crash then): next call
+    finds nobody held and offers a customer, instead of a 409 for ever."""
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    priya = await _agent(stores, "priya@rmc.example")
+    async with stores.sessions() as session:
+        await set_presence(
+            session=session,
+            redis=stores.redis,
+            settings=stores.settings,
+            agent_id=priya.id,
+            target=PresenceState.RESERVED,
+            now=datetime.now(UTC),
+            by=Initiator.SYSTEM,
+        )
+
+    offered = await http.post("/api/v1/agents/me/next-call", headers=headers)
+
+    assert offered.status_code == 200, offered.text
+    assert offered.json()["customer"] is not None
+    presence = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()
+    assert (presence["state"], presence["user_id"]) == ("reserved", offered.json()["customer"]["user_id"])

@@ -21,10 +21,10 @@ from temporalio.worker import Worker
 
 from activities.callbacks import book_callback
 from activities.queues import queue_engine
-from api.routes.sms import CANCEL_REASON, STOP_REASON
 from dialler.agents.models import Agent
 from dialler.callbacks.messages import BookCallbackInput, callback_workflow_id
 from dialler.calls.models import CallSession
+from dialler.comms.inbound import CANCEL_REASON, STOP_REASON, inbound_sms_workflow_id
 from dialler.comms.messages import SendSmsInput, SendStatus, sms_workflow_id
 from dialler.comms.models import SmsMessage
 from dialler.compliance.models import OptOut
@@ -35,6 +35,7 @@ from dialler.queues.rebuild import recompute
 from dialler.runtime import Stores
 from tests.dialler.comms.customers import Customer, add_customer
 from tests.e2e.conftest import eventually, login
+from workers.worker import build_worker
 from workflows.callback import CallbackWorkflow
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.sms import SendSmsWorkflow
@@ -101,6 +102,16 @@ async def agent_id(stores: Stores, email: str) -> int:
 
 async def texts_to(telephony: SimulatedTelephony, phone: str) -> list[str]:
     return [m.body for m in telephony.messages.values() if m.to == phone]
+
+
+async def out_of_queues(stores: Stores, user_ids: list[int]) -> bool:
+    engine = queue_engine(stores)
+    return all([await engine.position(u) is None for u in user_ids])
+
+
+async def in_queue(stores: Stores, user_id: int, queue: str) -> bool:
+    found = await queue_engine(stores).position(user_id)
+    return found is not None and found[0] == queue
 
 
 async def book(temporal_client: Client, stores: Stores, user_id: int) -> None:
@@ -192,13 +203,13 @@ async def test_inbound_stop_opts_out_at_once_everywhere_and_confirms_once(
 
     response = await post_twilio(http, settings, INBOUND, stop)
 
-    # Within the request: opted out and in no queue.
+    # Within the request: opted out; within seconds (InboundSmsWorkflow): in no queue.
     assert response.status_code == 200 and "<Response" in response.text
     assert response.headers["content-type"].startswith("application/xml")
-    assert await engine.position(1) is None and await engine.position(2) is None
     async with stores.sessions() as session:
         opt_out = await session.scalar(select(OptOut))
     assert opt_out is not None and opt_out.phone_e164 == queued.e164 and opt_out.keyword == "STOP"
+    await eventually(lambda: out_of_queues(stores, [1, 2]), within=5)
     # The callback is cancelled with the reason.
     callback = temporal_client.get_workflow_handle_for(CallbackWorkflow.run, callback_workflow_id(2))
     assert await callback.result() == "cancelled"
@@ -220,15 +231,57 @@ async def test_inbound_stop_opts_out_at_once_everywhere_and_confirms_once(
     await recompute(stores, engine, [1, 2])
     assert await engine.position(1) is None
 
-    # START: back in the queue at once, and told so.
+    # START: back in the queue within seconds, and told so.
     start = await post_twilio(http, settings, INBOUND, inbound(settings, queued.e164, "START"))
 
     assert start.status_code == 200
-    assert (await engine.position(1))[0] == "unsigned"  # type: ignore[index]
+    await eventually(lambda: in_queue(stores, 1, "unsigned"), within=5)
     await delivered(stores, "start_confirmation")
     async with stores.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(OptOut)) == 0
     assert confirmation.conversation_id == (await outbound(stores, "start_confirmation"))[0].conversation_id
+
+
+async def test_a_stop_with_no_worker_running_is_recorded_at_once_and_fanned_out_when_one_runs(
+    http: httpx.AsyncClient,
+    stores: Stores,
+    replica_writer: AsyncEngine,
+    settings: Settings,
+    temporal_client: Client,
+    telephony: SimulatedTelephony,
+) -> None:
+    """The webhook answers once the opt-out is committed, whatever the workers are doing; the
+    fan-out waits in Temporal, is never lost, and runs once (a Twilio retry starts nothing more)."""
+    task_queue = stores.settings.temporal_task_queue
+    customer = await queued_customer(stores, replica_writer, 1)
+    async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
+        await book(temporal_client, stores, 1)
+        await delivered(stores, "callback_confirmation")
+    stop = inbound(settings, customer.e164, "STOP")
+
+    # No worker: the opt-out is recorded and Twilio gets its answer; no text may go to the number.
+    response = await post_twilio(http, settings, INBOUND, stop)
+    retried = await post_twilio(http, settings, INBOUND, stop)
+
+    assert response.status_code == 200 and retried.status_code == 200
+    async with stores.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(OptOut)) == 1
+    headers = await login(http, SAM)
+    refused = await http.post("/api/v1/sms/customers/1/messages", json={"text": "hello"}, headers=headers)
+    assert refused.status_code == 409
+    fan_out = temporal_client.get_workflow_handle(inbound_sms_workflow_id(stop["MessageSid"]))
+    assert (await fan_out.describe()).status is not None  # started once, waiting for a worker
+
+    async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
+        await fan_out.result()
+        callback = temporal_client.get_workflow_handle_for(CallbackWorkflow.run, callback_workflow_id(1))
+        assert await callback.result() == "cancelled"
+        await delivered(stores, "stop_confirmation")
+    assert await out_of_queues(stores, [1])
+    async with stores.postgres.connect() as conn:
+        reason = await conn.scalar(text("SELECT reason FROM callbacks WHERE user_id = 1 AND status = 'cancelled'"))
+    assert reason == STOP_REASON
+    assert sum("opted out" in body for body in await texts_to(telephony, customer.e164)) == 1
 
 
 async def test_cancel_in_reply_to_the_callback_text_cancels_the_callback_only(

@@ -40,6 +40,7 @@ from dialler.callbacks.models import Callback
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
 from dialler.config import PROJECT_ROOT, Settings, TelephonyMode
+from dialler.queues.engine import QueueEngine, QueueEntry
 from dialler.queues.keys import QueueKeys
 from dialler.queues.models import QueueRebuild
 from dialler.runtime import Stores
@@ -468,6 +469,7 @@ async def seed_floor(stores: Stores) -> None:
         "tom@rmc.example": [("available", 60), ("break", 19)],
         "priya@rmc.example": [("available", 1)],
     }
+    engine = QueueEngine(stores.redis, prefix=stores.settings.redis_prefix, lease_ttl_s=stores.settings.lease_ttl_s)
     for email, steps in walks.items():
         who = await agent_id(stores, email)
         for state, minutes_ago in steps:
@@ -481,8 +483,13 @@ async def seed_floor(stores: Stores) -> None:
                     reason="lunch" if state == "break" else None,
                     now=now - timedelta(minutes=minutes_ago),
                     by=Initiator.SYSTEM,
-                    user_id=12 if email.startswith("dan") else 5,
                 )
+            if state == "reserved":  # the customer they hold is their lease's (taken for the hour)
+                user = 12 if email.startswith("dan") else 5
+                far = time.time() + 3600
+                await engine.upsert(QueueEntry(user, "callbacks", -1e12, reserved_for_agent=who, reserved_until=far))
+                lease = await engine.next_call(agent_id=who, queues=["callbacks"], trained_vulnerable=True, now=far)
+                assert lease is not None and lease.user_id == user
 
 
 async def test_supervisor_dashboard_shows_the_numbers_of_the_stores(

@@ -1,7 +1,8 @@
 -- ARGV: 1 lease prefix, 2 agent id, 3 now, 4 expires_at (now + ttl, computed by the caller),
 --       5 trained for vulnerable '1'/'0', 6 reap batch, 7 scan limit per queue,
---       8.. queue names in the agent's priority order.
--- Returns {'lease', user, token, queue, score} | {'held', user} |
+--       8 call session id the lease is for ("" = none), 9 the agent's presence key ("" = no check),
+--       10.. queue names in the agent's priority order.
+-- Returns {'lease', user, token, queue, score} | {'held', user} | {'busy', state} |
 --         {'none', scanned, blocked_not_before, blocked_vulnerable, blocked_reserved}
 local agent, now_s, expires = ARGV[2], ARGV[3], ARGV[4]
 local now = tonumber(now_s)
@@ -19,6 +20,14 @@ if held then
   if exp and tonumber(exp) > now then return {'held', held} end
   if exp then restore_lease(held) else redis.call('HDEL', K_AGENTS, agent) end
 end
+
+-- Only an agent who is available is offered a customer: checked here, in the same step as the
+-- lease, so no click (break, sign-off) can slip in between the check and the reservation.
+if ARGV[9] ~= '' then
+  local state = redis.call('HGET', ARGV[9], 'state') or ''
+  if state ~= 'available' then return {'busy', state} end
+end
+local session = ARGV[8]
 
 -- Returns the reason (0 eligible, 1 not before, 2 vulnerable, 3 reserved for another agent) and
 -- the metadata read on the way, which the lease keeps as its restore placement.
@@ -53,6 +62,7 @@ local function take(user, queue, qk, score, nb, vul, res)
     'r_queue', queue, 'r_score', score, 'r_vul', vul == 1 and '1' or '0'}
   if nb then fields[#fields + 1] = 'r_nb'; fields[#fields + 1] = nb end
   if res then fields[#fields + 1] = 'r_res'; fields[#fields + 1] = res end
+  if session ~= '' then fields[#fields + 1] = 'session'; fields[#fields + 1] = session end
   redis.call('HSET', lk, unpack(fields))
   if nb then redis.call('HDEL', LIVE.nb, user) end
   if vul == 1 then redis.call('SREM', LIVE.vul, user) end
@@ -66,7 +76,7 @@ end
 -- fetching a long head costs far more than the checks (ZRANGE of 100 with scores ~ 8x one of 4).
 local counts = {0, 0, 0}
 local scanned = 0
-for i = 8, #ARGV do
+for i = 10, #ARGV do
   local queue = ARGV[i]
   local qk = LIVE.q[queue]
   local start, size = 0, 4

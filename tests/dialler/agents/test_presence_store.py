@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from dialler.agents.presence import (
     set_presence,
 )
 from dialler.config import Settings
+from dialler.queues.engine import AgentNotAvailable, QueueEngine, QueueEntry
 from dialler.runtime import Stores
 
 S = PresenceState
@@ -60,9 +62,9 @@ async def test_a_call_cycle_writes_one_history_row_per_stint_and_mirrors_redis(
     system = {"by": Initiator.SYSTEM}
 
     await move(stores, settings, agent_id, S.AVAILABLE, T0)
-    await move(stores, settings, agent_id, S.RESERVED, T0 + minute, user_id=4242, **system)
-    await move(stores, settings, agent_id, S.ON_CALL, T0 + 2 * minute, user_id=4242, **system)
-    await move(stores, settings, agent_id, S.WRAP_UP, T0 + 5 * minute, user_id=4242, **system)
+    await move(stores, settings, agent_id, S.RESERVED, T0 + minute, **system)
+    await move(stores, settings, agent_id, S.ON_CALL, T0 + 2 * minute, **system)
+    await move(stores, settings, agent_id, S.WRAP_UP, T0 + 5 * minute, **system)
     cached = await stores.redis.hgetall(presence_key(settings, agent_id))  # type: ignore[misc]
     await move(stores, settings, agent_id, S.AVAILABLE, T0 + 6 * minute, **system)
 
@@ -70,7 +72,6 @@ async def test_a_call_cycle_writes_one_history_row_per_stint_and_mirrors_redis(
         "state": "wrap_up",
         "reason": "",
         "since": f"{(T0 + 5 * minute).timestamp():.3f}",
-        "user_id": "4242",
     }
     assert await history(stores, agent_id) == [
         ("available", None, T0, T0 + minute),
@@ -107,7 +108,7 @@ async def test_concurrent_changes_of_one_agent_are_serialised(stores: Stores, se
 
     results = await asyncio.gather(
         move(stores, settings, agent_id, S.BREAK, at, reason="lunch"),
-        move(stores, settings, agent_id, S.RESERVED, at, by=Initiator.SYSTEM, user_id=1),
+        move(stores, settings, agent_id, S.RESERVED, at, by=Initiator.SYSTEM),
         return_exceptions=True,
     )
 
@@ -134,3 +135,87 @@ async def test_list_presence_rebuilds_missing_cache_entries_from_postgres(stores
         "Tom": (S.BREAK, "training", T0 + timedelta(minutes=3)),
     }
     assert await stores.redis.hget(presence_key(settings, tom), "reason") == "training"  # type: ignore[misc]
+
+
+# --- who holds whom: the lease, and nothing else ----------------------------------------------------
+
+
+def engine_of(stores: Stores, settings: Settings) -> QueueEngine:
+    return QueueEngine(stores.redis, prefix=settings.redis_prefix, lease_ttl_s=settings.lease_ttl_s)
+
+
+async def presence_of(stores: Stores, settings: Settings, agent_id: int):  # type: ignore[no-untyped-def]
+    async with stores.sessions() as session:
+        return await get_presence(session=session, redis=stores.redis, settings=settings, agent_id=agent_id)
+
+
+async def test_a_lease_is_the_reservation_and_ending_it_frees_the_agent_with_nothing_to_undo(
+    stores: Stores, settings: Settings
+) -> None:
+    """Next-call writes no presence: the lease alone makes the agent reserved (for its customer), so
+    a lease whose session never starts (the API died) frees the agent by expiring, or by being given
+    back in one step, and nothing can disagree with it."""
+    agent_id = await new_agent(stores)
+    await move(stores, settings, agent_id, S.AVAILABLE, datetime.now(UTC))
+    engine = engine_of(stores, settings)
+    await engine.upsert(QueueEntry(user_id=4242, queue="unsigned", score=1.0))
+    now = time.time()
+
+    offer = await engine.next_call_detailed(
+        agent_id=agent_id,
+        queues=["unsigned"],
+        trained_vulnerable=True,
+        now=now,
+        session_id="s-1",
+        presence_key=presence_key(settings, agent_id),
+    )
+
+    assert offer.lease is not None and offer.lease.session_id == "s-1"
+    assert (await engine.lease_of_agent(agent_id)).session_id == "s-1"  # type: ignore[union-attr]
+    reserved = await presence_of(stores, settings, agent_id)
+    assert (reserved.state, reserved.user_id) == (S.RESERVED, 4242)
+    assert await stores.redis.hget(presence_key(settings, agent_id), "state") == "available"  # type: ignore[misc]
+    with pytest.raises(PresenceTransitionRefused, match="reserved for you"):
+        await move(stores, settings, agent_id, S.BREAK, datetime.now(UTC), reason="lunch")
+
+    await engine.give_back(user_id=4242, token=offer.lease.token, now=time.time())
+
+    freed = await presence_of(stores, settings, agent_id)
+    assert (freed.state, freed.user_id) == (S.AVAILABLE, None)
+    assert await engine.position(4242) == ("unsigned", 1.0)  # back exactly where it was
+    # An expired lease holds nobody either, reaped or not.
+    stale = await engine.next_call(agent_id=agent_id, queues=["unsigned"], trained_vulnerable=True, now=now - 3600)
+    assert stale is not None
+    assert (await presence_of(stores, settings, agent_id)).state is S.AVAILABLE
+
+
+async def test_a_break_click_racing_a_next_call_never_leaves_an_agent_on_break_holding_a_customer(
+    stores: Stores, settings: Settings
+) -> None:
+    engine = engine_of(stores, settings)
+    for round_ in range(6):
+        agent_id = await new_agent(stores, f"Racer{round_}")
+        await move(stores, settings, agent_id, S.AVAILABLE, datetime.now(UTC))
+        await engine.upsert(QueueEntry(user_id=5000 + round_, queue="unsigned", score=1.0))
+
+        results = await asyncio.gather(
+            move(stores, settings, agent_id, S.BREAK, datetime.now(UTC), reason="lunch"),
+            engine.next_call_detailed(
+                agent_id=agent_id,
+                queues=["unsigned"],
+                trained_vulnerable=True,
+                now=time.time(),
+                session_id=f"s-{round_}",
+                presence_key=presence_key(settings, agent_id),
+            ),
+            return_exceptions=True,
+        )
+
+        on_break, offer = results
+        now = await presence_of(stores, settings, agent_id)
+        if isinstance(offer, AgentNotAvailable):
+            assert now.state is S.BREAK and await engine.lease_of_agent(agent_id) is None
+        else:
+            assert isinstance(on_break, PresenceTransitionRefused), on_break
+            assert not isinstance(offer, BaseException) and offer.lease is not None
+            assert (now.state, now.user_id) == (S.RESERVED, offer.lease.user_id)

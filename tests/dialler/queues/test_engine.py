@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from dialler.queues.engine import (
     AgentAlreadyHoldsLease,
+    AgentNotAvailable,
     QueueEngine,
     QueueEntry,
     RebuildNotActive,
@@ -496,3 +497,40 @@ async def test_swap_refused_unless_the_run_is_current_and_staged(engine: QueueEn
     await engine.discard_staging("new")
     with pytest.raises(RebuildNotActive):
         await engine.swap("new", now=T0)
+
+
+async def test_give_back_restores_an_unused_lease_in_one_step(engine: QueueEngine, redis_client: Redis) -> None:
+    """A lease whose call session could not start goes back exactly as it was taken: queue, score,
+    gates and reservation, and the agent holds nobody (the next-call undo is this one script)."""
+    await engine.upsert(entry(1, "callbacks", 5.0, vulnerable=True, reserved_for_agent=7, reserved_until=T0 + 60))
+    offer = await engine.next_call_detailed(agent_id=7, queues=ALL, trained_vulnerable=True, now=T0, session_id="s")
+    assert offer.lease is not None and offer.lease.session_id == "s"
+
+    await engine.give_back(user_id=1, token=offer.lease.token, now=T0 + 1)
+
+    assert await engine.position(1) == ("callbacks", 5.0)
+    assert await engine.lease_of(1) is None and await engine.lease_of_agent(7) is None
+    assert await redis_client.sismember(engine.keys.vulnerable, "1")  # type: ignore[misc]
+    assert await redis_client.hget(engine.keys.reservations, "1") is not None
+    with pytest.raises(StaleLease):  # once only: a second undo finds nothing of its own
+        await engine.give_back(user_id=1, token=offer.lease.token, now=T0 + 2)
+
+
+async def test_next_call_with_a_presence_key_leases_only_to_an_available_agent(
+    engine: QueueEngine, redis_client: Redis
+) -> None:
+    await engine.upsert(entry(1))
+    presence = f"{engine.keys.root}:presence:7"
+    await redis_client.hset(presence, mapping={"state": "break", "reason": "lunch", "since": "1"})  # type: ignore[misc]
+
+    with pytest.raises(AgentNotAvailable) as refused:
+        await engine.next_call_detailed(agent_id=7, queues=ALL, trained_vulnerable=False, now=T0, presence_key=presence)
+    await redis_client.hset(presence, "state", "available")  # type: ignore[misc]
+    offer = await engine.next_call_detailed(
+        agent_id=7, queues=ALL, trained_vulnerable=False, now=T0, presence_key=presence
+    )
+
+    assert refused.value.state == "break"
+    assert offer.lease is not None and offer.lease.user_id == 1
+    with pytest.raises(ValueError):  # another hash slot: not one atomic step
+        await engine.next_call_detailed(agent_id=8, queues=ALL, trained_vulnerable=False, now=T0, presence_key="x")
