@@ -312,8 +312,8 @@ async def main() -> int:
     import httpx
 
     from activities.queues import queue_engine
+    from devstack.seed import seed_replica
     from dialler.queues.rebuild import recompute
-    from dialler.replica.seed import seed_replica
     from dialler.runtime import Stores
 
     print(f"machine: {machine()}; load at start {load()}", flush=True)

@@ -114,11 +114,11 @@ async def main() -> int:
     from activities.queues import queue_engine
     from bench.api_next_call import create_agents, start_api, stop_api
     from bench.call_sessions import start_worker, stop_worker
+    from devstack.seed import seed_replica
     from dialler.agents.models import Agent
     from dialler.callbacks.messages import BookCallbackInput
     from dialler.queues.eligibility import classify
     from dialler.queues.facts import replica_facts_for_ids
-    from dialler.replica.seed import seed_replica
     from dialler.runtime import Stores
 
     print(f"machine: {machine()}; load at start {load()}", flush=True)

@@ -28,13 +28,13 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from devstack import services
 from dialler import search_attributes
 from dialler.config import PROJECT_ROOT, Settings
 from dialler.db.migrate import upgrade
 from dialler.db.models import Base
 from dialler.integrations.simulated import CallOutcome, CallPlan, CallScript, SimulatedTelephony
 from dialler.runtime import Stores
-from workers import services
 from workers.worker import build_worker
 
 POSTGRES_URL = os.environ.get("DIALLER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")

@@ -16,7 +16,7 @@ import pytest_asyncio
 import uvicorn
 
 from api.app import create_app
-from dialler.agents.demo import ensure_demo_accounts
+from devstack.demo import ensure_demo_accounts
 from dialler.config import Settings
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.runtime import Stores

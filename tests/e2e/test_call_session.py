@@ -20,13 +20,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.queues import queue_engine
+from devstack import services
+from devstack.seed import seed_replica
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
 from dialler.integrations.simulated import SimulatedTelephony
 from dialler.queues.engine import QueueEntry
-from dialler.replica.seed import seed_replica
 from dialler.runtime import Stores
 from tests.e2e.conftest import eventually, login
-from workers import services
 from workers.worker import build_worker
 from workflows.call_session import CallSessionWorkflow
 
@@ -333,7 +333,7 @@ async def test_wrap_up_timeout_closes_with_no_outcome_and_releases_the_lease(
     await queue_one_customer(stores, replica_url)
     engine = queue_engine(stores)
     async with stores.sessions() as session:
-        from dialler.agents.demo import ensure_demo_accounts
+        from devstack.demo import ensure_demo_accounts
 
         await ensure_demo_accounts(session)
     lease = await engine.next_call(

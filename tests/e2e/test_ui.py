@@ -34,7 +34,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.worker import Worker
 
-from dialler.agents.demo import ensure_demo_accounts
+from devstack.demo import ensure_demo_accounts
+from devstack.services import free_port
 from dialler.agents.presence import Initiator, PresenceState, set_presence
 from dialler.callbacks.models import Callback
 from dialler.calls.dispositions import EFFECTS, Disposition
@@ -46,7 +47,6 @@ from dialler.runtime import Stores
 from tests.conftest import CLOCK_OFFSET_S
 from tests.e2e.conftest import LiveServer, eventually
 from tests.e2e.test_call_session import queue_one_customer, start_available
-from workers.services import free_port
 
 pytestmark = pytest.mark.e2e
 

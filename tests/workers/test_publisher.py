@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack import services
 from dialler.cdc.publisher import (
     BinlogPosition,
     Publisher,
@@ -39,7 +40,6 @@ from dialler.cdc.records import Operation, parse_message_body, position_key
 from dialler.config import PROJECT_ROOT, Settings
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.runtime import Stores
-from workers import services
 
 Record = dict[str, Any]
 TS = "2026-01-02 03:04:05"

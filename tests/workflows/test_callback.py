@@ -18,8 +18,10 @@ from temporalio.worker import Worker
 
 from activities.callbacks import calling_hours
 from activities.queues import queue_engine
+from devstack import services
+from devstack.demo import ensure_demo_accounts
+from devstack.seed import seed_replica
 from dialler import search_attributes
-from dialler.agents.demo import ensure_demo_accounts
 from dialler.callbacks.messages import (
     BookCallbackInput,
     CallbackTimings,
@@ -30,10 +32,8 @@ from dialler.callbacks.messages import (
 from dialler.compliance.models import OptOut
 from dialler.config import Settings
 from dialler.queues.rebuild import recompute
-from dialler.replica.seed import seed_replica
 from dialler.runtime import Stores
 from tests.e2e.conftest import eventually
-from workers import services
 from workers.worker import build_worker
 from workflows.callback import CallbackWorkflow
 
