@@ -178,10 +178,10 @@ async def main() -> int:
     args = parse_args()
     import httpx
 
-    from activities.queues import queue_engine
     from devstack.seed import seed_replica
     from dialler.integrations.simulated import telephony_for
     from dialler.queues.rebuild import RebuildInput
+    from dialler.queues.runtime import queue_engine
     from dialler.runtime import Stores
     from workers.worker import build_worker
     from workflows.queue_rebuild import QueueRebuildWorkflow

@@ -22,13 +22,10 @@ async def migrate(settings: Settings) -> None:
 
 async def rebuild(settings: Settings) -> None:
     from dialler.runtime import connect_temporal
-    from workflows.queue_rebuild import QueueRebuildWorkflow, rebuild_input
+    from workflows.queue_rebuild_client import run_rebuild
 
     client = await connect_temporal(settings)
-    workflow_input, workflow_id = rebuild_input(trigger="cli")
-    report = await client.execute_workflow(
-        QueueRebuildWorkflow.run, workflow_input, id=workflow_id, task_queue=settings.temporal_task_queue
-    )
+    report = await run_rebuild(client, settings, trigger="cli")
     print(report.summary())
 
 

@@ -20,7 +20,6 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import SessionDep, StoresDep, TemporalDep
 from api.errors import Conflict, Forbidden, NotFound, Unavailable, Unprocessable
@@ -39,6 +38,7 @@ from dialler.calls.service import (
 )
 from dialler.calls.view import read_agent_view, read_view
 from dialler.customers.context import CustomerContext
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
 

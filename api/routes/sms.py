@@ -30,7 +30,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from twilio.twiml.messaging_response import MessagingResponse
 
-from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import SessionDep, StoresDep, TemporalDep
 from api.errors import DomainError, Unavailable
@@ -63,6 +62,7 @@ from dialler.customers.access import may_work_with
 from dialler.customers.context import forget
 from dialler.integrations.masking import mask_phone
 from dialler.queues.rebuild import recompute
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from workflows.callback import CallbackWorkflow
 from workflows.magic_link import MagicLinkWorkflow

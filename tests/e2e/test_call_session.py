@@ -19,12 +19,12 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.queues import queue_engine
 from devstack import services
 from devstack.seed import seed_replica
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
 from dialler.integrations.simulated import SimulatedTelephony
 from dialler.queues.engine import QueueEntry
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.e2e.conftest import eventually, login
 from workers.worker import build_worker

@@ -11,11 +11,11 @@ from sqlalchemy import text, update
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.queues import queue_engine
 from dialler.agents.models import Agent
 from dialler.calls.messages import call_workflow_id
 from dialler.integrations.simulated import SimulatedTelephony
 from dialler.integrations.twilio_voice import sign
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.e2e.conftest import eventually
 from tests.e2e.test_call_session import queue_one_customer, start_available

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.callbacks import calling_hours
 from dialler.callbacks.messages import BookCallbackInput, CallbackTimings, CancelInput, callback_workflow_id
+from dialler.callbacks.rules import calling_hours
 from dialler.comms.models import SmsMessage
 from dialler.compliance.models import OptOut
 from dialler.integrations.simulated import SimulatedTelephony
