@@ -114,7 +114,7 @@ def options(**overrides: Any) -> PublisherOptions:
         "retry_max_s": 0.3,
         "shutdown_grace_s": 1.0,
     }
-    return PublisherOptions(**(values | overrides))
+    return PublisherOptions.from_settings(Settings(), **(values | overrides))
 
 
 @contextlib.asynccontextmanager
@@ -686,13 +686,16 @@ def test_binlog_settings_are_checked() -> None:
     assert "updates need whole rows" in binlog_problems(good | {"binlog_row_image": "MINIMAL"})[0]
 
 
-def test_options_from_environment() -> None:
-    opts = PublisherOptions.from_env(
-        {
-            "DIALLER_PUBLISHER_METRICS_PORT": "none",
-            "DIALLER_PUBLISHER_LINGER_S": "0.2",
-            "DIALLER_PUBLISHER_CHECKPOINT_NAME": "x",
-        }
-    )
+def test_options_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The publisher's tuning is read by the one Settings, from the same DIALLER_PUBLISHER_* names."""
+    monkeypatch.setenv("DIALLER_PUBLISHER_METRICS_PORT", "none")
+    monkeypatch.setenv("DIALLER_PUBLISHER_LINGER_S", "0.2")
+    monkeypatch.setenv("DIALLER_PUBLISHER_CHECKPOINT_NAME", "x")
+    opts = PublisherOptions.from_settings(Settings(_env_file=None))
     assert (opts.metrics_port, opts.linger_s, opts.checkpoint_name) == (None, 0.2, "x")
-    assert opts.replication_server_id() == PublisherOptions(checkpoint_name="x").replication_server_id() > 1
+    monkeypatch.delenv("DIALLER_PUBLISHER_LINGER_S")
+    same_name = PublisherOptions.from_settings(Settings(_env_file=None))
+    assert opts.replication_server_id() == same_name.replication_server_id() > 1
+    monkeypatch.setenv("DIALLER_PUBLISHER_LINGER_S", "soon")
+    with pytest.raises(ValueError, match="publisher_linger_s"):
+        Settings(_env_file=None)
