@@ -20,7 +20,8 @@
   the product imports it.
 
 A lazy import inside a function counts like any other: it is still a dependency. ``TYPE_CHECKING``
-imports count too. Tests and benchmarks are outside the product and not checked.
+imports count too. Tests and benchmarks are outside the product; tests share helpers only through
+``tests/support/`` (a test module or conftest is never imported by another).
 """
 
 from __future__ import annotations
@@ -154,6 +155,15 @@ def test_every_import_points_inward() -> None:
 def test_no_cycle_between_layers() -> None:
     cycles = layer_cycles(product_imports())
     assert not cycles, "import cycles between layers:\n" + "\n".join(" → ".join(c) for c in cycles)
+
+
+def test_tests_share_helpers_only_through_tests_support() -> None:
+    found = []
+    for path in sorted((PROJECT_ROOT / "tests").rglob("*.py")):
+        for imp in imports_in(path):
+            if imp.target.startswith("tests.") and not imp.target.startswith("tests.support"):
+                found.append(f"{imp.source}:{imp.line}: imports {imp.target}")
+    assert not found, "move what is shared to tests/support/:\n" + "\n".join(found)
 
 
 # The checker itself: each rule, on a file written to break it.

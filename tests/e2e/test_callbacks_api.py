@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 from devstack.seed import seed_replica
 from dialler.callbacks.models import Callback
 from dialler.runtime import Stores
-from tests.e2e.conftest import eventually, login
+from tests.support.live_api import eventually, login
 
 pytestmark = pytest.mark.e2e
 

@@ -32,8 +32,8 @@ from dialler.integrations.twilio_voice import sign
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.dialler.comms.customers import Customer, add_customer
-from tests.e2e.conftest import eventually, login
+from tests.support.live_api import eventually, login
+from tests.support.replica_customers import Customer, add_customer
 from workflows.callback import CallbackWorkflow
 from workflows.callback_client import book_callback
 from workflows.magic_link import MagicLinkWorkflow

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,7 @@ from dialler.cdc.records import Operation, parse_message_body, position_key
 from dialler.config import PROJECT_ROOT, Settings
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.runtime import Stores
+from tests.support.publisher import options, running
 
 Record = dict[str, Any]
 TS = "2026-01-02 03:04:05"
@@ -104,37 +105,6 @@ def summary(records: list[Record]) -> list[tuple[str, str, int]]:
 
 def position(record: Record) -> BinlogPosition:
     return BinlogPosition(record["metadata"]["log-file"], record["metadata"]["log-position"])
-
-
-def options(**overrides: Any) -> PublisherOptions:
-    values: dict[str, Any] = {
-        "checkpoint_name": f"test-{uuid.uuid4().hex[:10]}",
-        "metrics_port": None,
-        "status_interval_s": 0.1,
-        "retry_max_s": 0.3,
-        "shutdown_grace_s": 1.0,
-    }
-    return PublisherOptions.from_settings(Settings(), **(values | overrides))
-
-
-@contextlib.asynccontextmanager
-async def running(publisher: Publisher) -> AsyncIterator[asyncio.Task[None]]:
-    """The publisher running in a task; stopped gracefully (and awaited) at the end."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    started = asyncio.create_task(publisher.started.wait())
-    await asyncio.wait({task, started}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    started.cancel()
-    if task.done():
-        task.result()  # raises what stopped it
-    assert publisher.started.is_set(), "publisher did not start"
-    try:
-        yield task
-    finally:
-        stop.set()
-        if not task.cancelled():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
 
 
 async def execute(engine: AsyncEngine, *statements: str, **params: Any) -> None:

@@ -33,7 +33,7 @@ from dialler.config import Settings
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.e2e.conftest import eventually
+from tests.support.live_api import eventually
 from workers.worker import build_worker
 from workflows.callback import CallbackWorkflow
 
