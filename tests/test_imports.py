@@ -59,10 +59,11 @@ class Import:
 
 
 def layer_of(module: str) -> str | None:
+    """The layer of a module, or of a name in one (``workflows.sms_client.start_send_sms``)."""
     top, _, rest = module.partition(".")
     if top not in PACKAGES:
         return None
-    if top == "workflows" and rest.endswith("_client"):
+    if top == "workflows" and rest.partition(".")[0].endswith("_client"):
         return "clients"
     return top
 
@@ -94,10 +95,13 @@ def imports_in(path: Path) -> Iterator[Import]:
             elif isinstance(child, ast.ImportFrom):
                 if child.level:  # relative: resolve against the importing package
                     base = package.rsplit(".", child.level - 1)[0] if child.level > 1 else package
-                    target = f"{base}.{child.module}" if child.module else base
+                    module = f"{base}.{child.module}" if child.module else base
                 else:
-                    target = child.module or ""
-                yield Import(source, child.lineno, target, inside)
+                    module = child.module or ""
+                # One per name: ``from workflows import sms_client`` imports a client module, and
+                # ``from workflows import sms`` a workflow definition.
+                for alias in child.names:
+                    yield Import(source, child.lineno, f"{module}.{alias.name}", inside)
             yield from walk(child, inside)
 
     yield from walk(tree, False)
@@ -183,6 +187,7 @@ def test_tests_share_helpers_only_through_tests_support() -> None:
         ("workflows/x_probe_client.py", "from workflows.sms import SendSmsWorkflow\n", "clients imports workflows.sms"),
         ("workflows/x_probe.py", "from activities.sms import SmsActivities\n", "outside imports_passed_through"),
         ("workers/x_probe.py", "from devstack.services import free_port\n", "workers imports devstack.services"),
+        ("api/x_probe.py", "from workflows import sms\n", "api imports workflows.sms"),
     ],
 )
 def test_the_checker_catches_an_outward_import(module: str, code: str, expected: str) -> None:
@@ -201,7 +206,8 @@ def test_the_checker_allows_activity_stubs_passed_through_and_clients() -> None:
         "from temporalio import workflow\n"
         "with workflow.unsafe.imports_passed_through():\n"
         "    from activities.sms import SmsActivities\n"
-        "from workflows.sms_client import start_sms\n"
+        "from workflows.sms_client import start_send_sms\n"
+        "from workflows import callback_client\n"
     )
     path = PROJECT_ROOT / "workflows" / "x_probe.py"
     path.write_text(code)
