@@ -9,6 +9,7 @@ COPY activities ./activities
 COPY api ./api
 COPY web ./web
 COPY workers ./workers
+COPY devstack ./devstack
 RUN pip install --no-cache-dir .
 RUN useradd --create-home dialler
 USER dialler

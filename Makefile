@@ -25,13 +25,13 @@ system-deps:
 # re-imports a workflow's module for every workflow it runs, and without bytecode it compiles the source
 # each time. Incremental: only changed modules are compiled again.
 bytecode: deps
-	@$(BIN)/python -m compileall -q dialler workflows activities api workers
+	@$(BIN)/python -m compileall -q dialler workflows activities api workers devstack
 
 run: deps system-deps bytecode
-	$(BIN)/python -m workers.stack run
+	$(BIN)/python -m devstack.stack run
 
 down:
-	$(BIN)/python -m workers.stack down
+	$(BIN)/python -m devstack.stack down
 
 test: deps system-deps bytecode
 	$(BIN)/pytest -q --deselect tests/api/test_schemathesis.py

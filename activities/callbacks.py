@@ -11,72 +11,28 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
-from activities.queues import queue_engine, recompute
 from dialler import clock
 from dialler.callbacks.messages import (
     REQUEUE_IF_MISSING,
     BookCallbackInput,
-    CallbackTimings,
-    CallingHours,
     CompleteInput,
     DueCheck,
     EnqueueInput,
     MirrorInput,
     PrepareInput,
-    RescheduleInput,
     SettleCallbackInput,
     TransitionInput,
-    callback_workflow_id,
 )
 from dialler.callbacks.models import Callback
-from dialler.config import Settings
 from dialler.customers.context import forget
 from dialler.queues import gates
 from dialler.queues.phones import normalise_phone
+from dialler.queues.rebuild import recompute
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-
-
-def calling_hours(settings: Settings) -> CallingHours:
-    return CallingHours(
-        weekday=settings.weekday_hours,
-        saturday=settings.saturday_hours,
-        timezone=settings.calling_timezone,
-        clock_offset_s=settings.clock_offset_s,
-    )
-
-
-def callback_timings(settings: Settings) -> CallbackTimings:
-    return CallbackTimings(
-        grace_s=settings.callback_grace_s,
-        expiry_s=settings.callback_expiry_s,
-        rebook_missed=settings.callback_rebook_missed,
-        reminder_s=settings.callback_reminder_s,
-        prepare_s=settings.callback_prepare_s,
-    )
-
-
-async def book_callback(client: Client, settings: Settings, booking: BookCallbackInput) -> WorkflowHandle:
-    """Start the customer's callback, or move the live one to the new time (one live per customer)."""
-    from workflows.callback import CallbackWorkflow
-
-    booking = BookCallbackInput(
-        **{**booking.__dict__, "hours": calling_hours(settings), "timings": callback_timings(settings)}
-    )
-    # Signal-with-start: starts the customer's callback, or moves the live one, without waiting for a
-    # worker (an API request must not hang while workers restart). The time was validated by the caller.
-    return await client.start_workflow(
-        CallbackWorkflow.run,
-        booking,
-        id=callback_workflow_id(booking.user_id),
-        task_queue=settings.temporal_task_queue,
-        start_signal=REBOOK_SIGNAL,
-        start_signal_args=[RescheduleInput(booking.due_at, by_agent_id=booking.booked_by_agent_id)],
-    )
-
-
-REBOOK_SIGNAL = "rebook"  # CallbackWorkflow.rebook; signal-with-start takes the signal by name
+from workflows.callback_client import book_callback, complete_callback
 
 
 class CallbackActivities:
@@ -196,13 +152,7 @@ class CallbackActivities:
     @activity.defn
     async def settle(self, input: SettleCallbackInput) -> None:
         """Tell the customer's live callback that a call settled it (no live callback: nothing to do)."""
-        from temporalio.service import RPCError
-
-        from workflows.callback import CallbackWorkflow
-
         user_id = input.user_id
-        handle = self.client.get_workflow_handle_for(CallbackWorkflow.run, callback_workflow_id(user_id))
-        try:
-            await handle.signal(CallbackWorkflow.complete, CompleteInput(input.disposition, input.call_session_id))
-        except RPCError as exc:  # not found / already closed: the callback is not live any more
-            activity.logger.info("no live callback for user %s to complete: %s", user_id, exc.status)
+        live = await complete_callback(self.client, user_id, CompleteInput(input.disposition, input.call_session_id))
+        if not live:  # not found / already closed: the callback is not live any more
+            activity.logger.info("no live callback for user %s to complete", user_id)

@@ -12,7 +12,6 @@ from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.queues import queue_engine
 from dialler import clock
 from dialler.agents.errors import AgentsError
 from dialler.agents.presence import Initiator, PresenceState, set_presence
@@ -40,6 +39,7 @@ from dialler.queues import gates, rebuild
 from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES
 from dialler.queues.engine import StaleLease
 from dialler.queues.phones import normalise_phone
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 
 _FIRST_PENDING = text(

@@ -16,12 +16,12 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.queues import queue_engine
 from dialler.cdc import apply, metrics
 from dialler.cdc.messages import BatchResult, IngestInput
 from dialler.cdc.records import ChangeRecord, InvalidRecord, parse_message_body
 from dialler.customers.context import forget
 from dialler.queues.rebuild import recompute
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 
 log = logging.getLogger("dialler.cdc")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.queues import queue_engine
 from dialler.customers.context import forget
 from dialler.queues.rebuild import recompute
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 
 

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from dialler.queues import rebuild
-from dialler.queues.engine import QueueEngine, RebuildNotActive
+from dialler.queues.engine import RebuildNotActive
 from dialler.queues.facts import replica_id_bounds
 from dialler.queues.models import QueueRebuild
 from dialler.queues.rebuild import (
@@ -31,18 +31,11 @@ from dialler.queues.rebuild import (
     recompute,
 )
 from dialler.queues.rebuild_pool import RebuildPool
+from dialler.queues.runtime import last_rebuild_key, queue_engine
 from dialler.runtime import Stores
 
 HEARTBEAT_EVERY_S = 2.0
 T = TypeVar("T")
-
-
-def queue_engine(stores: Stores) -> QueueEngine:
-    return QueueEngine(stores.redis, prefix=stores.settings.redis_prefix, lease_ttl_s=stores.settings.lease_ttl_s)
-
-
-def last_rebuild_key(stores: Stores) -> str:
-    return f"{stores.settings.redis_prefix}:rebuild:last"
 
 
 async def heartbeating(work: Awaitable[T]) -> T:

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from activities.queues import queue_engine
 from api import errors, web
 from api.auth import document_security
 from api.request_id import RequestIdMiddleware
@@ -33,6 +32,7 @@ from dialler.config import Settings, get_settings
 from dialler.customers.read_ahead import ContextReadAhead
 from dialler.logs import configure_logging
 from dialler.queues.keys import QUEUES
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores, TemporalConnector
 
 log = logging.getLogger("dialler.api")

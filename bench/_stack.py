@@ -1,6 +1,6 @@
 """Shared plumbing for the end-to-end benches: private services, a fresh PostgreSQL database, Settings.
 
-Follows tests/conftest.py: MariaDB (row binlog) and moto started by workers.services on free ports
+Follows tests/conftest.py: MariaDB (row binlog) and moto started by devstack.services on free ports
 under .run/bench-<pid> and stopped by PID; the Temporal dev server through
 WorkflowEnvironment.start_local (WAL pragmas); the machine's PostgreSQL (one ``bench_*`` database,
 dropped at the end) and Redis (a ``bench:<id>`` key prefix, deleted at the end).
@@ -30,9 +30,9 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
+from devstack import services  # noqa: E402
 from dialler import search_attributes  # noqa: E402
 from dialler.config import Settings  # noqa: E402
-from workers import services  # noqa: E402
 
 POSTGRES_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -311,9 +311,9 @@ async def main() -> int:
     args = parse_args()
     import httpx
 
-    from activities.queues import queue_engine
+    from devstack.seed import seed_replica
     from dialler.queues.rebuild import recompute
-    from dialler.replica.seed import seed_replica
+    from dialler.queues.runtime import queue_engine
     from dialler.runtime import Stores
 
     print(f"machine: {machine()}; load at start {load()}", flush=True)

@@ -84,7 +84,7 @@ def start_worker(stack: Stack, settings, args, extra: list[str] | None = None) -
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
-    from workers.services import stop_pid
+    from devstack.services import stop_pid
 
     stop_pid(proc.pid, timeout=25, proc=proc)
 
@@ -165,9 +165,9 @@ async def main() -> int:
     import httpx
     import psutil
 
-    from activities.queues import queue_engine
+    from devstack.seed import seed_replica
     from dialler.queues.rebuild import recompute
-    from dialler.replica.seed import seed_replica
+    from dialler.queues.runtime import queue_engine
     from dialler.runtime import Stores
 
     print(f"machine: {machine()}; load at start {load()}", flush=True)

@@ -15,7 +15,7 @@ PostgreSQL, ``bench:*`` Redis, the real worker in its own process (bench/_worker
 that the simulated carrier's SMS status webhooks land (``--no-api``: they fail). The settings' clock
 offset puts the compliance clock on a Wednesday 11:00 in London so calling hours are open.
 
-Every customer gets one callback through ``activities.callbacks.book_callback`` (CallbackWorkflow: a
+Every customer gets one callback through ``workflows.callback_client.book_callback`` (CallbackWorkflow: a
 transition local activity for the mirror row and the queue, and a confirmation SMS child workflow).
 Due times are spread evenly over ``--spread`` seconds starting ``--lead`` seconds after booking
 starts. The lead must cover booking *and* its settling (every booking's activity and text) before
@@ -110,16 +110,16 @@ async def main() -> int:
     import psutil
     from sqlalchemy import select, text
 
-    from activities.callbacks import book_callback
-    from activities.queues import queue_engine
     from bench.api_next_call import create_agents, start_api, stop_api
     from bench.call_sessions import start_worker, stop_worker
+    from devstack.seed import seed_replica
     from dialler.agents.models import Agent
     from dialler.callbacks.messages import BookCallbackInput
     from dialler.queues.eligibility import classify
     from dialler.queues.facts import replica_facts_for_ids
-    from dialler.replica.seed import seed_replica
+    from dialler.queues.runtime import queue_engine
     from dialler.runtime import Stores
+    from workflows.callback_client import book_callback
 
     print(f"machine: {machine()}; load at start {load()}", flush=True)
     # The worker and API processes read their settings from the environment (bench.api_next_call.api_env).

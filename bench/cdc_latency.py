@@ -92,10 +92,10 @@ async def main() -> int:
     import psutil
 
     from bench.call_sessions import start_worker, stop_worker
+    from devstack.seed import seed_replica
     from dialler.cdc import metrics
     from dialler.cdc.publisher import status_key
     from dialler.integrations.sqs import ensure_cdc_queues
-    from dialler.replica.seed import seed_replica
     from dialler.runtime import Stores
 
     print(f"machine: {machine()}; load at start {load()}", flush=True)
@@ -215,7 +215,7 @@ async def main() -> int:
             await asyncio.sleep(3)
             await run_phase("burst", args.burst_rate, args.burst_seconds)
         finally:
-            from workers.services import stop_pid
+            from devstack.services import stop_pid
 
             stop_pid(publisher.pid, timeout=15, proc=publisher)
             stop_worker(worker)

@@ -4,7 +4,7 @@
 
 Starts a private MariaDB (row binlog, 512M buffer pool), a Temporal dev server (WAL), a fresh
 PostgreSQL database ``bench_*`` (migrated) and a ``bench:*`` Redis prefix; seeds ``--users``
-customers (3 claims, 4 requirements each) with dialler.replica.seed; then runs the workflow on the
+customers (3 claims, 4 requirements each) with devstack.seed; then runs the workflow on the
 real worker (workers.worker.build_worker, in this process, with its rebuild pool) ``--runs`` times.
 Run 1 is cold: the pool's processes start (and import the stack) with it and the phone normalisation
 cache is empty; MariaDB's buffer pool is warm from the seed. Later runs are warm.
@@ -178,10 +178,10 @@ async def main() -> int:
     args = parse_args()
     import httpx
 
-    from activities.queues import queue_engine
+    from devstack.seed import seed_replica
     from dialler.integrations.simulated import telephony_for
     from dialler.queues.rebuild import RebuildInput
-    from dialler.replica.seed import seed_replica
+    from dialler.queues.runtime import queue_engine
     from dialler.runtime import Stores
     from workers.worker import build_worker
     from workflows.queue_rebuild import QueueRebuildWorkflow

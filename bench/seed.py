@@ -19,7 +19,7 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from dialler.replica.seed import seed_replica
+from devstack.seed import seed_replica
 
 DEFAULT_URL = "mysql+aiomysql://root@127.0.0.1:3306/seed_bench"
 # Dropping one of these would break the server, whatever the URL says.

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +62,20 @@ class Settings(BaseSettings):
     cdc_queue_name: str = "dialler-cdc"
     cdc_dlq_name: str = "dialler-cdc-dlq"
     cdc_max_receive_count: int = Field(default=5, ge=1, le=1000)
+
+    # CDC publisher (the local stand-in for AWS DMS, workers/publisher.py; dialler.cdc.publisher.options)
+    publisher_checkpoint_name: str = "cdc-publisher"
+    publisher_server_id: int | None = None  # replication client id; None derives a stable one from the name
+    publisher_metrics_host: str = "127.0.0.1"
+    publisher_metrics_port: int | None = 9465  # Prometheus endpoint of the process; None or 0 for none
+    publisher_max_message_bytes: int = 200_000  # SQS allows 262,144: leave room for attributes and growth
+    publisher_max_message_records: int = 1_000
+    publisher_linger_s: float = 0.05  # a batch waits this long after its first record for more
+    publisher_heartbeat_s: float = 0.1  # server heartbeat while idle: bounds stop latency, marks "caught up"
+    publisher_max_unsent_bytes: int = 16 * 1024 * 1024  # read-ahead budget before the reader waits for SQS
+    publisher_status_interval_s: float = 1.0  # Redis status hash refresh
+    publisher_retry_max_s: float = 5.0  # cap of the exponential back-off for SQS, PostgreSQL and the binlog
+    publisher_shutdown_grace_s: float = 10.0  # on stop, how long to keep retrying the last send
 
     # API
     api_host: str = "127.0.0.1"
@@ -124,6 +138,12 @@ class Settings(BaseSettings):
     portal_base_url: str = "https://portal.example.co.uk"
     portal_api_key: SecretStr = SecretStr("dev-portal-key")
     metrics_token: SecretStr = SecretStr("dev-metrics-token")
+
+    @field_validator("publisher_server_id", "publisher_metrics_port", mode="before")
+    @classmethod
+    def _none_spelled_out(cls, value: object) -> object:
+        # DIALLER_PUBLISHER_METRICS_PORT=none (or empty) turns the endpoint off, as it always has.
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> Settings:

@@ -28,13 +28,15 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from devstack import services
 from dialler import search_attributes
 from dialler.config import PROJECT_ROOT, Settings
 from dialler.db.migrate import upgrade
 from dialler.db.models import Base
 from dialler.integrations.simulated import CallOutcome, CallPlan, CallScript, SimulatedTelephony
 from dialler.runtime import Stores
-from workers import services
+from tests.support.clock import CLOCK_OFFSET_S
+from tests.support.replica import create_replica_database
 from workers.worker import build_worker
 
 POSTGRES_URL = os.environ.get("DIALLER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
@@ -108,23 +110,6 @@ async def replica_server_url(mariadb_url: str) -> str:
     return mariadb_url
 
 
-async def create_replica_database(server_url: str, name: str) -> str:
-    """An empty database with the contract's tables, on the test MariaDB. Returns its URL."""
-    from dialler.replica.schema import create_replica_tables
-
-    admin = create_async_engine(server_url)
-    async with admin.begin() as conn:
-        await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        await conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    await admin.dispose()
-    url = server_url.rstrip("/") + f"/{name}"
-    writer = create_async_engine(url)
-    async with writer.begin() as conn:
-        await create_replica_tables(conn)
-    await writer.dispose()
-    return url
-
-
 @pytest_asyncio.fixture
 async def replica_url(mariadb_url: str) -> str:
     """A fresh, empty replica database for one test."""
@@ -137,25 +122,6 @@ async def replica_writer(replica_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(replica_url)
     yield engine
     await engine.dispose()
-
-
-def in_hours_offset_s() -> int:
-    """Shift the compliance clock (dialler.clock) to a Wednesday 11:00 in London, so that tests that
-    dial or book callbacks pass whatever the hour or day they run at. Real elapsed time is kept."""
-    from datetime import UTC, datetime, timedelta
-    from zoneinfo import ZoneInfo
-
-    from dialler.queues.gates import bank_holidays
-
-    london = datetime.now(UTC).astimezone(ZoneInfo("Europe/London"))
-    target = london + timedelta(days=(2 - london.weekday()) % 7 or 7)
-    while target.date() in bank_holidays("GB", "ENG", target.year):
-        target += timedelta(days=7)
-    target = target.replace(hour=11, minute=0, second=0, microsecond=0)
-    return int((target - london).total_seconds())
-
-
-CLOCK_OFFSET_S = in_hours_offset_s()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import signal
 import sys
 
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
 from dialler.cdc.publisher import Publisher, PublisherError, PublisherOptions, delete_checkpoint
 from dialler.config import Settings, get_settings, mask_url
@@ -57,13 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.publisher", description=__doc__)
     parser.add_argument("--reset-checkpoint", action="store_true", help="start at the binlog's current end")
     args = parser.parse_args(argv)
-    settings = get_settings()
-    configure_logging(settings)
     try:
-        options = PublisherOptions.from_env()
-    except (TypeError, ValueError) as exc:
-        print(f"error: bad DIALLER_PUBLISHER_* setting: {exc}", file=sys.stderr)
+        settings = get_settings()
+    except ValidationError as exc:  # e.g. a bad DIALLER_PUBLISHER_* value: one message, not a traceback
+        print(f"error: bad setting: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings)
+    options = PublisherOptions.from_settings(settings)
     try:
         asyncio.run(serve(settings, options, reset_checkpoint=args.reset_checkpoint))
     except PublisherError as exc:

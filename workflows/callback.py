@@ -28,7 +28,7 @@ path, which checks, mirrors and requeues at the due time (``_run_unprepared``).
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -45,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         BookCallbackInput,
         CallbackStatus,
         CallbackView,
-        CallingHours,
         CancelInput,
         CompleteInput,
         EnqueueInput,
@@ -54,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         RescheduleInput,
         TransitionInput,
     )
+    from dialler.callbacks.rules import bookable_problem, rules_for
     from dialler.comms.messages import SendSmsInput
     from dialler.comms.templates import TemplateName
     from dialler.queues import gates
@@ -66,49 +66,10 @@ STEP = timedelta(seconds=20)
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
 )
-MIN_LEAD = timedelta(minutes=1)
 # Histories recorded before the callback texts existed replay without them.
 SMS_PATCH = "callback-sms"
 # Histories recorded before callbacks were prepared ahead of their time replay on the old path.
 PREPARE_PATCH = "callback-prepare"
-
-
-# _calendar: the calling rules read bank holidays, which the holidays library computes lazily (it
-# imports country modules and reads translation files the first time a year is asked for): the same
-# result for a given library version, but the sandbox forbids those reads, so without this a
-# validator or signal fails on the first date of a year the worker process has not computed yet.
-
-
-def rules_for(hours: CallingHours) -> gates.CallingRules:
-    def parse(pair: tuple[str, str]) -> tuple[time, time]:
-        return (time.fromisoformat(pair[0]), time.fromisoformat(pair[1]))
-
-    return gates.CallingRules(
-        timezone=hours.timezone,
-        weekday_hours=parse(hours.weekday),
-        saturday_hours=None if hours.saturday is None else parse(hours.saturday),
-    )
-
-
-def bookable_problem(due_at: datetime, now: datetime, hours: CallingHours) -> str | None:
-    """Why a callback cannot be booked at ``due_at`` (None when it can), naming the next allowed slot."""
-    with workflow.unsafe.sandbox_unrestricted():  # see _calendar
-        return _bookable_problem(due_at, now, hours)
-
-
-def _bookable_problem(due_at: datetime, now: datetime, hours: CallingHours) -> str | None:
-    rules = rules_for(hours)
-    if due_at.tzinfo is None:
-        return "the callback time needs a timezone"
-    shift = timedelta(seconds=hours.clock_offset_s)  # see dialler.clock
-    if due_at < now + MIN_LEAD:
-        slot = gates.next_allowed_slots(now + MIN_LEAD + shift, rules, 1)[0] - shift
-        return f"the callback time must be in the future; next allowed slot {slot.isoformat()}"
-    window = gates.calling_window(due_at + shift, rules)
-    if not window.allowed:
-        slot = gates.next_allowed_slots(due_at + shift, rules, 1)[0] - shift
-        return f"{window.explanation}; next allowed slot {slot.isoformat()}"
-    return None
 
 
 @workflow.defn
@@ -387,7 +348,7 @@ class CallbackWorkflow:
             # time, and a call hours later on the same evening is rarely welcome.
             local = (workflow.now() + shift).astimezone(rules.tz)
             next_morning = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-            with workflow.unsafe.sandbox_unrestricted():  # see _calendar
+            with workflow.unsafe.sandbox_unrestricted():  # see dialler.callbacks.rules._calendar
                 slot = gates.next_allowed_slots(next_morning, rules, 1)[0] - shift
             workflow.continue_as_new(
                 BookCallbackInput(

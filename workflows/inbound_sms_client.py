@@ -7,14 +7,16 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from dialler.comms.inbound import InboundSmsInput, inbound_sms_workflow_id
-from workflows.inbound_sms import InboundSmsWorkflow
+
+# Named by string, as every client does: importing the workflow would load its activities into the API.
+WORKFLOW = "InboundSmsWorkflow"
 
 
 async def start_inbound_sms(client: Client, *, task_queue: str, message_sid: str, input: InboundSmsInput) -> bool:
     """Start the fan-out of one inbound text; False if it was started before (a Twilio retry)."""
     try:
         await client.start_workflow(
-            InboundSmsWorkflow.run,
+            WORKFLOW,
             input,
             id=inbound_sms_workflow_id(message_sid),
             task_queue=task_queue,

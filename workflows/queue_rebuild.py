@@ -33,15 +33,6 @@ MAX_PARALLEL_RANGES = 4  # in flight at once; each worker stages them on its pro
 SLIDING_WINDOW = "rebuild-sliding-window"
 
 
-def rebuild_input(*, trigger: str, requested_by_agent_id: int | None = None) -> tuple[RebuildInput, str]:
-    """The input and a business-key workflow id for an on-demand rebuild (not for use in workflows)."""
-    import uuid
-
-    return RebuildInput(
-        trigger=trigger, requested_by_agent_id=requested_by_agent_id
-    ), f"queue-rebuild-{trigger}-{uuid.uuid4().hex[:12]}"
-
-
 @workflow.defn
 class QueueRebuildWorkflow:
     @workflow.run

@@ -14,18 +14,18 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeou
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.callbacks import book_callback, calling_hours
-from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import MAX_ID, SessionDep, StoresDep, TemporalDep, UserIdPath
 from api.errors import Forbidden, NotFound, Unavailable, Unprocessable
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission, permissions_of
 from dialler.audit.service import record_ctx
-from dialler.callbacks.messages import LIVE, BookCallbackInput, CancelInput, RescheduleInput, callback_workflow_id
+from dialler.callbacks.messages import LIVE, BookCallbackInput, CancelInput, RescheduleInput
 from dialler.callbacks.models import Callback
+from dialler.callbacks.rules import bookable_problem, calling_hours
 from dialler.customers.access import may_work_with
-from workflows.callback import CallbackWorkflow, bookable_problem
+from dialler.queues.runtime import queue_engine
+from workflows.callback_client import book_callback, callback_handle, cancel_callback, reschedule_callback
 
 router = APIRouter(prefix="/callbacks", tags=["callbacks"], responses=PROTECTED_RESPONSES)
 UPDATE_TIMEOUT = timedelta(seconds=20)
@@ -210,10 +210,10 @@ async def reschedule(
     """Move the customer's live callback (validated by the workflow: future, inside calling hours)."""
     await _may_act(request, session, stores, agent, user_id)
     await _live_callback(session, user_id)
-    handle = temporal.get_workflow_handle_for(CallbackWorkflow.run, callback_workflow_id(user_id))
+    handle = callback_handle(temporal, user_id)
     try:
-        await handle.execute_update(
-            CallbackWorkflow.reschedule, RescheduleInput(body.due_at, by_agent_id=agent.id), rpc_timeout=UPDATE_TIMEOUT
+        await reschedule_callback(
+            temporal, user_id, RescheduleInput(body.due_at, by_agent_id=agent.id), rpc_timeout=UPDATE_TIMEOUT
         )
     except WorkflowUpdateFailedError as exc:
         raise Unprocessable(_cause(exc)) from None
@@ -239,8 +239,8 @@ async def cancel(
     """Cancel the customer's live callback, with the reason."""
     await _may_act(request, session, stores, agent, user_id)
     live = await _live_callback(session, user_id)
-    handle = temporal.get_workflow_handle_for(CallbackWorkflow.run, callback_workflow_id(user_id))
-    await handle.signal(CallbackWorkflow.cancel, CancelInput(body.reason, by_agent_id=agent.id))
+    handle = callback_handle(temporal, user_id)
+    await cancel_callback(temporal, user_id, CancelInput(body.reason, by_agent_id=agent.id))
     await record_ctx(
         audit_context(request, agent),
         session=session,

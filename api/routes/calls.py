@@ -13,14 +13,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
-    WorkflowHandle,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import SessionDep, StoresDep, TemporalDep
 from api.errors import Conflict, Forbidden, NotFound, Unavailable, Unprocessable
@@ -37,8 +35,9 @@ from dialler.calls.service import (
 )
 from dialler.calls.view import read_agent_view, read_view
 from dialler.customers.context import CustomerContext
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from workflows.call_session import CallSessionWorkflow
+from workflows import call_session_client
 from workflows.call_session_client import CallSessionStarter
 
 router = APIRouter(tags=["calls"], responses=PROTECTED_RESPONSES)
@@ -140,8 +139,8 @@ async def _own_session(
     session: AsyncSession,
     *,
     act: bool,
-) -> tuple[WorkflowHandle, SessionOwner]:
-    """The session's workflow, if this agent may use it: to act, their own; to read, supervisors any.
+) -> SessionOwner:
+    """The session's owner, if this agent may use it: to act, their own; to read, supervisors any.
     Ownership is read from our stores, not the workflow, so that clicks still land while a worker
     restarts (signals are durable; the workflow takes them in when it resumes)."""
     owner = await session_owner(session=session, stores=stores, session_id=session_id)
@@ -158,12 +157,12 @@ async def _own_session(
         )
         await session.commit()
         raise Forbidden("This call session belongs to another agent.")
-    return temporal.get_workflow_handle_for(CallSessionWorkflow.run, owner.workflow_id), owner
+    return owner
 
 
-async def _view(handle: WorkflowHandle, session_id: str) -> CallSessionView:
+async def _view(temporal: Client, workflow_id: str, session_id: str) -> CallSessionView:
     try:
-        view = await handle.query(CallSessionWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
+        view = await call_session_client.session_view(temporal, workflow_id, rpc_timeout=QUERY_TIMEOUT)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise NotFound("No such call session.") from None
@@ -189,9 +188,8 @@ async def open_call_of(stores: Stores, temporal: Client | None, agent_id: int) -
     if view is None:
         if temporal is None:
             raise Unavailable(STATE_UNAVAILABLE, dependency="temporal")
-        handle = temporal.get_workflow_handle_for(CallSessionWorkflow.run, workflow_id)
         try:
-            view = await handle.query(CallSessionWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
+            view = await call_session_client.session_view(temporal, workflow_id, rpc_timeout=QUERY_TIMEOUT)
         except RPCError:
             raise Unavailable(STATE_UNAVAILABLE, dependency="temporal") from None
         if view.agent_id != agent_id:
@@ -223,9 +221,11 @@ async def get_call(
     agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
 ) -> CallRead:
     """Live state of a call session (the agent's own; supervisors any)."""
-    handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=False)
-    view = await read_view(stores.redis, stores.settings, session_id) or await _view(handle, session_id)
-    return _read(view, handle.id)
+    owner = await _own_session(request, session_id, stores, temporal, agent, session, act=False)
+    view = await read_view(stores.redis, stores.settings, session_id) or await _view(
+        temporal, owner.workflow_id, session_id
+    )
+    return _read(view, owner.workflow_id)
 
 
 @router.post("/calls/{session_id}/dial", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
@@ -239,8 +239,8 @@ async def dial(
 ) -> Accepted:
     """Place the call to the reserved customer (the number never leaves the server). The session
     ignores a dial once the call has started."""
-    handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
-    await handle.signal(CallSessionWorkflow.dial, DialRequest(agent_id=agent.id))
+    owner = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
+    await call_session_client.dial(temporal, owner.workflow_id, DialRequest(agent_id=agent.id))
     return Accepted(session_id=session_id, status="dialing")
 
 
@@ -254,8 +254,8 @@ async def hangup(
     agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
 ) -> Accepted:
     """End the live call."""
-    handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
-    await handle.signal(CallSessionWorkflow.hang_up)
+    owner = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
+    await call_session_client.hang_up(temporal, owner.workflow_id)
     return Accepted(session_id=session_id, status="hanging_up")
 
 
@@ -270,10 +270,11 @@ async def submit_outcome(
     agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
 ) -> Accepted:
     """Record the call's outcome (validated by the session: disposition list, required fields)."""
-    handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
+    owner = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
     try:
-        accepted = await handle.execute_update(
-            CallSessionWorkflow.submit_outcome,
+        accepted = await call_session_client.submit_outcome(
+            temporal,
+            owner.workflow_id,
             OutcomeInput(
                 agent_id=agent.id, disposition=body.disposition, notes=body.notes, callback_at=body.callback_at
             ),

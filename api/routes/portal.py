@@ -29,7 +29,7 @@ from api.errors import ErrorRead, Unauthorized
 from dialler.audit.service import record
 from dialler.comms import magic_links
 from dialler.comms.messages import LinkUsed
-from workflows.magic_link import MagicLinkWorkflow
+from workflows.magic_link_client import link_used
 
 log = logging.getLogger("dialler.api.portal")
 portal_key = APIKeyHeader(
@@ -103,8 +103,7 @@ async def verify_magic_link(body: MagicLinkVerify, request: Request, session: Se
     temporal = await temporal_or_none(request)
     if temporal is not None and link.workflow_id:
         try:
-            handle = temporal.get_workflow_handle_for(MagicLinkWorkflow.run, link.workflow_id)
-            await handle.signal(MagicLinkWorkflow.used, LinkUsed(link.link_id))
+            await link_used(temporal, link.workflow_id, LinkUsed(link.link_id))
         except RPCError as exc:  # the workflow reads the row when it ends: "used" is not lost
             log.info("magic link %s used; its workflow was not signalled: %s", link.link_id, exc.status)
     return MagicLinkVerified(

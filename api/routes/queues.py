@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel
 
-from activities.queues import last_rebuild_key, queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import MAX_ID, StoresDep, TemporalDep, UserIdPath
 from api.errors import NotFound
@@ -19,8 +18,9 @@ from dialler.agents.permissions import Permission
 from dialler.audit.service import record_ctx
 from dialler.queues import gates
 from dialler.queues.eligibility import QueueName, reason_text
+from dialler.queues.runtime import last_rebuild_key, queue_engine
 from dialler.queues.service import explain_customer, not_callable
-from workflows.queue_rebuild import QueueRebuildWorkflow, rebuild_input
+from workflows.queue_rebuild_client import start_rebuild
 
 router = APIRouter(prefix="/queues", tags=["queues"], responses=PROTECTED_RESPONSES)
 _QUEUE_REASON = {
@@ -178,10 +178,8 @@ async def trigger_rebuild(
     agent: Annotated[Agent, Depends(require(Permission.REBUILD_TRIGGER))],
 ) -> RebuildAccepted:
     """Start a full rebuild now. Accepted work: follow it in the Temporal UI or read the last report."""
-    workflow_input, workflow_id = rebuild_input(trigger="supervisor", requested_by_agent_id=agent.id)
-    await temporal.start_workflow(
-        QueueRebuildWorkflow.run, workflow_input, id=workflow_id, task_queue=stores.settings.temporal_task_queue
-    )
+    handle = await start_rebuild(temporal, stores.settings, trigger="supervisor", requested_by_agent_id=agent.id)
+    workflow_id = handle.id
     async with stores.sessions() as session:
         await record_ctx(
             session=session,

@@ -27,7 +27,6 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from twilio.twiml.messaging_response import MessagingResponse
 
-from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import SessionDep, StoresDep, TemporalDep, temporal_or_none
 from api.errors import Forbidden, Unavailable
@@ -57,6 +56,7 @@ from dialler.comms.templates import (
 )
 from dialler.customers.access import may_work_with
 from dialler.integrations.masking import mask_phone
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from workflows.inbound_sms_client import start_inbound_sms
 from workflows.magic_link_client import start_magic_link

@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, audit_context, require, route_table
 from api.conditional import NOT_MODIFIED, conditional_json
 from api.deps import RedisDep, SessionDep, SettingsDep, StoresDep, temporal_or_none
@@ -30,6 +29,7 @@ from dialler.calls.dispositions import AGENT_DISPOSITIONS, EFFECTS, NEEDS_ANSWER
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
 from dialler.queues import gates
+from dialler.queues.runtime import queue_engine
 
 router = APIRouter(tags=["ui"], responses=PROTECTED_RESPONSES)
 

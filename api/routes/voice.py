@@ -16,7 +16,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel
 from temporalio.service import RPCError
 
-from activities.queues import queue_engine
 from api.auth import PROTECTED_RESPONSES, require
 from api.deps import SettingsDep, StoresDep, TemporalDep
 from api.errors import Forbidden
@@ -25,7 +24,8 @@ from dialler.agents.permissions import Permission
 from dialler.calls.messages import AbandonedEvent, CallStatusEvent
 from dialler.config import Settings
 from dialler.integrations import twilio_voice
-from workflows.call_session import CallSessionWorkflow
+from dialler.queues.runtime import queue_engine
+from workflows import call_session_client
 
 log = logging.getLogger("dialler.api.voice")
 router = APIRouter(prefix="/voice", tags=["voice"], responses=PROTECTED_RESPONSES)
@@ -80,10 +80,10 @@ async def twilio_form(request: Request) -> dict[str, str]:
 TwilioForm = Annotated[dict[str, str], Depends(twilio_form)]
 
 
-def _session(temporal, workflow_id: str):  # type: ignore[no-untyped-def]
+def _session(workflow_id: str) -> str:
     if not workflow_id.startswith("call-"):
         raise Forbidden("Unknown call session.")
-    return temporal.get_workflow_handle_for(CallSessionWorkflow.run, workflow_id)
+    return workflow_id
 
 
 @webhooks.post("/voice-status", status_code=204)
@@ -103,7 +103,7 @@ async def voice_status(wf: str, form: TwilioForm, stores: StoresDep, temporal: T
         answered_by=form.get("AnsweredBy"),
     )
     try:
-        await _session(temporal, wf).signal(CallSessionWorkflow.call_status, event)
+        await call_session_client.call_status(temporal, _session(wf), event)
     except RPCError:
         await stores.redis.delete(seen)  # let Twilio's retry deliver it
         raise
@@ -118,8 +118,8 @@ async def voice_answer(wf: str, form: TwilioForm, stores: StoresDep, temporal: T
     """TwiML when the customer answers a call we placed: bridge to the agent's browser, or, when no
     agent is there within the limit (progressive mode), play the information message: abandoned."""
     settings = stores.settings
-    handle = _session(temporal, wf)
-    view = await handle.query(CallSessionWorkflow.view)
+    session = _session(wf)
+    view = await call_session_client.session_view(temporal, session)
     status_url = f"{settings.public_base_url.rstrip('/')}/api/v1/webhooks/twilio/voice-status?wf={wf}"
     lease = await queue_engine(stores).lease_of(view.user_id)
     if lease is None or lease.agent_id != view.agent_id:
@@ -127,7 +127,7 @@ async def voice_answer(wf: str, form: TwilioForm, stores: StoresDep, temporal: T
     deadline = asyncio.get_running_loop().time() + settings.abandon_after_answer_s
     while not await _agent_ready(stores, view.agent_id, progressive=view.progressive):
         if asyncio.get_running_loop().time() >= deadline:
-            await handle.signal(CallSessionWorkflow.abandoned, AbandonedEvent(call_sid=form.get("CallSid", "")))
+            await call_session_client.abandoned(temporal, session, AbandonedEvent(call_sid=form.get("CallSid", "")))
             return Response(twilio_voice.abandoned_message(settings.company_name, settings.caller_id), media_type=TWIML)
         await asyncio.sleep(0.1)
     twiml = twilio_voice.bridge_to_agent(

@@ -4,7 +4,7 @@ Two implementations stand behind the interface:
 
 * :class:`TwilioTelephony` (``telephony_mode=twilio``) — the real ``twilio`` SDK. Its REST base can
   be pointed elsewhere (``twilio_api_base_url``) so that tests talk to a local fake Twilio API that
-  answers in Twilio's wire format (``tests/fakes/twilio_api.py``).
+  answers in Twilio's wire format (``tests/support/twilio_api.py``).
 * :class:`dialler.integrations.simulated.SimulatedTelephony` (``telephony_mode=simulated``) — no
   Twilio at all; it posts the same signed status callbacks to our own webhooks.
 

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest_asyncio
@@ -14,6 +13,7 @@ from dialler.agents.models import Agent, Role
 from dialler.agents.passwords import hash_password
 from dialler.config import Settings
 from dialler.runtime import Stores
+from tests.support.api_agents import DEFAULT_PASSWORD, LoginAs, MakeAgent, SignedIn
 
 
 @pytest_asyncio.fixture
@@ -36,16 +36,11 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 # Agents and sign-in ------------------------------------------------------------------------------
 
-DEFAULT_PASSWORD = "correct-horse-battery-staple"
-
 
 @functools.cache
 def _default_hash() -> str:
     # Argon2 is slow on purpose; one hash serves every test agent with the default password.
     return hash_password(DEFAULT_PASSWORD)
-
-
-MakeAgent = Callable[..., Awaitable[Agent]]
 
 
 @pytest_asyncio.fixture
@@ -80,20 +75,6 @@ async def make_agent(stores: Stores) -> MakeAgent:
         return agent
 
     return make
-
-
-@dataclass(frozen=True)
-class SignedIn:
-    agent: Agent
-    access_token: str
-    refresh_token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access_token}"}
-
-
-LoginAs = Callable[..., Awaitable[SignedIn]]
 
 
 @pytest_asyncio.fixture

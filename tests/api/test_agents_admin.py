@@ -6,7 +6,7 @@ from sqlalchemy import select
 from dialler.agents.models import Agent, Role
 from dialler.audit.models import AuditEntry
 from dialler.runtime import Stores
-from tests.api.conftest import DEFAULT_PASSWORD, LoginAs
+from tests.support.api_agents import DEFAULT_PASSWORD, LoginAs
 
 AGENTS = "/api/v1/agents"
 NEW = {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 
 from dialler.agents.models import Role
-from tests.api.conftest import LoginAs
+from tests.support.api_agents import LoginAs
 
 AUDIT = "/api/v1/audit"
 

@@ -12,7 +12,7 @@ from dialler.agents.tokens import encode_access_token
 from dialler.audit.models import AuditEntry
 from dialler.config import Settings
 from dialler.runtime import Stores
-from tests.api.conftest import DEFAULT_PASSWORD, LoginAs, MakeAgent
+from tests.support.api_agents import DEFAULT_PASSWORD, LoginAs, MakeAgent
 
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"

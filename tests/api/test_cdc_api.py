@@ -6,7 +6,7 @@ from dialler.agents.models import Role
 from dialler.cdc import metrics
 from dialler.config import Settings
 from dialler.runtime import Stores
-from tests.api.conftest import LoginAs
+from tests.support.api_agents import LoginAs
 
 
 async def test_metrics_need_the_scrape_key_and_expose_commit_to_queue_latency(

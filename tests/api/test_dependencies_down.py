@@ -19,7 +19,6 @@ from sqlalchemy import func, select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.queues import queue_engine
 from api.app import create_app
 from dialler import search_attributes
 from dialler.agents.models import RefreshToken, Role
@@ -27,8 +26,9 @@ from dialler.audit.models import AuditEntry
 from dialler.comms.models import SmsMessage
 from dialler.config import Settings
 from dialler.errors import DependencyUnavailable
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores, TemporalConnector, connect_temporal
-from tests.api.conftest import DEFAULT_PASSWORD, LoginAs, MakeAgent
+from tests.support.api_agents import DEFAULT_PASSWORD, LoginAs, MakeAgent
 from workers import services
 
 ME_PRESENCE = "/api/v1/agents/me/presence"

@@ -6,7 +6,7 @@ from dialler.agents.models import Role
 from dialler.agents.presence import presence_history, presence_key
 from dialler.config import Settings
 from dialler.runtime import Stores
-from tests.api.conftest import LoginAs
+from tests.support.api_agents import LoginAs
 
 ME = "/api/v1/agents/me/presence"
 BOARD = "/api/v1/agents/presence"

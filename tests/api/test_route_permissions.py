@@ -20,7 +20,7 @@ from api.auth import RouteInfo, require, route_table
 from dialler.agents.models import Agent, Role
 from dialler.agents.permissions import ROLE_PERMISSIONS, Permission, has_permissions
 from dialler.config import Settings
-from tests.api.conftest import LoginAs
+from tests.support.api_agents import LoginAs
 
 PUBLIC_PATHS = frozenset(
     {

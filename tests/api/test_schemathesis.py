@@ -28,7 +28,7 @@ from dialler.agents.models import Role
 from dialler.agents.tokens import encode_access_token
 from dialler.config import Settings
 from dialler.integrations.sqs import ensure_cdc_queues
-from tests.api.conftest import MakeAgent
+from tests.support.api_agents import MakeAgent
 
 EXAMPLES = int(os.environ.get("DIALLER_FUZZ_EXAMPLES", "10"))
 CAPPED = {"POST /api/v1/auth/login": 5}

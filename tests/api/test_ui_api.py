@@ -15,7 +15,7 @@ from dialler.callbacks.models import Callback
 from dialler.config import Settings
 from dialler.queues import gates
 from dialler.runtime import Stores
-from tests.api.conftest import LoginAs
+from tests.support.api_agents import LoginAs
 
 SLOTS = "/api/v1/callbacks/slots"
 

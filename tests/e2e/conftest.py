@@ -3,52 +3,16 @@ the Temporal dev server, simulated telephony posting signed callbacks to the API
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest_asyncio
-import uvicorn
 
-from api.app import create_app
-from dialler.agents.demo import ensure_demo_accounts
+from devstack.demo import ensure_demo_accounts
 from dialler.config import Settings
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.runtime import Stores
-
-
-class LiveServer:
-    """The app under uvicorn in a thread, on the port of ``settings.public_base_url``."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.url = settings.public_base_url
-        port = urlsplit(self.url).port
-        assert port is not None
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the API did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+from tests.support.live_api import LiveServer
 
 
 @pytest_asyncio.fixture
@@ -64,21 +28,3 @@ async def live_api(settings: Settings, stores: Stores, replica_url: str) -> Asyn
 async def http(live_api: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live_api, timeout=15) as client:
         yield client
-
-
-async def login(http: httpx.AsyncClient, email: str, password: str = "dialler-demo") -> dict[str, str]:
-    response = await http.post("/api/v1/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], *, within: float = 15, every: float = 0.1) -> Any:
-    """Poll until ``check`` returns something truthy (the value), or fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"condition not met within {within} s (last: {last!r})")

@@ -19,40 +19,21 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.queues import queue_engine
+from devstack import services
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, presence_key, set_presence
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
 from dialler.calls.service import take_next_call
 from dialler.integrations.simulated import SimulatedTelephony
 from dialler.queues.engine import QueueEntry
-from dialler.replica.seed import seed_replica
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.e2e.conftest import eventually, login
-from workers import services
+from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.live_api import eventually, login
 from workers.worker import build_worker
 from workflows.call_session import CallSessionWorkflow
 
 pytestmark = pytest.mark.e2e
-
-
-async def queue_one_customer(stores: Stores, replica_url: str) -> int:
-    """A small replica and one customer placed by the queue rules (as a rebuild or CDC would)."""
-    from dialler.queues.rebuild import recompute
-
-    await seed_replica(replica_url, users=60, seed=21)
-    engine = queue_engine(stores)
-    await recompute(stores, engine, list(range(1, 61)))
-    depths = await engine.depths()
-    assert depths["unsigned"] > 0
-    return depths["unsigned"]
-
-
-async def start_available(http: httpx.AsyncClient, email: str) -> dict[str, str]:
-    headers = await login(http, email)
-    response = await http.put("/api/v1/agents/me/presence", json={"state": "available"}, headers=headers)
-    assert response.status_code == 200, response.text
-    return headers
 
 
 async def call_state(http: httpx.AsyncClient, headers: dict[str, str], session_id: str) -> dict:
@@ -336,7 +317,7 @@ async def test_wrap_up_timeout_closes_with_no_outcome_and_releases_the_lease(
     await queue_one_customer(stores, replica_url)
     engine = queue_engine(stores)
     async with stores.sessions() as session:
-        from dialler.agents.demo import ensure_demo_accounts
+        from devstack.demo import ensure_demo_accounts
 
         await ensure_demo_accounts(session)
     lease = await engine.next_call(

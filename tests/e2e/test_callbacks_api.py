@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from temporalio.worker import Worker
 
+from devstack.seed import seed_replica
 from dialler.callbacks.models import Callback
-from dialler.replica.seed import seed_replica
 from dialler.runtime import Stores
-from tests.e2e.conftest import eventually, login
+from tests.support.live_api import eventually, login
 
 pytestmark = pytest.mark.e2e
 

@@ -14,15 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.queues import queue_engine
+from devstack.seed import seed_replica
 from dialler.cdc.publisher import Publisher
 from dialler.cdc.records import to_dms_record
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.queues.rebuild import RebuildInput, recompute
-from dialler.replica.seed import seed_replica
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.e2e.conftest import eventually
-from tests.workers.test_publisher import options, running
+from tests.support.live_api import eventually
+from tests.support.publisher import options, running
 from workers.registry import ensure_cdc_ingest
 from workers.worker import build_worker
 from workflows.queue_rebuild import QueueRebuildWorkflow

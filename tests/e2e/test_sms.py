@@ -19,8 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.callbacks import book_callback
-from activities.queues import queue_engine
 from dialler.agents.models import Agent
 from dialler.callbacks.messages import BookCallbackInput, callback_workflow_id
 from dialler.calls.models import CallSession
@@ -32,11 +30,13 @@ from dialler.config import Settings
 from dialler.integrations.simulated import SimulatedTelephony
 from dialler.integrations.twilio_voice import sign
 from dialler.queues.rebuild import recompute
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.dialler.comms.customers import Customer, add_customer
-from tests.e2e.conftest import eventually, login
+from tests.support.live_api import eventually, login
+from tests.support.replica_customers import Customer, add_customer
 from workers.worker import build_worker
 from workflows.callback import CallbackWorkflow
+from workflows.callback_client import book_callback
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.sms import SendSmsWorkflow
 

@@ -16,9 +16,7 @@ With ``DIALLER_UPDATE_SCREENSHOTS=1`` the screenshots of each screen are written
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -29,12 +27,13 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Page, async_playwright, expect
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.worker import Worker
 
-from dialler.agents.demo import ensure_demo_accounts
+from devstack.demo import ensure_demo_accounts
+from devstack.services import free_port
 from dialler.agents.presence import Initiator, PresenceState, set_presence
 from dialler.callbacks.models import Callback
 from dialler.calls.dispositions import EFFECTS, Disposition
@@ -44,10 +43,21 @@ from dialler.queues.engine import QueueEngine, QueueEntry
 from dialler.queues.keys import QueueKeys
 from dialler.queues.models import QueueRebuild
 from dialler.runtime import Stores
-from tests.conftest import CLOCK_OFFSET_S
-from tests.e2e.conftest import LiveServer, eventually
-from tests.e2e.test_call_session import queue_one_customer, start_available
-from workers.services import free_port
+from tests.support.browser import (
+    PASSWORD,
+    SHOTS,
+    ConsoleErrors,
+    agent_id,
+    assert_fits,
+    assert_labelled,
+    board_row,
+    open_page,
+    shot,
+    sign_in,
+)
+from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.clock import CLOCK_OFFSET_S
+from tests.support.live_api import LiveServer, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -60,12 +70,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = ViewportSize(width=1366, height=768)
-SHOTS = PROJECT_ROOT / "docs" / "screenshots"
-# The committed screenshots change only when asked for; other runs still take them (into a temp dir).
-UPDATE_SHOTS = os.environ.get("DIALLER_UPDATE_SCREENSHOTS") == "1"
-SHOTS_OUT = SHOTS if UPDATE_SHOTS else Path(tempfile.gettempdir()) / "rmc-dialler-screenshots"
-PASSWORD = "dialler-demo"
 BOARD_STEP_S = 10_000  # ms: the board polls every 2 s; a move must show within a few polls
 
 
@@ -84,71 +88,8 @@ async def browser() -> AsyncIterator[Browser]:
         await browser.close()
 
 
-class ConsoleErrors:
-    """Every console error and uncaught exception of the pages it watches."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    def watch(self, page: Page, name: str) -> Page:
-        page.on("console", lambda m: self.errors.append(f"{name} console: {m.text}") if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(f"{name} pageerror: {e}"))
-        return page
-
-
-async def open_page(browser: Browser, console: ConsoleErrors, name: str) -> tuple[BrowserContext, Page]:
-    context = await browser.new_context(viewport=VIEWPORT, base_url=None)
-    context.set_default_timeout(15_000)
-    return context, console.watch(await context.new_page(), name)
-
-
-async def sign_in(page: Page, base_url: str, email: str, *, screenshot: str | None = None) -> None:
-    await page.goto(base_url + "/")
-    await page.get_by_label("Email").fill(email)
-    await page.get_by_label("Password").fill(PASSWORD)
-    if screenshot:
-        await shot(page, screenshot)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.locator("#who-name")).to_be_visible()
-
-
-async def shot(page: Page, name: str) -> None:
-    SHOTS_OUT.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS_OUT / f"{name}.png"))
-
-
-UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
-  .filter((el) => el.type !== 'hidden' && el.getClientRects().length)
-  .filter((el) => !(el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')
-    || [...(el.labels || [])].some((l) => l.textContent.trim())
-    || (el.tagName === 'BUTTON' && el.textContent.trim())))
-  .map((el) => el.outerHTML.slice(0, 100))"""
-
-
-async def assert_labelled(page: Page) -> None:
-    """Every visible control has an accessible name (a label, aria-label or its text)."""
-    assert await page.evaluate(UNLABELLED) == []
-
-
-LAPTOPS = [VIEWPORT, ViewportSize(width=1280, height=720)]
-
-
-async def assert_fits(page: Page) -> None:
-    """At each laptop size the page scrolls vertically only."""
-    for size in LAPTOPS:
-        await page.set_viewport_size(size)
-        await page.wait_for_timeout(200)  # one layout after the resize
-        widths = await page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert widths[0] <= widths[1], f"{page.url} scrolls sideways at {size}: {widths}"
-    await page.set_viewport_size(VIEWPORT)
-
-
 async def access_token(page: Page) -> str:
     return str(await page.evaluate("JSON.parse(sessionStorage.getItem('rmc.session')).access"))
-
-
-def board_row(page: Page, agent_id: int):  # type: ignore[no-untyped-def]
-    return page.locator(f'#board-rows tr[data-agent-id="{agent_id}"]')
 
 
 async def set_mobile(replica_url: str, user_id: int) -> None:
@@ -156,11 +97,6 @@ async def set_mobile(replica_url: str, user_id: int) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("UPDATE users SET phone_number = '07700 900123' WHERE id = :id"), {"id": user_id})
     await engine.dispose()
-
-
-async def agent_id(stores: Stores, email: str) -> int:
-    async with stores.postgres.connect() as conn:
-        return int(await conn.scalar(text("SELECT id FROM agents WHERE email = :e"), {"e": email}))
 
 
 async def test_agent_journey_with_a_supervisor_watching(

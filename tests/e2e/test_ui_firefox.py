@@ -18,9 +18,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from temporalio.worker import Worker
 
 from dialler.runtime import Stores
-from tests.e2e.firefox_bidi import launch_firefox
-from tests.e2e.test_call_session import queue_one_customer
-from tests.e2e.test_ui import (
+from tests.support.browser import (
     PASSWORD,
     ConsoleErrors,
     agent_id,
@@ -30,6 +28,8 @@ from tests.e2e.test_ui import (
     open_page,
     sign_in,
 )
+from tests.support.call_sessions import queue_one_customer
+from tests.support.firefox_bidi import launch_firefox
 
 pytestmark = pytest.mark.e2e
 

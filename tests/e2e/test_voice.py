@@ -11,14 +11,14 @@ from sqlalchemy import text, update
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.queues import queue_engine
 from dialler.agents.models import Agent
 from dialler.calls.messages import call_workflow_id
 from dialler.integrations.simulated import SimulatedTelephony
 from dialler.integrations.twilio_voice import sign
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.e2e.conftest import eventually
-from tests.e2e.test_call_session import queue_one_customer, start_available
+from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.live_api import eventually
 from workflows.call_session import CallSessionWorkflow
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack import services
 from dialler.cdc.publisher import (
     BinlogPosition,
     Publisher,
@@ -39,7 +40,7 @@ from dialler.cdc.records import Operation, parse_message_body, position_key
 from dialler.config import PROJECT_ROOT, Settings
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.runtime import Stores
-from workers import services
+from tests.support.publisher import options, running
 
 Record = dict[str, Any]
 TS = "2026-01-02 03:04:05"
@@ -104,37 +105,6 @@ def summary(records: list[Record]) -> list[tuple[str, str, int]]:
 
 def position(record: Record) -> BinlogPosition:
     return BinlogPosition(record["metadata"]["log-file"], record["metadata"]["log-position"])
-
-
-def options(**overrides: Any) -> PublisherOptions:
-    values: dict[str, Any] = {
-        "checkpoint_name": f"test-{uuid.uuid4().hex[:10]}",
-        "metrics_port": None,
-        "status_interval_s": 0.1,
-        "retry_max_s": 0.3,
-        "shutdown_grace_s": 1.0,
-    }
-    return PublisherOptions(**(values | overrides))
-
-
-@contextlib.asynccontextmanager
-async def running(publisher: Publisher) -> AsyncIterator[asyncio.Task[None]]:
-    """The publisher running in a task; stopped gracefully (and awaited) at the end."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(publisher.run(stop))
-    started = asyncio.create_task(publisher.started.wait())
-    await asyncio.wait({task, started}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    started.cancel()
-    if task.done():
-        task.result()  # raises what stopped it
-    assert publisher.started.is_set(), "publisher did not start"
-    try:
-        yield task
-    finally:
-        stop.set()
-        if not task.cancelled():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(task, 30)
 
 
 async def execute(engine: AsyncEngine, *statements: str, **params: Any) -> None:
@@ -686,13 +656,16 @@ def test_binlog_settings_are_checked() -> None:
     assert "updates need whole rows" in binlog_problems(good | {"binlog_row_image": "MINIMAL"})[0]
 
 
-def test_options_from_environment() -> None:
-    opts = PublisherOptions.from_env(
-        {
-            "DIALLER_PUBLISHER_METRICS_PORT": "none",
-            "DIALLER_PUBLISHER_LINGER_S": "0.2",
-            "DIALLER_PUBLISHER_CHECKPOINT_NAME": "x",
-        }
-    )
+def test_options_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The publisher's tuning is read by the one Settings, from the same DIALLER_PUBLISHER_* names."""
+    monkeypatch.setenv("DIALLER_PUBLISHER_METRICS_PORT", "none")
+    monkeypatch.setenv("DIALLER_PUBLISHER_LINGER_S", "0.2")
+    monkeypatch.setenv("DIALLER_PUBLISHER_CHECKPOINT_NAME", "x")
+    opts = PublisherOptions.from_settings(Settings(_env_file=None))
     assert (opts.metrics_port, opts.linger_s, opts.checkpoint_name) == (None, 0.2, "x")
-    assert opts.replication_server_id() == PublisherOptions(checkpoint_name="x").replication_server_id() > 1
+    monkeypatch.delenv("DIALLER_PUBLISHER_LINGER_S")
+    same_name = PublisherOptions.from_settings(Settings(_env_file=None))
+    assert opts.replication_server_id() == same_name.replication_server_id() > 1
+    monkeypatch.setenv("DIALLER_PUBLISHER_LINGER_S", "soon")
+    with pytest.raises(ValueError, match="publisher_linger_s"):
+        Settings(_env_file=None)

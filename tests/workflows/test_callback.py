@@ -16,10 +16,10 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.callbacks import calling_hours
-from activities.queues import queue_engine
+from devstack import services
+from devstack.demo import ensure_demo_accounts
+from devstack.seed import seed_replica
 from dialler import search_attributes
-from dialler.agents.demo import ensure_demo_accounts
 from dialler.callbacks.messages import (
     BookCallbackInput,
     CallbackTimings,
@@ -27,13 +27,13 @@ from dialler.callbacks.messages import (
     RescheduleInput,
     callback_workflow_id,
 )
+from dialler.callbacks.rules import calling_hours
 from dialler.compliance.models import OptOut
 from dialler.config import Settings
 from dialler.queues.rebuild import recompute
-from dialler.replica.seed import seed_replica
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.e2e.conftest import eventually
-from workers import services
+from tests.support.live_api import eventually
 from workers.worker import build_worker
 from workflows.callback import CallbackWorkflow
 
@@ -337,7 +337,7 @@ async def test_a_callback_days_ahead_fires_with_time_skipping(stores: Stores, re
 async def test_booking_again_moves_the_live_callback_without_waiting_for_a_worker(
     temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
 ) -> None:
-    from activities.callbacks import book_callback
+    from workflows.callback_client import book_callback
 
     [user_id] = await callable_customers(stores, replica_url)
     first = datetime.now(UTC) + timedelta(hours=1)

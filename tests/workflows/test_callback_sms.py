@@ -11,14 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.callbacks import calling_hours
 from dialler.callbacks.messages import BookCallbackInput, CallbackTimings, CancelInput, callback_workflow_id
+from dialler.callbacks.rules import calling_hours
 from dialler.comms.models import SmsMessage
 from dialler.compliance.models import OptOut
 from dialler.integrations.simulated import SimulatedTelephony
 from dialler.runtime import Stores
-from tests.dialler.comms.customers import add_customer
-from tests.e2e.conftest import eventually
+from tests.support.live_api import eventually
+from tests.support.replica_customers import add_customer
 from workflows.callback import CallbackWorkflow
 
 

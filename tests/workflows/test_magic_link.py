@@ -19,8 +19,8 @@ from dialler.comms.models import SmsMessage
 from dialler.compliance.models import OptOut
 from dialler.integrations.simulated import SimulatedSms, SimulatedTelephony
 from dialler.runtime import Stores
-from tests.dialler.comms.customers import add_customer
-from tests.e2e.conftest import eventually
+from tests.support.live_api import eventually
+from tests.support.replica_customers import add_customer
 from workflows.magic_link import MagicLinkWorkflow
 
 

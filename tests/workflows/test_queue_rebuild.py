@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.queues import queue_engine
+from devstack.seed import seed_replica
 from dialler.calls.models import ContactAttempt
 from dialler.compliance.models import DoNotCall
 from dialler.queues.rebuild import RebuildInput, RebuildReport
-from dialler.replica.seed import seed_replica
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from workflows.queue_rebuild import QueueRebuildWorkflow
 

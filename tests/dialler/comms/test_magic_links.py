@@ -19,7 +19,7 @@ from dialler.comms.errors import (
 )
 from dialler.comms.models import MagicLink
 from dialler.runtime import Stores
-from tests.dialler.comms.customers import add_customer
+from tests.support.replica_customers import add_customer
 
 NOW = datetime.now(UTC)
 

@@ -14,7 +14,7 @@ from dialler.comms.keywords import InboundAction
 from dialler.comms.models import SmsConversation, SmsMessage
 from dialler.compliance.models import DoNotCall, OptOut
 from dialler.runtime import Stores
-from tests.dialler.comms.customers import add_customer
+from tests.support.replica_customers import add_customer
 
 NOW = datetime(2025, 6, 4, 10, 0, tzinfo=UTC)
 PHONE = "+447700900123"

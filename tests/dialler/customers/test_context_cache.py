@@ -11,11 +11,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import dialler.customers.context as context_module
-from activities.queues import queue_engine
+from devstack.seed import seed_replica
 from dialler.customers.context import cache_key, forget, get_context
 from dialler.customers.read_ahead import ContextReadAhead
 from dialler.queues.rebuild import recompute
-from dialler.replica.seed import seed_replica
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 
 

@@ -3,120 +3,22 @@ that point at both. No database or Temporal: these tests need only loopback HTTP
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI, Request, Response
 
-from dialler.config import Settings, TelephonyMode
-from dialler.integrations import twilio_voice
-from tests.fakes.twilio_api import BackgroundServer, FakeTwilio
-
-ACCOUNT_SID = "AC" + "a1" * 16
-AUTH_TOKEN = "test-auth-token-0123456789abcdef"
-API_KEY_SID = "SK" + "b2" * 16
-API_KEY_SECRET = "test-api-key-secret-0123456789ab"
-TWIML_APP_SID = "AP" + "c3" * 16
-CALLER_ID = "+441615550100"
-
-
-def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "telephony_mode": TelephonyMode.TWILIO,
-        "twilio_account_sid": ACCOUNT_SID,
-        "twilio_auth_token": AUTH_TOKEN,
-        "twilio_api_key_sid": API_KEY_SID,
-        "twilio_api_key_secret": API_KEY_SECRET,
-        "twilio_twiml_app_sid": TWIML_APP_SID,
-        "caller_id": CALLER_ID,
-        "company_name": "RMC Claims",
-        **overrides,
-    }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-@dataclass(frozen=True)
-class Hook:
-    """One webhook request as the receiver saw it."""
-
-    path: str
-    url: str
-    pairs: list[tuple[str, str]]
-    signature: str | None
-    idempotency_token: str | None
-
-    @property
-    def form(self) -> dict[str, str]:
-        return dict(self.pairs)
-
-
-class Receiver:
-    """Our side of the webhooks: records every POST; serves TwiML on ``/twiml/<name>``."""
-
-    def __init__(self) -> None:
-        self.hooks: list[Hook] = []
-        self.twiml: dict[str, str] = {}
-        self._server = BackgroundServer(self._app())
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    def start(self) -> Receiver:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def reset(self) -> None:
-        self.hooks.clear()
-        self.twiml = {
-            "bridge": twilio_voice.bridge_to_agent("agent_1", f"{self.url}/status"),
-            "abandoned": twilio_voice.abandoned_message("RMC Claims", CALLER_ID),
-        }
-
-    def at(self, path: str) -> list[Hook]:
-        return [h for h in self.hooks if h.path == path]
-
-    async def wait_for(self, predicate: Callable[[list[Hook]], bool], within_s: float = 5.0) -> list[Hook]:
-        deadline = time.monotonic() + within_s
-        while not predicate(list(self.hooks)):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"webhooks not as expected in {within_s}s: {[h.form for h in self.hooks]}")
-            await asyncio.sleep(0.01)
-        return list(self.hooks)
-
-    def _app(self) -> FastAPI:
-        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-
-        @app.post("/{path:path}")
-        async def hook(path: str, request: Request) -> Response:
-            body = (await request.body()).decode()
-            self.hooks.append(
-                Hook(
-                    path=f"/{path}",
-                    url=str(request.url),
-                    pairs=parse_qsl(body, keep_blank_values=True),
-                    signature=request.headers.get("x-twilio-signature"),
-                    idempotency_token=request.headers.get("i-twilio-idempotency-token"),
-                )
-            )
-            if path.startswith("twiml/"):
-                document = self.twiml.get(path.removeprefix("twiml/"))
-                if document is None:
-                    return Response(status_code=404)
-                return Response(document, media_type="application/xml")
-            return Response(status_code=204)
-
-        return app
+from dialler.config import Settings
+from tests.support.telephony import (
+    ACCOUNT_SID,
+    API_KEY_SECRET,
+    API_KEY_SID,
+    AUTH_TOKEN,
+    Receiver,
+    make_settings,
+)
+from tests.support.twilio_api import FakeTwilio
 
 
 @pytest.fixture(scope="session")

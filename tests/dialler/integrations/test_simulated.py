@@ -21,7 +21,7 @@ from dialler.integrations.simulated import (
 )
 from dialler.integrations.twilio import TelephonyError, TwilioTelephony
 from dialler.integrations.twilio_voice import validate_signature
-from tests.dialler.integrations.conftest import ACCOUNT_SID, CALLER_ID, Hook, Receiver, make_settings
+from tests.support.telephony import ACCOUNT_SID, CALLER_ID, Hook, Receiver, make_settings
 
 FAST = CallPlan(initiated_s=0.01, ring_s=0.05, talk_s=5.0, amd_s=0.02, play_s=0.05)
 ANSWERS = "+447700900121"

@@ -21,8 +21,8 @@ from dialler.integrations.twilio import (
     TwilioTelephony,
     twilio_client,
 )
-from tests.dialler.integrations.conftest import API_KEY_SID, AUTH_TOKEN, CALLER_ID, Receiver, make_settings
-from tests.fakes.twilio_api import FakeTwilio, sms_segments
+from tests.support.telephony import API_KEY_SID, AUTH_TOKEN, CALLER_ID, Receiver, make_settings
+from tests.support.twilio_api import FakeTwilio, sms_segments
 
 CUSTOMER = "+447700900123"
 

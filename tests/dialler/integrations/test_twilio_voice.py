@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from dialler.integrations import twilio_voice as tv
-from tests.dialler.integrations.conftest import (
+from tests.support.telephony import (
     ACCOUNT_SID,
     API_KEY_SECRET,
     API_KEY_SID,

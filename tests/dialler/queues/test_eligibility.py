@@ -17,7 +17,7 @@ from dialler.queues.eligibility import (
     reason_text,
 )
 from dialler.queues.phones import PHONE_REASONS
-from tests.dialler.queues.customers import eligible_customer
+from tests.support.queue_facts import eligible_customer
 
 OLDEST = datetime(2025, 1, 15, 9, 30, tzinfo=UTC)
 

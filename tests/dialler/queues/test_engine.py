@@ -23,23 +23,12 @@ from dialler.queues.engine import (
     StaleLease,
 )
 from dialler.queues.keys import QUEUES
+from tests.support.redis import REDIS_URL, unlink_prefix
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 TTL = 30
 T0 = 1_700_000_000.0
 ALL = list(QUEUES)
 RUN_1 = "queue-rebuild-2025-01-01T06:00:00Z"  # Schedule-started workflow ids carry colons
-
-
-async def unlink_prefix(client: Redis, prefix: str) -> None:
-    batch: list[str] = []
-    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            await client.unlink(*batch)
-            batch.clear()
-    if batch:
-        await client.unlink(*batch)
 
 
 @pytest_asyncio.fixture(scope="session")

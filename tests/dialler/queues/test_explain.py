@@ -9,7 +9,7 @@ from dialler.queues.eligibility import CustomerFacts, QueueName, classify
 from dialler.queues.explain import Explanation, explain
 from dialler.queues.gates import CallingRules, ContactHistory, GateResult, evaluate, next_allowed_at
 from dialler.queues.scoring import queue_score
-from tests.dialler.queues.customers import eligible_customer
+from tests.support.queue_facts import eligible_customer
 
 LONDON = ZoneInfo("Europe/London")
 RULES = CallingRules()

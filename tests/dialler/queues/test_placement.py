@@ -20,8 +20,8 @@ from dialler.queues.engine import QueueEngine
 from dialler.queues.facts import DiallerFacts, LiveCallback
 from dialler.queues.gates import CallingRules
 from dialler.queues.placement import CALLBACK_PREPARE, CLOCK_ALLOWANCE, Decision, decide
-from tests.dialler.queues.customers import eligible_customer
-from tests.dialler.queues.test_engine import REDIS_URL, unlink_prefix
+from tests.support.queue_facts import eligible_customer
+from tests.support.redis import REDIS_URL, unlink_prefix
 
 NOW = datetime(2026, 6, 10, 10, 0, tzinfo=UTC)  # a Wednesday, 11:00 in London
 GRACE = timedelta(seconds=600)

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 import psutil
 import pytest
 
-from activities.queues import queue_engine
+from devstack.seed import seed_replica
 from dialler.config import PROJECT_ROOT
 from dialler.queues.rebuild import StageRangeInput, stage_range
 from dialler.queues.rebuild_pool import RebuildPool
-from dialler.replica.seed import seed_replica
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 
 

@@ -4,8 +4,8 @@ without claims (the generated data has all of them)."""
 
 from __future__ import annotations
 
+from devstack.seed import seed_replica
 from dialler.queues import facts
-from dialler.replica.seed import seed_replica
 from dialler.runtime import Stores
 
 

@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from dialler.replica import seed as seed_module
-from dialler.replica.schema import create_replica_tables
-from dialler.replica.seed import (
+from devstack import seed as seed_module
+from devstack.seed import (
     ACTIVE_CLAIM_STATUSES,
     CLOSED_CLAIM_STATUSES,
     SeedReport,
     seed_replica,
 )
+from dialler.replica.schema import create_replica_tables
 
 USERS = 2_000
 TABLES = ("users", "claims", "claim_requirements")

@@ -21,10 +21,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from devstack import services
+from devstack.services import ProcessGroup, ServiceError, unreachable
 from dialler.config import Settings, get_settings, mask_url
 from dialler.integrations.sqs import ensure_cdc_queues
-from workers import services
-from workers.services import ProcessGroup, ServiceError, unreachable
 
 log = logging.getLogger("dialler.stack")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -86,8 +86,8 @@ def _reason(exc: BaseException) -> str:
 
 async def prepare_replica(settings: Settings, group: ProcessGroup) -> str:
     """The replica URL to use: the configured one if it has a row binlog, else our own instance."""
+    from devstack.seed import seed_replica
     from dialler.replica.schema import create_replica_tables
-    from dialler.replica.seed import seed_replica
 
     url = settings.replica_url
     host, port = services.url_host_port(url, 3306)
@@ -128,7 +128,7 @@ async def prepare_replica(settings: Settings, group: ProcessGroup) -> str:
 
 
 async def prepare_postgres(settings: Settings) -> None:
-    from dialler.agents.demo import ensure_demo_accounts
+    from devstack.demo import ensure_demo_accounts
     from dialler.db.engines import create_postgres_engine, session_factory
     from dialler.db.migrate import upgrade
 
@@ -193,7 +193,7 @@ def start_app_processes(settings: Settings, group: ProcessGroup, endpoints: Endp
 
 
 def banner(settings: Settings) -> str:
-    from dialler.agents.demo import DEMO_ACCOUNTS
+    from devstack.demo import DEMO_ACCOUNTS
 
     base = settings.public_base_url.rstrip("/")
     logins = "\n".join(f"    {a.role:<10} {a.email:<22} {a.password}" for a in DEMO_ACCOUNTS)
@@ -245,7 +245,7 @@ def down(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workers.stack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__)
     parser.add_argument("command", choices=["run", "down"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -1,6 +1,6 @@
 """The local stand-ins for infrastructure: how to start, probe and stop each one.
 
-Used by ``workers.stack`` (``make run``) and by the test harness, so that both start services the
+Used by ``devstack.stack`` (``make run``) and by the test harness, so that both start services the
 same way. Every process is started in its own session and stopped by its PID (never by name: the
 machine runs other services), with its log and PID file under the run directory.
 """

@@ -1,1 +1,0 @@
-"""Stand-ins for outside services that tests cannot reach, speaking their real wire formats."""

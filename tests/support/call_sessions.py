@@ -1,0 +1,29 @@
+"""Call-session set-up shared by the end-to-end tests: a customer in a queue, an agent available."""
+
+from __future__ import annotations
+
+import httpx
+
+from devstack.seed import seed_replica
+from dialler.queues.runtime import queue_engine
+from dialler.runtime import Stores
+from tests.support.live_api import login
+
+
+async def queue_one_customer(stores: Stores, replica_url: str) -> int:
+    """A small replica and one customer placed by the queue rules (as a rebuild or CDC would)."""
+    from dialler.queues.rebuild import recompute
+
+    await seed_replica(replica_url, users=60, seed=21)
+    engine = queue_engine(stores)
+    await recompute(stores, engine, list(range(1, 61)))
+    depths = await engine.depths()
+    assert depths["unsigned"] > 0
+    return depths["unsigned"]
+
+
+async def start_available(http: httpx.AsyncClient, email: str) -> dict[str, str]:
+    headers = await login(http, email)
+    response = await http.put("/api/v1/agents/me/presence", json={"state": "available"}, headers=headers)
+    assert response.status_code == 200, response.text
+    return headers
