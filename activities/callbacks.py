@@ -31,9 +31,9 @@ from dialler.callbacks.messages import (
     callback_workflow_id,
 )
 from dialler.callbacks.models import Callback
+from dialler.compliance import gates
 from dialler.config import Settings
 from dialler.customers.context import forget
-from dialler.queues import gates
 from dialler.queues.phones import normalise_phone
 from dialler.runtime import Stores
 

@@ -33,10 +33,11 @@ from dialler.calls.view import update_view
 from dialler.comms.messages import MagicLinkInput, MagicLinkPurpose
 from dialler.comms.models import SmsConversation, SmsMessage
 from dialler.comms.templates import TemplateName
+from dialler.compliance import gates
 from dialler.compliance.models import DoNotCall
 from dialler.customers.context import forget
 from dialler.integrations.twilio import Telephony, TelephonyError
-from dialler.queues import gates, rebuild
+from dialler.queues import rebuild
 from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES
 from dialler.queues.engine import StaleLease
 from dialler.queues.phones import normalise_phone

@@ -145,7 +145,7 @@ def in_hours_offset_s() -> int:
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from dialler.queues.gates import bank_holidays
+    from dialler.compliance.gates import bank_holidays
 
     london = datetime.now(UTC).astimezone(ZoneInfo("Europe/London"))
     target = london + timedelta(days=(2 - london.weekday()) % 7 or 7)

@@ -17,7 +17,7 @@ from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.audit.service import record_ctx
-from dialler.queues import gates
+from dialler.compliance import gates
 from dialler.queues.eligibility import QueueName, reason_text
 from dialler.queues.service import explain_customer, not_callable
 from workflows.queue_rebuild import QueueRebuildWorkflow, rebuild_input

@@ -22,9 +22,9 @@ from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, get_presence, set_presence
 from dialler.calls.messages import CallSessionInput, CallSessionView, call_workflow_id
 from dialler.calls.view import open_view
+from dialler.compliance import gates
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
-from dialler.queues import gates
 from dialler.queues.eligibility import QUEUE_PRIORITY
 from dialler.queues.engine import AgentAlreadyHoldsLease, Lease, QueueEngine
 from dialler.queues.rebuild import recompute

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from dialler.compliance.gates import GateResult, first_blocking
 from dialler.queues.eligibility import CustomerFacts, Placement, QueueName
-from dialler.queues.gates import GateResult, first_blocking
 
 __all__ = ["Explanation", "explain"]
 
@@ -50,7 +50,7 @@ def explain(
 ) -> Explanation:
     """Combine eligibility, gates and score into one explanation.
 
-    ``next_allowed_at`` (from :func:`dialler.queues.gates.next_allowed_at`) is the exact time all
+    ``next_allowed_at`` (from :func:`dialler.compliance.gates.next_allowed_at`) is the exact time all
     gates open together; without it ``until`` is the latest ``until`` of the closed gates, a lower
     bound (a gap ending at 21:00 still waits for the next morning's window).
     """

@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialler.compliance.gates import CallingRules
 from dialler.config import Settings
 from dialler.queues import facts as facts_
 from dialler.queues.engine import QueueEngine
-from dialler.queues.gates import CallingRules
 from dialler.queues.phones import normalise_phone
 from dialler.queues.placement import Decision, decide_all
 from dialler.runtime import Stores

@@ -5,9 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from dialler.compliance.gates import CallingRules, ContactHistory, GateResult, evaluate, next_allowed_at
 from dialler.queues.eligibility import CustomerFacts, QueueName, classify
 from dialler.queues.explain import Explanation, explain
-from dialler.queues.gates import CallingRules, ContactHistory, GateResult, evaluate, next_allowed_at
 from dialler.queues.scoring import queue_score
 from tests.dialler.queues.customers import eligible_customer
 

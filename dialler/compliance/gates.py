@@ -13,8 +13,9 @@ Time rules, chosen to be exact and explainable:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -50,7 +51,22 @@ EARLIEST_OPENING: Final = time(8, 0)
 LATEST_CLOSING: Final = time(21, 0)
 # Customers are UK-only (see phones.py), so their local time is UK time.
 UK_TIMEZONES: Final = ("Europe/London",)
-UK_SUBDIVISIONS: Final = ("ENG", "NIR", "SCT", "WLS")
+NATIONS: Final = ("ENG", "NIR", "SCT", "WLS")
+# Not nations but calendars over them. ANY_NATION: closed on a bank holiday of any nation, for a
+# customer whose nation we cannot tell (no or unreadable postcode): calling a Scot on 2 January is a
+# breach of our policy, keeping an English customer off the phone one extra day is not, so the
+# unknown case takes the stricter calendar. SOME_NATION: open if any nation is open; only for the
+# shared pre-check before an agent is offered a call, which is always followed by the customer's own.
+ANY_NATION: Final = "ANY"
+SOME_NATION: Final = "SOME"
+UK_SUBDIVISIONS: Final = (*NATIONS, ANY_NATION, SOME_NATION)
+# Postcode areas (the letters before the first digit) of Scotland; Northern Ireland is BT. The rest of
+# the UK areas are England or Wales, whose bank holidays are the same.
+SCOTTISH_POSTCODE_AREAS: Final = frozenset(
+    ("AB", "DD", "DG", "EH", "FK", "G", "HS", "IV", "KA", "KW", "KY", "ML", "PA", "PH", "TD", "ZE")
+)
+NORTHERN_IRISH_POSTCODE_AREAS: Final = frozenset(("BT",))
+_POSTCODE_AREA: Final = re.compile(r"^\s*([A-Za-z]{1,2})[0-9]")
 MAX_ATTEMPTS_PER_DAY_LIMIT: Final = 10
 MAX_ATTEMPTS_PER_WEEK_LIMIT: Final = 30
 MIN_GAP_BOUNDS: Final = (timedelta(minutes=15), timedelta(days=7))
@@ -63,13 +79,37 @@ _FIXED_POINT_STEPS: Final = 64
 
 
 class Rule(StrEnum):
+    # The customer's record (codes shared with the queue placement reasons).
+    DECEASED = "deceased"
+    DELETED = "deleted"
+    DISABLED = "disabled"
+    INACTIVE = "inactive"
+    UNKNOWN_STATUS = "unknown_status"
+    NO_CALLABLE_NUMBER = "no_callable_number"
     DO_NOT_CALL = "do_not_call"
     OPTED_OUT = "opted_out"
     ABANDONED_COOLOFF = "abandoned_cooloff"
     MAX_ATTEMPTS_PER_WEEK = "max_attempts_per_week"
+    NUMBER_MAX_ATTEMPTS_PER_WEEK = "number_max_attempts_per_week"
     MAX_ATTEMPTS_PER_DAY = "max_attempts_per_day"
+    NUMBER_MAX_ATTEMPTS_PER_DAY = "number_max_attempts_per_day"
     MIN_GAP = "min_gap"
+    NUMBER_MIN_GAP = "number_min_gap"
     CALLING_WINDOW = "calling_window"
+    VULNERABLE = "vulnerable_needs_trained_agent"
+
+
+CALLABLE_USER_STATUSES: Final = ("active", "vulnerable")
+# One wording per refusal, whichever path refuses (placement reasons, callbacks, dial, SMS).
+RECORD_REASONS: Final[dict[str, str]] = {
+    Rule.DECEASED: "the customer is deceased: never called",
+    Rule.DELETED: "the customer record is deleted",
+    Rule.DISABLED: "the customer account is disabled",
+    Rule.INACTIVE: "the customer is inactive",
+    Rule.UNKNOWN_STATUS: "the customer status is not one we call",
+}
+DO_NOT_CALL_TEXT: Final = "the number is on the do-not-call list (TPS or request)"
+OPTED_OUT_TEXT: Final = "the customer opted out (SMS STOP)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +179,10 @@ class CallingRules:
         # Not a field: keeps the dataclass plain data for Temporal payloads; ZoneInfo caches instances.
         return ZoneInfo(self.timezone)
 
+    def for_nation(self, nation: str) -> CallingRules:
+        """The same rules under ``nation``'s bank holidays (cached: placement asks per customer)."""
+        return self if nation == self.holiday_subdiv else _for_nation(self, nation)
+
     def hours_on(self, day: date) -> Hours | None:
         """Local opening hours on ``day``, or None when we never call (Sunday, bank holiday)."""
         if day in bank_holidays(self.holiday_country, self.holiday_subdiv, day.year):
@@ -147,6 +191,11 @@ class CallingRules:
         if weekday < 5:
             return self.weekday_hours
         return self.saturday_hours if weekday == 5 else None
+
+
+@lru_cache(maxsize=256)
+def _for_nation(rules: CallingRules, nation: str) -> CallingRules:
+    return replace(rules, holiday_subdiv=nation)
 
 
 def _check_count(name: str, value: int, high: int) -> None:
@@ -181,8 +230,37 @@ def _parse_hours(name: str, raw: Sequence[str]) -> Hours:
 
 @lru_cache(maxsize=64)
 def bank_holidays(country: str, subdiv: str, year: int) -> Mapping[date, str]:
-    """Bank holidays (including substitute days) of one year; cached, as the batch asks 500k times."""
+    """Bank holidays (including substitute days) of one year; cached, as the batch asks 500k times.
+
+    ``ANY``: a bank holiday in any nation (named after the nations that keep it); ``SOME``: a bank
+    holiday in every nation."""
+    if subdiv in (ANY_NATION, SOME_NATION):
+        per_nation = {n: bank_holidays(country, n, year) for n in NATIONS}
+        days: set[date] = set().union(*per_nation.values())
+        found: dict[date, str] = {}
+        for day in sorted(days):
+            keeping = [n for n in NATIONS if day in per_nation[n]]
+            if subdiv == SOME_NATION and len(keeping) < len(NATIONS):
+                continue
+            name = per_nation[keeping[0]][day]
+            found[day] = name if len(keeping) == len(NATIONS) else f"{name} in {'/'.join(keeping)}"
+        return found
     return dict(holidays.country_holidays(country, subdiv=subdiv, years=year).items())
+
+
+@lru_cache(maxsize=4096)
+def nation_of(postcode: str | None) -> str:
+    """The bank-holiday calendar of a customer from their postcode's area: ``SCT``, ``NIR``, ``ENG``
+    (England and Wales share theirs), or ``ANY`` when the postcode is missing or unreadable."""
+    match = _POSTCODE_AREA.match(postcode or "")
+    if match is None:
+        return ANY_NATION
+    area = match.group(1).upper()
+    if area in SCOTTISH_POSTCODE_AREAS:
+        return "SCT"
+    if area in NORTHERN_IRISH_POSTCODE_AREAS:
+        return "NIR"
+    return "ENG"
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,16 +296,57 @@ def _fmt(instant: datetime, rules: CallingRules) -> str:
 # --- the gates ------------------------------------------------------------------------------------
 
 
+def record_block(status: str, deleted: bool, enabled: bool, *, for_text: bool = False) -> Rule | None:
+    """The first thing in the customer's record that rules out any contact, or None.
+
+    Deceased first: it must win over everything, including a callback booked before. A text is
+    refused only for a deceased or deleted customer (an inactive customer may still text us and be
+    answered); a call needs an enabled account with a status we call."""
+    # The replica's collation is case-insensitive, so 'Active' can exist there.
+    status = status.strip().lower()
+    if status == "deceased":
+        return Rule.DECEASED
+    if deleted:
+        return Rule.DELETED
+    if for_text:
+        return None
+    if not enabled:
+        return Rule.DISABLED
+    if status not in CALLABLE_USER_STATUSES:
+        return Rule.INACTIVE if status == "inactive" else Rule.UNKNOWN_STATUS
+    return None
+
+
+def customer_record(status: str, deleted: bool, enabled: bool, *, for_text: bool = False) -> GateResult:
+    blocked = record_block(status, deleted, enabled, for_text=for_text)
+    if blocked is None:
+        return GateResult(True, "customer_record", "the customer's record allows contact")
+    return GateResult(False, blocked, RECORD_REASONS[blocked])
+
+
 def do_not_call(listed: bool) -> GateResult:
     if listed:
-        return GateResult(False, Rule.DO_NOT_CALL, "the number is on the do-not-call list (TPS or request)")
+        return GateResult(False, Rule.DO_NOT_CALL, DO_NOT_CALL_TEXT)
     return GateResult(True, Rule.DO_NOT_CALL, "not on the do-not-call list")
 
 
 def opted_out(opted_out: bool) -> GateResult:
     if opted_out:
-        return GateResult(False, Rule.OPTED_OUT, "the customer opted out (SMS STOP)")
+        return GateResult(False, Rule.OPTED_OUT, OPTED_OUT_TEXT)
     return GateResult(True, Rule.OPTED_OUT, "no opt-out")
+
+
+def vulnerable_agent(vulnerable: bool, agent_trained_vulnerable: bool) -> GateResult:
+    """Vulnerable customers are only offered to agents trained to handle them (FCA FG21/1)."""
+    if vulnerable and not agent_trained_vulnerable:
+        return GateResult(
+            False, Rule.VULNERABLE, "a vulnerable customer: only an agent trained for vulnerable customers may call"
+        )
+    return GateResult(True, Rule.VULNERABLE, "the agent may take this customer")
+
+
+def agent_may_take(vulnerable: bool, agent_trained_vulnerable: bool) -> bool:
+    return vulnerable_agent(vulnerable, agent_trained_vulnerable).allowed
 
 
 def calling_window(now: datetime, rules: CallingRules) -> GateResult:

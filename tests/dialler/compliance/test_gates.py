@@ -4,8 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialler.config import Settings
-from dialler.queues.gates import (
+from dialler.compliance.gates import (
     CallingRules,
     ContactHistory,
     Rule,
@@ -22,6 +21,7 @@ from dialler.queues.gates import (
     next_allowed_slots,
     opted_out,
 )
+from dialler.config import Settings
 
 LONDON = ZoneInfo("Europe/London")
 RULES = CallingRules()
