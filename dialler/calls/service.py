@@ -22,7 +22,7 @@ from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, get_presence, set_presence
 from dialler.calls.messages import CallSessionInput, CallSessionView, call_workflow_id
 from dialler.calls.view import open_view
-from dialler.compliance import gates
+from dialler.compliance import gate, gates
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
 from dialler.queues.eligibility import QUEUE_PRIORITY
@@ -94,7 +94,7 @@ async def take_next_call(
     if presence.state is not PresenceState.AVAILABLE:
         raise NextCallRefused(f"Only an available agent can take a next call (you are {presence.state.value}).")
     now = datetime.now(UTC)
-    window = gates.calling_window(clock.now(settings), gates.CallingRules.from_settings(settings))
+    window = gate.shared_hours(clock.now(settings), gates.CallingRules.from_settings(settings))
     if not window.allowed:
         return NoneEligible(f"Outside calling hours: {window.explanation}", window.until)
     if not agent.queues:

@@ -9,7 +9,7 @@ that ask for one customer (callback, dial, SMS, explain) use :func:`load`, built
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, text
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dialler.compliance.gate import ContactFacts
 from dialler.queues.phones import normalise_phone
 
-__all__ = ["NumberFacts", "customer_attempts", "load", "load_for_number", "number_facts"]
+__all__ = ["NumberFacts", "customer_attempts", "is_opted_out", "load", "load_for_text", "number_facts"]
 
 WEEK = timedelta(days=7)
 
@@ -151,13 +151,34 @@ async def load(
     return found
 
 
-async def load_for_number(*, postgres: AsyncEngine, phone: str, now: datetime) -> ContactFacts:
-    """The facts of a number alone (a text to a number with no customer we know of)."""
-    async with postgres.connect() as conn:
-        known = await number_facts(conn, now=now, phones=[phone])
-    return ContactFacts(
-        user_id=None, phone_e164=phone, do_not_call=phone in known.do_not_call, opted_out=phone in known.opted_out
+async def load_for_text(
+    conn: AsyncConnection, *, phone: str, now: datetime, user_id: int | None = None, replica: AsyncEngine | None = None
+) -> ContactFacts:
+    """The facts of a text to ``phone`` (on the caller's connection, inside its transaction): the
+    number's opt-out and do-not-call, and the customer's record when we know whose number it is."""
+    known = await number_facts(conn, now=now, phones=[phone])
+    facts = ContactFacts(
+        user_id=user_id, phone_e164=phone, do_not_call=phone in known.do_not_call, opted_out=phone in known.opted_out
     )
+    if user_id is None or replica is None:
+        return facts
+    async with replica.connect() as rconn:
+        record = (await rconn.execute(_RECORD, {"ids": [user_id]})).one_or_none()
+    if record is None:  # gone from the replica: nobody to text on their behalf
+        return replace(facts, deleted=True)
+    return replace(
+        facts,
+        status=str(record.status),
+        deleted=bool(record.deleted),
+        enabled=bool(record.is_enabled),
+        postcode=record.postcode,
+        versions={"replica_users_updated_at": None if record.updated_at is None else int(record.updated_at)},
+    )
+
+
+async def is_opted_out(conn: AsyncConnection, *, phone: str) -> bool:
+    """Whether a STOP stands on ``phone`` (the fact; whether a text may go is :func:`gate.check`'s)."""
+    return bool((await conn.execute(_OPT_OUT, {"phones": [phone]})).first())
 
 
 def _utc(instants: tuple[datetime, ...]) -> tuple[datetime, ...]:

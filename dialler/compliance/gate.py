@@ -33,7 +33,7 @@ from typing import Final
 from dialler.compliance import gates
 from dialler.compliance.gates import CallingRules, ContactHistory, GateResult, Rule
 
-__all__ = ["Channel", "ContactFacts", "Decision", "check"]
+__all__ = ["Channel", "ContactFacts", "Decision", "check", "shared_hours"]
 
 _FIXED_POINT_STEPS: Final = 32
 
@@ -154,6 +154,14 @@ def check(
     if all(c.allowed for c in checks):
         return Decision(True, channel, at, checks, at, facts.versions)
     return Decision(False, channel, at, checks, _next_allowed(facts, at, checks, rules, shared_window), facts.versions)
+
+
+def shared_hours(at: datetime, rules: CallingRules) -> GateResult:
+    """The calling hours as far as they are everyone's: open when some nation may be called now.
+
+    The cheap pre-check before an agent is offered anyone; the customer offered is then checked in
+    full (their own nation's holidays included) before the dial."""
+    return _window(at.astimezone(UTC), rules.for_nation(gates.SOME_NATION))
 
 
 def _sms_checks(facts: ContactFacts, stop_confirmation: bool) -> tuple[GateResult, ...]:
