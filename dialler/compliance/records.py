@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dialler.compliance.gate import Decision
 from dialler.compliance.models import ComplianceDecision
 
-__all__ = ["RecordedDecision", "recent_decisions", "record_decision"]
+__all__ = ["RecordedDecision", "dial_refusal", "recent_decisions", "record_decision"]
 
 
 async def record_decision(
@@ -73,19 +73,36 @@ async def recent_decisions(conn: AsyncConnection, *, user_id: int, limit: int = 
         .order_by(ComplianceDecision.decided_at.desc(), ComplianceDecision.id.desc())
         .limit(limit)
     )
-    return [
-        RecordedDecision(
-            decided_at=r.decided_at,
-            path=r.path,
-            channel=r.channel,
-            allowed=r.allowed,
-            blocking_rule=r.blocking_rule,
-            reasons=list(r.reasons),
-            rules_checked=list(r.rules_checked),
-            next_allowed_at=r.next_allowed_at,
-            facts_versions=dict(r.facts_versions),
-            call_session_id=None if r.call_session_id is None else str(r.call_session_id),
-            agent_id=r.agent_id,
+    return [_recorded(r) for r in rows.scalars()]
+
+
+def _recorded(r: ComplianceDecision) -> RecordedDecision:
+    return RecordedDecision(
+        decided_at=r.decided_at,
+        path=r.path,
+        channel=r.channel,
+        allowed=r.allowed,
+        blocking_rule=r.blocking_rule,
+        reasons=list(r.reasons),
+        rules_checked=list(r.rules_checked),
+        next_allowed_at=r.next_allowed_at,
+        facts_versions=dict(r.facts_versions),
+        call_session_id=None if r.call_session_id is None else str(r.call_session_id),
+        agent_id=r.agent_id,
+    )
+
+
+async def dial_refusal(conn: AsyncConnection, *, call_session_id: str) -> RecordedDecision | None:
+    """The gate's refusal of this session's dial, if it refused it (what the agent's screen shows)."""
+    try:
+        key = uuid.UUID(call_session_id)
+    except ValueError:
+        return None
+    row = await conn.scalar(
+        select(ComplianceDecision).where(
+            ComplianceDecision.call_session_id == key,
+            ComplianceDecision.path == "dial",
+            ComplianceDecision.allowed.is_(False),
         )
-        for r in rows
-    ]
+    )
+    return None if row is None else _recorded(row)
