@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -73,10 +74,10 @@ async def recent_decisions(conn: AsyncConnection, *, user_id: int, limit: int = 
         .order_by(ComplianceDecision.decided_at.desc(), ComplianceDecision.id.desc())
         .limit(limit)
     )
-    return [_recorded(r) for r in rows.scalars()]
+    return [_recorded(r) for r in rows]
 
 
-def _recorded(r: ComplianceDecision) -> RecordedDecision:
+def _recorded(r: Any) -> RecordedDecision:  # a row of compliance_decisions (Core: a Row)
     return RecordedDecision(
         decided_at=r.decided_at,
         path=r.path,
@@ -98,11 +99,13 @@ async def dial_refusal(conn: AsyncConnection, *, call_session_id: str) -> Record
         key = uuid.UUID(call_session_id)
     except ValueError:
         return None
-    row = await conn.scalar(
-        select(ComplianceDecision).where(
-            ComplianceDecision.call_session_id == key,
-            ComplianceDecision.path == "dial",
-            ComplianceDecision.allowed.is_(False),
+    row = (
+        await conn.execute(
+            select(ComplianceDecision).where(
+                ComplianceDecision.call_session_id == key,
+                ComplianceDecision.path == "dial",
+                ComplianceDecision.allowed.is_(False),
+            )
         )
-    )
+    ).first()
     return None if row is None else _recorded(row)
