@@ -183,10 +183,12 @@ def _voice_checks(
         checks.append(GateResult(False, Rule.NO_CALLABLE_NUMBER, f"no callable phone number: {problem}"))
     checks += [gates.do_not_call(facts.do_not_call), gates.opted_out(facts.opted_out)]
     if facts.booked_callback or not (facts.attempts or facts.number_attempts or facts.last_abandoned_at):
-        # Nothing in the history can close a gate: the open answers are the same for everyone (the
+        # Nothing in the history can close a limit: the open answers are the same for everyone (the
         # rebuild's common case, 500k times; built once per rules).
-        customer = ContactHistory((), facts.last_abandoned_at)
-        checks.append(gates.abandoned_cooloff(at, customer, rules))
+        if facts.last_abandoned_at is None:
+            checks.append(_no_abandoned_call(rules))
+        else:
+            checks.append(gates.abandoned_cooloff(at, ContactHistory((), facts.last_abandoned_at), rules))
         checks += _open_history_checks(rules)
     else:
         customer = ContactHistory(facts.attempts, facts.last_abandoned_at)
@@ -222,6 +224,11 @@ def _on_number(result: GateResult) -> GateResult:
     return GateResult(
         result.allowed, _NUMBER_RULE[Rule(result.rule)], f"on this number: {result.explanation}", result.until
     )
+
+
+@lru_cache(maxsize=8)
+def _no_abandoned_call(rules: CallingRules) -> GateResult:
+    return gates.abandoned_cooloff(datetime(2000, 1, 1, tzinfo=UTC), ContactHistory(), rules)
 
 
 @lru_cache(maxsize=8)

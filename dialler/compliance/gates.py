@@ -13,7 +13,6 @@ Time rules, chosen to be exact and explainable:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -66,7 +65,6 @@ SCOTTISH_POSTCODE_AREAS: Final = frozenset(
     ("AB", "DD", "DG", "EH", "FK", "G", "HS", "IV", "KA", "KW", "KY", "ML", "PA", "PH", "TD", "ZE")
 )
 NORTHERN_IRISH_POSTCODE_AREAS: Final = frozenset(("BT",))
-_POSTCODE_AREA: Final = re.compile(r"^\s*([A-Za-z]{1,2})[0-9]")
 MAX_ATTEMPTS_PER_DAY_LIMIT: Final = 10
 MAX_ATTEMPTS_PER_WEEK_LIMIT: Final = 30
 MIN_GAP_BOUNDS: Final = (timedelta(minutes=15), timedelta(days=7))
@@ -248,14 +246,18 @@ def bank_holidays(country: str, subdiv: str, year: int) -> Mapping[date, str]:
     return dict(holidays.country_holidays(country, subdiv=subdiv, years=year).items())
 
 
-@lru_cache(maxsize=4096)
 def nation_of(postcode: str | None) -> str:
     """The bank-holiday calendar of a customer from their postcode's area: ``SCT``, ``NIR``, ``ENG``
-    (England and Wales share theirs), or ``ANY`` when the postcode is missing or unreadable."""
-    match = _POSTCODE_AREA.match(postcode or "")
-    if match is None:
+    (England and Wales share theirs), or ``ANY`` when the postcode is missing or unreadable.
+
+    No regex and no cache: the rebuild asks once per customer, with as many postcodes as customers."""
+    code = (postcode or "").lstrip()[:3].upper()
+    if len(code) >= 2 and code[0].isalpha() and code[1].isdigit():
+        area = code[0]
+    elif len(code) == 3 and code[:2].isalpha() and code[2].isdigit():
+        area = code[:2]
+    else:
         return ANY_NATION
-    area = match.group(1).upper()
     if area in SCOTTISH_POSTCODE_AREAS:
         return "SCT"
     if area in NORTHERN_IRISH_POSTCODE_AREAS:
@@ -317,23 +319,29 @@ def record_block(status: str, deleted: bool, enabled: bool, *, for_text: bool = 
     return None
 
 
+# The open answers are the same for everyone: built once (placement asks 500k times per rebuild).
+_RECORD_OPEN: Final = GateResult(True, "customer_record", "the customer's record allows contact")
+_NOT_LISTED: Final = GateResult(True, Rule.DO_NOT_CALL, "not on the do-not-call list")
+_NOT_OPTED_OUT: Final = GateResult(True, Rule.OPTED_OUT, "no opt-out")
+
+
 def customer_record(status: str, deleted: bool, enabled: bool, *, for_text: bool = False) -> GateResult:
     blocked = record_block(status, deleted, enabled, for_text=for_text)
     if blocked is None:
-        return GateResult(True, "customer_record", "the customer's record allows contact")
+        return _RECORD_OPEN
     return GateResult(False, blocked, RECORD_REASONS[blocked])
 
 
 def do_not_call(listed: bool) -> GateResult:
     if listed:
         return GateResult(False, Rule.DO_NOT_CALL, DO_NOT_CALL_TEXT)
-    return GateResult(True, Rule.DO_NOT_CALL, "not on the do-not-call list")
+    return _NOT_LISTED
 
 
 def opted_out(opted_out: bool) -> GateResult:
     if opted_out:
         return GateResult(False, Rule.OPTED_OUT, OPTED_OUT_TEXT)
-    return GateResult(True, Rule.OPTED_OUT, "no opt-out")
+    return _NOT_OPTED_OUT
 
 
 def vulnerable_agent(vulnerable: bool, agent_trained_vulnerable: bool) -> GateResult:

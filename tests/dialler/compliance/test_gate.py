@@ -15,8 +15,8 @@ RULES = CallingRules()
 LONDON = ZoneInfo("Europe/London")
 
 
-def uk(*args: int) -> datetime:
-    return datetime(*args, tzinfo=LONDON).astimezone(UTC)  # type: ignore[misc]
+def uk(year: int, month: int, day: int, hour: int) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=LONDON).astimezone(UTC)
 
 
 def customer(postcode: str | None, **overrides: object) -> ContactFacts:
