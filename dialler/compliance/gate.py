@@ -145,7 +145,7 @@ def check(
     and keeps only a closure of the customer's own nation (a Scottish bank holiday for a Scot).
     ``stop_confirmation``: the text confirming a STOP, the one text an opted-out number gets."""
     channel = Channel(channel)
-    at = at.astimezone(UTC)
+    at = gates.utc(at, "at")
     if channel is Channel.SMS:
         checks = _sms_checks(facts, stop_confirmation)
         allowed = all(c.allowed for c in checks)

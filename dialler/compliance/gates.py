@@ -32,15 +32,12 @@ __all__ = [
     "GateResult",
     "Rule",
     "abandoned_cooloff",
-    "attempt_limits",
     "calling_window",
     "do_not_call",
-    "evaluate",
     "first_blocking",
     "max_attempts_per_day",
     "max_attempts_per_week",
     "min_gap",
-    "next_allowed_at",
     "next_allowed_slots",
     "opted_out",
 ]
@@ -73,7 +70,6 @@ ABANDONED_COOLOFF_BOUNDS: Final = (timedelta(hours=72), timedelta(days=30))
 WEEK: Final = timedelta(days=7)
 # Longest run of closed days is a bank-holiday weekend plus Christmas (< 7 days); 21 is ample.
 _SEARCH_DAYS: Final = 21
-_FIXED_POINT_STEPS: Final = 64
 
 
 class Rule(StrEnum):
@@ -276,16 +272,17 @@ class ContactHistory:
     last_abandoned_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "attempts", tuple(sorted(_utc(t, "attempt") for t in self.attempts)))
+        object.__setattr__(self, "attempts", tuple(sorted(utc(t, "attempt") for t in self.attempts)))
         if self.last_abandoned_at is not None:
-            object.__setattr__(self, "last_abandoned_at", _utc(self.last_abandoned_at, "last_abandoned_at"))
+            object.__setattr__(self, "last_abandoned_at", utc(self.last_abandoned_at, "last_abandoned_at"))
 
     @property
     def last_attempt_at(self) -> datetime | None:
         return self.attempts[-1] if self.attempts else None
 
 
-def _utc(value: datetime, name: str) -> datetime:
+def utc(value: datetime, name: str) -> datetime:
+    """``value`` in UTC; a naive datetime is refused (a wall-clock time of which zone?)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value.isoformat()}")
     return value.astimezone(UTC)
@@ -358,7 +355,7 @@ def agent_may_take(vulnerable: bool, agent_trained_vulnerable: bool) -> bool:
 
 
 def calling_window(now: datetime, rules: CallingRules) -> GateResult:
-    now = _utc(now, "now")
+    now = utc(now, "now")
     local = now.astimezone(rules.tz)
     hours = rules.hours_on(local.date())
     if hours is not None and hours[0] <= local.time() < hours[1]:
@@ -410,7 +407,7 @@ def _local_midnight_after(now: datetime, rules: CallingRules) -> datetime:
 
 def max_attempts_per_day(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
     """At most N attempts per local calendar day; reopens at the next local midnight."""
-    now = _utc(now, "now")
+    now = utc(now, "now")
     today = now.astimezone(rules.tz).date()
     count = sum(1 for t in history.attempts if t.astimezone(rules.tz).date() == today)
     limit = rules.max_attempts_per_day
@@ -427,7 +424,7 @@ def max_attempts_per_day(now: datetime, history: ContactHistory, rules: CallingR
 
 def max_attempts_per_week(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
     """At most N attempts in any rolling 7 x 24 h; an attempt at t stops counting at t + 7 days."""
-    now = _utc(now, "now")
+    now = utc(now, "now")
     recent = [t for t in history.attempts if t > now - WEEK]  # sorted, as attempts are
     limit = rules.max_attempts_per_week
     if len(recent) < limit:
@@ -442,17 +439,8 @@ def max_attempts_per_week(now: datetime, history: ContactHistory, rules: Calling
     )
 
 
-def attempt_limits(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
-    """Both attempt limits as one result: the blocking one that reopens last (rule names it)."""
-    results = [max_attempts_per_day(now, history, rules), max_attempts_per_week(now, history, rules)]
-    blocked = [r for r in results if not r.allowed]
-    if not blocked:
-        return GateResult(True, "attempt_limits", "; ".join(r.explanation for r in results))
-    return max(blocked, key=lambda r: r.until or datetime.max.replace(tzinfo=UTC))
-
-
 def min_gap(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
-    now = _utc(now, "now")
+    now = utc(now, "now")
     last = history.last_attempt_at
     if last is None or now >= last + rules.min_gap:
         return GateResult(True, Rule.MIN_GAP, f"at least {rules.min_gap} since the last attempt")
@@ -466,7 +454,7 @@ def min_gap(now: datetime, history: ContactHistory, rules: CallingRules) -> Gate
 
 
 def abandoned_cooloff(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
-    now = _utc(now, "now")
+    now = utc(now, "now")
     last = history.last_abandoned_at
     if last is None or now >= last + rules.abandoned_cooloff:
         return GateResult(True, Rule.ABANDONED_COOLOFF, "no abandoned call in the cooling-off period")
@@ -479,63 +467,12 @@ def abandoned_cooloff(now: datetime, history: ContactHistory, rules: CallingRule
     )
 
 
-_opted_out_gate = opted_out  # evaluate()'s keyword ``opted_out`` shadows the gate's name
-
-
-# --- combining the gates --------------------------------------------------------------------------
-
-
-def evaluate(
-    now: datetime,
-    history: ContactHistory,
-    rules: CallingRules,
-    *,
-    listed_dnc: bool,
-    opted_out: bool,
-) -> list[GateResult]:
-    """Every gate, most severe first (permanent blocks, then the longest time-based ones)."""
-    return [
-        do_not_call(listed_dnc),
-        _opted_out_gate(opted_out),
-        abandoned_cooloff(now, history, rules),
-        max_attempts_per_week(now, history, rules),
-        max_attempts_per_day(now, history, rules),
-        min_gap(now, history, rules),
-        calling_window(now, rules),
-    ]
+# --- combining the gates: dialler.compliance.gate.check, the one decision ---------------------------
 
 
 def first_blocking(results: Iterable[GateResult]) -> GateResult | None:
-    """The first closed gate in :func:`evaluate`'s order (most severe), or None if all are open."""
+    """The first closed gate in the given order (most severe first), or None if all are open."""
     return next((r for r in results if not r.allowed), None)
-
-
-def next_allowed_at(
-    now: datetime,
-    history: ContactHistory,
-    rules: CallingRules,
-    *,
-    listed_dnc: bool,
-    opted_out: bool,
-) -> datetime | None:
-    """The earliest instant >= ``now`` at which every gate is open; None if that never happens.
-
-    Jumps to the latest ``until`` of the closed gates and re-evaluates there until nothing blocks
-    (a fixed point): e.g. a min gap ending at 21:30 lands outside the window, which moves to 08:00.
-    """
-    at = _utc(now, "now")
-    for _ in range(_FIXED_POINT_STEPS):
-        blocked = [r for r in evaluate(at, history, rules, listed_dnc=listed_dnc, opted_out=opted_out) if not r.allowed]
-        if not blocked:
-            return at
-        untils = [r.until for r in blocked]
-        if any(u is None for u in untils):
-            return None
-        later = max(u for u in untils if u is not None)
-        if later <= at:  # a gate claiming to open in the past would loop forever: a bug, say so
-            raise RuntimeError(f"gate {blocked[0].rule} is closed at {at.isoformat()} but opens at {later}")
-        at = later
-    raise RuntimeError(f"no fixed point after {_FIXED_POINT_STEPS} steps from {now.isoformat()}")
 
 
 MAX_SLOTS: Final = 2000
@@ -552,7 +489,7 @@ def next_allowed_slots(start: datetime, rules: CallingRules, count: int, step_mi
     if not 1 <= step_minutes <= 240:
         raise ValueError(f"step_minutes must be between 1 and 240, got {step_minutes}")
     slots: list[datetime] = []
-    at = _align_up(_utc(start, "start"), rules, step_minutes)
+    at = _align_up(utc(start, "start"), rules, step_minutes)
     while len(slots) < count:
         window = calling_window(at, rules)
         if window.allowed:

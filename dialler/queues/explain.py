@@ -52,7 +52,7 @@ def explain(
 ) -> Explanation:
     """Combine eligibility, gates and score into one explanation.
 
-    ``next_allowed_at`` (from :func:`dialler.compliance.gates.next_allowed_at`) is the exact time all
+    ``next_allowed_at`` (the gate's :attr:`dialler.compliance.gate.Decision.next_allowed_at`) is the exact time all
     gates open together; without it ``until`` is the latest ``until`` of the closed gates, a lower
     bound (a gap ending at 21:00 still waits for the next morning's window).
     """
@@ -102,5 +102,5 @@ def _binding(blocked: Sequence[GateResult]) -> GateResult | None:
     permanent = first_blocking(r for r in blocked if r.until is None)
     if permanent is not None or not blocked:
         return permanent
-    # max() keeps the first of equal untils, i.e. the more severe rule in evaluate()'s order.
+    # max() keeps the first of equal untils, i.e. the more severe rule in the gate's order.
     return max(blocked, key=lambda r: r.until or datetime.min)
