@@ -347,6 +347,9 @@ class CallActivities:
         decision = gate.check(
             facts, channel=gate.Channel.VOICE, at=now, rules=self.rules, agent_trained_vulnerable=trained
         )
+        # Which rules, as well as which facts: settings change, and an old decision must still read right.
+        versions = {**decision.versions, "nation": facts.nation, "rules": self.rules.summary, "agent_trained": trained}
+        decision = replace(decision, versions=versions)
         async with self.stores.postgres.begin() as conn:
             await record_decision(
                 conn,
@@ -357,6 +360,10 @@ class CallActivities:
                 agent_id=input.agent_id,
             )
         if not decision.allowed or facts.phone_e164 is None:
-            activity.logger.info("dial to user %s refused: %s", input.user_id, ", ".join(decision.rules_checked))
+            # Rule codes only: the reasons (kept in compliance_decisions) are for people, not logs.
+            blocking = decision.blocking
+            activity.logger.info(
+                "dial to user %s refused by %s", input.user_id, blocking.rule if blocking else "no_callable_number"
+            )
             raise ApplicationError(decision.summary, type="NotCallable", non_retryable=True)
         return facts.phone_e164

@@ -169,6 +169,16 @@ class CallingRules:
         )
 
     @property
+    def summary(self) -> str:
+        """The rules in one line, kept with each recorded decision."""
+        saturday = "closed" if self.saturday_hours is None else _hours_text(self.saturday_hours)
+        return (
+            f"weekdays {_hours_text(self.weekday_hours)}, Saturdays {saturday} ({self.timezone}, the "
+            f"customer's nation's bank holidays); {self.max_attempts_per_day}/day, "
+            f"{self.max_attempts_per_week}/7 days, gap {self.min_gap}, after an abandoned call {self.abandoned_cooloff}"
+        )
+
+    @property
     def tz(self) -> ZoneInfo:
         # Not a field: keeps the dataclass plain data for Temporal payloads; ZoneInfo caches instances.
         return ZoneInfo(self.timezone)
@@ -190,6 +200,10 @@ class CallingRules:
 @lru_cache(maxsize=256)
 def _for_nation(rules: CallingRules, nation: str) -> CallingRules:
     return replace(rules, holiday_subdiv=nation)
+
+
+def _hours_text(hours: Hours) -> str:
+    return f"{hours[0]:%H:%M}-{hours[1]:%H:%M}"
 
 
 def _check_count(name: str, value: int, high: int) -> None:
