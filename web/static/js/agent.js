@@ -146,7 +146,7 @@ function renderCall() {
 }
 
 // "Why not now / next allowed at": the compliance gate's own reasons (the dial refused at the last
-// moment, or nobody callable now), as the supervisor's explain page shows them.
+// moment), the same strings GET /queues/customers/{id}/explain returns.
 function whyNotNow(reasons, nextAllowedAt, id) {
   const lines = [h("p", { class: "call-line call-refused", id }, "Not called: the compliance check refused this call")];
   for (const reason of reasons || []) lines.push(h("p", { class: "hint why-not-now" }, `Why not now: ${reason}`));
