@@ -27,7 +27,9 @@ async def explain_customer(
     customer = found[0]
     phone = normalise_phone(customer.phone_raw).e164
     async with postgres.connect() as conn:
-        known = await facts_.dialler_facts(conn, now=now, phones=[phone] if phone else [], user_ids=[user_id])
+        known = await facts_.dialler_facts(
+            conn, now=now, phones=[phone] if phone else [], user_ids=[user_id], abandoned_window=rules.abandoned_cooloff
+        )
     callback = known.callbacks.get(user_id)
     placement = classify(replace(customer, has_live_callback_due=callback is not None))
     if placement.queue is None or phone is None:
