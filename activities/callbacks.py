@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 from temporalio.client import Client
@@ -26,9 +25,9 @@ from dialler.callbacks.messages import (
     TransitionInput,
 )
 from dialler.callbacks.models import Callback
+from dialler.compliance import facts as compliance_facts
+from dialler.compliance import gate, gates
 from dialler.customers.context import forget
-from dialler.queues import gates
-from dialler.queues.phones import normalise_phone
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
@@ -113,37 +112,32 @@ class CallbackActivities:
         await forget(self.stores.redis, self.stores.settings.redis_prefix, [user_id])
 
     async def _check(self, user_id: int, *, at: datetime | None) -> DueCheck:
-        """The rules of now (record, do-not-call, opt-out) and the calling window at ``at`` (the due
-        time; None: now). A time outside calling hours moves to the next allowed slot."""
+        """The compliance gate for this booked call at ``at`` (the due time; None: now), on today's
+        facts. A rule time will not open cancels the callback; a closed time (calling hours, the
+        customer's nation's bank holiday, the cool-off after an abandoned call) moves it to the next
+        allowed slot. Attempt limits and the gap give way to a time the customer asked for."""
         settings = self.stores.settings
-        async with self.stores.replica.connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT status, phone_number, deleted_at IS NOT NULL AS deleted FROM users WHERE id = :id"),
-                    {"id": user_id},
-                )
-            ).one_or_none()
-        if row is None or row.deleted:
-            return DueCheck("cancel", "the customer record is deleted")
-        if str(row.status).lower() == "deceased":
-            return DueCheck("cancel", "the customer is deceased")
-        phone = normalise_phone(row.phone_number).e164
-        if phone is None:
-            return DueCheck("cancel", "no callable phone number")
-        async with self.stores.postgres.connect() as conn:
-            listed = await conn.scalar(text("SELECT 1 FROM do_not_call WHERE phone_e164 = :p"), {"p": phone})
-            opted = await conn.scalar(text("SELECT 1 FROM opt_outs WHERE phone_e164 = :p"), {"p": phone})
-        if listed:
-            return DueCheck("cancel", "the number is on the do-not-call list")
-        if opted:
-            return DueCheck("cancel", "the customer opted out (SMS STOP)")
         rules = gates.CallingRules.from_settings(settings)
-        when = clock.now(settings) if at is None else at + clock.offset(settings)  # the compliance clock
-        window = gates.calling_window(when, rules)
-        if not window.allowed:
-            slot = gates.next_allowed_slots(when, rules, 1)[0] - clock.offset(settings)  # back to real time
-            return DueCheck("move", window.explanation, slot)
-        return DueCheck("proceed")
+        now = clock.now(settings)  # the compliance clock
+        when = now if at is None else at + clock.offset(settings)
+        found = await compliance_facts.load(
+            replica=self.stores.replica,
+            postgres=self.stores.postgres,
+            user_ids=[user_id],
+            now=now,
+            cooloff=rules.abandoned_cooloff,
+            booked_callback=True,
+        )
+        facts = found.get(user_id) or gate.ContactFacts(user_id=user_id, phone_e164=None, deleted=True)
+        decision = gate.check(facts, channel=gate.Channel.VOICE, at=when, rules=rules)
+        blocking = decision.blocking
+        if blocking is None:
+            return DueCheck("proceed")
+        if decision.next_allowed_at is None:
+            return DueCheck("cancel", blocking.explanation)
+        nation_rules = rules.for_nation(facts.nation)
+        slot = gates.next_allowed_slots(decision.next_allowed_at, nation_rules, 1)[0] - clock.offset(settings)
+        return DueCheck("move", blocking.explanation, slot)
 
     @activity.defn
     async def book(self, booking: BookCallbackInput) -> None:

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from dialler import clock
 from dialler.agents.errors import AgentsError
+from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, set_presence
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.messages import (
@@ -32,10 +33,13 @@ from dialler.calls.view import update_view
 from dialler.comms.messages import MagicLinkInput, MagicLinkPurpose
 from dialler.comms.models import SmsConversation, SmsMessage
 from dialler.comms.templates import TemplateName
-from dialler.compliance.models import DoNotCall
+from dialler.compliance import facts as compliance_facts
+from dialler.compliance import gate, gates
+from dialler.compliance.models import ComplianceDecision, DoNotCall
+from dialler.compliance.records import record_decision
 from dialler.customers.context import forget
 from dialler.integrations.twilio import Telephony, TelephonyError
-from dialler.queues import gates, rebuild
+from dialler.queues import rebuild
 from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES
 from dialler.queues.engine import StaleLease
 from dialler.queues.phones import normalise_phone
@@ -98,12 +102,7 @@ class CallActivities:
             raise ApplicationError(
                 "the customer is not leased to this agent any more", type="LeaseLost", non_retryable=True
             )
-        phone = await self._phone(input.user_id)
-        if phone is None:
-            raise ApplicationError("the customer has no callable number", type="NotCallable", non_retryable=True)
-        blocked = await self._blocked(phone)
-        if blocked is not None:
-            raise ApplicationError(blocked, type="NotCallable", non_retryable=True)
+        phone = await self._last_check(input)
         twiml_url, status_url = webhook_urls(settings.public_base_url, input.workflow_id)
         try:
             sid = await self.telephony.place_call(
@@ -202,7 +201,16 @@ class CallActivities:
                 .on_conflict_do_nothing(index_elements=["call_session_id"])
             )
             attempted_at = datetime.now(UTC)
-            if input.end_reason is not None and phone:  # a call was dialled: it counts as an attempt
+            # A dial the compliance gate refused never rang: it is on record as a refusal, not an attempt.
+            refused = (
+                await conn.scalar(
+                    select(ComplianceDecision.allowed).where(
+                        ComplianceDecision.call_session_id == session_id, ComplianceDecision.path == "dial"
+                    )
+                )
+                is False
+            )
+            if input.end_reason is not None and phone and not refused:  # a call was dialled: it counts
                 await conn.execute(
                     insert(ContactAttempt)
                     .values(
@@ -311,18 +319,50 @@ class CallActivities:
         return FinishResult(requeued=entry is not None, not_before=entry.not_before if entry else None)
 
     async def _phone(self, user_id: int) -> str | None:
+        """The number to record a session or an attempt against; whether it may be dialled is the
+        compliance gate's question (:meth:`_last_check`), never this one's."""
         async with self.stores.replica.connect() as conn:
             raw = await conn.scalar(text("SELECT phone_number FROM users WHERE id = :id"), {"id": user_id})
         return normalise_phone(raw).e164
 
-    async def _blocked(self, phone: str) -> str | None:
-        """The last line of defence before a number is dialled: hours, do-not-call, opt-out."""
-        window = gates.calling_window(clock.now(self.stores.settings), self.rules)
-        if not window.allowed:
-            return window.explanation
+    async def _last_check(self, input: PlaceCallInput) -> str:
+        """The last line of defence before a number is dialled: the whole compliance gate, at the
+        compliance clock's now, for this agent. The decision is recorded either way (a refusal is a
+        record with its reasons, not only a log line); the number is returned only when allowed."""
+        settings = self.stores.settings
+        now = clock.now(settings)
+        found = await compliance_facts.load(
+            replica=self.stores.replica,
+            postgres=self.stores.postgres,
+            user_ids=[input.user_id],
+            now=now,
+            cooloff=self.rules.abandoned_cooloff,
+        )
+        facts = found.get(input.user_id)
+        if facts is None:  # gone from the replica altogether: as deleted as a customer can be
+            facts = gate.ContactFacts(user_id=input.user_id, phone_e164=None, deleted=True)
         async with self.stores.postgres.connect() as conn:
-            if await conn.scalar(text("SELECT 1 FROM do_not_call WHERE phone_e164 = :p"), {"p": phone}):
-                return "the number is on the do-not-call list"
-            if await conn.scalar(text("SELECT 1 FROM opt_outs WHERE phone_e164 = :p"), {"p": phone}):
-                return "the customer opted out"
-        return None
+            trained = bool(await conn.scalar(select(Agent.trained_vulnerable).where(Agent.id == input.agent_id)))
+        decision = gate.check(
+            facts, channel=gate.Channel.VOICE, at=now, rules=self.rules, agent_trained_vulnerable=trained
+        )
+        # Which rules, as well as which facts: settings change, and an old decision must still read right.
+        versions = {**decision.versions, "nation": facts.nation, "rules": self.rules.summary, "agent_trained": trained}
+        decision = replace(decision, versions=versions)
+        async with self.stores.postgres.begin() as conn:
+            await record_decision(
+                conn,
+                decision,
+                user_id=input.user_id,
+                path="dial",
+                call_session_id=input.session_id,
+                agent_id=input.agent_id,
+            )
+        if not decision.allowed or facts.phone_e164 is None:
+            # Rule codes only: the reasons (kept in compliance_decisions) are for people, not logs.
+            blocking = decision.blocking
+            activity.logger.info(
+                "dial to user %s refused by %s", input.user_id, blocking.rule if blocking else "no_callable_number"
+            )
+            raise ApplicationError(decision.summary, type="NotCallable", non_retryable=True)
+        return facts.phone_e164

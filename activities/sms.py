@@ -126,7 +126,13 @@ class SmsActivities:
             return SmsOutcome(_outcome_of(message.status), message.id)
         conversation = await session.get(SmsConversation, message.conversation_id)
         assert conversation is not None
-        blocked = await send_blocked_reason(session=session, phone=conversation.phone_e164, template=message.template)
+        blocked = await send_blocked_reason(
+            session=session,
+            phone=conversation.phone_e164,
+            template=message.template,
+            user_id=conversation.user_id,
+            replica=self.stores.replica,
+        )
         if blocked is not None:
             await apply_status(session=session, message_id=message.id, status="blocked", at=datetime.now(UTC))
             await session.commit()

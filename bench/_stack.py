@@ -40,7 +40,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 def in_hours_offset_s() -> int:
     """Clock offset to a Wednesday 11:00 in London (same rule as tests/conftest.py)."""
-    from dialler.queues.gates import bank_holidays
+    from dialler.compliance.gates import bank_holidays
 
     london = datetime.now(UTC).astimezone(ZoneInfo("Europe/London"))
     target = london + timedelta(days=(2 - london.weekday()) % 7 or 7)

@@ -56,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from dialler.callbacks.rules import bookable_problem, rules_for
     from dialler.comms.messages import SendSmsInput
     from dialler.comms.templates import TemplateName
-    from dialler.queues import gates
+    from dialler.compliance import gates
     from workflows.sms import SendSmsWorkflow
 
 # prepare and transition run as local activities (short, idempotent database and Redis work): a

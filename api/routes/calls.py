@@ -34,6 +34,7 @@ from dialler.calls.service import (
     take_next_call,
 )
 from dialler.calls.view import read_agent_view, read_view
+from dialler.compliance.records import dial_refusal
 from dialler.customers.context import CustomerContext
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
@@ -62,6 +63,11 @@ class NextCallRead(BaseModel):
     until: datetime | None = None
 
 
+class RefusalRead(BaseModel):
+    reasons: list[str]
+    next_allowed_at: datetime | None
+
+
 class CallRead(BaseModel):
     session_id: str
     workflow_id: str
@@ -75,6 +81,8 @@ class CallRead(BaseModel):
     started_at: datetime
     wrap_up_deadline: datetime | None
     dispositions: list[str]
+    refusal: RefusalRead | None = None
+    """Set when the compliance gate refused the dial at the last moment: why not now, and from when."""
 
 
 class OutcomeCreate(BaseModel):
@@ -194,7 +202,20 @@ async def open_call_of(stores: Stores, temporal: Client | None, agent_id: int) -
             raise Unavailable(STATE_UNAVAILABLE, dependency="temporal") from None
         if view.agent_id != agent_id:
             return None
-    return _read(view, workflow_id)
+    return await _with_refusal(stores, _read(view, workflow_id))
+
+
+async def _with_refusal(stores: Stores, call: CallRead) -> CallRead:
+    """Add the gate's refusal to a call that could not be placed (read only then: the panel polls)."""
+    if call.end_reason != "failed":
+        return call
+    async with stores.postgres.connect() as conn:
+        refused = await dial_refusal(conn, call_session_id=call.session_id)
+    if refused is None:
+        return call
+    return call.model_copy(
+        update={"refusal": RefusalRead(reasons=refused.reasons, next_allowed_at=refused.next_allowed_at)}
+    )
 
 
 @router.get("/calls/current", response_model=CallRead, responses={204: {"description": "No session"}})
@@ -225,7 +246,7 @@ async def get_call(
     view = await read_view(stores.redis, stores.settings, session_id) or await _view(
         temporal, owner.workflow_id, session_id
     )
-    return _read(view, owner.workflow_id)
+    return await _with_refusal(stores, _read(view, owner.workflow_id))
 
 
 @router.post("/calls/{session_id}/dial", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)

@@ -16,7 +16,8 @@ from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.audit.service import record_ctx
-from dialler.queues import gates
+from dialler.compliance import gates
+from dialler.compliance.records import recent_decisions
 from dialler.queues.eligibility import QueueName, reason_text
 from dialler.queues.runtime import last_rebuild_key, queue_engine
 from dialler.queues.service import explain_customer, not_callable
@@ -50,6 +51,22 @@ class QueuePage(BaseModel):
     items: list[QueueEntryRead]
 
 
+class DecisionRead(BaseModel):
+    """One recorded decision of the compliance gate (a dial, allowed or refused)."""
+
+    decided_at: datetime
+    path: str
+    channel: str
+    allowed: bool
+    blocking_rule: str | None
+    reasons: list[str]
+    rules_checked: list[str]
+    next_allowed_at: datetime | None
+    facts_versions: dict[str, Any]
+    call_session_id: str | None
+    agent_id: int | None
+
+
 class ExplanationRead(BaseModel):
     user_id: int
     queue: str | None
@@ -61,6 +78,11 @@ class ExplanationRead(BaseModel):
     reasons: list[str]
     live_queue: str | None
     leased_to_agent_id: int | None
+    why_not_now: list[str]
+    """The compliance gate's reasons, now (empty when callable now): what the agent's screen shows."""
+    next_allowed_at: datetime | None
+    decisions: list[DecisionRead]
+    """The last recorded decisions (every dial, and every dial refused at the last moment), newest first."""
 
 
 class NotCallableRead(BaseModel):
@@ -135,6 +157,8 @@ async def explain(
     engine = queue_engine(stores)
     live = await engine.position(user_id)
     lease = await engine.lease_of(user_id)
+    async with stores.postgres.connect() as conn:
+        decisions = await recent_decisions(conn, user_id=user_id, limit=10)
     async with stores.sessions() as session:
         await record_ctx(
             session=session,
@@ -155,6 +179,9 @@ async def explain(
         reasons=list(found.reasons),
         live_queue=live[0] if live else None,
         leased_to_agent_id=lease.agent_id if lease else None,
+        why_not_now=list(found.gate_reasons),
+        next_allowed_at=found.until,
+        decisions=[DecisionRead(**d.__dict__) for d in decisions],
     )
 
 

@@ -353,7 +353,9 @@ async def send_sms(
     length = check_body(text)
     phone = await sms.customer_mobile(replica=stores.replica, user_id=user_id)
     template = body.template.value if body.template else None
-    blocked = await sms.send_blocked_reason(session=session, phone=phone, template=template)
+    blocked = await sms.send_blocked_reason(
+        session=session, phone=phone, template=template, user_id=user_id, replica=stores.replica
+    )
     if blocked is not None:
         raise comms_errors.OptedOut(blocked)
     workflow_id = sms_workflow_id("agent", uuid.uuid4().hex)
@@ -431,7 +433,9 @@ async def send_magic_link(
         requirement_id=body.requirement_id,
     )
     phone = await sms.customer_mobile(replica=stores.replica, user_id=user_id)
-    blocked = await sms.send_blocked_reason(session=session, phone=phone, template=None)
+    blocked = await sms.send_blocked_reason(
+        session=session, phone=phone, template=None, user_id=user_id, replica=stores.replica
+    )
     if blocked is not None:
         raise comms_errors.OptedOut(blocked)
     workflow_id = magic_link_workflow_id(user_id, body.purpose.value, uuid.uuid4().hex[:12])

@@ -26,9 +26,9 @@ from dialler.agents.schemas import PresenceRead
 from dialler.agents.service import utcnow
 from dialler.audit.service import record_ctx
 from dialler.calls.dispositions import AGENT_DISPOSITIONS, EFFECTS, NEEDS_ANSWERED_CALL, InvalidOutcome, check_outcome
+from dialler.compliance import gates
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
-from dialler.queues import gates
 from dialler.queues.runtime import queue_engine
 
 router = APIRouter(tags=["ui"], responses=PROTECTED_RESPONSES)

@@ -18,8 +18,8 @@ from datetime import datetime, time, timedelta
 from temporalio import workflow
 
 from dialler.callbacks.messages import CallbackTimings, CallingHours
+from dialler.compliance import gates
 from dialler.config import Settings
-from dialler.queues import gates
 
 MIN_LEAD = timedelta(minutes=1)
 _GOLDEN = 2654435761  # Knuth's multiplicative hash: consecutive ids land far apart in [0, 1)

@@ -33,9 +33,9 @@ from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, get_presence, presence_key, set_presence
 from dialler.calls.messages import CallSessionInput, CallSessionView, call_workflow_id
 from dialler.calls.view import open_view, read_view
+from dialler.compliance import gate, gates
 from dialler.customers.context import CustomerContext, get_context
 from dialler.errors import Conflict
-from dialler.queues import gates
 from dialler.queues.eligibility import QUEUE_PRIORITY
 from dialler.queues.engine import AgentAlreadyHoldsLease, AgentNotAvailable, Lease, QueueEngine, StaleLease
 from dialler.runtime import Stores
@@ -132,7 +132,7 @@ async def take_next_call(
     if presence.state is not PresenceState.AVAILABLE:
         raise NextCallRefused(f"Only an available agent can take a next call (you are {presence.state.value}).")
     now = datetime.now(UTC)
-    window = gates.calling_window(clock.now(settings), gates.CallingRules.from_settings(settings))
+    window = gate.shared_hours(clock.now(settings), gates.CallingRules.from_settings(settings))
     if not window.allowed:
         return NoneEligible(f"Outside calling hours: {window.explanation}", window.until)
     if not agent.queues:

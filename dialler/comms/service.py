@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 import phonenumbers
@@ -29,7 +29,9 @@ from dialler.comms.errors import CustomerNotFound, NoMobileNumber
 from dialler.comms.keywords import InboundAction, classify, keyword_of
 from dialler.comms.models import SmsConversation, SmsMessage
 from dialler.comms.templates import SENDABLE_WHEN_OPTED_OUT
-from dialler.compliance.models import DoNotCall, OptOut
+from dialler.compliance import facts as compliance_facts
+from dialler.compliance import gate, gates
+from dialler.compliance.models import OptOut
 from dialler.queues.phones import normalise_phone
 
 __all__ = [
@@ -268,7 +270,7 @@ async def list_messages(
 
 
 async def is_opted_out(*, session: AsyncSession, phone: str) -> bool:
-    return await session.scalar(select(exists().where(OptOut.phone_e164 == phone))) or False
+    return await compliance_facts.is_opted_out(await session.connection(), phone=phone)
 
 
 async def opt_out(*, session: AsyncSession, phone: str, user_id: int | None, keyword: str) -> tuple[OptOut, bool]:
@@ -290,16 +292,41 @@ async def opt_in(*, session: AsyncSession, phone: str) -> bool:
     return gone is not None
 
 
-async def send_blocked_reason(*, session: AsyncSession, phone: str, template: str | None) -> str | None:
-    """Why no text may go to ``phone`` now (checked at send time), or None. The STOP confirmation is
-    the one text an opted-out number gets."""
-    if template in SENDABLE_WHEN_OPTED_OUT:
-        return None
-    if await is_opted_out(session=session, phone=phone):
-        return "the customer opted out of texts (STOP)"
-    if await session.scalar(select(exists().where(DoNotCall.phone_e164 == phone))):
-        return "the number is on the do-not-call list"
-    return None
+async def send_blocked_reason(
+    *,
+    session: AsyncSession,
+    phone: str,
+    template: str | None,
+    user_id: int | None = None,
+    replica: AsyncEngine | None = None,
+) -> str | None:
+    """Why no text may go to ``phone`` now (checked at send time), or None: the compliance gate's
+    answer for a text (opt-out, do-not-call, and a deceased or deleted customer when ``user_id`` and
+    ``replica`` say whose number it is). The STOP confirmation is the one text an opted-out number gets."""
+    decision = await text_decision(session=session, phone=phone, template=template, user_id=user_id, replica=replica)
+    blocking = decision.blocking
+    return None if blocking is None else blocking.explanation
+
+
+async def text_decision(
+    *,
+    session: AsyncSession,
+    phone: str,
+    template: str | None,
+    user_id: int | None = None,
+    replica: AsyncEngine | None = None,
+) -> gate.Decision:
+    now = datetime.now(UTC)
+    facts = await compliance_facts.load_for_text(
+        await session.connection(), phone=phone, now=now, user_id=user_id, replica=replica
+    )
+    return gate.check(
+        facts,
+        channel=gate.Channel.SMS,
+        at=now,
+        rules=gates.CallingRules(),
+        stop_confirmation=template in SENDABLE_WHEN_OPTED_OUT,
+    )
 
 
 # --- Messages --------------------------------------------------------------------------------------

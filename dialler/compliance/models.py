@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, Uuid, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dialler.db.base import Base
@@ -30,3 +33,30 @@ class OptOut(Base):
     user_id: Mapped[int | None] = mapped_column(index=True)
     keyword: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class ComplianceDecision(Base):
+    """What the compliance gate answered before a contact: allowed or refused, every rule it checked,
+    the reasons, and which facts it saw (row versions, counts), so that any attempt can be explained
+    later. No phone number: the customer id and the session say whom it was about."""
+
+    __tablename__ = "compliance_decisions"
+    __table_args__ = (
+        Index("ix_compliance_decisions_user_decided", "user_id", "decided_at"),
+        # One decision per session and step: a retried activity replaces its own, never adds one.
+        UniqueConstraint("call_session_id", "path", name="uq_compliance_decisions_session_path"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int]
+    channel: Mapped[str] = mapped_column(String(8))  # voice | sms
+    path: Mapped[str] = mapped_column(String(16))  # dial | callback | sms
+    call_session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    agent_id: Mapped[int | None]
+    allowed: Mapped[bool]
+    blocking_rule: Mapped[str | None] = mapped_column(String(48))
+    rules_checked: Mapped[list[str]] = mapped_column(JSONB)
+    reasons: Mapped[list[str]] = mapped_column(JSONB)
+    facts_versions: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    next_allowed_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime]

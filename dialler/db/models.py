@@ -6,7 +6,7 @@ from dialler.callbacks.models import Callback
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt, CustomerNote
 from dialler.cdc.models import BinlogCheckpoint
 from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
-from dialler.compliance.models import DoNotCall, OptOut
+from dialler.compliance.models import ComplianceDecision, DoNotCall, OptOut
 from dialler.db.base import Base
 from dialler.queues.models import QueueRebuild
 
@@ -18,6 +18,7 @@ __all__ = [
     "CallOutcome",
     "CallSession",
     "Callback",
+    "ComplianceDecision",
     "ContactAttempt",
     "CustomerNote",
     "DoNotCall",

@@ -1,1 +1,1 @@
-"""Who is called next: eligibility, compliance gates, scoring, Redis queues and the batch rebuild."""
+"""Who is called next: eligibility, scoring, Redis queues and the batch rebuild (compliance: dialler.compliance)."""

@@ -12,17 +12,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final
 
+from dialler.compliance.gates import RECORD_REASONS, record_block
 from dialler.queues.phones import PHONE_REASONS, normalise_phone
 
 __all__ = [
     "ACTIVE_CLAIM_STATUSES",
-    "CALLABLE_USER_STATUSES",
     "QUEUE_PRIORITY",
     "REASONS",
     "CustomerFacts",
     "Placement",
     "QueueName",
-    "agent_may_take",
     "classify",
     "reason_text",
 ]
@@ -42,7 +41,6 @@ QUEUE_PRIORITY: Final[tuple[QueueName, ...]] = (
 )
 
 ACTIVE_CLAIM_STATUSES: Final = ("new", "documents_required", "in_progress", "submitted_to_lender")
-CALLABLE_USER_STATUSES: Final = ("active", "vulnerable")
 INVALID_PHONE_PREFIX: Final = "invalid_phone:"
 
 # Stable codes: supervisors filter and count on them, so never reword a key, only add new ones.
@@ -52,11 +50,8 @@ REASONS: Final[dict[str, str]] = {
     "unsigned": "has an active claim but has not signed",
     "outstanding_requirements": "signed, with documents or information still pending",
     # not queued, in the order they are checked
-    "deceased": "the customer is deceased: never called",
-    "deleted": "the customer record is deleted",
-    "disabled": "the customer account is disabled",
-    "inactive": "the customer is inactive",
-    "unknown_status": "the customer status is not one we call",
+    # the customer's record: the compliance gate's codes and wording
+    **{str(code): text for code, text in RECORD_REASONS.items()},
     "no_active_claim": "no active claim (all closed or deleted)",
     "nothing_to_chase": "signed and no pending requirement: nothing to chase",
 }
@@ -74,6 +69,8 @@ class CustomerFacts:
     pending_requirements: int  # PENDING, not soft-deleted, on an active not-deleted claim
     oldest_active_claim_at: datetime | None  # UTC-aware
     has_live_callback_due: bool = False
+    postcode: str | None = None  # the nation whose bank holidays apply
+    updated_at: int | None = None  # the replica row's updated_at (epoch s): the facts' version
 
     def __post_init__(self) -> None:
         if self.active_claims < 0 or self.pending_requirements < 0:
@@ -117,15 +114,10 @@ def classify(facts: CustomerFacts) -> Placement:
     def out(reason: str) -> Placement:
         return Placement(None, reason, phone.e164, vulnerable)
 
-    # Deceased first: it must win over everything, including a callback booked before.
-    if status == "deceased":
-        return out("deceased")
-    if facts.deleted:
-        return out("deleted")
-    if not facts.is_enabled:
-        return out("disabled")
-    if status not in CALLABLE_USER_STATUSES:
-        return out("inactive" if status == "inactive" else "unknown_status")
+    # The record rules (deceased first, deleted, disabled, inactive) are the compliance gate's.
+    blocked = record_block(status, facts.deleted, facts.is_enabled)
+    if blocked is not None:
+        return out(str(blocked))
     if facts.active_claims < 1:
         return out("no_active_claim")
 
@@ -143,8 +135,3 @@ def classify(facts: CustomerFacts) -> Placement:
     if phone.reason is not None:
         return out(f"{INVALID_PHONE_PREFIX}{phone.reason}")
     return Placement(queue, reason, phone.e164, vulnerable)
-
-
-def agent_may_take(vulnerable: bool, agent_trained_vulnerable: bool) -> bool:
-    """Vulnerable customers are only offered to agents trained to handle them (FCA FG21/1)."""
-    return agent_trained_vulnerable or not vulnerable

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from dialler.compliance.gates import GateResult, first_blocking
 from dialler.queues.eligibility import CustomerFacts, Placement, QueueName
-from dialler.queues.gates import GateResult, first_blocking
 
 __all__ = ["Explanation", "explain"]
 
@@ -28,6 +28,8 @@ class Explanation:
     until: datetime | None
     vulnerable: bool
     reasons: tuple[str, ...]
+    # Why not now: the reasons that keep the customer from being called now (empty: callable now).
+    gate_reasons: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -50,7 +52,7 @@ def explain(
 ) -> Explanation:
     """Combine eligibility, gates and score into one explanation.
 
-    ``next_allowed_at`` (from :func:`dialler.queues.gates.next_allowed_at`) is the exact time all
+    ``next_allowed_at`` (the gate's :attr:`dialler.compliance.gate.Decision.next_allowed_at`) is the exact time all
     gates open together; without it ``until`` is the latest ``until`` of the closed gates, a lower
     bound (a gap ending at 21:00 still waits for the next morning's window).
     """
@@ -64,6 +66,7 @@ def explain(
             until=None,
             vulnerable=placement.vulnerable,
             reasons=(f"{placement.reason}: {placement.reason_text}",),
+            gate_reasons=(f"{placement.reason}: {placement.reason_text}",),
         )
     reasons = [f"{placement.reason}: {placement.reason_text}"]
     if score is not None:
@@ -71,13 +74,15 @@ def explain(
     if placement.vulnerable:
         reasons.append("vulnerable: only agents trained for vulnerable customers may take the call")
     blocked = [r for r in gate_results if not r.allowed]
-    reasons.extend(f"{r.rule}: {r.explanation}" for r in blocked)
+    why_not = [f"{r.rule}: {r.explanation}" for r in blocked]
+    reasons.extend(why_not)
     blocking = _binding(blocked)
     until: datetime | None = None
     if blocking is not None and blocking.until is not None:
         until = blocking.until
         if next_allowed_at is not None and next_allowed_at > until:
             reasons.append(f"then the other gates hold it until {next_allowed_at.isoformat()}")
+            why_not.append(reasons[-1])
             until = next_allowed_at
     return Explanation(
         user_id=facts.user_id,
@@ -88,6 +93,7 @@ def explain(
         until=until,
         vulnerable=placement.vulnerable,
         reasons=tuple(reasons),
+        gate_reasons=tuple(why_not),
     )
 
 
@@ -96,5 +102,5 @@ def _binding(blocked: Sequence[GateResult]) -> GateResult | None:
     permanent = first_blocking(r for r in blocked if r.until is None)
     if permanent is not None or not blocked:
         return permanent
-    # max() keeps the first of equal untils, i.e. the more severe rule in evaluate()'s order.
+    # max() keeps the first of equal untils, i.e. the more severe rule in the gate's order.
     return max(blocked, key=lambda r: r.until or datetime.min)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dialler.compliance import facts as compliance_facts
 from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES, CustomerFacts
 
 # One grouped join for an id range (the batch rebuild) or an id list (change data capture). Soft-deleted
@@ -31,6 +32,8 @@ _REPLICA_FACTS = """
 SELECT CONCAT_WS(CHAR(31),
        u.id, u.status, u.is_enabled, u.deleted_at IS NOT NULL, u.current_signature_file_id IS NOT NULL,
        COUNT(DISTINCT c.id), COALESCE(TIMESTAMPDIFF(SECOND, '1970-01-01', MIN(c.created_at)), ''), COUNT(r.id),
+       COALESCE(TIMESTAMPDIFF(SECOND, '1970-01-01', u.updated_at), ''),
+       IF(u.postcode IS NULL, 'N', CONCAT('P', REPLACE(u.postcode, CHAR(31), ''))),
        IF(u.phone_number IS NULL, 'N', CONCAT('P', u.phone_number)))
 FROM users u
 LEFT JOIN claims c ON c.user_id = u.id AND c.deleted_at IS NULL AND c.status IN ({active})
@@ -41,7 +44,7 @@ GROUP BY u.id
 
 
 def _facts(row: str) -> CustomerFacts:
-    user_id, status, enabled, deleted, signed, claims, oldest, pending, phone = row.split(_SEP, 8)
+    user_id, status, enabled, deleted, signed, claims, oldest, pending, updated, postcode, phone = row.split(_SEP, 10)
     return CustomerFacts(
         user_id=int(user_id),
         status=status,
@@ -52,6 +55,8 @@ def _facts(row: str) -> CustomerFacts:
         active_claims=int(claims),
         pending_requirements=int(pending),
         oldest_active_claim_at=datetime.fromtimestamp(int(oldest), UTC) if oldest else None,
+        postcode=None if postcode == "N" else postcode[1:],
+        updated_at=int(updated) if updated else None,
     )
 
 
@@ -88,6 +93,7 @@ class DiallerFacts:
     do_not_call: frozenset[str] = frozenset()
     opted_out: frozenset[str] = frozenset()
     callbacks: dict[int, LiveCallback] = field(default_factory=dict)
+    number_attempts: dict[str, tuple[datetime, ...]] = field(default_factory=dict)  # by number, last 7 days
 
 
 @dataclass(frozen=True)
@@ -98,17 +104,6 @@ class LiveCallback:
     owner_agent_id: int | None
 
 
-_ATTEMPTS = """
-SELECT user_id, COUNT(*),
-       array_agg(attempted_at ORDER BY attempted_at) FILTER (WHERE attempted_at >= :since)
-FROM contact_attempts WHERE channel = 'voice' AND {filter} GROUP BY user_id
-"""
-_ABANDONED = text(
-    "SELECT phone_e164, MAX(attempted_at) FROM contact_attempts "
-    "WHERE abandoned AND attempted_at >= :since AND phone_e164 = ANY(:phones) GROUP BY phone_e164"
-)
-_DNC = text("SELECT phone_e164 FROM do_not_call WHERE phone_e164 = ANY(:phones)")
-_OPT_OUT = text("SELECT phone_e164 FROM opt_outs WHERE phone_e164 = ANY(:phones)")
 _CALLBACKS = """
 SELECT user_id, due_at, status, owner_agent_id FROM callbacks
 WHERE status IN ('scheduled', 'due', 'open') AND {filter}
@@ -124,25 +119,25 @@ async def dialler_facts(
     user_ids: Sequence[int] | None = None,
     abandoned_window: timedelta = timedelta(hours=72),
 ) -> DiallerFacts:
-    """Contact history, do-not-call, opt-outs and due callbacks for an id range or an id list."""
+    """Contact history (per customer and per number), do-not-call, opt-outs and due callbacks for an
+    id range or an id list: the compliance gate's own reads, plus the callbacks placement needs."""
     params: dict[str, object]
     if lo_hi is not None:
         where, params = "user_id BETWEEN :lo AND :hi", {"lo": lo_hi[0], "hi": lo_hi[1]}
     else:
         where, params = "user_id = ANY(:ids)", {"ids": list(user_ids or [])}
-    attempts: dict[int, tuple[datetime, ...]] = {}
-    totals: dict[int, int] = {}
-    rows = await conn.execute(text(_ATTEMPTS.format(filter=where)), {**params, "since": now - timedelta(days=7)})
-    for user_id, total, recent in rows:
-        totals[user_id] = total
-        attempts[user_id] = tuple(recent or ())
-    phone_list = list(phones)
-    abandoned_rows = await conn.execute(_ABANDONED, {"since": now - abandoned_window, "phones": phone_list})
-    abandoned: dict[str, datetime] = dict(abandoned_rows.all())  # type: ignore[arg-type]
-    dnc = frozenset((await conn.execute(_DNC, {"phones": phone_list})).scalars())
-    opted = frozenset((await conn.execute(_OPT_OUT, {"phones": phone_list})).scalars())
+    attempts, totals = await compliance_facts.customer_attempts(conn, now=now, lo_hi=lo_hi, user_ids=user_ids)
+    numbers = await compliance_facts.number_facts(conn, now=now, phones=phones, cooloff=abandoned_window)
     callbacks = {
         row.user_id: LiveCallback(row.user_id, row.due_at, row.status, row.owner_agent_id)
         for row in await conn.execute(text(_CALLBACKS.format(filter=where)), params)
     }
-    return DiallerFacts(attempts, totals, abandoned, dnc, opted, callbacks)
+    return DiallerFacts(
+        attempts,
+        totals,
+        numbers.abandoned_at,
+        numbers.do_not_call,
+        numbers.opted_out,
+        callbacks,
+        numbers.attempts,
+    )

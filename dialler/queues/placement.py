@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from dialler.queues import gates
+from dialler.compliance import gate, gates
 from dialler.queues.eligibility import CustomerFacts, Placement, classify
 from dialler.queues.engine import QueueEntry
 from dialler.queues.facts import DiallerFacts, LiveCallback
@@ -55,6 +55,26 @@ def callback_prepared(callback: LiveCallback, now: datetime, prepare: timedelta 
     return callback.status == "scheduled" and callback.due_at - now <= prepare + CLOCK_ALLOWANCE
 
 
+def contact_facts(
+    facts: CustomerFacts, known: DiallerFacts, phone: str | None, *, booked_callback: bool = False
+) -> gate.ContactFacts:
+    """The compliance gate's facts of one customer, from the set-based reads of a range or a list."""
+    return gate.ContactFacts(
+        user_id=facts.user_id,
+        phone_e164=phone,
+        status=facts.status,
+        deleted=facts.deleted,
+        enabled=facts.is_enabled,
+        postcode=facts.postcode,
+        do_not_call=phone in known.do_not_call,
+        opted_out=phone in known.opted_out,
+        attempts=known.attempts.get(facts.user_id, ()),
+        number_attempts=known.number_attempts.get(phone, ()) if phone else (),
+        last_abandoned_at=known.abandoned_at.get(phone) if phone else None,
+        booked_callback=booked_callback,
+    )
+
+
 def decide(
     facts: CustomerFacts,
     known: DiallerFacts,
@@ -81,20 +101,17 @@ def decide(
         return Decision(facts.user_id, placement, None, booked)
 
     phone = placement.phone_e164
-    history = gates.ContactHistory(known.attempts.get(facts.user_id, ()), known.abandoned_at.get(phone))
-    if queued_callback is not None:
-        # The customer asked for this call at this time: attempt limits and the minimum gap give way;
-        # the cool-off after an abandoned call (Ofcom) does not.
-        history = gates.ContactHistory((), history.last_abandoned_at)
-    listed, opted = phone in known.do_not_call, phone in known.opted_out
-    if listed or opted:
-        return Decision(facts.user_id, placement, None, gates.do_not_call(listed) if listed else gates.opted_out(True))
-
-    # Per-customer gates become a not-before time. The calling window is the same for everyone, so
-    # it is checked when an agent asks for the next call (dialler.calls.service), not stored here.
-    # Most customers have no recent contact: no per-customer gate can be closed, nothing to evaluate.
-    no_history = not history.attempts and history.last_abandoned_at is None
-    blocking, opens = (None, None) if no_history else _per_customer_block(now, history, rules)
+    # The compliance gate decides; placement only turns its answer into "out of every queue" (a rule
+    # time will not open) or a not-before time. The calling hours every customer shares are checked
+    # when an agent asks for the next call (dialler.calls.service), not stored here; a closure of the
+    # customer's own nation (a Scottish bank holiday) is.
+    # The customer asked for this call at this time: attempt limits and the gap give way.
+    contact = contact_facts(facts, known, phone, booked_callback=queued_callback is not None)
+    answer = gate.check(contact, channel=gate.Channel.VOICE, at=now, rules=rules, shared_window=False)
+    blocking = answer.blocking
+    if answer.permanent:
+        return Decision(facts.user_id, placement, None, blocking)
+    opens = None if answer.allowed else answer.next_allowed_at
     due = queued_callback.due_at if queued_callback is not None else None
     if prepared and due is not None and due > now and (opens is None or opens <= due):
         # Prepared ahead of its time: not callable before the time the customer asked for.
@@ -125,22 +142,6 @@ def decide(
         reserved_until=reserved_until if reserved_until and reserved_until > now.timestamp() else None,
     )
     return Decision(facts.user_id, placement, entry, blocking)
-
-
-def _per_customer_block(
-    now: datetime, history: gates.ContactHistory, rules: gates.CallingRules
-) -> tuple[gates.GateResult | None, datetime | None]:
-    """The first closed per-customer gate and when they all open (attempt limits, gap, cool-off)."""
-    first: gates.GateResult | None = None
-    at = now
-    for _ in range(16):  # each step jumps to a later opening; a handful always suffices
-        results = gates.evaluate(at, history, rules, listed_dnc=False, opted_out=False)
-        blocked = [r for r in results if not r.allowed and r.rule != gates.Rule.CALLING_WINDOW and r.until]
-        if not blocked:
-            return first, (at if first is not None else None)
-        first = first or blocked[0]
-        at = max(r.until for r in blocked if r.until is not None)
-    return first, at
 
 
 def decide_all(

@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialler.compliance.gates import CallingRules
 from dialler.config import Settings
 from dialler.queues import facts as facts_
 from dialler.queues.engine import QueueEngine
-from dialler.queues.gates import CallingRules
 from dialler.queues.phones import normalise_phone
 from dialler.queues.placement import Decision, decide_all
 from dialler.runtime import Stores
@@ -131,10 +131,11 @@ async def decisions_for(
     """Where each customer of an id range (or id list) belongs, from two set-based reads, under the
     calling rules and callback timings of ``settings``."""
     lap = laps or Laps()
+    rules = CallingRules.from_settings(settings)
     place = functools.partial(
         decide_all,
         now=now,
-        rules=CallingRules.from_settings(settings),
+        rules=rules,
         callback_grace=timedelta(seconds=settings.callback_grace_s),
         callback_prepare=timedelta(seconds=settings.callback_prepare_s),
     )
@@ -151,7 +152,9 @@ async def decisions_for(
     phones = callable_phones() if len(customer_facts) < 200 else await asyncio.to_thread(callable_phones)
     lap("phones")
     async with postgres.connect() as conn:
-        known = await facts_.dialler_facts(conn, now=now, phones=phones, lo_hi=lo_hi, user_ids=user_ids)
+        known = await facts_.dialler_facts(
+            conn, now=now, phones=phones, lo_hi=lo_hi, user_ids=user_ids, abandoned_window=rules.abandoned_cooloff
+        )
     lap("dialler_facts")
     if len(customer_facts) < 200:
         decisions = place(customer_facts, known)

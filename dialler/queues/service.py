@@ -8,11 +8,12 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialler.compliance import gate, gates
 from dialler.queues import facts as facts_
-from dialler.queues import gates
 from dialler.queues.eligibility import INVALID_PHONE_PREFIX, classify
 from dialler.queues.explain import Explanation, explain
 from dialler.queues.phones import normalise_phone
+from dialler.queues.placement import contact_facts
 from dialler.queues.scoring import queue_score
 
 
@@ -26,14 +27,14 @@ async def explain_customer(
     customer = found[0]
     phone = normalise_phone(customer.phone_raw).e164
     async with postgres.connect() as conn:
-        known = await facts_.dialler_facts(conn, now=now, phones=[phone] if phone else [], user_ids=[user_id])
+        known = await facts_.dialler_facts(
+            conn, now=now, phones=[phone] if phone else [], user_ids=[user_id], abandoned_window=rules.abandoned_cooloff
+        )
     callback = known.callbacks.get(user_id)
     placement = classify(replace(customer, has_live_callback_due=callback is not None))
     if placement.queue is None or phone is None:
         return explain(customer, placement, [], None)
-    history = gates.ContactHistory(known.attempts.get(user_id, ()), known.abandoned_at.get(phone))
-    listed, opted = phone in known.do_not_call, phone in known.opted_out
-    results = gates.evaluate(now, history, rules, listed_dnc=listed, opted_out=opted)
+    answer = gate.check(contact_facts(customer, known, phone), channel=gate.Channel.VOICE, at=now, rules=rules)
     score = queue_score(
         placement.queue,
         attempts_total=known.attempts_total.get(user_id, 0),
@@ -42,8 +43,7 @@ async def explain_customer(
         user_id=user_id,
         due_at=callback.due_at if callback else None,
     )
-    opens = gates.next_allowed_at(now, history, rules, listed_dnc=listed, opted_out=opted)
-    return explain(customer, placement, results, score, next_allowed_at=opens)
+    return explain(customer, placement, answer.checks, score, next_allowed_at=answer.next_allowed_at)
 
 
 _PAGE = text(

@@ -12,8 +12,8 @@ import httpx
 from dialler import clock
 from dialler.agents.models import Role
 from dialler.callbacks.models import Callback
+from dialler.compliance import gates
 from dialler.config import Settings
-from dialler.queues import gates
 from dialler.runtime import Stores
 from tests.support.api_agents import LoginAs
 

@@ -9,11 +9,11 @@ def in_hours_offset_s() -> int:
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from dialler.queues.gates import bank_holidays
+    from dialler.compliance.gates import bank_holidays
 
     london = datetime.now(UTC).astimezone(ZoneInfo("Europe/London"))
     target = london + timedelta(days=(2 - london.weekday()) % 7 or 7)
-    while target.date() in bank_holidays("GB", "ENG", target.year):
+    while target.date() in bank_holidays("GB", "ANY", target.year):  # no nation closed
         target += timedelta(days=7)
     target = target.replace(hour=11, minute=0, second=0, microsecond=0)
     return int((target - london).total_seconds())

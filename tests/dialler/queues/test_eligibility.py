@@ -4,15 +4,14 @@ from typing import Any
 
 import pytest
 
+from dialler.compliance.gates import CALLABLE_USER_STATUSES, agent_may_take
 from dialler.queues.eligibility import (
     ACTIVE_CLAIM_STATUSES,
-    CALLABLE_USER_STATUSES,
     QUEUE_PRIORITY,
     REASONS,
     CustomerFacts,
     Placement,
     QueueName,
-    agent_may_take,
     classify,
     reason_text,
 )

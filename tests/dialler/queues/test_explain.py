@@ -5,9 +5,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from dialler.compliance.gate import ContactFacts, check
+from dialler.compliance.gates import CallingRules, ContactHistory, GateResult
 from dialler.queues.eligibility import CustomerFacts, QueueName, classify
 from dialler.queues.explain import Explanation, explain
-from dialler.queues.gates import CallingRules, ContactHistory, GateResult, evaluate, next_allowed_at
 from dialler.queues.scoring import queue_score
 from tests.support.queue_facts import eligible_customer
 
@@ -35,7 +36,21 @@ def run(
     """The pipeline as the rebuild runs it: classify, gate, score, explain."""
     hist = hist or ContactHistory()
     placement = classify(f)
-    results = evaluate(now, hist, RULES, listed_dnc=listed_dnc, opted_out=opted_out)
+    decision = check(
+        ContactFacts(
+            user_id=f.user_id,
+            phone_e164="+447700900123",
+            postcode="SW1A 1AA",
+            do_not_call=listed_dnc,
+            opted_out=opted_out,
+            attempts=hist.attempts,
+            last_abandoned_at=hist.last_abandoned_at,
+        ),
+        channel="voice",
+        at=now,
+        rules=RULES,
+    )
+    results = decision.checks
     score = None
     if placement.queue is not None:
         score = queue_score(
@@ -45,7 +60,7 @@ def run(
             pending_requirements=f.pending_requirements,
             user_id=f.user_id,
         )
-    nxt = next_allowed_at(now, hist, RULES, listed_dnc=listed_dnc, opted_out=opted_out) if with_next else None
+    nxt = decision.next_allowed_at if with_next else None
     return explain(f, placement, results, score, next_allowed_at=nxt)
 
 

@@ -14,11 +14,11 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from dialler.compliance.gates import CallingRules
 from dialler.config import Settings
 from dialler.queues.eligibility import CustomerFacts
 from dialler.queues.engine import QueueEngine
 from dialler.queues.facts import DiallerFacts, LiveCallback
-from dialler.queues.gates import CallingRules
 from dialler.queues.placement import CALLBACK_PREPARE, CLOCK_ALLOWANCE, Decision, decide
 from tests.support.queue_facts import eligible_customer
 from tests.support.redis import REDIS_URL, unlink_prefix

@@ -132,6 +132,7 @@ function renderCall() {
     if (call.end_reason) facts.push(`Result: ${END_TEXT[call.end_reason] || words(call.end_reason)}`);
     if (state !== "reserved") facts.push(call.answered ? "Answered" : "Not answered");
     lines.push(h("p", { class: "hint" }, facts.join(" · ")));
+    if (call.refusal) lines.push(...whyNotNow(call.refusal.reasons, call.refusal.next_allowed_at, "call-refusal"));
     if (call.wrap_up_deadline && ["ended", "wrap_up"].includes(state)) {
       const left = (Date.parse(call.wrap_up_deadline) - serverNow()) / 1000;
       lines.push(h("p", { class: "hint", id: "wrap-up-left" }, `Save the outcome within ${duration(left)}`));
@@ -144,10 +145,28 @@ function renderCall() {
   fill($("#call-state"), lines);
 }
 
+// "Why not now / next allowed at": the compliance gate's own reasons (the dial refused at the last
+// moment), the same strings GET /queues/customers/{id}/explain returns.
+function whyNotNow(reasons, nextAllowedAt, id) {
+  const lines = [h("p", { class: "call-line call-refused", id }, "Not called: the compliance check refused this call")];
+  for (const reason of reasons || []) lines.push(h("p", { class: "hint why-not-now" }, `Why not now: ${reason}`));
+  lines.push(
+    h(
+      "p",
+      { class: "hint", id: `${id}-next` },
+      nextAllowedAt ? `Next allowed at ${ukTime(nextAllowedAt)}` : "Not allowed again by time alone",
+    ),
+  );
+  return lines;
+}
+
 function onCallChange(previous, call) {
   if (call && call.state === "in_progress" && (!previous || previous.state !== "in_progress")) {
     S.connectedAt = serverNow();
     announce("Call connected");
+  }
+  if (call && call.refusal && !(previous && previous.refusal)) {
+    announce(`Call not placed: ${call.refusal.reasons.join("; ")}`);
   }
   if (call && previous && LIVE_CALL.includes(previous.state) && !LIVE_CALL.includes(call.state)) {
     announce(`Call ended: ${END_TEXT[call.end_reason] || "ended"}. Record the outcome.`);
@@ -164,7 +183,8 @@ async function nextCall(button) {
     try {
       const offered = await api.post("/agents/me/next-call");
       if (!offered.customer) {
-        $("#next-call-message").textContent = offered.reason || "Nobody to call right now.";
+        const until = offered.until ? ` Next allowed at ${ukTime(offered.until)}.` : "";
+        $("#next-call-message").textContent = (offered.reason || "Nobody to call right now.") + until;
         if (autoDialling()) scheduleAutoNext(AUTO_NEXT_RETRY_S);
         return;
       }

@@ -4,24 +4,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialler.config import Settings
-from dialler.queues.gates import (
+from dialler.compliance.gate import ContactFacts, Decision, check
+from dialler.compliance.gates import (
     CallingRules,
     ContactHistory,
     Rule,
     abandoned_cooloff,
-    attempt_limits,
     calling_window,
     do_not_call,
-    evaluate,
     first_blocking,
     max_attempts_per_day,
     max_attempts_per_week,
     min_gap,
-    next_allowed_at,
     next_allowed_slots,
     opted_out,
 )
+from dialler.config import Settings
 
 LONDON = ZoneInfo("Europe/London")
 RULES = CallingRules()
@@ -38,6 +36,20 @@ def utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetim
 
 def history(*attempts: datetime, abandoned: datetime | None = None) -> ContactHistory:
     return ContactHistory(attempts=attempts, last_abandoned_at=abandoned)
+
+
+def decide(now: datetime, hist: ContactHistory, *, listed_dnc: bool = False, opted_out: bool = False) -> Decision:
+    """The gate's whole decision for an English customer with this history (no one else on the number)."""
+    facts = ContactFacts(
+        user_id=1,
+        phone_e164="+447700900123",
+        postcode="SW1A 1AA",
+        do_not_call=listed_dnc,
+        opted_out=opted_out,
+        attempts=hist.attempts,
+        last_abandoned_at=hist.last_abandoned_at,
+    )
+    return check(facts, channel="voice", at=now, rules=RULES)
 
 
 # --- CallingRules ----------------------------------------------------------------------------------
@@ -248,7 +260,7 @@ def test_now_in_another_offset_is_the_same_instant() -> None:
         lambda now: max_attempts_per_day(now, history(), RULES),
         lambda now: max_attempts_per_week(now, history(), RULES),
         lambda now: abandoned_cooloff(now, history(), RULES),
-        lambda now: next_allowed_at(now, history(), RULES, listed_dnc=False, opted_out=False),
+        lambda now: decide(now, history()),
         lambda now: next_allowed_slots(now, RULES, 1),
     ],
 )
@@ -365,37 +377,38 @@ def test_max_attempts_per_week(attempts: tuple[datetime, ...], now: datetime, un
 
 
 @pytest.mark.parametrize(
-    ("attempts", "now", "rule", "until"),
+    ("attempts", "now", "rule", "next_allowed"),
     [
-        (spread(uk(2026, 6, 8, 8), 2, timedelta(hours=1)), uk(2026, 6, 8, 12), "attempt_limits", None),
+        (spread(uk(2026, 6, 8, 8), 2, timedelta(hours=1)), uk(2026, 6, 8, 13), None, uk(2026, 6, 8, 13)),
         (
             spread(uk(2026, 6, 8, 8), 3, timedelta(hours=1)),
             uk(2026, 6, 8, 12),
             "max_attempts_per_day",
-            uk(2026, 6, 9),
+            uk(2026, 6, 9, 8),
         ),
-        # both closed: the one that reopens last names the result
+        # the week closed on a Sunday: the week names it, Thursday's opening ends it
         (
             spread(uk(2026, 6, 4, 8), 10, timedelta(hours=8)),
             uk(2026, 6, 7, 12),
             "max_attempts_per_week",
             uk(2026, 6, 11, 8),
         ),
+        # both closed: the week (more severe) names it; the day, reopening later, sets the time
         (
             spread(uk(2026, 6, 1, 20), 7, timedelta(hours=8)) + spread(uk(2026, 6, 8, 8), 3, timedelta(hours=1)),
             uk(2026, 6, 8, 12),
-            "max_attempts_per_day",
-            uk(2026, 6, 9),
+            "max_attempts_per_week",
+            uk(2026, 6, 9, 8),
         ),
     ],
 )
-def test_attempt_limits_combines_both(
-    attempts: tuple[datetime, ...], now: datetime, rule: str, until: datetime | None
+def test_the_attempt_limits_together(
+    attempts: tuple[datetime, ...], now: datetime, rule: str | None, next_allowed: datetime
 ) -> None:
-    result = attempt_limits(now, history(*attempts), RULES)
-    assert result.rule == rule
-    assert result.allowed is (until is None)
-    assert result.until == until
+    decision = decide(now, history(*attempts))
+    assert (decision.blocking.rule if decision.blocking else None) == rule
+    assert decision.allowed is (rule is None)
+    assert decision.next_allowed_at == next_allowed
 
 
 # --- min gap and abandoned cooling-off -------------------------------------------------------------
@@ -442,18 +455,22 @@ def test_abandoned_cooloff(abandoned: datetime | None, now: datetime, until: dat
     assert result.until == until
 
 
-# --- evaluate, first_blocking, next_allowed_at -----------------------------------------------------
+# --- the gate's order, first_blocking, next_allowed_at ----------------------------------------------
 
 
-def test_evaluate_runs_every_gate_most_severe_first() -> None:
-    results = evaluate(uk(2026, 6, 8, 12), history(), RULES, listed_dnc=False, opted_out=False)
+def test_the_gate_runs_every_rule_most_severe_first() -> None:
+    results = decide(uk(2026, 6, 8, 12), history()).checks
     assert [r.rule for r in results] == [
+        "customer_record",
         "do_not_call",
         "opted_out",
         "abandoned_cooloff",
         "max_attempts_per_week",
+        "number_max_attempts_per_week",
         "max_attempts_per_day",
+        "number_max_attempts_per_day",
         "min_gap",
+        "number_min_gap",
         "calling_window",
     ]
     assert all(r.allowed for r in results)
@@ -479,7 +496,7 @@ def test_evaluate_runs_every_gate_most_severe_first() -> None:
 def test_first_blocking_is_the_most_severe(
     listed_dnc: bool, is_opted_out: bool, now: datetime, hist: ContactHistory, rule: str
 ) -> None:
-    results = evaluate(now, hist, RULES, listed_dnc=listed_dnc, opted_out=is_opted_out)
+    results = decide(now, hist, listed_dnc=listed_dnc, opted_out=is_opted_out).checks
     blocking = first_blocking(results)
     assert blocking is not None
     assert blocking.rule == rule
@@ -525,17 +542,17 @@ def test_first_blocking_is_the_most_severe(
     ],
 )
 def test_next_allowed_at(now: datetime, hist: ContactHistory, expected: datetime) -> None:
-    at = next_allowed_at(now, hist, RULES, listed_dnc=False, opted_out=False)
+    at = decide(now, hist).next_allowed_at
     assert at == expected
-    assert all(r.allowed for r in evaluate(at, hist, RULES, listed_dnc=False, opted_out=False))
+    assert decide(at, hist).allowed
     if at > now:
-        before = evaluate(at - timedelta(seconds=1), hist, RULES, listed_dnc=False, opted_out=False)
-        assert not all(r.allowed for r in before)
+        assert not decide(at - timedelta(seconds=1), hist).allowed
 
 
 @pytest.mark.parametrize(("listed_dnc", "is_opted_out"), [(True, False), (False, True), (True, True)])
 def test_next_allowed_at_is_never_for_permanent_blocks(listed_dnc: bool, is_opted_out: bool) -> None:
-    assert next_allowed_at(uk(2026, 6, 8, 12), history(), RULES, listed_dnc=listed_dnc, opted_out=is_opted_out) is None
+    decision = decide(uk(2026, 6, 8, 12), history(), listed_dnc=listed_dnc, opted_out=is_opted_out)
+    assert not decision.allowed and decision.permanent and decision.next_allowed_at is None
 
 
 # --- callback slots --------------------------------------------------------------------------------

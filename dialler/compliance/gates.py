@@ -14,7 +14,7 @@ Time rules, chosen to be exact and explainable:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -32,15 +32,12 @@ __all__ = [
     "GateResult",
     "Rule",
     "abandoned_cooloff",
-    "attempt_limits",
     "calling_window",
     "do_not_call",
-    "evaluate",
     "first_blocking",
     "max_attempts_per_day",
     "max_attempts_per_week",
     "min_gap",
-    "next_allowed_at",
     "next_allowed_slots",
     "opted_out",
 ]
@@ -50,7 +47,21 @@ EARLIEST_OPENING: Final = time(8, 0)
 LATEST_CLOSING: Final = time(21, 0)
 # Customers are UK-only (see phones.py), so their local time is UK time.
 UK_TIMEZONES: Final = ("Europe/London",)
-UK_SUBDIVISIONS: Final = ("ENG", "NIR", "SCT", "WLS")
+NATIONS: Final = ("ENG", "NIR", "SCT", "WLS")
+# Not nations but calendars over them. ANY_NATION: closed on a bank holiday of any nation, for a
+# customer whose nation we cannot tell (no or unreadable postcode): calling a Scot on 2 January is a
+# breach of our policy, keeping an English customer off the phone one extra day is not, so the
+# unknown case takes the stricter calendar. SOME_NATION: open if any nation is open; only for the
+# shared pre-check before an agent is offered a call, which is always followed by the customer's own.
+ANY_NATION: Final = "ANY"
+SOME_NATION: Final = "SOME"
+UK_SUBDIVISIONS: Final = (*NATIONS, ANY_NATION, SOME_NATION)
+# Postcode areas (the letters before the first digit) of Scotland; Northern Ireland is BT. The rest of
+# the UK areas are England or Wales, whose bank holidays are the same.
+SCOTTISH_POSTCODE_AREAS: Final = frozenset(
+    ("AB", "DD", "DG", "EH", "FK", "G", "HS", "IV", "KA", "KW", "KY", "ML", "PA", "PH", "TD", "ZE")
+)
+NORTHERN_IRISH_POSTCODE_AREAS: Final = frozenset(("BT",))
 MAX_ATTEMPTS_PER_DAY_LIMIT: Final = 10
 MAX_ATTEMPTS_PER_WEEK_LIMIT: Final = 30
 MIN_GAP_BOUNDS: Final = (timedelta(minutes=15), timedelta(days=7))
@@ -59,17 +70,40 @@ ABANDONED_COOLOFF_BOUNDS: Final = (timedelta(hours=72), timedelta(days=30))
 WEEK: Final = timedelta(days=7)
 # Longest run of closed days is a bank-holiday weekend plus Christmas (< 7 days); 21 is ample.
 _SEARCH_DAYS: Final = 21
-_FIXED_POINT_STEPS: Final = 64
 
 
 class Rule(StrEnum):
+    # The customer's record (codes shared with the queue placement reasons).
+    DECEASED = "deceased"
+    DELETED = "deleted"
+    DISABLED = "disabled"
+    INACTIVE = "inactive"
+    UNKNOWN_STATUS = "unknown_status"
+    NO_CALLABLE_NUMBER = "no_callable_number"
     DO_NOT_CALL = "do_not_call"
     OPTED_OUT = "opted_out"
     ABANDONED_COOLOFF = "abandoned_cooloff"
     MAX_ATTEMPTS_PER_WEEK = "max_attempts_per_week"
+    NUMBER_MAX_ATTEMPTS_PER_WEEK = "number_max_attempts_per_week"
     MAX_ATTEMPTS_PER_DAY = "max_attempts_per_day"
+    NUMBER_MAX_ATTEMPTS_PER_DAY = "number_max_attempts_per_day"
     MIN_GAP = "min_gap"
+    NUMBER_MIN_GAP = "number_min_gap"
     CALLING_WINDOW = "calling_window"
+    VULNERABLE = "vulnerable_needs_trained_agent"
+
+
+CALLABLE_USER_STATUSES: Final = ("active", "vulnerable")
+# One wording per refusal, whichever path refuses (placement reasons, callbacks, dial, SMS).
+RECORD_REASONS: Final[dict[str, str]] = {
+    Rule.DECEASED: "the customer is deceased: never called",
+    Rule.DELETED: "the customer record is deleted",
+    Rule.DISABLED: "the customer account is disabled",
+    Rule.INACTIVE: "the customer is inactive",
+    Rule.UNKNOWN_STATUS: "the customer status is not one we call",
+}
+DO_NOT_CALL_TEXT: Final = "the number is on the do-not-call list (TPS or request)"
+OPTED_OUT_TEXT: Final = "the customer opted out (SMS STOP)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +169,23 @@ class CallingRules:
         )
 
     @property
+    def summary(self) -> str:
+        """The rules in one line, kept with each recorded decision."""
+        saturday = "closed" if self.saturday_hours is None else _hours_text(self.saturday_hours)
+        return (
+            f"weekdays {_hours_text(self.weekday_hours)}, Saturdays {saturday} ({self.timezone}, the "
+            f"customer's nation's bank holidays); {self.max_attempts_per_day}/day, "
+            f"{self.max_attempts_per_week}/7 days, gap {self.min_gap}, after an abandoned call {self.abandoned_cooloff}"
+        )
+
+    @property
     def tz(self) -> ZoneInfo:
         # Not a field: keeps the dataclass plain data for Temporal payloads; ZoneInfo caches instances.
         return ZoneInfo(self.timezone)
+
+    def for_nation(self, nation: str) -> CallingRules:
+        """The same rules under ``nation``'s bank holidays (cached: placement asks per customer)."""
+        return self if nation == self.holiday_subdiv else _for_nation(self, nation)
 
     def hours_on(self, day: date) -> Hours | None:
         """Local opening hours on ``day``, or None when we never call (Sunday, bank holiday)."""
@@ -147,6 +195,15 @@ class CallingRules:
         if weekday < 5:
             return self.weekday_hours
         return self.saturday_hours if weekday == 5 else None
+
+
+@lru_cache(maxsize=256)
+def _for_nation(rules: CallingRules, nation: str) -> CallingRules:
+    return replace(rules, holiday_subdiv=nation)
+
+
+def _hours_text(hours: Hours) -> str:
+    return f"{hours[0]:%H:%M}-{hours[1]:%H:%M}"
 
 
 def _check_count(name: str, value: int, high: int) -> None:
@@ -181,8 +238,41 @@ def _parse_hours(name: str, raw: Sequence[str]) -> Hours:
 
 @lru_cache(maxsize=64)
 def bank_holidays(country: str, subdiv: str, year: int) -> Mapping[date, str]:
-    """Bank holidays (including substitute days) of one year; cached, as the batch asks 500k times."""
+    """Bank holidays (including substitute days) of one year; cached, as the batch asks 500k times.
+
+    ``ANY``: a bank holiday in any nation (named after the nations that keep it); ``SOME``: a bank
+    holiday in every nation."""
+    if subdiv in (ANY_NATION, SOME_NATION):
+        per_nation = {n: bank_holidays(country, n, year) for n in NATIONS}
+        days: set[date] = set().union(*per_nation.values())
+        found: dict[date, str] = {}
+        for day in sorted(days):
+            keeping = [n for n in NATIONS if day in per_nation[n]]
+            if subdiv == SOME_NATION and len(keeping) < len(NATIONS):
+                continue
+            name = per_nation[keeping[0]][day]
+            found[day] = name if len(keeping) == len(NATIONS) else f"{name} in {'/'.join(keeping)}"
+        return found
     return dict(holidays.country_holidays(country, subdiv=subdiv, years=year).items())
+
+
+def nation_of(postcode: str | None) -> str:
+    """The bank-holiday calendar of a customer from their postcode's area: ``SCT``, ``NIR``, ``ENG``
+    (England and Wales share theirs), or ``ANY`` when the postcode is missing or unreadable.
+
+    No regex and no cache: the rebuild asks once per customer, with as many postcodes as customers."""
+    code = (postcode or "").lstrip()[:3].upper()
+    if len(code) >= 2 and code[0].isalpha() and code[1].isdigit():
+        area = code[0]
+    elif len(code) == 3 and code[:2].isalpha() and code[2].isdigit():
+        area = code[:2]
+    else:
+        return ANY_NATION
+    if area in SCOTTISH_POSTCODE_AREAS:
+        return "SCT"
+    if area in NORTHERN_IRISH_POSTCODE_AREAS:
+        return "NIR"
+    return "ENG"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,16 +286,17 @@ class ContactHistory:
     last_abandoned_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "attempts", tuple(sorted(_utc(t, "attempt") for t in self.attempts)))
+        object.__setattr__(self, "attempts", tuple(sorted(utc(t, "attempt") for t in self.attempts)))
         if self.last_abandoned_at is not None:
-            object.__setattr__(self, "last_abandoned_at", _utc(self.last_abandoned_at, "last_abandoned_at"))
+            object.__setattr__(self, "last_abandoned_at", utc(self.last_abandoned_at, "last_abandoned_at"))
 
     @property
     def last_attempt_at(self) -> datetime | None:
         return self.attempts[-1] if self.attempts else None
 
 
-def _utc(value: datetime, name: str) -> datetime:
+def utc(value: datetime, name: str) -> datetime:
+    """``value`` in UTC; a naive datetime is refused (a wall-clock time of which zone?)."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value.isoformat()}")
     return value.astimezone(UTC)
@@ -218,20 +309,67 @@ def _fmt(instant: datetime, rules: CallingRules) -> str:
 # --- the gates ------------------------------------------------------------------------------------
 
 
+def record_block(status: str, deleted: bool, enabled: bool, *, for_text: bool = False) -> Rule | None:
+    """The first thing in the customer's record that rules out any contact, or None.
+
+    Deceased first: it must win over everything, including a callback booked before. A text is
+    refused only for a deceased or deleted customer (an inactive customer may still text us and be
+    answered); a call needs an enabled account with a status we call."""
+    # The replica's collation is case-insensitive, so 'Active' can exist there.
+    status = status.strip().lower()
+    if status == "deceased":
+        return Rule.DECEASED
+    if deleted:
+        return Rule.DELETED
+    if for_text:
+        return None
+    if not enabled:
+        return Rule.DISABLED
+    if status not in CALLABLE_USER_STATUSES:
+        return Rule.INACTIVE if status == "inactive" else Rule.UNKNOWN_STATUS
+    return None
+
+
+# The open answers are the same for everyone: built once (placement asks 500k times per rebuild).
+_RECORD_OPEN: Final = GateResult(True, "customer_record", "the customer's record allows contact")
+_NOT_LISTED: Final = GateResult(True, Rule.DO_NOT_CALL, "not on the do-not-call list")
+_NOT_OPTED_OUT: Final = GateResult(True, Rule.OPTED_OUT, "no opt-out")
+
+
+def customer_record(status: str, deleted: bool, enabled: bool, *, for_text: bool = False) -> GateResult:
+    blocked = record_block(status, deleted, enabled, for_text=for_text)
+    if blocked is None:
+        return _RECORD_OPEN
+    return GateResult(False, blocked, RECORD_REASONS[blocked])
+
+
 def do_not_call(listed: bool) -> GateResult:
     if listed:
-        return GateResult(False, Rule.DO_NOT_CALL, "the number is on the do-not-call list (TPS or request)")
-    return GateResult(True, Rule.DO_NOT_CALL, "not on the do-not-call list")
+        return GateResult(False, Rule.DO_NOT_CALL, DO_NOT_CALL_TEXT)
+    return _NOT_LISTED
 
 
 def opted_out(opted_out: bool) -> GateResult:
     if opted_out:
-        return GateResult(False, Rule.OPTED_OUT, "the customer opted out (SMS STOP)")
-    return GateResult(True, Rule.OPTED_OUT, "no opt-out")
+        return GateResult(False, Rule.OPTED_OUT, OPTED_OUT_TEXT)
+    return _NOT_OPTED_OUT
+
+
+def vulnerable_agent(vulnerable: bool, agent_trained_vulnerable: bool) -> GateResult:
+    """Vulnerable customers are only offered to agents trained to handle them (FCA FG21/1)."""
+    if vulnerable and not agent_trained_vulnerable:
+        return GateResult(
+            False, Rule.VULNERABLE, "a vulnerable customer: only an agent trained for vulnerable customers may call"
+        )
+    return GateResult(True, Rule.VULNERABLE, "the agent may take this customer")
+
+
+def agent_may_take(vulnerable: bool, agent_trained_vulnerable: bool) -> bool:
+    return vulnerable_agent(vulnerable, agent_trained_vulnerable).allowed
 
 
 def calling_window(now: datetime, rules: CallingRules) -> GateResult:
-    now = _utc(now, "now")
+    now = utc(now, "now")
     local = now.astimezone(rules.tz)
     hours = rules.hours_on(local.date())
     if hours is not None and hours[0] <= local.time() < hours[1]:
@@ -283,7 +421,7 @@ def _local_midnight_after(now: datetime, rules: CallingRules) -> datetime:
 
 def max_attempts_per_day(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
     """At most N attempts per local calendar day; reopens at the next local midnight."""
-    now = _utc(now, "now")
+    now = utc(now, "now")
     today = now.astimezone(rules.tz).date()
     count = sum(1 for t in history.attempts if t.astimezone(rules.tz).date() == today)
     limit = rules.max_attempts_per_day
@@ -300,7 +438,7 @@ def max_attempts_per_day(now: datetime, history: ContactHistory, rules: CallingR
 
 def max_attempts_per_week(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
     """At most N attempts in any rolling 7 x 24 h; an attempt at t stops counting at t + 7 days."""
-    now = _utc(now, "now")
+    now = utc(now, "now")
     recent = [t for t in history.attempts if t > now - WEEK]  # sorted, as attempts are
     limit = rules.max_attempts_per_week
     if len(recent) < limit:
@@ -315,17 +453,8 @@ def max_attempts_per_week(now: datetime, history: ContactHistory, rules: Calling
     )
 
 
-def attempt_limits(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
-    """Both attempt limits as one result: the blocking one that reopens last (rule names it)."""
-    results = [max_attempts_per_day(now, history, rules), max_attempts_per_week(now, history, rules)]
-    blocked = [r for r in results if not r.allowed]
-    if not blocked:
-        return GateResult(True, "attempt_limits", "; ".join(r.explanation for r in results))
-    return max(blocked, key=lambda r: r.until or datetime.max.replace(tzinfo=UTC))
-
-
 def min_gap(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
-    now = _utc(now, "now")
+    now = utc(now, "now")
     last = history.last_attempt_at
     if last is None or now >= last + rules.min_gap:
         return GateResult(True, Rule.MIN_GAP, f"at least {rules.min_gap} since the last attempt")
@@ -339,7 +468,7 @@ def min_gap(now: datetime, history: ContactHistory, rules: CallingRules) -> Gate
 
 
 def abandoned_cooloff(now: datetime, history: ContactHistory, rules: CallingRules) -> GateResult:
-    now = _utc(now, "now")
+    now = utc(now, "now")
     last = history.last_abandoned_at
     if last is None or now >= last + rules.abandoned_cooloff:
         return GateResult(True, Rule.ABANDONED_COOLOFF, "no abandoned call in the cooling-off period")
@@ -352,63 +481,12 @@ def abandoned_cooloff(now: datetime, history: ContactHistory, rules: CallingRule
     )
 
 
-_opted_out_gate = opted_out  # evaluate()'s keyword ``opted_out`` shadows the gate's name
-
-
-# --- combining the gates --------------------------------------------------------------------------
-
-
-def evaluate(
-    now: datetime,
-    history: ContactHistory,
-    rules: CallingRules,
-    *,
-    listed_dnc: bool,
-    opted_out: bool,
-) -> list[GateResult]:
-    """Every gate, most severe first (permanent blocks, then the longest time-based ones)."""
-    return [
-        do_not_call(listed_dnc),
-        _opted_out_gate(opted_out),
-        abandoned_cooloff(now, history, rules),
-        max_attempts_per_week(now, history, rules),
-        max_attempts_per_day(now, history, rules),
-        min_gap(now, history, rules),
-        calling_window(now, rules),
-    ]
+# --- combining the gates: dialler.compliance.gate.check, the one decision ---------------------------
 
 
 def first_blocking(results: Iterable[GateResult]) -> GateResult | None:
-    """The first closed gate in :func:`evaluate`'s order (most severe), or None if all are open."""
+    """The first closed gate in the given order (most severe first), or None if all are open."""
     return next((r for r in results if not r.allowed), None)
-
-
-def next_allowed_at(
-    now: datetime,
-    history: ContactHistory,
-    rules: CallingRules,
-    *,
-    listed_dnc: bool,
-    opted_out: bool,
-) -> datetime | None:
-    """The earliest instant >= ``now`` at which every gate is open; None if that never happens.
-
-    Jumps to the latest ``until`` of the closed gates and re-evaluates there until nothing blocks
-    (a fixed point): e.g. a min gap ending at 21:30 lands outside the window, which moves to 08:00.
-    """
-    at = _utc(now, "now")
-    for _ in range(_FIXED_POINT_STEPS):
-        blocked = [r for r in evaluate(at, history, rules, listed_dnc=listed_dnc, opted_out=opted_out) if not r.allowed]
-        if not blocked:
-            return at
-        untils = [r.until for r in blocked]
-        if any(u is None for u in untils):
-            return None
-        later = max(u for u in untils if u is not None)
-        if later <= at:  # a gate claiming to open in the past would loop forever: a bug, say so
-            raise RuntimeError(f"gate {blocked[0].rule} is closed at {at.isoformat()} but opens at {later}")
-        at = later
-    raise RuntimeError(f"no fixed point after {_FIXED_POINT_STEPS} steps from {now.isoformat()}")
 
 
 MAX_SLOTS: Final = 2000
@@ -425,7 +503,7 @@ def next_allowed_slots(start: datetime, rules: CallingRules, count: int, step_mi
     if not 1 <= step_minutes <= 240:
         raise ValueError(f"step_minutes must be between 1 and 240, got {step_minutes}")
     slots: list[datetime] = []
-    at = _align_up(_utc(start, "start"), rules, step_minutes)
+    at = _align_up(utc(start, "start"), rules, step_minutes)
     while len(slots) < count:
         window = calling_window(at, rules)
         if window.allowed:
