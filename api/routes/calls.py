@@ -28,7 +28,7 @@ from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission, permissions_of
 from dialler.audit.service import record_ctx
 from dialler.calls.dispositions import AGENT_DISPOSITIONS
-from dialler.calls.messages import CallSessionView, DialRequest, OutcomeInput, call_workflow_id
+from dialler.calls.messages import CallSessionView, CallState, DialRequest, OutcomeInput, call_workflow_id
 from dialler.calls.service import (
     AlreadyHoldingCustomer,
     NextCallRefused,
@@ -70,7 +70,7 @@ class CallRead(BaseModel):
     user_id: int
     agent_id: int
     queue: str
-    state: str
+    state: str = Field(description=f"One of: {', '.join(CallState)}")
     end_reason: str | None
     disposition: str | None
     answered: bool
@@ -86,8 +86,13 @@ class OutcomeCreate(BaseModel):
 
 
 class Accepted(BaseModel):
+    """A call request the session took. ``state`` is the call state it moves the call to (the same name
+    and values as ``CallRead.state``; one name per thing, so a client written from the docs reads the
+    right field); GET /calls/{id} tells when it gets there."""
+
     session_id: str
-    status: str
+    state: str = Field(description=f"One of: {', '.join(CallState)}")
+    disposition: str | None = Field(default=None, description="The outcome recorded (outcome only)")
 
 
 @router.post(
@@ -240,7 +245,7 @@ async def dial(
     ignores a dial once the call has started."""
     handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
     await handle.signal(CallSessionWorkflow.dial, DialRequest(agent_id=agent.id))
-    return Accepted(session_id=session_id, status="dialing")
+    return Accepted(session_id=session_id, state=CallState.DIALING)
 
 
 @router.post("/calls/{session_id}/hangup", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
@@ -255,7 +260,7 @@ async def hangup(
     """End the live call."""
     handle, _ = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
     await handle.signal(CallSessionWorkflow.hang_up)
-    return Accepted(session_id=session_id, status="hanging_up")
+    return Accepted(session_id=session_id, state=CallState.ENDED)
 
 
 @router.post("/calls/{session_id}/outcome", response_model=Accepted)
@@ -293,4 +298,4 @@ async def submit_outcome(
                 raise Unprocessable(cause.message) from None
             raise Conflict(cause.message) from None
         raise
-    return Accepted(session_id=accepted.session_id, status=f"recorded:{accepted.disposition}")
+    return Accepted(session_id=accepted.session_id, state=CallState.CLOSED, disposition=accepted.disposition)
