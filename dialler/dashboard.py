@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import bindparam, text
@@ -128,6 +128,10 @@ class Rebuild(BaseModel):
     counts: dict[str, Any]
     drift: dict[str, Any]
     drift_total: int
+    fill: bool = Field(
+        default=False,
+        description="The rebuild filled empty queues (fresh install, flushed Redis): what it added is not drift",
+    )
     temporal_url: str
 
 
@@ -417,6 +421,7 @@ async def last_rebuild(*, postgres: AsyncEngine, settings: Settings) -> Rebuild 
     if row is None:
         return None
     drift = dict(row.drift or {})
+    counts = dict(row.counts or {})
     total = sum(
         int(d.get("added", 0)) + int(d.get("removed", 0)) + int(d.get("rescored", 0))
         for d in drift.values()
@@ -427,9 +432,10 @@ async def last_rebuild(*, postgres: AsyncEngine, settings: Settings) -> Rebuild 
         trigger=row.trigger,
         started_at=row.started_at,
         finished_at=row.finished_at,
-        counts=dict(row.counts or {}),
+        counts=counts,
         drift=drift,
         drift_total=total,
+        fill=bool(counts.get("fill", False)),
         temporal_url=temporal_workflow_url(settings, row.workflow_id),
     )
 
