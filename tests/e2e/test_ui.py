@@ -157,6 +157,18 @@ async def set_mobile(replica_url: str, user_id: int) -> None:
     await engine.dispose()
 
 
+async def confirmation_text(stores: Stores, user_id: int) -> str | None:
+    """The body of the callback confirmation texted to the customer, once it is written."""
+    async with stores.postgres.connect() as conn:
+        return await conn.scalar(
+            text(
+                "SELECT m.body FROM sms_messages m JOIN sms_conversations c ON c.id = m.conversation_id"
+                " WHERE c.user_id = :u AND m.template = 'callback_confirmation' ORDER BY m.id DESC LIMIT 1"
+            ),
+            {"u": user_id},
+        )
+
+
 async def agent_id(stores: Stores, email: str) -> int:
     async with stores.postgres.connect() as conn:
         return int(await conn.scalar(text("SELECT id FROM agents WHERE email = :e"), {"e": email}))
@@ -225,6 +237,7 @@ async def test_agent_journey_with_a_supervisor_watching(
     values = [v for v in await times.locator("option").evaluate_all("os => os.map(o => o.value)") if v]
     chosen = values[min(2, len(values) - 1)]
     await times.select_option(chosen)
+    picked = (await times.locator(f'option[value="{chosen}"]').inner_text()).strip()  # "11:30" on the demo clock
     await agent.get_by_label("Call notes").fill("Call back after the school run, prefers mornings.")
     await shot(agent, "agent-outcome-callback-picker")
     await assert_labelled(agent)
@@ -243,6 +256,18 @@ async def test_agent_journey_with_a_supervisor_watching(
     await expect(upcoming).to_have_count(1, timeout=15_000)
     await expect(upcoming).to_contain_text("Customer #")
     await shot(agent, "agent-callback-booked")
+
+    # One clock (the suite runs with a clock offset, as a demo at night does): the customer's
+    # confirmation text, the agent's list and the board all name the time on the clock she booked on.
+    await expect(upcoming).to_contain_text(picked)
+    confirmation = await eventually(lambda: confirmation_text(stores, user_id), within=15)
+    assert f"at {picked}" in confirmation, (picked, confirmation)
+    await expect(supervisor.locator("#kpi-callbacks-due .kpi-sub")).to_contain_text("1 more later today")
+    checked = re.search(r"checked (\d\d):(\d\d)", await supervisor.locator("#freshness").inner_text())
+    assert checked is not None
+    business_now = (datetime.now(UTC) + timedelta(seconds=CLOCK_OFFSET_S)).astimezone(ZoneInfo("Europe/London"))
+    board_minutes = int(checked[1]) * 60 + int(checked[2])
+    assert abs(board_minutes - (business_now.hour * 60 + business_now.minute)) <= 1, (checked[0], business_now)
 
     # The supervisor's board kept up without a reload; its numbers now count the call.
     await expect(supervisor.locator("#kpi-calls .kpi-value")).to_have_text("1", timeout=BOARD_STEP_S)
