@@ -40,6 +40,8 @@ from dialler.callbacks.models import Callback
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
 from dialler.config import PROJECT_ROOT, Settings, TelephonyMode
+from dialler.integrations.simulated import CallOutcome as LineOutcome
+from dialler.integrations.simulated import CallPlan, SimulatedTelephony
 from dialler.queues.keys import QueueKeys
 from dialler.queues.models import QueueRebuild
 from dialler.runtime import Stores
@@ -169,6 +171,29 @@ async def confirmation_text(stores: Stores, user_id: int) -> str | None:
         )
 
 
+async def assert_upload_links_name_their_claims(page: Page) -> None:
+    """One upload-link button per pending requirement, each naming its claim's lender and the
+    document, as the pending-requirements table does: never two buttons that read the same."""
+    rows = page.get_by_role("table", name="Pending requirements").locator("tbody tr")
+    expected = []
+    for cells in [await row.locator("td").all_inner_texts() for row in await rows.all()]:
+        requirement, lender = cells[0].strip(), cells[1].strip()
+        expected.append(f"Upload link · {lender}: {requirement}")
+    buttons = page.locator(".sms-links button", has_text="Upload link")
+    texts = [t.strip() for t in await buttons.all_inner_texts()]
+    assert expected and sorted(texts) == sorted(expected), (texts, expected)
+    assert len(set(texts)) == len(texts), texts
+
+
+async def assert_composer_on_screen(page: Page) -> None:
+    """At 1366x768 the SMS composer (text box and Send) shows without scrolling."""
+    await page.evaluate("window.scrollTo(0, 0)")
+    height = await page.evaluate("window.innerHeight")
+    for control in ("#sms-text", "#sms-send"):
+        box = await page.locator(control).bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height, (control, box, height)
+
+
 async def agent_id(stores: Stores, email: str) -> int:
     async with stores.postgres.connect() as conn:
         return int(await conn.scalar(text("SELECT id FROM agents WHERE email = :e"), {"e": email}))
@@ -217,6 +242,8 @@ async def test_agent_journey_with_a_supervisor_watching(
     await set_mobile(replica_url, user_id)  # the seed gives some customers landlines; texts need a mobile
     await agent.get_by_role("button", name="Send signing link").click()
     await expect(agent.locator("#sms-thread .sms-outbound")).to_contain_text("sign", timeout=15_000)
+    await assert_upload_links_name_their_claims(agent)
+    await assert_composer_on_screen(agent)
     await shot(agent, "agent-on-call")
     await assert_labelled(agent)
     await assert_fits(agent)
@@ -226,6 +253,7 @@ async def test_agent_journey_with_a_supervisor_watching(
     await expect(agent.locator("#call-state-text")).to_contain_text(re.compile("Wrap-up|Call ended"))
     await expect(sam_board).to_have_attribute("data-state", "wrap_up", timeout=BOARD_STEP_S)
     await expect(agent.get_by_label("Callback requested")).to_be_enabled()
+    await expect(agent.locator('input[name="disposition"]:checked')).to_have_count(0)  # answered: the agent says
 
     # Outcome: callback requested, at a time the picker offers.
     await agent.get_by_label("Callback requested").check()
@@ -703,6 +731,37 @@ async def test_progressive_mode_takes_and_dials_the_next_call_by_itself(
     await page.wait_for_timeout(6000)  # longer than the pause between calls: nothing is taken
     await expect(page.locator("#customer-name")).to_have_count(0)
 
+    assert not console.errors, "\n".join(console.errors)
+    await ctx.close()
+
+
+async def test_a_busy_or_unanswered_line_preselects_its_outcome(
+    live_api: str, worker: Worker, stores: Stores, replica_url: str, browser: Browser, telephony: SimulatedTelephony
+) -> None:
+    """The line's result is the outcome the agent would pick: it is chosen for them, to confirm."""
+    await queue_one_customer(stores, replica_url)
+    console = ConsoleErrors()
+    ctx, page = await open_page(browser, console, "agent")
+    await sign_in(page, live_api, "priya@rmc.example")
+    await page.get_by_role("button", name="Available").click()
+    for plan, outcome, result in (
+        (CallPlan(LineOutcome.BUSY), "Busy", "the line was busy"),
+        (CallPlan(LineOutcome.NO_ANSWER, ring_s=0.5), "No answer", "nobody answered"),
+    ):
+        telephony.script.default = plan
+        await page.get_by_role("button", name="Next call").click()
+        await expect(page.locator("#customer-name")).to_be_visible()
+        await page.get_by_role("button", name="Call", exact=True).click()
+        await expect(page.locator("#call-state")).to_contain_text(result, timeout=15_000)
+        await expect(page.get_by_label(outcome, exact=True)).to_be_checked()
+        await expect(page.locator('input[name="disposition"]:checked')).to_have_count(1)
+        await page.get_by_role("button", name="Save outcome").click()
+        await expect(page.locator("#status-now")).to_contain_text("Available")
+        await expect(page.locator("#customer-body")).to_contain_text("No customer yet")
+
+    async with stores.postgres.connect() as conn:
+        recorded = (await conn.execute(text("SELECT disposition FROM call_outcomes ORDER BY id"))).scalars().all()
+    assert recorded == ["busy", "no_answer"]
     assert not console.errors, "\n".join(console.errors)
     await ctx.close()
 
