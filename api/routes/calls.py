@@ -77,6 +77,10 @@ class CallRead(BaseModel):
     started_at: datetime
     wrap_up_deadline: datetime | None
     dispositions: list[str]
+    answered_by: str | None = Field(
+        default=None,
+        description="The carrier's answering-machine verdict (human, machine_start, ...) when detection is on",
+    )
 
 
 class OutcomeCreate(BaseModel):

@@ -735,35 +735,49 @@ async def test_progressive_mode_takes_and_dials_the_next_call_by_itself(
     await ctx.close()
 
 
-async def test_a_busy_or_unanswered_line_preselects_its_outcome(
-    live_api: str, worker: Worker, stores: Stores, replica_url: str, browser: Browser, telephony: SimulatedTelephony
-) -> None:
-    """The line's result is the outcome the agent would pick: it is chosen for them, to confirm."""
-    await queue_one_customer(stores, replica_url)
-    console = ConsoleErrors()
-    ctx, page = await open_page(browser, console, "agent")
-    await sign_in(page, live_api, "priya@rmc.example")
-    await page.get_by_role("button", name="Available").click()
-    for plan, outcome, result in (
-        (CallPlan(LineOutcome.BUSY), "Busy", "the line was busy"),
-        (CallPlan(LineOutcome.NO_ANSWER, ring_s=0.5), "No answer", "nobody answered"),
-    ):
-        telephony.script.default = plan
-        await page.get_by_role("button", name="Next call").click()
-        await expect(page.locator("#customer-name")).to_be_visible()
-        await page.get_by_role("button", name="Call", exact=True).click()
-        await expect(page.locator("#call-state")).to_contain_text(result, timeout=15_000)
-        await expect(page.get_by_label(outcome, exact=True)).to_be_checked()
-        await expect(page.locator('input[name="disposition"]:checked')).to_have_count(1)
-        await page.get_by_role("button", name="Save outcome").click()
-        await expect(page.locator("#status-now")).to_contain_text("Available")
-        await expect(page.locator("#customer-body")).to_contain_text("No customer yet")
+class TestTheLineTellsTheOutcome:
+    """A busy, unanswered or machine-answered line is the outcome the agent would pick: it is chosen
+    for them, to confirm. Voicemail is known from the carrier's answering-machine detection (on here)."""
 
-    async with stores.postgres.connect() as conn:
-        recorded = (await conn.execute(text("SELECT disposition FROM call_outcomes ORDER BY id"))).scalars().all()
-    assert recorded == ["busy", "no_answer"]
-    assert not console.errors, "\n".join(console.errors)
-    await ctx.close()
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"answering_machine_detection": True})
+
+    async def test_a_busy_unanswered_or_voicemail_line_preselects_its_outcome(
+        self,
+        live_api: str,
+        worker: Worker,
+        stores: Stores,
+        replica_url: str,
+        browser: Browser,
+        telephony: SimulatedTelephony,
+    ) -> None:
+        await queue_one_customer(stores, replica_url)
+        console = ConsoleErrors()
+        ctx, page = await open_page(browser, console, "agent")
+        await sign_in(page, live_api, "priya@rmc.example")
+        await page.get_by_role("button", name="Available").click()
+        for plan, outcome, result in (
+            (CallPlan(LineOutcome.BUSY), "Busy", "the line was busy"),
+            (CallPlan(LineOutcome.NO_ANSWER, ring_s=0.5), "No answer", "nobody answered"),
+            (CallPlan(LineOutcome.MACHINE, ring_s=0.3, talk_s=2.0), "Voicemail", "the call ended"),
+        ):
+            telephony.script.default = plan
+            await page.get_by_role("button", name="Next call").click()
+            await expect(page.locator("#customer-name")).to_be_visible()
+            await page.get_by_role("button", name="Call", exact=True).click()
+            await expect(page.locator("#call-state")).to_contain_text(result, timeout=15_000)
+            await expect(page.get_by_label(outcome, exact=True)).to_be_checked()
+            await expect(page.locator('input[name="disposition"]:checked')).to_have_count(1)
+            await page.get_by_role("button", name="Save outcome").click()
+            await expect(page.locator("#status-now")).to_contain_text("Available")
+            await expect(page.locator("#customer-body")).to_contain_text("No customer yet")
+
+        async with stores.postgres.connect() as conn:
+            recorded = (await conn.execute(text("SELECT disposition FROM call_outcomes ORDER BY id"))).scalars().all()
+        assert recorded == ["busy", "no_answer", "voicemail"]
+        assert not console.errors, "\n".join(console.errors)
+        await ctx.close()
 
 
 async def test_twilio_mode_loads_the_voice_sdk_and_shows_phone_trouble(
