@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,8 +17,18 @@ from dialler.queues.scoring import queue_score
 
 
 async def explain_customer(
-    *, replica: AsyncEngine, postgres: AsyncEngine, user_id: int, now: datetime, rules: gates.CallingRules
+    *,
+    replica: AsyncEngine,
+    postgres: AsyncEngine,
+    user_id: int,
+    now: datetime,
+    rules: gates.CallingRules,
+    offset: timedelta = timedelta(0),
 ) -> Explanation | None:
+    """Why ``user_id`` is (not) queued at the real instant ``now``. Every gate is judged on the
+    business clock (``dialler.clock``: ``now + offset``, the stored attempts moved by the same
+    offset), so calling hours and the gap since the last call are read in one frame; the texts name
+    times on that clock, and ``until`` comes back as a real instant."""
     async with replica.connect() as conn:
         found = await facts_.replica_facts_for_ids(conn, [user_id])
     if not found:
@@ -31,9 +41,13 @@ async def explain_customer(
     placement = classify(replace(customer, has_live_callback_due=callback is not None))
     if placement.queue is None or phone is None:
         return explain(customer, placement, [], None)
-    history = gates.ContactHistory(known.attempts.get(user_id, ()), known.abandoned_at.get(phone))
+    abandoned = known.abandoned_at.get(phone)
+    history = gates.ContactHistory(
+        tuple(at + offset for at in known.attempts.get(user_id, ())), None if abandoned is None else abandoned + offset
+    )
     listed, opted = phone in known.do_not_call, phone in known.opted_out
-    results = gates.evaluate(now, history, rules, listed_dnc=listed, opted_out=opted)
+    business_now = now + offset
+    results = gates.evaluate(business_now, history, rules, listed_dnc=listed, opted_out=opted)
     score = queue_score(
         placement.queue,
         attempts_total=known.attempts_total.get(user_id, 0),
@@ -42,8 +56,9 @@ async def explain_customer(
         user_id=user_id,
         due_at=callback.due_at if callback else None,
     )
-    opens = gates.next_allowed_at(now, history, rules, listed_dnc=listed, opted_out=opted)
-    return explain(customer, placement, results, score, next_allowed_at=opens)
+    opens = gates.next_allowed_at(business_now, history, rules, listed_dnc=listed, opted_out=opted)
+    found_out = explain(customer, placement, results, score, next_allowed_at=opens)
+    return found_out if found_out.until is None else replace(found_out, until=found_out.until - offset)
 
 
 _PAGE = text(
