@@ -39,7 +39,7 @@ demo: deps system-deps bytecode
 	@$(BIN)/python -m workers.stack demo
 
 down:
-	$(BIN)/python -m workers.stack down
+	@$(BIN)/python -m workers.stack down
 
 test: deps system-deps bytecode
 	$(BIN)/pytest -q --deselect tests/api/test_schemathesis.py
