@@ -3,13 +3,16 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Installers write here, not to the terminal: one line per step, and the log's path if one fails.
+INSTALL_LOG := .run/install.log
+# $(call step,what,command): run command quietly, logging its output; print one line.
+step = { mkdir -p .run && printf '%s\n' "$(1)..." && { ( $(2) ) >>$(INSTALL_LOG) 2>&1 || { echo "$(1) failed: see $(INSTALL_LOG)" >&2; exit 1; }; }; }
 
-.PHONY: run test lint fmt fuzz bench down clean deps system-deps bytecode
+.PHONY: run demo test lint fmt fuzz bench down clean deps system-deps bytecode
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	@test -x $(BIN)/python || $(call step,creating $(VENV),$(PYTHON) -m venv $(VENV))
+	@$(call step,installing Python packages,$(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]')
 	@touch $(STAMP)
 
 deps: $(STAMP)
@@ -17,9 +20,9 @@ deps: $(STAMP)
 # Debian packages the stack needs: MariaDB for the binlog replica, Chromium and Firefox ESR for the
 # browser tests (Playwright drives Debian's own browsers; it never downloads one).
 system-deps:
-	@command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || { apt-get update -q && apt-get install -y -q mariadb-server; }
-	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
-	@command -v firefox-esr >/dev/null || { apt-get update -q && apt-get install -y -q firefox-esr; }
+	@command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || $(call step,installing mariadb-server (apt),apt-get update -q && apt-get install -y -q mariadb-server)
+	@command -v chromium >/dev/null || $(call step,installing chromium (apt),apt-get update -q && apt-get install -y -q chromium)
+	@command -v firefox-esr >/dev/null || $(call step,installing firefox-esr (apt),apt-get update -q && apt-get install -y -q firefox-esr)
 
 # Our own modules' bytecode, written even where PYTHONDONTWRITEBYTECODE is set: the worker's sandbox
 # re-imports a workflow's module for every workflow it runs, and without bytecode it compiles the source
@@ -28,10 +31,15 @@ bytecode: deps
 	@$(BIN)/python -m compileall -q dialler workflows activities api workers devstack
 
 run: deps system-deps bytecode
-	$(BIN)/python -m devstack.stack run
+	@$(BIN)/python -m devstack.stack run
+
+# The same stack with the dialler's clock shifted into the next calling hours (DIALLER_CLOCK_OFFSET_S,
+# development only): at night or on a Sunday the demo still has customers to call.
+demo: deps system-deps bytecode
+	@$(BIN)/python -m devstack.stack demo
 
 down:
-	$(BIN)/python -m devstack.stack down
+	@$(BIN)/python -m devstack.stack down
 
 test: deps system-deps bytecode
 	$(BIN)/pytest -q --deselect tests/api/test_schemathesis.py

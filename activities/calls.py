@@ -144,6 +144,7 @@ class CallActivities:
             end_reason=input.end_reason,
             answered=input.answered,
             wrap_up_deadline=input.wrap_up_deadline,
+            answered_by=input.answered_by,
         )
         if input.presence is not None:
             await self._move_agent(input.presence)

@@ -61,11 +61,12 @@ class QueueActivities:
     @activity.defn
     async def plan_rebuild(self, input: rebuild.RebuildInput) -> RebuildPlan:
         run_id = str(activity.info().workflow_id)
+        fill = await self.engine.unfilled()
         await self.engine.begin_rebuild(run_id)
         async with self.stores.replica.connect() as conn:
             bounds = await replica_id_bounds(conn)
         ranges = [] if bounds is None else rebuild.split_ranges(*bounds, input.chunk_size)
-        return RebuildPlan(run_id=run_id, ranges=ranges)
+        return RebuildPlan(run_id=run_id, ranges=ranges, fill=fill)
 
     @activity.defn
     async def stage_range(self, input: StageRangeInput) -> StageRangeResult:
@@ -102,7 +103,12 @@ class QueueActivities:
             "trigger": report.trigger,
             "started_at": report.started_at,
             "finished_at": report.finished_at,
-            "counts": {"queued": report.counts, "not_queued": report.not_queued, "deferred": report.deferred},
+            "counts": {
+                "queued": report.counts,
+                "not_queued": report.not_queued,
+                "deferred": report.deferred,
+                "fill": report.fill,
+            },
             "drift": report.drift,
         }
         async with self.stores.postgres.begin() as conn:

@@ -192,23 +192,113 @@ def start_app_processes(settings: Settings, group: ProcessGroup, endpoints: Endp
     )
 
 
-def banner(settings: Settings) -> str:
+def _hp(url: str, default: int) -> str:
+    host, port = services.url_host_port(url, default)
+    return f"{host}:{port}"
+
+
+def ports(settings: Settings, endpoints: Endpoints) -> list[tuple[str, str]]:
+    """Every port the running stack listens on or uses, with what is there."""
+    found = [
+        ("Web UI + API", f"{settings.api_host}:{settings.api_port}"),
+        ("Temporal", settings.temporal_address),
+        ("Temporal UI", settings.temporal_ui_url.split("://", 1)[-1].rstrip("/")),
+        ("SQS (moto)", _hp(settings.sqs_endpoint_url, 80)) if settings.sqs_endpoint_url else None,
+        ("MySQL replica", _hp(endpoints.replica_url, 3306)),
+        ("PostgreSQL", _hp(settings.postgres_url, 5432)),
+        ("Redis", _hp(settings.redis_url, 6379)),
+        (
+            ("CDC metrics", f"{settings.publisher_metrics_host}:{settings.publisher_metrics_port}/metrics")
+            if settings.publisher_metrics_port
+            else None
+        ),
+    ]
+    return [p for p in found if p is not None]
+
+
+# What a simulated line does, for the banner (the rules themselves: CallScript.standard()).
+_LINE_BEHAVIOUR = {
+    "answered": "answer",
+    "machine": "reach voicemail",
+    "no-answer": "ring out (no answer)",
+    "busy": "are busy",
+    "failed": "fail",
+}
+
+
+def simulated_lines() -> str:
+    from dialler.integrations.simulated import CallScript
+
+    script = CallScript.standard()
+    by_digit = sorted(script.by_last_digit.items())
+    rules = ", ".join(f"…{digit} {_LINE_BEHAVIOUR[str(plan.outcome)]}" for digit, plan in by_digit)
+    return f"{rules}; every other number {_LINE_BEHAVIOUR[str(script.default.outcome)]}s"
+
+
+def calling_hours_note(settings: Settings) -> list[str]:
+    """Whether agents will be offered anyone now, and if not, how to get a demo that works now."""
+    from dialler import clock
+    from dialler.compliance import gates
+
+    window = gates.calling_window(clock.now(settings), gates.CallingRules.from_settings(settings))
+    lines = []
+    if settings.clock_offset_s:
+        shifted = clock.now(settings).astimezone(gates.CallingRules.from_settings(settings).tz)
+        lines.append(
+            f"  Demo clock    shifted {settings.clock_offset_s:+d} s: it is {shifted:%a %H:%M} for the dialler"
+        )
+    if not window.allowed:
+        lines.append(f"  ! Outside calling hours ({window.explanation}): Next call will offer nobody.")
+        if settings.environment != "production":
+            lines.append("    For a demo in open hours now: Ctrl-C, then `make demo` (shifts the dialler's clock)")
+    return lines
+
+
+def banner(settings: Settings, endpoints: Endpoints) -> str:
     from devstack.demo import DEMO_ACCOUNTS
+    from dialler.config import TelephonyMode
 
     base = settings.public_base_url.rstrip("/")
     logins = "\n".join(f"    {a.role:<10} {a.email:<22} {a.password}" for a in DEMO_ACCOUNTS)
-    return (
-        "\nRMC Dialler is running (Ctrl-C stops everything it started)\n"
-        f"  Web UI        {base}/\n"
-        f"  API docs      {base}/api/v1/docs\n"
-        f"  Health        {base}/api/v1/health\n"
-        f"  Temporal UI   {settings.temporal_ui_url}\n"
-        f"  Logs          {settings.run_dir / 'logs'}\n"
-        f"  Demo logins (development only):\n{logins}\n"
-    )
+    listening = "\n".join(f"    {name:<14}{where}" for name, where in ports(settings, endpoints))
+    lines = [
+        "",
+        "RMC Dialler is running (Ctrl-C stops everything it started)",
+        f"  Web UI        {base}/",
+        f"  API docs      {base}/api/v1/docs",
+        f"  Health        {base}/api/v1/health",
+        f"  Temporal UI   {settings.temporal_ui_url}",
+        f"  Logs          {settings.run_dir / 'logs'}",
+        f"  Ports:\n{listening}",
+        *calling_hours_note(settings),
+    ]
+    if settings.telephony_mode is TelephonyMode.SIMULATED:
+        lines.append(f"  Phone lines   simulated, by the number's last digit: {simulated_lines()}")
+    lines.append(f"  Demo logins (development only):\n{logins}")
+    return "\n".join(lines) + "\n"
+
+
+def demo_offset_s(settings: Settings) -> int:
+    """The clock shift that puts the dialler half an hour into the next calling hours (0 when open now)."""
+    from datetime import timedelta
+
+    from dialler import clock
+    from dialler.compliance import gates
+
+    rules = gates.CallingRules.from_settings(settings)
+    real = clock.instant()
+    if gates.calling_window(real, rules).allowed:
+        return 0
+    opening = gates.next_allowed_slots(real, rules, 1)[0]
+    target = opening + timedelta(minutes=30)
+    if not gates.calling_window(target, rules).allowed:  # a window shorter than that: its start
+        target = opening
+    return int((target - real).total_seconds()) + 1
 
 
 def run(settings: Settings) -> int:
+    if settings.clock_offset_s:  # the children read their settings from the environment
+        os.environ["DIALLER_CLOCK_OFFSET_S"] = str(settings.clock_offset_s)
     group = ProcessGroup(settings.run_dir)
     stop = {"requested": False}
 
@@ -220,7 +310,7 @@ def run(settings: Settings) -> int:
     try:
         endpoints = asyncio.run(bring_up(settings, group))
         start_app_processes(settings, group, endpoints)
-        print(banner(settings), flush=True)
+        print(banner(settings, endpoints), flush=True)
         while not stop["requested"]:
             for name, proc in group.started:
                 if proc.poll() is not None:
@@ -246,13 +336,18 @@ def down(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__)
-    parser.add_argument("command", choices=["run", "down"])
+    parser.add_argument(
+        "command", choices=["run", "demo", "down"], help="demo: run, in calling hours whatever the hour"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines on every start say nothing new
     settings = get_settings()
     if args.command == "down":
         down(settings)
         return 0
+    if args.command == "demo":
+        settings = settings.model_copy(update={"clock_offset_s": demo_offset_s(settings)})
     return run(settings)
 
 

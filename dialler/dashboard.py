@@ -10,7 +10,8 @@ screen) instead of failing the whole board.
 
 Definitions (shown on the screen too):
 
-* **today** is the UK calendar day (``settings.calling_timezone``) of the real clock;
+* **today** is the UK calendar day (``settings.calling_timezone``) of the business clock
+  (``dialler.clock``: the real clock in production, shifted on a demo stack);
 * **contact rate** = outcomes today whose disposition reached the customer (``Effects.contact``) ÷
   outcomes today;
 * **abandoned rate (24 h)** = abandoned calls ÷ calls answered (by a person) among the sessions started
@@ -26,18 +27,18 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from dialler import clock
 from dialler.agents.presence import PresenceState, list_presence
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.config import Settings
@@ -128,6 +129,10 @@ class Rebuild(BaseModel):
     counts: dict[str, Any]
     drift: dict[str, Any]
     drift_total: int
+    fill: bool = Field(
+        default=False,
+        description="The rebuild filled empty queues (fresh install, flushed Redis): what it added is not drift",
+    )
     temporal_url: str
 
 
@@ -165,9 +170,8 @@ def temporal_workflow_url(settings: Settings, workflow_id: str) -> str:
 
 
 def day_start(now: datetime, settings: Settings) -> datetime:
-    """Local midnight (UK) of ``now``'s day, in UTC."""
-    local = now.astimezone(ZoneInfo(settings.calling_timezone))
-    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    """Local midnight (UK) of ``now``'s day on the business clock, as a real instant (dialler.clock)."""
+    return clock.day_start(settings, now)
 
 
 async def board(*, session: AsyncSession, redis: Redis, replica: AsyncEngine, settings: Settings) -> Board:
@@ -417,6 +421,7 @@ async def last_rebuild(*, postgres: AsyncEngine, settings: Settings) -> Rebuild 
     if row is None:
         return None
     drift = dict(row.drift or {})
+    counts = dict(row.counts or {})
     total = sum(
         int(d.get("added", 0)) + int(d.get("removed", 0)) + int(d.get("rescored", 0))
         for d in drift.values()
@@ -427,9 +432,10 @@ async def last_rebuild(*, postgres: AsyncEngine, settings: Settings) -> Rebuild 
         trigger=row.trigger,
         started_at=row.started_at,
         finished_at=row.finished_at,
-        counts=dict(row.counts or {}),
+        counts=counts,
         drift=drift,
         drift_total=total,
+        fill=bool(counts.get("fill", False)),
         temporal_url=temporal_workflow_url(settings, row.workflow_id),
     )
 
@@ -453,7 +459,7 @@ async def snapshot(
     now: datetime | None = None,
 ) -> DashboardRead:
     """Every number of the board at ``now`` (real UTC)."""
-    now = now or datetime.now(UTC)
+    now = now or clock.instant()
     since = day_start(now, settings)
     # The session-bound part runs first (one AsyncSession is not safe to share across tasks).
     agents = await _part("agents", board(session=session, redis=redis, replica=replica, settings=settings))

@@ -80,6 +80,7 @@ class CallSessionWorkflow:
         self._rank = -1
         self._call_sid: str | None = None
         self._answered = False
+        self._answered_by: str | None = None  # AnsweredBy (human, machine_start, ...) under AMD
         self._abandoned = False
         self._end_reason: str | None = None
         self._outcome: OutcomeInput | None = None
@@ -174,6 +175,8 @@ class CallSessionWorkflow:
         elif event.call_sid != self._call_sid:
             return
         self._rank = rank
+        if event.answered_by:  # state only (no command): a machine-answered line tells the outcome
+            self._answered_by = event.answered_by
         if rank == 1:
             self._state = CallState.RINGING
         elif rank == 2:
@@ -238,6 +241,7 @@ class CallSessionWorkflow:
             started_at=workflow.info().start_time,
             wrap_up_deadline=self._wrap_up_deadline,
             progressive=self._input.progressive,
+            answered_by=self._answered_by,
         )
 
     # --- steps -------------------------------------------------------------------------------------
@@ -385,6 +389,7 @@ class CallSessionWorkflow:
                 presence,
                 self._answered,
                 self._wrap_up_deadline,
+                self._answered_by,
             ),
         )
 

@@ -67,8 +67,10 @@ class QueueRebuildWorkflow:
             counts=counts,
             not_queued=not_queued,
             deferred=sum(r.deferred for r in results),
-            drift=swap.drift,
+            # Into empty queues everything is "added": that is the fill, not something CDC missed.
+            drift={} if plan.fill else swap.drift,
             reapplied=len(swap.dirty_user_ids),
+            fill=plan.fill,
         )
         await workflow.execute_activity_method(
             QueueActivities.record_rebuild, report, start_to_close_timeout=STEP_TIMEOUT, retry_policy=RETRY

@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import MAX_ID, SessionDep, StoresDep, TemporalDep, UserIdPath
 from api.errors import Forbidden, NotFound, Unavailable, Unprocessable
+from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission, permissions_of
 from dialler.audit.service import record_ctx
@@ -84,7 +85,7 @@ async def my_callbacks(
     session: SessionDep, agent: Annotated[Agent, Depends(require(Permission.CALLBACKS_READ_OWN))]
 ) -> MyCallbacks:
     """The agent's callbacks: due now (theirs first), upcoming, and missed in the last 7 days."""
-    since = datetime.now().astimezone() - timedelta(days=7)
+    since = clock.instant() - timedelta(days=7)
     rows = (
         await session.scalars(
             select(Callback)
@@ -95,7 +96,7 @@ async def my_callbacks(
             .limit(500)
         )
     ).all()
-    now = datetime.now().astimezone()
+    now = clock.instant()
 
     # A prepared callback is callable from its due second, whether or not the workflow has recorded
     # 'due' yet (that bookkeeping can lag when many fall due together): the list follows the clock.
@@ -164,7 +165,7 @@ async def book(
     """Book a callback (or move the customer's live one). Refused with the next allowed slot when the
     time is in the past or outside calling hours."""
     await _may_act(request, session, stores, agent, body.user_id)
-    problem = bookable_problem(body.due_at, datetime.now().astimezone(), calling_hours(stores.settings))
+    problem = bookable_problem(body.due_at, clock.instant(), calling_hours(stores.settings))
     if problem:
         raise Unprocessable(problem)
     source = "supervisor" if Permission.CALLBACKS_MANAGE in permissions_of(agent.role) else "agent"

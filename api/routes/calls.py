@@ -26,7 +26,7 @@ from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission, permissions_of
 from dialler.audit.service import record_ctx
 from dialler.calls.dispositions import AGENT_DISPOSITIONS
-from dialler.calls.messages import CallSessionView, DialRequest, OutcomeInput, call_workflow_id
+from dialler.calls.messages import CallSessionView, CallState, DialRequest, OutcomeInput, call_workflow_id
 from dialler.calls.service import (
     NoneEligible,
     SessionOwner,
@@ -74,7 +74,7 @@ class CallRead(BaseModel):
     user_id: int
     agent_id: int
     queue: str
-    state: str
+    state: str = Field(description=f"One of: {', '.join(CallState)}")
     end_reason: str | None
     disposition: str | None
     answered: bool
@@ -83,6 +83,10 @@ class CallRead(BaseModel):
     dispositions: list[str]
     refusal: RefusalRead | None = None
     """Set when the compliance gate refused the dial at the last moment: why not now, and from when."""
+    answered_by: str | None = Field(
+        default=None,
+        description="The carrier's answering-machine verdict (human, machine_start, ...) when detection is on",
+    )
 
 
 class OutcomeCreate(BaseModel):
@@ -92,8 +96,13 @@ class OutcomeCreate(BaseModel):
 
 
 class Accepted(BaseModel):
+    """A call request the session took. ``state`` is the call state it moves the call to (the same name
+    and values as ``CallRead.state``; one name per thing, so a client written from the docs reads the
+    right field); GET /calls/{id} tells when it gets there."""
+
     session_id: str
-    status: str
+    state: str = Field(description=f"One of: {', '.join(CallState)}")
+    disposition: str | None = Field(default=None, description="The outcome recorded (outcome only)")
 
 
 @router.post(
@@ -262,7 +271,7 @@ async def dial(
     ignores a dial once the call has started."""
     owner = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
     await call_session_client.dial(temporal, owner.workflow_id, DialRequest(agent_id=agent.id))
-    return Accepted(session_id=session_id, status="dialing")
+    return Accepted(session_id=session_id, state=CallState.DIALING)
 
 
 @router.post("/calls/{session_id}/hangup", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
@@ -277,7 +286,7 @@ async def hangup(
     """End the live call."""
     owner = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
     await call_session_client.hang_up(temporal, owner.workflow_id)
-    return Accepted(session_id=session_id, status="hanging_up")
+    return Accepted(session_id=session_id, state=CallState.ENDED)
 
 
 @router.post("/calls/{session_id}/outcome", response_model=Accepted)
@@ -319,4 +328,4 @@ async def submit_outcome(
                 raise Unprocessable(cause.message) from None
             raise Conflict(cause.message) from None
         raise
-    return Accepted(session_id=accepted.session_id, status=f"recorded:{accepted.disposition}")
+    return Accepted(session_id=accepted.session_id, state=CallState.CLOSED, disposition=accepted.disposition)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
@@ -129,7 +129,7 @@ async def page(
             QueueEntryRead(
                 user_id=user_id,
                 score=score,
-                not_before=datetime.fromtimestamp(float(nb), clock.now(stores.settings).tzinfo) if nb else None,
+                not_before=datetime.fromtimestamp(float(nb), UTC) if nb else None,  # a real instant
                 reason=_QUEUE_REASON[queue],
             )
         )
@@ -144,13 +144,13 @@ async def explain(
     agent: Annotated[Agent, Depends(require(Permission.CUSTOMERS_READ_ANY))],
 ) -> ExplanationRead:
     """Why a customer is (or is not) queued: which queue and at what score, or which rule and until when."""
-    now = clock.now(stores.settings)
     found = await explain_customer(
         replica=stores.replica,
         postgres=stores.postgres,
         user_id=user_id,
-        now=now,
+        now=clock.instant(),
         rules=gates.CallingRules.from_settings(stores.settings),
+        offset=clock.offset(stores.settings),
     )
     if found is None:
         raise NotFound(f"No customer {user_id}.")

@@ -284,7 +284,7 @@ async def callback_slots(
     """Bookable callback times, on a 15-minute grid, only inside calling hours in the customer's
     local time (UK: weekdays and Saturdays as configured, never Sundays or bank holidays), starting
     at least `callback_slot_lead_s` (5 minutes by default) from now."""
-    now = datetime.now(UTC)
+    now = clock.instant()
     earliest = now + timedelta(seconds=settings.callback_slot_lead_s)  # still ahead when the form is sent
     if from_ is not None:
         start = from_ if from_.tzinfo is not None else from_.replace(tzinfo=UTC)

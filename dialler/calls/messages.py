@@ -110,6 +110,7 @@ class CallSessionView:
     started_at: datetime
     wrap_up_deadline: datetime | None
     progressive: bool = False
+    answered_by: str | None = None  # the carrier's answering-machine verdict, when detection is on
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class SessionProgress:
     presence: PresenceInput | None = None  # the agent's presence moves with the call, in the same step
     answered: bool = False
     wrap_up_deadline: datetime | None = None
+    answered_by: str | None = None
 
 
 @dataclass(frozen=True)

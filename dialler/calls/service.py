@@ -134,7 +134,9 @@ async def take_next_call(
     now = datetime.now(UTC)
     window = gate.shared_hours(clock.now(settings), gates.CallingRules.from_settings(settings))
     if not window.allowed:
-        return NoneEligible(f"Outside calling hours: {window.explanation}", window.until)
+        # The text names the time on the business clock; ``until`` is a real instant, as in every answer.
+        until = None if window.until is None else window.until - clock.offset(settings)
+        return NoneEligible(f"Outside calling hours: {window.explanation}", until)
     if not agent.queues:
         return NoneEligible("You are not assigned to any queue; ask a supervisor.")
     try:

@@ -81,6 +81,7 @@ async def read_view(redis: Redis, settings: Settings, session_id: str) -> CallSe
             started_at=datetime.fromisoformat(fields["started_at"]),
             wrap_up_deadline=datetime.fromisoformat(d) if (d := fields.get("wrap_up_deadline")) else None,
             progressive=fields.get("progressive") == "1",
+            answered_by=fields.get("answered_by") or None,
         )
     except (KeyError, ValueError):
         return None  # none (or only the session's later fields, before the API's): ask the workflow

@@ -22,7 +22,7 @@ import math
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -219,10 +219,13 @@ class TemplateContext:
     company_name: str
     callback_number: str  # E.164; shown in national format
     timezone: str = "Europe/London"
+    # A demo/test stack's clock shift (dialler.clock): times are stored real, and a text names them on
+    # the clock the agent booked on and the screens show, or a demo's customer reads another time.
+    clock_offset_s: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TemplateContext:
-        return cls(settings.company_name, settings.caller_id, settings.calling_timezone)
+        return cls(settings.company_name, settings.caller_id, settings.calling_timezone, settings.clock_offset_s)
 
 
 def describe_validity(seconds: int) -> str:
@@ -241,14 +244,14 @@ def _national(number: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
-def _when(value: str, timezone: str) -> str:
+def _when(value: str, timezone: str, offset_s: int = 0) -> str:
     try:
         at = datetime.fromisoformat(value)
     except ValueError:
         raise TemplateError(f"due_at must be an ISO 8601 time, got {value!r}") from None
     if at.tzinfo is None:
         raise TemplateError("due_at needs a time zone")
-    local = at.astimezone(ZoneInfo(timezone))
+    local = (at + timedelta(seconds=offset_s)).astimezone(ZoneInfo(timezone))
     return f"{local:%a} {local.day} {local:%b} at {local:%H:%M}"
 
 
@@ -269,7 +272,7 @@ def render(name: TemplateName | str, context: TemplateContext, params: Mapping[s
         "url": given.get("url", ""),
         "validity": given.get("validity", ""),
         "document": DOCUMENT_NAMES.get(given.get("document", ""), "documents"),
-        "when": _when(given["due_at"], context.timezone) if "due_at" in given else "",
+        "when": _when(given["due_at"], context.timezone, context.clock_offset_s) if "due_at" in given else "",
     }
     body = _TEXTS[template].format(**values)
     check_body(body)

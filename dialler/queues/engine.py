@@ -534,8 +534,18 @@ class QueueEngine:
             if tag not in ("ok", "done"):
                 raise RebuildNotActive(f"swap of run {run_id!r} refused: {tag} {_s(reply[1])!r}".strip())
             raw = reply[1]
+        await self._redis.set(self.keys.built, run_id)  # the next rebuild compares with something real
         dirty = [u async for u in self._redis.sscan_iter(self.keys.done_dirty(run_id), count=1000)]
         return _drift_from_json(_s(raw), dirty)
+
+    async def unfilled(self) -> bool:
+        """Whether the queues have never been filled: no rebuild swapped in since Redis was last
+        emptied (a fresh install, a flush) and nobody queued or leased. A rebuild then fills them
+        rather than correcting them, so what it adds is not drift. Queues placed some other way (CDC,
+        a recompute) are compared as usual: what a rebuild changes there is drift."""
+        if await self._redis.exists(self.keys.built):
+            return False
+        return sum(await self._cards([*(self.keys.queue(q) for q in QUEUES), self.keys.lease_expiry])) == 0
 
     async def discard_staging(self, run_id: str) -> None:
         """Drop a failed run's staging (it would expire anyway) and its marker if still current."""

@@ -19,6 +19,8 @@ key                                type    holds
 ``R:lease_agents``                 hash    agent id -> user id it holds
 ``R:token``                        string  fencing-token counter (INCR)
 ``R:rebuild``                      string  run id of the rebuild in progress (TTL)
+``R:built``                        string  run id of the last rebuild swapped in; absent on a fresh or
+                                           flushed Redis, where the next rebuild is a fill, not drift
 ``R:rebuild:dirty``                set     user ids changed incrementally while it runs
 ``R:rebuild:pending``              set     dirty user ids not yet copied into staging
 ``R:rebuild:done:<run id>``        string  JSON drift of a finished swap (TTL; makes swap idempotent)
@@ -113,6 +115,10 @@ class QueueKeys:
     @property
     def rebuild(self) -> str:
         return f"{self.root}:rebuild"
+
+    @property
+    def built(self) -> str:
+        return f"{self.root}:built"
 
     @property
     def dirty(self) -> str:

@@ -38,6 +38,9 @@ class RebuildInput:
 class RebuildPlan:
     run_id: str
     ranges: list[tuple[int, int]]
+    # No rebuild had been swapped in (a fresh install, a flushed Redis): this one fills the queues,
+    # and what it adds is not drift. False in histories recorded before it existed.
+    fill: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class RebuildReport:
     deferred: int
     drift: dict[str, dict[str, int]]
     reapplied: int
+    fill: bool = False  # filled empty queues (see RebuildPlan.fill): ``drift`` is then empty
 
     @property
     def drift_total(self) -> int:
@@ -96,6 +100,8 @@ class RebuildReport:
             f"{q}: +{d.get('added', 0)} -{d.get('removed', 0)} ~{d.get('rescored', 0)}"
             for q, d in sorted(self.drift.items())
         )
+        if self.fill:
+            return f"rebuild {self.run_id} ({self.trigger}) in {seconds:.1f} s: {counts}; filled empty queues"
         return (
             f"rebuild {self.run_id} ({self.trigger}) in {seconds:.1f} s: {counts}; drift {self.drift_total} ({drift})"
         )

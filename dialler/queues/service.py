@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,8 +18,18 @@ from dialler.queues.scoring import queue_score
 
 
 async def explain_customer(
-    *, replica: AsyncEngine, postgres: AsyncEngine, user_id: int, now: datetime, rules: gates.CallingRules
+    *,
+    replica: AsyncEngine,
+    postgres: AsyncEngine,
+    user_id: int,
+    now: datetime,
+    rules: gates.CallingRules,
+    offset: timedelta = timedelta(0),
 ) -> Explanation | None:
+    """Why ``user_id`` is (not) queued at the real instant ``now``. Every gate is judged on the
+    business clock (``dialler.clock``: ``now + offset``, the stored attempts moved by the same
+    offset), so calling hours and the gap since the last call are read in one frame; the texts name
+    times on that clock, and ``until`` comes back as a real instant."""
     async with replica.connect() as conn:
         found = await facts_.replica_facts_for_ids(conn, [user_id])
     if not found:
@@ -34,7 +44,13 @@ async def explain_customer(
     placement = classify(replace(customer, has_live_callback_due=callback is not None))
     if placement.queue is None or phone is None:
         return explain(customer, placement, [], None)
-    answer = gate.check(contact_facts(customer, known, phone), channel=gate.Channel.VOICE, at=now, rules=rules)
+    business_now = now + offset
+    answer = gate.check(
+        _on_business_clock(contact_facts(customer, known, phone), offset),
+        channel=gate.Channel.VOICE,
+        at=business_now,
+        rules=rules,
+    )
     score = queue_score(
         placement.queue,
         attempts_total=known.attempts_total.get(user_id, 0),
@@ -43,7 +59,20 @@ async def explain_customer(
         user_id=user_id,
         due_at=callback.due_at if callback else None,
     )
-    return explain(customer, placement, answer.checks, score, next_allowed_at=answer.next_allowed_at)
+    found_out = explain(customer, placement, answer.checks, score, next_allowed_at=answer.next_allowed_at)
+    return found_out if found_out.until is None else replace(found_out, until=found_out.until - offset)
+
+
+def _on_business_clock(facts: gate.ContactFacts, offset: timedelta) -> gate.ContactFacts:
+    """The stored instants moved onto the business clock, so the gap since a call is read in one frame."""
+    if not offset:
+        return facts
+    return replace(
+        facts,
+        attempts=tuple(at + offset for at in facts.attempts),
+        number_attempts=tuple(at + offset for at in facts.number_attempts),
+        last_abandoned_at=None if facts.last_abandoned_at is None else facts.last_abandoned_at + offset,
+    )
 
 
 _PAGE = text(

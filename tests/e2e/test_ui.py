@@ -39,6 +39,8 @@ from dialler.callbacks.models import Callback
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
 from dialler.config import PROJECT_ROOT, Settings, TelephonyMode
+from dialler.integrations.simulated import CallOutcome as LineOutcome
+from dialler.integrations.simulated import CallPlan, SimulatedTelephony
 from dialler.queues.engine import QueueEngine, QueueEntry
 from dialler.queues.keys import QueueKeys
 from dialler.queues.models import QueueRebuild
@@ -99,6 +101,41 @@ async def set_mobile(replica_url: str, user_id: int) -> None:
     await engine.dispose()
 
 
+async def confirmation_text(stores: Stores, user_id: int) -> str | None:
+    """The body of the callback confirmation texted to the customer, once it is written."""
+    async with stores.postgres.connect() as conn:
+        return await conn.scalar(
+            text(
+                "SELECT m.body FROM sms_messages m JOIN sms_conversations c ON c.id = m.conversation_id"
+                " WHERE c.user_id = :u AND m.template = 'callback_confirmation' ORDER BY m.id DESC LIMIT 1"
+            ),
+            {"u": user_id},
+        )
+
+
+async def assert_upload_links_name_their_claims(page: Page) -> None:
+    """One upload-link button per pending requirement, each naming its claim's lender and the
+    document, as the pending-requirements table does: never two buttons that read the same."""
+    rows = page.get_by_role("table", name="Pending requirements").locator("tbody tr")
+    expected = []
+    for cells in [await row.locator("td").all_inner_texts() for row in await rows.all()]:
+        requirement, lender = cells[0].strip(), cells[1].strip()
+        expected.append(f"Upload link · {lender}: {requirement}")
+    buttons = page.locator(".sms-links button", has_text="Upload link")
+    texts = [t.strip() for t in await buttons.all_inner_texts()]
+    assert expected and sorted(texts) == sorted(expected), (texts, expected)
+    assert len(set(texts)) == len(texts), texts
+
+
+async def assert_composer_on_screen(page: Page) -> None:
+    """At 1366x768 the SMS composer (text box and Send) shows without scrolling."""
+    await page.evaluate("window.scrollTo(0, 0)")
+    height = await page.evaluate("window.innerHeight")
+    for control in ("#sms-text", "#sms-send"):
+        box = await page.locator(control).bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height, (control, box, height)
+
+
 async def test_agent_journey_with_a_supervisor_watching(
     live_api: str, worker: Worker, stores: Stores, replica_url: str, browser: Browser
 ) -> None:
@@ -142,6 +179,8 @@ async def test_agent_journey_with_a_supervisor_watching(
     await set_mobile(replica_url, user_id)  # the seed gives some customers landlines; texts need a mobile
     await agent.get_by_role("button", name="Send signing link").click()
     await expect(agent.locator("#sms-thread .sms-outbound")).to_contain_text("sign", timeout=15_000)
+    await assert_upload_links_name_their_claims(agent)
+    await assert_composer_on_screen(agent)
     await shot(agent, "agent-on-call")
     await assert_labelled(agent)
     await assert_fits(agent)
@@ -151,6 +190,7 @@ async def test_agent_journey_with_a_supervisor_watching(
     await expect(agent.locator("#call-state-text")).to_contain_text(re.compile("Wrap-up|Call ended"))
     await expect(sam_board).to_have_attribute("data-state", "wrap_up", timeout=BOARD_STEP_S)
     await expect(agent.get_by_label("Callback requested")).to_be_enabled()
+    await expect(agent.locator('input[name="disposition"]:checked')).to_have_count(0)  # answered: the agent says
 
     # Outcome: callback requested, at a time the picker offers.
     await agent.get_by_label("Callback requested").check()
@@ -162,6 +202,7 @@ async def test_agent_journey_with_a_supervisor_watching(
     values = [v for v in await times.locator("option").evaluate_all("os => os.map(o => o.value)") if v]
     chosen = values[min(2, len(values) - 1)]
     await times.select_option(chosen)
+    picked = (await times.locator(f'option[value="{chosen}"]').inner_text()).strip()  # "11:30" on the demo clock
     await agent.get_by_label("Call notes").fill("Call back after the school run, prefers mornings.")
     await shot(agent, "agent-outcome-callback-picker")
     await assert_labelled(agent)
@@ -180,6 +221,18 @@ async def test_agent_journey_with_a_supervisor_watching(
     await expect(upcoming).to_have_count(1, timeout=15_000)
     await expect(upcoming).to_contain_text("Customer #")
     await shot(agent, "agent-callback-booked")
+
+    # One clock (the suite runs with a clock offset, as a demo at night does): the customer's
+    # confirmation text, the agent's list and the board all name the time on the clock she booked on.
+    await expect(upcoming).to_contain_text(picked)
+    confirmation = await eventually(lambda: confirmation_text(stores, user_id), within=15)
+    assert f"at {picked}" in confirmation, (picked, confirmation)
+    await expect(supervisor.locator("#kpi-callbacks-due .kpi-sub")).to_contain_text("1 more later today")
+    checked = re.search(r"checked (\d\d):(\d\d)", await supervisor.locator("#freshness").inner_text())
+    assert checked is not None
+    business_now = (datetime.now(UTC) + timedelta(seconds=CLOCK_OFFSET_S)).astimezone(ZoneInfo("Europe/London"))
+    board_minutes = int(checked[1]) * 60 + int(checked[2])
+    assert abs(board_minutes - (business_now.hour * 60 + business_now.minute)) <= 1, (checked[0], business_now)
 
     # The supervisor's board kept up without a reload; its numbers now count the call.
     await expect(supervisor.locator("#kpi-calls .kpi-value")).to_have_text("1", timeout=BOARD_STEP_S)
@@ -623,6 +676,51 @@ async def test_progressive_mode_takes_and_dials_the_next_call_by_itself(
 
     assert not console.errors, "\n".join(console.errors)
     await ctx.close()
+
+
+class TestTheLineTellsTheOutcome:
+    """A busy, unanswered or machine-answered line is the outcome the agent would pick: it is chosen
+    for them, to confirm. Voicemail is known from the carrier's answering-machine detection (on here)."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"answering_machine_detection": True})
+
+    async def test_a_busy_unanswered_or_voicemail_line_preselects_its_outcome(
+        self,
+        live_api: str,
+        worker: Worker,
+        stores: Stores,
+        replica_url: str,
+        browser: Browser,
+        telephony: SimulatedTelephony,
+    ) -> None:
+        await queue_one_customer(stores, replica_url)
+        console = ConsoleErrors()
+        ctx, page = await open_page(browser, console, "agent")
+        await sign_in(page, live_api, "priya@rmc.example")
+        await page.get_by_role("button", name="Available").click()
+        for plan, outcome, result in (
+            (CallPlan(LineOutcome.BUSY), "Busy", "the line was busy"),
+            (CallPlan(LineOutcome.NO_ANSWER, ring_s=0.5), "No answer", "nobody answered"),
+            (CallPlan(LineOutcome.MACHINE, ring_s=0.3, talk_s=2.0), "Voicemail", "the call ended"),
+        ):
+            telephony.script.default = plan
+            await page.get_by_role("button", name="Next call").click()
+            await expect(page.locator("#customer-name")).to_be_visible()
+            await page.get_by_role("button", name="Call", exact=True).click()
+            await expect(page.locator("#call-state")).to_contain_text(result, timeout=15_000)
+            await expect(page.get_by_label(outcome, exact=True)).to_be_checked()
+            await expect(page.locator('input[name="disposition"]:checked')).to_have_count(1)
+            await page.get_by_role("button", name="Save outcome").click()
+            await expect(page.locator("#status-now")).to_contain_text("Available")
+            await expect(page.locator("#customer-body")).to_contain_text("No customer yet")
+
+        async with stores.postgres.connect() as conn:
+            recorded = (await conn.execute(text("SELECT disposition FROM call_outcomes ORDER BY id"))).scalars().all()
+        assert recorded == ["busy", "no_answer", "voicemail"]
+        assert not console.errors, "\n".join(console.errors)
+        await ctx.close()
 
 
 async def test_twilio_mode_loads_the_voice_sdk_and_shows_phone_trouble(

@@ -5,59 +5,20 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import phonenumbers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from devstack.seed import seed_replica
+from dialler import dashboard
 from dialler.calls.models import ContactAttempt
 from dialler.compliance.models import DoNotCall
 from dialler.queues.rebuild import RebuildInput, RebuildReport
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
+from tests.support.queue_oracle import expected_queues
 from workflows.queue_rebuild import QueueRebuildWorkflow
-
-# Written independently of dialler.queues: the contract's rules as plain SQL.
-EXPECTED = """
-SELECT u.id, u.phone_number,
-       CASE WHEN u.current_signature_file_id IS NULL THEN 'unsigned' ELSE 'outstanding_requests' END AS queue
-FROM users u
-WHERE u.deleted_at IS NULL AND u.is_enabled = 1 AND u.status IN ('active', 'vulnerable')
-  AND EXISTS (SELECT 1 FROM claims c WHERE c.user_id = u.id AND c.deleted_at IS NULL
-              AND c.status IN ('new', 'documents_required', 'in_progress', 'submitted_to_lender'))
-  AND (u.current_signature_file_id IS NULL OR EXISTS (
-        SELECT 1 FROM claim_requirements r JOIN claims c ON c.id = r.claim_id
-        WHERE c.user_id = u.id AND c.deleted_at IS NULL
-          AND c.status IN ('new', 'documents_required', 'in_progress', 'submitted_to_lender')
-          AND r.deleted_at IS NULL AND r.status = 'PENDING'))
-"""
-
-
-def callable_uk(raw: str | None) -> str | None:
-    """E.164 for a UK number, accepting Ofcom's drama range that the seed uses (phonenumbers rejects it)."""
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(raw, "GB")
-    except phonenumbers.NumberParseException:
-        return None
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    drama = e164.startswith("+447700900") and len(e164) == 13
-    if not drama and not (phonenumbers.is_valid_number(number) and phonenumbers.region_code_for_number(number) == "GB"):
-        return None
-    return e164
-
-
-async def expected_queues(replica: AsyncEngine) -> dict[str, dict[int, str]]:
-    async with replica.connect() as conn:
-        rows = (await conn.execute(text(EXPECTED))).all()
-    queues: dict[str, dict[int, str]] = {"unsigned": {}, "outstanding_requests": {}}
-    for user_id, phone, queue in rows:
-        if (e164 := callable_uk(phone)) is not None:
-            queues[queue][user_id] = e164
-    return queues
 
 
 async def run_rebuild(client: Client, stores: Stores, trigger: str = "test") -> RebuildReport:
@@ -92,7 +53,7 @@ async def test_rebuild_puts_exactly_the_right_customers_in_each_queue(
     assert set(outstanding) == set(expected["outstanding_requests"]) - barred
     assert report.counts == {"unsigned": len(unsigned), "outstanding_requests": len(outstanding)}
     assert report.not_queued["do_not_call"] >= 1
-    assert report.drift["unsigned"]["added"] == len(unsigned)  # the live queues were empty
+    assert report.fill and report.drift == {}  # the live queues were empty: a fill, not drift
 
 
 async def test_second_rebuild_reports_zero_drift_and_a_change_as_drift(
@@ -102,7 +63,7 @@ async def test_second_rebuild_reports_zero_drift_and_a_change_as_drift(
     await run_rebuild(temporal_client, stores)
 
     again = await run_rebuild(temporal_client, stores)
-    assert again.drift_total == 0
+    assert again.drift_total == 0 and not again.fill
 
     expected = await expected_queues(stores.replica)
     signer = min(expected["unsigned"])
@@ -113,7 +74,7 @@ async def test_second_rebuild_reports_zero_drift_and_a_change_as_drift(
         )
 
     third = await run_rebuild(temporal_client, stores)
-    assert third.drift["unsigned"]["removed"] == 1
+    assert third.drift["unsigned"]["removed"] == 1 and not third.fill
     assert signer not in await queue_engine(stores).snapshot("unsigned")
 
 
@@ -153,3 +114,36 @@ async def test_rebuild_report_is_recorded_for_the_dashboard(
         ).one()
     assert row.trigger == "supervisor"
     assert row.drift == report.drift
+
+
+async def test_a_fill_of_empty_queues_is_not_drift_and_the_board_stays_calm(
+    temporal_client: Client, worker: Worker, stores: Stores, replica_url: str, replica_writer: AsyncEngine
+) -> None:
+    """A fresh install's first rebuild, and the first after Redis lost the queues, fill them: the board
+    shows "filled", not thousands of drift in amber. Drift is reported when CDC really missed a change."""
+    await seed_replica(replica_url, users=600, seed=13)
+
+    first = await run_rebuild(temporal_client, stores, trigger="startup")
+    board = await dashboard.last_rebuild(postgres=stores.postgres, settings=stores.settings)
+    assert first.fill and first.drift_total == 0 and sum(first.counts.values()) > 100
+    assert board is not None and board.fill and board.drift_total == 0
+
+    # CDC misses a change (it is not running here): the next rebuild finds it and says so.
+    expected = await expected_queues(stores.replica)
+    signer = min(expected["unsigned"])
+    async with replica_writer.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET current_signature_file_id = 1, updated_at = NOW() WHERE id = :id"), {"id": signer}
+        )
+    missed = await run_rebuild(temporal_client, stores)
+    board = await dashboard.last_rebuild(postgres=stores.postgres, settings=stores.settings)
+    assert not missed.fill and missed.drift["unsigned"]["removed"] == 1
+    assert board is not None and not board.fill and board.drift_total == missed.drift_total > 0
+
+    # Redis is flushed (here: this test's keys): the queues are empty again and the next rebuild fills them.
+    keys = [key async for key in stores.redis.scan_iter(match=f"{stores.settings.redis_prefix}*", count=1000)]
+    await stores.redis.unlink(*keys)
+    refill = await run_rebuild(temporal_client, stores)
+    board = await dashboard.last_rebuild(postgres=stores.postgres, settings=stores.settings)
+    assert refill.fill and refill.drift == {} and refill.counts == missed.counts
+    assert board is not None and board.fill and board.drift_total == 0

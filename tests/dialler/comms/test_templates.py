@@ -91,6 +91,15 @@ def test_templates_fill_in_time_link_document_and_number() -> None:
     assert "Wed 8 Jan at 09:00" in render(TemplateName.CALLBACK_CONFIRMATION, CONTEXT, winter)
 
 
+def test_a_shifted_demo_clock_names_the_time_the_agent_booked_on() -> None:
+    """Due times are stored real; a demo stack's clock offset (dialler.clock) is how the agent and the
+    screens see them, so the customer's text names the same time: 01:45 real is 10:15 on a +8.5 h demo."""
+    due = {"due_at": datetime(2025, 1, 8, 1, 45, tzinfo=UTC).isoformat()}
+    shifted = TemplateContext(company_name="RMC Claims", callback_number="+441614960000", clock_offset_s=30_600)
+    assert "Wed 8 Jan at 10:15" in render(TemplateName.CALLBACK_CONFIRMATION, shifted, due)
+    assert "Wed 8 Jan at 01:45" in render(TemplateName.CALLBACK_CONFIRMATION, CONTEXT, due)
+
+
 def test_render_refuses_unknown_templates_and_missing_parameters() -> None:
     with pytest.raises(TemplateError, match="unknown"):
         render("birthday_greeting", CONTEXT, {})

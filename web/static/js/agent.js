@@ -53,6 +53,14 @@ const END_TEXT = {
   canceled: "the call was cancelled",
   abandoned: "abandoned (no agent in time)",
 };
+// The outcome a line's result already tells (the agent confirms it with Save): busy, no answer, and
+// voicemail when the carrier's answering-machine detection said a machine answered.
+const OUTCOME_OF_LINE = { busy: "busy", no_answer: "no_answer", machine: "voicemail" };
+
+function lineOutcome(call) {
+  if (call.answered_by && call.answered_by.startsWith("machine")) return OUTCOME_OF_LINE.machine;
+  return OUTCOME_OF_LINE[call.end_reason] || null;
+}
 
 const S = {
   me: null,
@@ -171,6 +179,11 @@ function onCallChange(previous, call) {
   if (call && previous && LIVE_CALL.includes(previous.state) && !LIVE_CALL.includes(call.state)) {
     announce(`Call ended: ${END_TEXT[call.end_reason] || "ended"}. Record the outcome.`);
     S.focusOutcome = true; // once the form is enabled (after this redraw)
+  }
+  // Once per call, whether or not a poll caught it dialling (a busy line ends within a second).
+  if (call && !LIVE_CALL.includes(call.state) && call.end_reason && S.lineOutcomeOf !== call.session_id) {
+    S.lineOutcomeOf = call.session_id;
+    S.preselect = lineOutcome(call);
   }
   if (!call) S.connectedAt = null;
 }
@@ -635,11 +648,19 @@ function onLive(live) {
   renderStatus();
   renderCall();
   renderOutcomeState();
+  if (S.preselect) {
+    const input = document.querySelector(`input[name="disposition"][value="${S.preselect}"]:not(:disabled)`);
+    S.preselect = null;
+    if (input && !document.querySelector('input[name="disposition"]:checked')) {
+      input.checked = true;
+      onDispositionChange();
+    }
+  }
   if (S.focusOutcome) {
     S.focusOutcome = false;
     // The hang-up button just went disabled under the agent's focus: carry it to the outcome.
     if (!document.activeElement || document.activeElement === document.body || document.activeElement.disabled) {
-      document.querySelector('input[name="disposition"]:not(:disabled)')?.focus();
+      document.querySelector('input[name="disposition"]:checked:not(:disabled), input[name="disposition"]:not(:disabled)')?.focus();
     }
   }
 }

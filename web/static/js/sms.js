@@ -109,12 +109,20 @@ export function setupSms({ config, card, body }) {
         h("button", { type: "button", class: "small", id: "send-sign-link", onclick: (e) => link(e.currentTarget, { purpose: "sign" }, "Signing link") }, "Send signing link"),
       );
     }
+    // Each button names its claim (lender and requirement): two claims can both need a questionnaire.
+    const lenders = new Map(customer.claims.map((c) => [c.id, c.lender]));
     for (const r of customer.pending_requirements) {
+      const what = `${lenders.get(r.claim_id) || "claim"}: ${words(r.type)}`;
       buttons.push(
         h(
           "button",
-          { type: "button", class: "small", onclick: (e) => link(e.currentTarget, { purpose: "upload", requirement_id: r.id }, `Upload link (${words(r.type)})`) },
-          `Upload link: ${words(r.type)}`,
+          {
+            type: "button",
+            class: "small",
+            "data-requirement-id": String(r.id),
+            onclick: (e) => link(e.currentTarget, { purpose: "upload", requirement_id: r.id }, `Upload link (${what})`),
+          },
+          `Upload link · ${what}`,
         ),
       );
     }
@@ -125,7 +133,7 @@ export function setupSms({ config, card, body }) {
   function composer() {
     if (!has.send) return null;
     const text = h("textarea", { id: "sms-text", rows: "2", maxlength: "918", "aria-describedby": "sms-count" });
-    const count = h("p", { class: "hint", id: "sms-count" }, "0 characters");
+    const count = h("span", { class: "hint", id: "sms-count" }, "0 characters");
     text.addEventListener("input", () => {
       const s = segments(text.value);
       count.textContent = `${s.chars} characters · ${s.segments} text${s.segments === 1 ? "" : "s"} · ${s.encoding}`;
@@ -147,8 +155,9 @@ export function setupSms({ config, card, body }) {
     });
     const templateRow = h(
       "div",
-      { class: "field-row", id: "sms-template-row", hidden: true },
-      h("span", { class: "field" }, h("label", { for: "sms-template" }, "Template"), templatePicker),
+      { class: "sms-template-row", id: "sms-template-row", hidden: true },
+      h("label", { for: "sms-template" }, "Template"),
+      templatePicker,
       sendTemplate,
     );
     if (has.templates) {
@@ -165,8 +174,8 @@ export function setupSms({ config, card, body }) {
       "div",
       { class: "sms-compose" },
       templateRow,
-      h("div", { class: "field" }, h("label", { for: "sms-text" }, "Text message"), text, count),
-      h("div", { class: "button-row" }, sendText),
+      h("div", { class: "field" }, h("label", { for: "sms-text" }, "Text message"), text),
+      h("div", { class: "button-row sms-send-row" }, sendText, count),
     );
   }
 
@@ -183,9 +192,10 @@ export function setupSms({ config, card, body }) {
         body,
         h("p", { class: "notice", id: "sms-opted-out", hidden: true }, "This customer opted out of texts (STOP)."),
         linkButtons(),
-        has.thread ? h("ul", { class: "sms-thread", id: "sms-thread", "aria-label": "Text conversation", tabindex: "0" }) : null,
+        // The composer above the thread: at 1366x768 it stays on screen while the thread scrolls in its box.
         composer(),
         error,
+        has.thread ? h("ul", { class: "sms-thread", id: "sms-thread", "aria-label": "Text conversation", tabindex: "0" }) : null,
       );
       loadThread();
     },

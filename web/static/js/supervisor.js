@@ -75,7 +75,10 @@ function renderKpis(d) {
       cdc.lag_s !== null && cdc.lag_s > 5 ? "warn" : "",
     ),
     kpi("dlq", "Dead letters", orNa(cdc.dlq_messages), "CDC dead-letter queue", cdc.dlq_messages ? "warn" : ""),
-    kpi("drift", "Last rebuild drift", r ? String(r.drift_total) : "n/a", r ? ukTime(r.finished_at || r.started_at) : "no rebuild yet", r && r.drift_total ? "warn" : ""),
+    // A fill of empty queues (fresh install, flushed Redis) is not drift: amber only when CDC missed something.
+    r && r.fill
+      ? kpi("drift", "Last rebuild", "Filled", `empty queues filled ${ukTime(r.finished_at || r.started_at)}`)
+      : kpi("drift", "Last rebuild drift", r ? String(r.drift_total) : "n/a", r ? ukTime(r.finished_at || r.started_at) : "no rebuild yet", r && r.drift_total ? "warn" : ""),
   );
 }
 
@@ -215,7 +218,7 @@ function renderSystem(d) {
       h(
         "dd",
         { id: "last-rebuild" },
-        r ? [external(r.temporal_url, ukTime(r.finished_at || r.started_at), "the rebuild's workflow in the Temporal UI"), ` (${r.trigger}), drift ${r.drift_total}`] : "none yet",
+        r ? [external(r.temporal_url, ukTime(r.finished_at || r.started_at), "the rebuild's workflow in the Temporal UI"), r.fill ? ` (${r.trigger}), filled empty queues` : ` (${r.trigger}), drift ${r.drift_total}`] : "none yet",
       ),
     ),
     drift.length ? h("ul", { class: "drift" }, drift) : null,

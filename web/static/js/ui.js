@@ -77,9 +77,13 @@ export function ukDate(value) {
   return fmt({ day: "2-digit", month: "short", year: "numeric" }).format(at);
 }
 
-/** Wall-clock time of day of a real instant, for "updated at" labels. */
-export function clockTime(ms = Date.now()) {
-  return fmt({ hour: "2-digit", minute: "2-digit", second: "2-digit" }).format(new Date(ms));
+/**
+ * Time of day of a real instant (default: now, on the server's clock), for "checked at" labels: on
+ * the same shifted clock as every other time on the screen (see ukTime), or a demo's board reads
+ * 01:38 beside callbacks due at 10:15.
+ */
+export function clockTime(ms = serverNow()) {
+  return fmt({ hour: "2-digit", minute: "2-digit", second: "2-digit" }).format(new Date(ms + clockOffsetMs));
 }
 
 export function duration(seconds) {

@@ -1,0 +1,45 @@
+"""What `make run` tells a new user: every port, how the simulated lines behave, and at night how to
+get a demo that has someone to call (`make demo`, which shifts the dialler's clock into open hours)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from devstack.stack import Endpoints, banner, demo_offset_s
+from dialler import clock
+from dialler.compliance import gates
+from dialler.config import Settings
+
+
+def _settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def _offset_to_sunday_night() -> int:
+    london = datetime.now(UTC).astimezone(ZoneInfo("Europe/London"))
+    sunday = (london + timedelta(days=(6 - london.weekday()) % 7)).replace(hour=1, minute=35, second=0, microsecond=0)
+    return int((sunday - london).total_seconds())
+
+
+def test_the_banner_lists_every_port_and_the_simulated_lines() -> None:
+    settings = _settings()
+    text = banner(settings, Endpoints(settings.replica_url))
+    for port in ("8000", "7233", "8233", "19324", "13306", "5432", "6379", "9465"):
+        assert f":{port}" in text, port
+    assert "…7 ring out (no answer), …8 are busy, …9 reach voicemail; every other number answers" in text
+    assert len(text.splitlines()) < 35
+
+
+def test_at_night_the_banner_says_nobody_will_be_called_and_how_to_demo_now() -> None:
+    night = _settings(clock_offset_s=_offset_to_sunday_night())
+    text = banner(night, Endpoints(night.replica_url))
+    assert "Outside calling hours" in text and "`make demo`" in text
+
+
+def test_make_demo_shifts_the_clock_into_calling_hours() -> None:
+    settings = _settings()
+    shifted = settings.model_copy(update={"clock_offset_s": demo_offset_s(settings)})
+    assert gates.calling_window(clock.now(shifted), gates.CallingRules.from_settings(shifted)).allowed
+    text = banner(shifted, Endpoints(shifted.replica_url))
+    assert "Outside calling hours" not in text
