@@ -432,3 +432,80 @@ def test_twiml_that_cannot_be_fetched_is_an_application_error_the_customer_hears
 
     assert timeline.said() == ["We are sorry, an application error has occurred. Goodbye."]
     assert len(timeline.speech_before_person()) == 1
+
+
+def test_synchronous_amd_keeps_the_customer_waiting_and_sends_the_verdict_with_the_twiml_request(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    emulator.script(CUSTOMER, answer_after_s=0.1, amd_after_s=0.4, behaviour="machine", hangup_after_s=1.0)
+    hooks.twiml["/voice"] = "<Response><Hangup/></Response>"
+
+    timeline = emulator.wait_ended(_call(twilio, hooks, machine_detection="Enable"))
+
+    [voice] = hooks.to("/voice")
+    assert voice.params["AnsweredBy"] == "machine_start"
+    twiml = timeline.first("twiml")
+    assert twiml is not None and twiml["t"] >= 0.4  # the silence a person would hear under synchronous AMD
+
+
+def test_a_manual_device_rings_until_the_control_api_accepts_and_a_customer_hangup_ends_the_bridge(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    emulator.script(CUSTOMER, answer_after_s=0.1, hangup_after_s=None)
+    emulator.device("agent-9", action="manual")
+    hooks.twiml["/voice"] = (
+        f'<Response><Dial timeout="10" action="/dial-done"><Client statusCallback="{hooks.url}/agent-status">'
+        "agent-9</Client></Dial></Response>"
+    )
+    sid = _call(twilio, hooks)
+    emulator.wait_for(sid, "agent_ringing")
+    [incoming] = emulator.device_state("agent-9")["incoming"]
+    assert incoming["parent_call_sid"] == sid
+
+    emulator.accept(incoming["call_sid"])
+    emulator.wait_for(sid, "person_connected")
+    emulator.customer_hangup(sid)
+    timeline = emulator.wait_ended(sid)
+
+    hangups = [(e["leg"], e["by"]) for e in timeline.events if e["kind"] == "hangup"]
+    assert hangups == [("customer", "customer"), ("agent", "caller")]
+    agent = hooks.wait("/agent-status", lambda hits: len(hits) == 1)
+    assert agent[0].params["CallStatus"] == "completed"
+    # Twilio still requests the action when the caller hangs up during the <Dial>.
+    [action] = hooks.wait("/dial-done", lambda hits: len(hits) == 1)
+    assert action.params["DialCallStatus"] == "completed" and action.params["CallStatus"] == "completed"
+
+
+def test_dial_number_redirect_play_and_pause_follow_the_twiml_and_the_time_scale(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    emulator.script(CUSTOMER, answer_after_s=0.1)
+    emulator.script(OTHER, answer_after_s=0.2, hangup_after_s=0.3)
+    emulator.knobs(time_scale=0.1)
+    hooks.twiml["/voice"] = '<Response><Pause length="3"/><Redirect>/next</Redirect><Say>skipped</Say></Response>'
+    hooks.twiml["/next"] = f"<Response><Play>https://example.invalid/hold.mp3</Play><Dial>{OTHER}</Dial></Response>"
+
+    sid = _call(twilio, hooks)
+    timeline = emulator.wait_ended(sid)
+
+    pause_start, pause_end = timeline.first("pause_start"), timeline.first("pause_end")
+    assert pause_start and pause_end and 0.25 <= pause_end["t"] - pause_start["t"] < 1.0
+    assert timeline.first("play_start") == {**timeline.first("play_start"), "url": "https://example.invalid/hold.mp3"}  # type: ignore[dict-item]
+    connected = timeline.first("person_connected")
+    assert connected is not None and connected["leg"] == "number"
+    assert "skipped" not in timeline.said()
+    assert [c.to for c in twilio.calls.list(parent_call_sid=sid)] == [OTHER]
+
+
+def test_a_redirect_before_the_answer_changes_the_twiml_fetched_on_answer(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    emulator.script(CUSTOMER, answer_after_s=0.5)
+    hooks.twiml["/other"] = "<Response><Say>the new document</Say></Response>"
+    sid = _call(twilio, hooks)
+    emulator.wait_for(sid, "ringing")
+
+    twilio.calls(sid).update(url=hooks.url + "/other", method="POST")
+
+    assert emulator.wait_ended(sid).said() == ["the new document"]
+    assert hooks.to("/voice") == []
