@@ -309,7 +309,7 @@ def build_app(emulator: Emulator) -> FastAPI:
 
     @app.get("/_emulator/webhooks")
     async def webhooks() -> list[dict[str, Any]]:
-        return em.webhooks
+        return list(em.webhooks)
 
     @app.post("/_emulator/inbound/sms")
     async def inbound_sms(request: Request) -> Response:

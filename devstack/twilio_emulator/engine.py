@@ -25,6 +25,7 @@ import re
 import secrets
 import time
 import xml.etree.ElementTree as ET
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,7 @@ E164: Final = re.compile(r"^\+[1-9]\d{6,14}$")
 ENDED: Final = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 # Twilio's status callback events and the CallStatus each reports.
 _EVENT_OF_STATUS: Final = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}
+WEBHOOK_LOG_SIZE: Final = 2000
 _APPLICATION_ERROR: Final = "We are sorry, an application error has occurred. Goodbye."
 
 
@@ -124,6 +126,7 @@ class Leg:
     twiml: list[str] = field(default_factory=list)
     record: dict[str, Any] | None = None  # Record=true on Calls.create: recording options
     hangup_logged: bool = False
+    silenced: bool = False  # dropped by a reset: report nothing more
     twiml_base: str = ""  # resolves relative URLs in inline TwiML
 
     _duration: int = 0  # seconds from answer to end, once ended
@@ -181,7 +184,7 @@ class Emulator:
         self.calls: dict[str, Leg] = {}
         self.messages: dict[str, Message] = {}
         self.recordings: dict[str, Recording] = {}
-        self.webhooks: list[dict[str, Any]] = []  # every webhook posted, for debugging
+        self.webhooks: deque[dict[str, Any]] = deque(maxlen=WEBHOOK_LOG_SIZE)  # the latest, for debugging
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: httpx.AsyncClient | None = None
 
@@ -194,14 +197,17 @@ class Emulator:
         return self._http
 
     async def reset(self) -> None:
-        """Forget every call, message, recording and script; hang up what is still running."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Forget every call, message, recording and script; drop what is still running.
+
+        Calls in flight are silenced first: no last status callback from the previous test may reach
+        the next test's webhooks."""
         for leg in self.calls.values():
-            for running in (leg.runner, leg.exec_task, leg.sender):
-                if running is not None:
-                    running.cancel()
+            leg.silenced = True
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         self.calls.clear()
         self.messages.clear()
         self.recordings.clear()
@@ -260,6 +266,8 @@ class Emulator:
 
     def post_later(self, leg: Leg, url: str, params: dict[str, str], method: str = "POST") -> None:
         """Queue a webhook on the leg's sender: posted in order, without holding the call up."""
+        if leg.silenced:
+            return
         leg.outbox.put_nowait((url, method, params))
         if leg.sender is None or leg.sender.done():
             leg.sender = self.spawn(self._send_outbox(leg))
@@ -360,7 +368,8 @@ class Emulator:
         except Exception:
             log.exception("call %s failed inside the emulator", leg.sid)
             leg.final_status = leg.final_status or "failed"
-        await self._finish(leg)
+        if not leg.silenced:
+            await self._finish(leg)
 
     async def _finish(self, leg: Leg) -> None:
         if leg.exec_task is not None and not leg.exec_task.done():

@@ -509,3 +509,18 @@ def test_a_redirect_before_the_answer_changes_the_twiml_fetched_on_answer(
 
     assert emulator.wait_ended(sid).said() == ["the new document"]
     assert hooks.to("/voice") == []
+
+
+def test_a_reset_drops_calls_in_flight_without_posting_anything_more(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    emulator.script(CUSTOMER, answer_after_s=0.3)
+    sid = _call(twilio, hooks)
+    emulator.wait_for(sid, "ringing")
+
+    emulator.reset()
+    time.sleep(0.6)
+
+    assert [h.params["CallStatus"] for h in hooks.to("/status")] == ["initiated", "ringing"]
+    assert hooks.to("/voice") == []
+    assert emulator.calls() == []
