@@ -325,11 +325,16 @@ def build_app(emulator: Emulator) -> FastAPI:
 
     @app.post("/_emulator/inbound/call")
     async def inbound_call(request: Request) -> Response:
-        """``{"from": ..., "to": <our number>, "url": optional, "hangup_after_s": optional}``"""
+        """``{"from": ..., "to": <our number>, "url": optional, "hangup_after_s": optional, "params": {}}``;
+        ``"from": "client:agent_7"`` is a call placed by that agent's browser phone (click-to-dial)."""
         data = await request.json()
         try:
             leg = em.inbound_call(
-                from_=data["from"], to=data["to"], url=data.get("url"), hangup_after_s=data.get("hangup_after_s")
+                from_=data["from"],
+                to=data["to"],
+                url=data.get("url"),
+                hangup_after_s=data.get("hangup_after_s"),
+                params=data.get("params"),
             )
         except (KeyError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)

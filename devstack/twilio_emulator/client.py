@@ -110,8 +110,18 @@ class EmulatorClient:
     def inbound_sms(self, *, from_: str, to: str, body: str, url: str | None = None) -> dict[str, Any]:
         return dict(self._post("/inbound/sms", {"from": from_, "to": to, "body": body, "url": url}))
 
-    def inbound_call(self, *, from_: str, to: str, url: str | None = None, hangup_after_s: float | None = None) -> str:
-        body = {"from": from_, "to": to, "url": url, "hangup_after_s": hangup_after_s}
+    def inbound_call(
+        self,
+        *,
+        from_: str,
+        to: str,
+        url: str | None = None,
+        hangup_after_s: float | None = None,
+        params: dict[str, str] | None = None,
+    ) -> str:
+        """A call to our number ``to``; with ``from_="client:<identity>"``, a browser phone's outgoing
+        call (click-to-dial) whose TwiML comes from ``url`` (the TwiML App's voice URL)."""
+        body = {"from": from_, "to": to, "url": url, "hangup_after_s": hangup_after_s, "params": params}
         return str(self._post("/inbound/call", body)["call_sid"])
 
     # --- inspection ------------------------------------------------------------------------------

@@ -126,6 +126,7 @@ class Leg:
     twiml: list[str] = field(default_factory=list)
     record: dict[str, Any] | None = None  # Record=true on Calls.create: recording options
     hangup_logged: bool = False
+    extra_params: dict[str, str] = field(default_factory=dict)  # a browser call's custom parameters
     silenced: bool = False  # dropped by a reset: report nothing more
     twiml_base: str = ""  # resolves relative URLs in inline TwiML
 
@@ -517,7 +518,7 @@ class Emulator:
             leg.end_by = "end-of-twiml"
 
     async def _fetch(self, leg: Leg, url: str, method: str, extra: dict[str, str] | None = None) -> ET.Element:
-        params = {**self.call_params(leg), **(extra or {})}
+        params = {**leg.extra_params, **self.call_params(leg), **(extra or {})}
         leg.timeline.add("twiml", leg.label, url=url)
         response = await self.request(url, params, method)
         if response is None:
@@ -821,7 +822,18 @@ class Emulator:
 
     # --- inbound ---------------------------------------------------------------------------------------
 
-    def inbound_call(self, *, from_: str, to: str, url: str | None, hangup_after_s: float | None) -> Leg:
+    def inbound_call(
+        self,
+        *,
+        from_: str,
+        to: str,
+        url: str | None,
+        hangup_after_s: float | None,
+        params: dict[str, str] | None = None,
+    ) -> Leg:
+        """A call into one of our numbers — or, with ``from_="client:<identity>"``, a call placed by an
+        agent's browser phone (``Device.connect``; ``params`` are its custom parameters, posted with the
+        TwiML request as Twilio posts them to the TwiML App's voice URL)."""
         config = self.number_config(to)
         voice_url = url or config.voice_url
         if not voice_url:
@@ -832,7 +844,9 @@ class Emulator:
             direction="inbound",
             status_callback=config.status_callback,
             status_events=frozenset({"initiated", "ringing", "answered", "completed"}),
+            label="agent" if from_.startswith("client:") else "customer",
         )
+        leg.extra_params = dict(params or {})
         leg.pending_source = ("url", voice_url, "POST")
         leg.runner = self.spawn(self._life(leg, self._run_inbound(leg, hangup_after_s)))
         return leg

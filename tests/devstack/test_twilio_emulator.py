@@ -524,3 +524,18 @@ def test_a_reset_drops_calls_in_flight_without_posting_anything_more(
     assert [h.params["CallStatus"] for h in hooks.to("/status")] == ["initiated", "ringing"]
     assert hooks.to("/voice") == []
     assert emulator.calls() == []
+
+
+def test_a_browser_phone_call_fetches_the_app_twiml_with_its_parameters_and_dials_the_customer(
+    emulator: EmulatorClient, hooks: Receiver
+) -> None:
+    emulator.script(CUSTOMER, answer_after_s=0.3, hangup_after_s=0.4)
+    hooks.twiml["/app"] = f'<Response><Dial callerId="{OUR_NUMBER}"><Number>{CUSTOMER}</Number></Dial></Response>'
+
+    sid = emulator.inbound_call(from_="client:agent_7", to=CUSTOMER, url=hooks.url + "/app", params={"customer": "42"})
+    timeline = emulator.wait_ended(sid)
+
+    [app] = hooks.to("/app")
+    assert app.signed and app.params["From"] == "client:agent_7" and app.params["customer"] == "42"
+    assert [e["leg"] for e in timeline.events if e["kind"] == "person_connected"] == ["number"]
+    assert [c["from"] for c in emulator.calls() if c["parent_call_sid"] == sid] == [OUR_NUMBER]
