@@ -153,11 +153,11 @@ def test_say_then_dial_an_agent_who_accepts_late_is_on_the_timeline_with_signed_
     assert timeline.said() == ["Please hold while we connect you", "Goodbye"]
     # The helper a 2-second-rule test uses: here the customer heard speech before any person.
     to_speech = timeline.seconds_to_person_or_speech()
-    assert to_speech is not None and to_speech < 0.3
+    assert to_speech is not None and to_speech < 1.0
     assert [e["text"] for e in timeline.speech_before_person()] == ["Please hold while we connect you"]
     ringing, connected = timeline.first("agent_ringing"), timeline.first("person_connected")
     assert ringing and connected
-    assert 0.45 <= connected["t"] - ringing["t"] < 0.9
+    assert 0.45 <= connected["t"] - ringing["t"] < 1.5
 
     statuses = _final(hooks)
     assert [h.params["CallStatus"] for h in statuses] == ["initiated", "ringing", "in-progress", "completed"]
@@ -489,7 +489,7 @@ def test_dial_number_redirect_play_and_pause_follow_the_twiml_and_the_time_scale
     timeline = emulator.wait_ended(sid)
 
     pause_start, pause_end = timeline.first("pause_start"), timeline.first("pause_end")
-    assert pause_start and pause_end and 0.25 <= pause_end["t"] - pause_start["t"] < 1.0
+    assert pause_start and pause_end and 0.25 <= pause_end["t"] - pause_start["t"] < 2.0  # 3 s × 0.1
     assert timeline.first("play_start") == {**timeline.first("play_start"), "url": "https://example.invalid/hold.mp3"}  # type: ignore[dict-item]
     connected = timeline.first("person_connected")
     assert connected is not None and connected["leg"] == "number"
@@ -539,3 +539,49 @@ def test_a_browser_phone_call_fetches_the_app_twiml_with_its_parameters_and_dial
     assert app.signed and app.params["From"] == "client:agent_7" and app.params["customer"] == "42"
     assert [e["leg"] for e in timeline.events if e["kind"] == "person_connected"] == ["number"]
     assert [c["from"] for c in emulator.calls() if c["parent_call_sid"] == sid] == [OUR_NUMBER]
+
+
+async def test_the_products_twilio_telephony_places_redirects_hangs_up_and_texts_through_the_emulator(
+    emulator: EmulatorClient, hooks: Receiver
+) -> None:
+    """What the rewiring relies on: dialler.integrations.twilio.TwilioTelephony, unchanged, against
+    the emulator — calls with asynchronous AMD and progress events, redirect, hangup, SMS."""
+    from dialler.integrations.twilio import TwilioTelephony
+
+    emulator.script(CUSTOMER, answer_after_s=0.1, hangup_after_s=None)
+    hooks.twiml["/voice"] = '<Response><Pause length="30"/></Response>'
+    hooks.twiml["/abandoned"] = '<Response><Say>information message</Say><Pause length="30"/></Response>'
+    settings = Settings(_env_file=None, twilio_api_base_url=emulator.url)  # type: ignore[call-arg]
+    telephony = TwilioTelephony(settings)
+    try:
+        sid = await telephony.place_call(
+            to=CUSTOMER,
+            from_=OUR_NUMBER,
+            twiml_url=hooks.url + "/voice",
+            status_callback=hooks.url + "/status",
+            machine_detection=True,
+            idempotency_key="attempt-1",
+        )
+        emulator.wait_for(sid, "amd")
+        await telephony.redirect(sid, twiml_url=hooks.url + "/abandoned")
+        emulator.wait_for(sid, "say_end")
+        await telephony.hangup(sid)
+        timeline = emulator.wait_ended(sid)
+        await telephony.hangup(sid)  # an ended call: not an error
+        sms = await telephony.send_sms(
+            to=CUSTOMER, body="We tried to call you", status_callback=hooks.url + "/sms", idempotency_key="sms-1"
+        )
+    finally:
+        await telephony.aclose()
+
+    assert timeline.said() == ["information message"]
+    statuses = hooks.wait("/status", lambda hits: any(h.params.get("CallStatus") == "completed" for h in hits))
+    assert [h.params.get("CallStatus") or "amd:" + h.params["AnsweredBy"] for h in statuses] == [
+        "ringing",
+        "in-progress",
+        "amd:human",
+        "completed",
+    ]
+    assert all(h.signed for h in statuses)
+    assert sms.status == "queued"
+    hooks.wait("/sms", lambda hits: [h.params["MessageStatus"] for h in hits] == ["sent", "delivered"])
