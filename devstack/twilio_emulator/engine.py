@@ -633,6 +633,7 @@ class Emulator:
         extra: dict[str, str] = {}
         url = urljoin(base, action) if action else None
         method = verb.get("method", "POST")
+        interrupted = False  # the caller hung up, or the call was redirected
         try:
             connected = await self._first_answer(legs, timeout)
             if connected is not None:
@@ -640,15 +641,20 @@ class Emulator:
                 leg.timeline.add("person_connected", connected.label, call_sid=connected.sid)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(connected.ended.wait(), time_limit)
-                leg.timeline.add("bridge_ended", connected.label, by=connected.end_by or "time-limit")
+        except asyncio.CancelledError:
+            interrupted = True
+            raise
         finally:
             caller_gone = leg.end_by is not None
+            if connected is not None:
+                by = connected.end_by or ("caller" if caller_gone else "redirect" if interrupted else "time-limit")
+                leg.timeline.add("bridge_ended", connected.label, by=by)
             for child in legs:
                 if not child.ended.is_set():
                     if child.answered_mono is None and child.final_status is None:
-                        # Rung out by the <Dial> timeout, or abandoned because the caller went.
-                        child.final_status = "canceled" if caller_gone else "no-answer"
-                        if not caller_gone:
+                        # Rung out by the <Dial> timeout, or dropped because the caller went or was redirected.
+                        child.final_status = "canceled" if interrupted else "no-answer"
+                        if not interrupted:
                             leg.timeline.add("agent_no_answer" if child.label == "agent" else "no_answer", child.label)
                     self.hangup(child, by="caller" if caller_gone else "dial")
             extra = self._dial_result(leg, verb, legs, connected, dial_started, bridged_at)

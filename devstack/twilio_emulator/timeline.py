@@ -14,7 +14,8 @@ Event kinds (``leg`` says which leg: ``customer`` or ``agent`` / ``number``):
 ``say_end`` (``text``), ``play_start`` / ``play_end`` (``url``), ``pause_start`` / ``pause_end``,
 ``dial`` (``to``), ``agent_ringing``, ``agent_answered``, ``agent_rejected``, ``agent_offline``,
 ``agent_no_answer``, ``person_connected`` (the bridge), ``bridge_ended``, ``recording`` (``sid``),
-``redirect``, ``hangup`` (``by``: customer, agent, api, twiml, end-of-twiml, application-error),
+``redirect``, ``hangup`` (``by``: customer, agent, caller, dial, api, twiml, end-of-twiml,
+application-error), ``bridge_ended`` (``by``: agent, caller, redirect, time-limit),
 ``ended`` (``status``).
 """
 
