@@ -196,6 +196,51 @@ def start_moto(group: ProcessGroup, port: int) -> subprocess.Popen:
     return proc
 
 
+# --- Twilio emulator ------------------------------------------------------------------------------
+
+
+def start_twilio_emulator(
+    group: ProcessGroup,
+    port: int,
+    *,
+    account_sid: str,
+    auth_token: str,
+    api_keys: dict[str, str] | None = None,
+    voice_url: str | None = None,
+    sms_url: str | None = None,
+    demo_rules: bool = True,
+) -> subprocess.Popen:
+    """The local Twilio (``devstack.twilio_emulator``) on 127.0.0.1:port, its own process so that a
+    worker crash does not end a call. ``api_keys`` maps API key sid → secret accepted for REST."""
+    argv = [
+        sys.executable,
+        "-m",
+        "devstack.twilio_emulator",
+        "--port",
+        str(port),
+        "--account-sid",
+        account_sid,
+        "--auth-token",
+        auth_token,
+    ]
+    for sid, secret in (api_keys or {}).items():
+        argv += ["--api-key", f"{sid}:{secret}"]
+    if voice_url:
+        argv += ["--voice-url", voice_url]
+    if sms_url:
+        argv += ["--sms-url", sms_url]
+    if not demo_rules:
+        argv.append("--no-demo-rules")
+    # Secrets on the command line are the emulator's development values, never a real account's.
+    # The checkout this module belongs to, whatever the caller's working directory.
+    root = str(Path(__file__).resolve().parents[1])
+    pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    proc = group.start("twilio-emulator", argv, env={"PYTHONPATH": pythonpath})
+    log = group.log_path("twilio-emulator")
+    wait_for(lambda: port_open("127.0.0.1", port), "Twilio emulator", 20, proc, log)
+    return proc
+
+
 # --- MariaDB replica with row binlog -------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from devstack import services
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler import search_attributes
 from dialler.config import PROJECT_ROOT, Settings
 from dialler.db.migrate import upgrade
@@ -65,6 +66,33 @@ def sqs_endpoint(process_group: services.ProcessGroup) -> str:
     port = services.free_port()
     services.start_moto(process_group, port)
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def twilio_emulator(process_group: services.ProcessGroup) -> Iterator[EmulatorClient]:
+    """The Twilio emulator (its own process) on a free port, with the development account and API
+    key of ``Settings()``. Reset before each test that uses it: no scripts, calls or demo rules."""
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    port = services.free_port()
+    services.start_twilio_emulator(
+        process_group,
+        port,
+        account_sid=defaults.twilio_account_sid,
+        auth_token=defaults.twilio_auth_token.get_secret_value(),
+        api_keys={defaults.twilio_api_key_sid: defaults.twilio_api_key_secret.get_secret_value()},
+    )
+    client = EmulatorClient(f"http://127.0.0.1:{port}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def emulator(twilio_emulator: EmulatorClient) -> EmulatorClient:
+    """The session's emulator, emptied for this test, with the demo rules off (every number answers
+    after 1 s unless scripted)."""
+    twilio_emulator.reset()
+    twilio_emulator.demo_rules(False)
+    return twilio_emulator
 
 
 @pytest_asyncio.fixture(scope="session")
