@@ -445,7 +445,8 @@ def test_synchronous_amd_keeps_the_customer_waiting_and_sends_the_verdict_with_t
     [voice] = hooks.to("/voice")
     assert voice.params["AnsweredBy"] == "machine_start"
     twiml = timeline.first("twiml")
-    assert twiml is not None and twiml["t"] >= 0.4  # the silence a person would hear under synchronous AMD
+    # The silence a person would hear under synchronous AMD (asyncio may wake a timer a millisecond early).
+    assert twiml is not None and twiml["t"] >= 0.39
 
 
 def test_a_manual_device_rings_until_the_control_api_accepts_and_a_customer_hangup_ends_the_bridge(
