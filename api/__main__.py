@@ -8,13 +8,13 @@ import sys
 
 import uvicorn
 
-from dialler.config import get_settings
+from dialler.config import settings_or_exit
 from dialler.logs import configure_logging
 from dialler.runtime import preflight
 
 
 def main() -> int:
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings)
     problems = asyncio.run(preflight(settings))
     for line in problems:

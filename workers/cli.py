@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 
-from dialler.config import Settings, get_settings
+from dialler.config import Settings, settings_or_exit
 from dialler.logs import configure_logging
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("rebuild", help="run a full queue rebuild now and print its drift report")
     args = parser.parse_args(argv)
 
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings)
     if args.command == "migrate":
         asyncio.run(migrate(settings))

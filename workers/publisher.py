@@ -19,7 +19,7 @@ import sys
 from prometheus_client import start_http_server
 
 from dialler.cdc.publisher import Publisher, PublisherError, PublisherOptions, delete_checkpoint
-from dialler.config import Settings, get_settings, mask_url
+from dialler.config import Settings, mask_url, settings_or_exit
 from dialler.logs import configure_logging
 from dialler.runtime import Stores
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.publisher", description=__doc__)
     parser.add_argument("--reset-checkpoint", action="store_true", help="start at the binlog's current end")
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings)
     try:
         options = PublisherOptions.from_env()

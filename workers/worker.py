@@ -18,7 +18,7 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from dialler.config import Settings, get_settings
+from dialler.config import Settings, settings_or_exit
 from dialler.integrations.simulated import telephony_for
 from dialler.integrations.twilio import Telephony
 from dialler.logs import configure_logging
@@ -72,7 +72,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> int:
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings)
     try:
         asyncio.run(serve(settings))
