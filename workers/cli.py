@@ -1,4 +1,4 @@
-"""``dialler``: the operator's command line (``dialler migrate``, ``dialler seed``, ``dialler rebuild``)."""
+"""``dialler``: the operator's command line (``dialler migrate``, ``seed``, ``rebuild``, ``temporal-setup``)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,15 @@ async def rebuild(settings: Settings) -> None:
     print(report.summary())
 
 
+async def temporal_setup(settings: Settings) -> None:
+    from dialler.runtime import connect_temporal
+    from workers.temporal_setup import temporal_setup as setup
+
+    client = await connect_temporal(settings)
+    for line in await setup(client, settings):
+        print(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dialler", description="RMC Dialler operations")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     seed_cmd.add_argument("--seed", type=int, default=42)
     seed_cmd.add_argument("--force", action="store_true", help="generate even when the replica has users")
     commands.add_parser("rebuild", help="run a full queue rebuild now and print its drift report")
+    commands.add_parser(
+        "temporal-setup",
+        help="register the search attributes, set the namespace retention and create the schedules (idempotent)",
+    )
     args = parser.parse_args(argv)
 
     settings = settings_or_exit()
@@ -69,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(seed(settings, args.users, args.seed, args.force))
     elif args.command == "rebuild":
         asyncio.run(rebuild(settings))
+    elif args.command == "temporal-setup":
+        asyncio.run(temporal_setup(settings))
     return 0
 
 
@@ -76,3 +91,7 @@ def entry() -> None:
     code = main()
     sys.stdout.flush()
     os._exit(code)  # SDK issue #300: the interpreter can abort at exit after using the Temporal SDK
+
+
+if __name__ == "__main__":  # ``python -m workers.cli``: the same as the ``dialler`` script
+    entry()

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from dialler.config import Settings, get_settings, mask_url
 from dialler.integrations.sqs import ensure_cdc_queues
-from workers import services
+from workers import cli, services
 from workers.services import ProcessGroup, ServiceError, unreachable
 
 log = logging.getLogger("dialler.stack")
@@ -168,6 +168,7 @@ async def bring_up(settings: Settings, group: ProcessGroup) -> Endpoints:
     await check_redis(settings)
     await prepare_postgres(settings)
     ensure_temporal(settings, group)
+    await cli.temporal_setup(settings)  # what a deployment runs: `dialler temporal-setup`
     ensure_sqs(settings, group)
     replica_url = await prepare_replica(settings, group)
     return Endpoints(replica_url=replica_url)
