@@ -28,6 +28,7 @@ def main() -> int:
         port=settings.api_port,
         workers=settings.api_workers,
         log_level="warning",
+        proxy_headers=False,  # forwarded headers: api/middleware.py, from trusted_proxies only
     )
     return 0
 

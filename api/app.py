@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from activities.queues import queue_engine
 from api import errors, web
 from api.auth import document_security
+from api.middleware import ProxyHeadersMiddleware, SecurityHeadersMiddleware
 from api.request_id import RequestIdMiddleware
 from api.routes import (
     agents,
@@ -67,13 +68,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="RMC Dialler API",
         version="1.0",
         lifespan=lifespan,
-        openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
-        redoc_url=f"{API_PREFIX}/redoc",
+        # The API's map is not published in production unless asked for (api_docs).
+        openapi_url=f"{API_PREFIX}/openapi.json" if settings.api_docs_enabled else None,
+        docs_url=f"{API_PREFIX}/docs" if settings.api_docs_enabled else None,
+        redoc_url=f"{API_PREFIX}/redoc" if settings.api_docs_enabled else None,
     )
     errors.install(app)
 
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, production=settings.is_production)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_proxies=settings.trusted_proxies)  # outermost: runs first
 
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     # Worker processes serving the API: Python runs one request at a time per process, so one per core.
     api_workers: int = Field(default=2, ge=1, le=64)
     public_base_url: str = "http://127.0.0.1:8000"
+    api_docs: bool | None = None  # the OpenAPI document and its pages; unset: on except in production
     # Reverse proxies (CIDRs) whose Forwarded / X-Forwarded-* headers are believed; nobody else's are.
     trusted_proxies: list[str] = []
     jwt_secret: SecretStr = SecretStr("dev-only-change-me-0123456789abcdef0123456789abcdef")
@@ -147,6 +148,7 @@ class Settings(BaseSettings):
         "temporal_tls_client_cert",
         "temporal_tls_client_key",
         "temporal_api_key",
+        "api_docs",
         mode="before",
     )
     @classmethod
@@ -178,6 +180,10 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         """Production unless explicitly development/test with the API bound to a loopback address."""
         return self.environment == Environment.PRODUCTION or not _is_loopback_host(self.api_host)
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        return self.api_docs if self.api_docs is not None else not self.is_production
 
     @property
     def temporal_tls_enabled(self) -> bool:
