@@ -4,15 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt fuzz bench down clean deps system-deps bytecode
+.PHONY: run test lint fmt fuzz bench down clean deps system-deps bytecode lock
 
-$(STAMP): pyproject.toml
+# Installs are reproducible: the exact versions (and hashes) of requirements-dev.lock, then our own
+# package without resolving anything again. `make lock` after changing pyproject.toml's dependencies.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps -e .
 	@touch $(STAMP)
 
 deps: $(STAMP)
+
+# The locks: requirements.lock (what the image runs) and requirements-dev.lock (plus the tools and
+# test dependencies), for Python 3.11 on any platform, with hashes.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -o requirements-dev.lock
 
 # Debian packages the stack needs: MariaDB for the binlog replica, Chromium and Firefox ESR for the
 # browser tests (Playwright drives Debian's own browsers; it never downloads one).
