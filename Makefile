@@ -23,11 +23,14 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -o requirements-dev.lock
 
 # Debian packages the stack needs: MariaDB for the binlog replica, Chromium and Firefox ESR for the
-# browser tests (Playwright drives Debian's own browsers; it never downloads one).
+# browser tests (Playwright drives Debian's own browsers; it never downloads one), docker-compose and
+# promtool (package prometheus) for the static checks of docker-compose.yml and the alert rules.
 system-deps:
 	@command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || { apt-get update -q && apt-get install -y -q mariadb-server; }
 	@command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
 	@command -v firefox-esr >/dev/null || { apt-get update -q && apt-get install -y -q firefox-esr; }
+	@command -v docker-compose >/dev/null || { apt-get update -q && apt-get install -y -q docker-compose; }
+	@command -v promtool >/dev/null || { apt-get update -q && apt-get install -y -q prometheus; }
 
 # Our own modules' bytecode, written even where PYTHONDONTWRITEBYTECODE is set: the worker's sandbox
 # re-imports a workflow's module for every workflow it runs, and without bytecode it compiles the source
