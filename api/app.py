@@ -12,7 +12,12 @@ from fastapi import FastAPI
 from activities.queues import queue_engine
 from api import errors, web
 from api.auth import document_security
-from api.middleware import ProxyHeadersMiddleware, SecurityHeadersMiddleware
+from api.middleware import (
+    LogContextMiddleware,
+    MetricsMiddleware,
+    ProxyHeadersMiddleware,
+    SecurityHeadersMiddleware,
+)
 from api.request_id import RequestIdMiddleware
 from api.routes import (
     agents,
@@ -75,8 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
 
+    app.add_middleware(LogContextMiddleware)  # inside RequestIdMiddleware: the id is set when it runs
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, production=settings.is_production)
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(ProxyHeadersMiddleware, trusted_proxies=settings.trusted_proxies)  # outermost: runs first
 
     app.include_router(health.router, prefix=API_PREFIX)

@@ -13,13 +13,21 @@ URL Twilio called. uvicorn's own proxy-header handling is off (api/__main__.py):
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dialler.logs import bind_request, unbind_request
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The API's own request metrics; in multiprocess mode the values live in PROMETHEUS_MULTIPROC_DIR.
+HTTP_REGISTRY = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else CollectorRegistry()
 
 _FORWARDED_PAIR = re.compile(r'(?i)\s*(for|proto|host|by)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)')
 
@@ -152,3 +160,100 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# --- request metrics -------------------------------------------------------------------------------
+#
+# Labelled by the route *template* (/api/v1/callbacks/{user_id}), never the raw path: ids in a label
+# would be personal data in Prometheus and one series per customer. With several API processes
+# (api_workers > 1), api/__main__.py points PROMETHEUS_MULTIPROC_DIR at a directory they share and
+# /metrics sums them (api/routes/cdc.py).
+HTTP_REQUESTS = Counter(
+    "dialler_http_requests", "API requests answered", ["method", "route", "status"], registry=HTTP_REGISTRY
+)
+HTTP_LATENCY = Histogram(
+    "dialler_http_request_duration_seconds",
+    "API request latency, to the last byte",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=HTTP_REGISTRY,
+)
+HTTP_FAMILIES = ("dialler_http_requests", "dialler_http_request_duration_seconds")
+
+
+def route_template(scope: Scope, templates: dict[int, str]) -> str:
+    route = scope.get("route")
+    if route is None:
+        return "<unmatched>"
+    # FastAPI >= 0.16x routes an included router's route object as declared (path without the
+    # prefix); the full template comes from the app's effective route table.
+    path = templates.get(id(route)) or getattr(route, "path", None)
+    return path if isinstance(path, str) and path else "<unmatched>"
+
+
+def _templates(app: Any) -> dict[int, str]:
+    try:
+        from fastapi.routing import iter_route_contexts  # type: ignore[attr-defined]
+    except ImportError:  # older FastAPI: route.path already carries the prefix
+        return {}
+    return {
+        id(ctx.original_route): ctx.path_format
+        for ctx in iter_route_contexts(app.routes)
+        if getattr(ctx, "original_route", None) is not None
+    }
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.templates: dict[int, str] | None = None  # built on the first request: routes are all in by then
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # an exception escaping the app is a 500 to the client
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            if self.templates is None:
+                self.templates = _templates(scope["app"]) if "app" in scope else {}
+            route = route_template(scope, self.templates)
+            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+            HTTP_LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
+
+
+def register_http_metrics(registry: CollectorRegistry) -> None:
+    """Add the request metrics of this API (all its processes) to a scrape's registry."""
+    if HTTP_REGISTRY is None:
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(HTTP_REGISTRY)  # type: ignore[arg-type]
+
+
+class LogContextMiddleware:
+    """Binds the request's state (its request id, later its agent id) to the log lines of the task
+    serving it (dialler/logs.py). Inside RequestIdMiddleware, which sets the id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = bind_request(scope.setdefault("state", {}))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            unbind_request(token)

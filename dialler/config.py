@@ -23,6 +23,11 @@ from dialler.compliance.drama import is_drama_number
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
@@ -63,6 +68,9 @@ class Settings(BaseSettings):
     temporal_tls_client_key: Path | None = None  # ... and its private key
     temporal_api_key: SecretStr | None = None  # Temporal Cloud API key (sent as a bearer token, over TLS)
     temporal_retention_days: int = Field(default=30, ge=1, le=3650)  # `dialler temporal-setup` sets it
+    # The worker's Prometheus endpoint (Temporal SDK metrics: polls, task latency, activity failures).
+    worker_metrics_address: str | None = "127.0.0.1:9464"
+    log_format: LogFormat | None = None  # text | json; unset: json in production, text otherwise
     # Temporal's sandbox runs each workflow in a fresh module world and proxies what it may touch: it
     # catches non-deterministic code early, at a CPU cost per workflow task. The tests and replays run
     # sandboxed; a production worker may turn it off (docs/PERFORMANCE.md §5).
@@ -149,6 +157,8 @@ class Settings(BaseSettings):
         "temporal_tls_client_key",
         "temporal_api_key",
         "api_docs",
+        "worker_metrics_address",
+        "log_format",
         mode="before",
     )
     @classmethod

@@ -15,6 +15,7 @@ from datetime import timedelta
 import httpx
 from temporalio.client import Client
 from temporalio.plugin import SimplePlugin
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
@@ -50,8 +51,16 @@ def build_worker(
     )
 
 
+def worker_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's metrics (pollers, slots, task latencies, activity
+    failures: ``temporal_*``) on ``worker_metrics_address`` for Prometheus; None when unset."""
+    if not settings.worker_metrics_address:
+        return None
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.worker_metrics_address)))
+
+
 async def serve(settings: Settings) -> None:
-    client = await connect_temporal(settings)
+    client = await connect_temporal(settings, worker_runtime(settings))
     stores = Stores.open(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
