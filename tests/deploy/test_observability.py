@@ -1,4 +1,5 @@
-"""The alert rules and the Grafana dashboard: valid (promtool), naming only metrics the code exports."""
+"""The alert rules and the Grafana dashboard: valid (promtool), naming only metrics the code exports,
+and every alert with a runbook entry in docs/OPERATIONS.md."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tests.workers.test_worker_metrics import SDK_FAMILIES
 ALERTS = PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml"
 SCRAPE = PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "dialler.json"
+OPERATIONS = PROJECT_ROOT / "docs" / "OPERATIONS.md"
 
 # Families whose presence on /metrics or the worker's endpoint a test proves (tests/api/test_metrics.py,
 # tests/workers/test_worker_metrics.py); each family's samples may carry these suffixes.
@@ -99,3 +101,27 @@ def test_every_alert_and_panel_reads_only_exported_metrics() -> None:
 
     assert read, "no metric names found"
     assert sorted(name for name in read if not exported(name)) == []
+
+
+def test_every_alert_has_a_runbook_entry() -> None:
+    headings = set(re.findall(r"^#{2,4} (\w+)\s*$", OPERATIONS.read_text(), re.M))
+
+    for rule in alert_rules():
+        assert rule["alert"] in headings, f"docs/OPERATIONS.md has no runbook heading for {rule['alert']}"
+        assert str(rule["annotations"]["runbook"]).endswith(f"#{str(rule['alert']).lower()}")  # type: ignore[index]
+
+
+def test_operations_covers_deploy_configure_scale_backup_and_secrets() -> None:
+    text = OPERATIONS.read_text()
+
+    for section in (
+        "## 2. Deploy",
+        "## 3. Configure",
+        "## 4. Scale",
+        "## 5. Back up and restore PostgreSQL",
+        "## 6. Rotate secrets",
+    ):
+        assert section in text
+    # The commands it tells an operator to run exist.
+    for command in ("dialler migrate", "dialler temporal-setup", "dialler rebuild", "--reset-checkpoint"):
+        assert command in text
