@@ -105,6 +105,22 @@ async def test_a_changed_interval_or_retention_is_applied_by_the_next_run(
     assert schedule.schedule.spec.intervals == [ScheduleIntervalSpec(every=timedelta(seconds=1800))]
 
 
+async def test_temporal_setup_creates_a_missing_namespace_with_its_retention(
+    temporal_env: WorkflowEnvironment, settings: Settings
+) -> None:
+    namespace = f"new-{uuid.uuid4().hex[:8]}"
+    configured = settings.model_copy(update={"temporal_namespace": namespace, "temporal_retention_days": 14})
+    client = await connect_temporal(configured)
+
+    lines = await temporal_setup(client, configured)
+
+    assert lines[0] == f"namespace {namespace}: created"
+    assert lines[1].startswith("search attributes: added ")
+    assert lines[2] == f"retention of {namespace}: 14 days"  # registered with it: nothing to update
+    assert await namespace_retention(client, namespace) == timedelta(days=14)
+    assert (await client.get_schedule_handle(REBUILD_SCHEDULE_ID).describe()).id == REBUILD_SCHEDULE_ID
+
+
 def test_a_local_dev_server_is_reached_without_tls() -> None:
     options = temporal_connect_options(Settings(_env_file=None))  # type: ignore[call-arg]
 
