@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from devstack import services
 from dialler import search_attributes
 from dialler.agents.models import RefreshToken, Role
 from dialler.audit.models import AuditEntry
@@ -29,7 +30,6 @@ from dialler.errors import DependencyUnavailable
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores, TemporalConnector, connect_temporal
 from tests.support.api_agents import DEFAULT_PASSWORD, LoginAs, MakeAgent
-from workers import services
 
 ME_PRESENCE = "/api/v1/agents/me/presence"
 NEXT_CALL = "/api/v1/agents/me/next-call"
