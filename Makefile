@@ -8,21 +8,32 @@ INSTALL_LOG := .run/install.log
 # $(call step,what,command): run command quietly, logging its output; print one line.
 step = { mkdir -p .run && printf '%s\n' "$(1)..." && { ( $(2) ) >>$(INSTALL_LOG) 2>&1 || { echo "$(1) failed: see $(INSTALL_LOG)" >&2; exit 1; }; }; }
 
-.PHONY: run demo test lint fmt fuzz bench down clean deps system-deps bytecode
+.PHONY: run demo test lint fmt fuzz bench down clean deps system-deps bytecode lock
 
-$(STAMP): pyproject.toml
+# Installs are reproducible: the exact versions (and hashes) of requirements-dev.lock, then our own
+# package without resolving anything again. `make lock` after changing pyproject.toml's dependencies.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(BIN)/python || $(call step,creating $(VENV),$(PYTHON) -m venv $(VENV))
-	@$(call step,installing Python packages,$(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]')
+	@$(call step,installing Python packages,$(BIN)/pip install --require-hashes -r requirements-dev.lock && $(BIN)/pip install --no-deps -e .)
 	@touch $(STAMP)
 
 deps: $(STAMP)
 
+# The locks: requirements.lock (what the image runs) and requirements-dev.lock (plus the tools and
+# test dependencies), for Python 3.11 on any platform, with hashes.
+lock:
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes --no-header -o requirements-dev.lock
+
 # Debian packages the stack needs: MariaDB for the binlog replica, Chromium and Firefox ESR for the
-# browser tests (Playwright drives Debian's own browsers; it never downloads one).
+# browser tests (Playwright drives Debian's own browsers; it never downloads one), docker-compose and
+# promtool (package prometheus) for the static checks of docker-compose.yml and the alert rules.
 system-deps:
 	@command -v mariadbd >/dev/null || test -x /usr/sbin/mariadbd || $(call step,installing mariadb-server (apt),apt-get update -q && apt-get install -y -q mariadb-server)
 	@command -v chromium >/dev/null || $(call step,installing chromium (apt),apt-get update -q && apt-get install -y -q chromium)
 	@command -v firefox-esr >/dev/null || $(call step,installing firefox-esr (apt),apt-get update -q && apt-get install -y -q firefox-esr)
+	@command -v docker-compose >/dev/null || $(call step,installing docker-compose (apt),apt-get update -q && apt-get install -y -q docker-compose)
+	@command -v promtool >/dev/null || $(call step,installing prometheus for promtool (apt),apt-get update -q && apt-get install -y -q prometheus)
 
 # Our own modules' bytecode, written even where PYTHONDONTWRITEBYTECODE is set: the worker's sandbox
 # re-imports a workflow's module for every workflow it runs, and without bytecode it compiles the source

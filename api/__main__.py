@@ -4,23 +4,36 @@ start-up with one line naming it (password masked) instead of a traceback."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
 
 import uvicorn
 
-from dialler.config import get_settings
+from dialler.config import Settings, settings_or_exit
 from dialler.logs import configure_logging
 from dialler.runtime import preflight
 
 
+def share_metrics_between_processes(settings: Settings) -> None:
+    """Each API process counts its own requests; Prometheus' multiprocess mode sums them at /metrics.
+    The directory is emptied first: counts of a previous run would be added to this one's."""
+    directory = settings.run_dir / "metrics-api"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(directory))
+
+
 def main() -> int:
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings)
     problems = asyncio.run(preflight(settings))
     for line in problems:
         print(f"error: {line}", file=sys.stderr)
     if problems:
         return 1
+    if settings.api_workers > 1:
+        share_metrics_between_processes(settings)
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -28,6 +41,7 @@ def main() -> int:
         port=settings.api_port,
         workers=settings.api_workers,
         log_level="warning",
+        proxy_headers=False,  # forwarded headers: api/middleware.py, from trusted_proxies only
     )
     return 0
 

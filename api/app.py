@@ -11,6 +11,12 @@ from fastapi import FastAPI
 
 from api import errors, web
 from api.auth import document_security
+from api.middleware import (
+    LogContextMiddleware,
+    MetricsMiddleware,
+    ProxyHeadersMiddleware,
+    SecurityHeadersMiddleware,
+)
 from api.request_id import RequestIdMiddleware
 from api.routes import (
     agents,
@@ -70,13 +76,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="RMC Dialler API",
         version="1.0",
         lifespan=lifespan,
-        openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
-        redoc_url=f"{API_PREFIX}/redoc",
+        # The API's map is not published in production unless asked for (api_docs).
+        openapi_url=f"{API_PREFIX}/openapi.json" if settings.api_docs_enabled else None,
+        docs_url=f"{API_PREFIX}/docs" if settings.api_docs_enabled else None,
+        redoc_url=f"{API_PREFIX}/redoc" if settings.api_docs_enabled else None,
     )
     errors.install(app)
 
+    app.add_middleware(LogContextMiddleware)  # inside RequestIdMiddleware: the id is set when it runs
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, production=settings.is_production)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_proxies=settings.trusted_proxies)  # outermost: runs first
 
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)

@@ -25,6 +25,7 @@ from devstack import services
 from devstack.services import ProcessGroup, ServiceError, unreachable
 from dialler.config import Settings, get_settings, mask_url
 from dialler.integrations.sqs import ensure_cdc_queues
+from workers import cli
 
 log = logging.getLogger("dialler.stack")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -168,6 +169,7 @@ async def bring_up(settings: Settings, group: ProcessGroup) -> Endpoints:
     await check_redis(settings)
     await prepare_postgres(settings)
     ensure_temporal(settings, group)
+    await cli.temporal_setup(settings)  # what a deployment runs: `dialler temporal-setup`
     ensure_sqs(settings, group)
     replica_url = await prepare_replica(settings, group)
     return Endpoints(replica_url=replica_url)

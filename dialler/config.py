@@ -7,15 +7,31 @@ them down. Every option is documented in ``.env.example``.
 
 from __future__ import annotations
 
+import ipaddress
+import sys
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dialler.compliance.drama import is_drama_number
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
 
 
 class TelephonyMode(StrEnum):
@@ -26,7 +42,8 @@ class TelephonyMode(StrEnum):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIALLER_", env_file=".env", extra="ignore")
 
-    environment: str = "development"
+    # Fail closed: anything but an explicit development/test on a loopback API bind is production.
+    environment: Environment = Environment.DEVELOPMENT
     log_level: str = "INFO"
     run_dir: Path = PROJECT_ROOT / ".run"
     clock_offset_s: int = 0  # demo/test stacks only: shifts the clock the compliance rules read
@@ -49,6 +66,18 @@ class Settings(BaseSettings):
     # The API connects to Temporal on first use and again after a failure, at most once per interval.
     temporal_connect_timeout_s: float = Field(default=3.0, gt=0, le=60)
     temporal_reconnect_interval_s: float = Field(default=1.0, ge=0, le=60)
+    # TLS to the Temporal frontend. Any of the settings below turns it on; ``temporal_tls`` alone uses the
+    # system's CA roots (Temporal Cloud). Production refuses a non-loopback address without TLS.
+    temporal_tls: bool = False
+    temporal_tls_server_ca: Path | None = None  # PEM file of the CA that signed the server's certificate
+    temporal_tls_server_name: str | None = None  # SNI and certificate name when it differs from the address
+    temporal_tls_client_cert: Path | None = None  # mTLS: PEM client certificate ...
+    temporal_tls_client_key: Path | None = None  # ... and its private key
+    temporal_api_key: SecretStr | None = None  # Temporal Cloud API key (sent as a bearer token, over TLS)
+    temporal_retention_days: int = Field(default=30, ge=1, le=3650)  # `dialler temporal-setup` sets it
+    # The worker's Prometheus endpoint (Temporal SDK metrics: polls, task latency, activity failures).
+    worker_metrics_address: str | None = "127.0.0.1:9464"
+    log_format: LogFormat | None = None  # text | json; unset: json in production, text otherwise
     # Temporal's sandbox runs each workflow in a fresh module world and proxies what it may touch: it
     # catches non-deterministic code early, at a CPU cost per workflow task. The tests and replays run
     # sandboxed; a production worker may turn it off (docs/PERFORMANCE.md §5).
@@ -83,6 +112,9 @@ class Settings(BaseSettings):
     # Worker processes serving the API: Python runs one request at a time per process, so one per core.
     api_workers: int = Field(default=2, ge=1, le=64)
     public_base_url: str = "http://127.0.0.1:8000"
+    api_docs: bool | None = None  # the OpenAPI document and its pages; unset: on except in production
+    # Reverse proxies (CIDRs) whose Forwarded / X-Forwarded-* headers are believed; nobody else's are.
+    trusted_proxies: list[str] = []
     jwt_secret: SecretStr = SecretStr("dev-only-change-me-0123456789abcdef0123456789abcdef")
     jwt_issuer: str = "rmc-dialler"
     jwt_audience: str = "rmc-dialler-ui"
@@ -145,33 +177,154 @@ class Settings(BaseSettings):
         # DIALLER_PUBLISHER_METRICS_PORT=none (or empty) turns the endpoint off, as it always has.
         return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
 
-    @model_validator(mode="after")
-    def _no_development_secrets_in_production(self) -> Settings:
-        if self.environment == "production":
-            defaults = Settings.model_fields
-            weak = [
-                name
-                for name in (
-                    "jwt_secret",
-                    "twilio_auth_token",
-                    "twilio_api_key_secret",
-                    "portal_api_key",
-                    "metrics_token",
-                )
-                if getattr(self, name).get_secret_value() == defaults[name].default.get_secret_value()
-            ]
-            if weak:
-                raise ValueError(f"production needs real secrets; still at development defaults: {', '.join(weak)}")
-            if self.clock_offset_s:
-                raise ValueError("clock_offset_s must be 0 in production: compliance reads the real time")
+    @field_validator(
+        "temporal_tls_server_ca",
+        "temporal_tls_server_name",
+        "temporal_tls_client_cert",
+        "temporal_tls_client_key",
+        "temporal_api_key",
+        "api_docs",
+        "worker_metrics_address",
+        "log_format",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # ``DIALLER_TEMPORAL_TLS_SERVER_CA=`` (as in .env.example) means "not set", not the path ".".
+        return None if value == "" else value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fail_closed(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Settings:
+        # A typo (``prod``) must not fall back to development: it runs as production and is refused.
+        unknown = None
+        if isinstance(data, dict):
+            raw = data.get("environment")
+            if raw is not None and not isinstance(raw, Environment) and str(raw) not in set(Environment):
+                unknown = str(raw)
+                data = {**data, "environment": Environment.PRODUCTION}
+        settings: Settings = handler(data)
+        refusals = settings.refusals()
+        if unknown is not None:
+            refusals.insert(
+                0, f"environment: {unknown!r} is not one of development, test, production (treated as production)"
+            )
+        if refusals:
+            raise ValueError("refusing to start:\n" + "\n".join(refusals))
+        return settings
+
+    @property
+    def is_production(self) -> bool:
+        """Production unless explicitly development/test with the API bound to a loopback address."""
+        return self.environment == Environment.PRODUCTION or not _is_loopback_host(self.api_host)
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        return self.api_docs if self.api_docs is not None else not self.is_production
+
+    @property
+    def temporal_tls_enabled(self) -> bool:
+        return bool(
+            self.temporal_tls
+            or self.temporal_tls_server_ca
+            or self.temporal_tls_client_cert
+            or (self.temporal_api_key and self.temporal_api_key.get_secret_value())
+        )
+
+    def refusals(self) -> list[str]:
+        """One line per unsafe setting, each naming it; all of them, so an operator fixes them in one go."""
+        lines: list[str] = []
         if len(self.jwt_secret.get_secret_value()) < 32:
-            raise ValueError("jwt_secret must be at least 32 characters")
-        return self
+            lines.append("jwt_secret: must be at least 32 characters")
+        if bool(self.temporal_tls_client_cert) != bool(self.temporal_tls_client_key):
+            lines.append(
+                "temporal_tls_client_cert, temporal_tls_client_key: mTLS needs both the certificate and the key"
+            )
+        for cidr in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                lines.append(f"trusted_proxies: {cidr!r} is not an IP address or CIDR")
+        if not self.is_production:
+            return lines
+        why = "" if self.environment == Environment.PRODUCTION else f" (api_host {self.api_host} is not loopback)"
+        defaults = Settings.model_fields
+        for name in _DEVELOPMENT_SECRETS:
+            if getattr(self, name).get_secret_value() == defaults[name].default.get_secret_value():
+                lines.append(f"{name}: still the development default; set a real secret for production{why}")
+        for name in ("twilio_account_sid", "twilio_api_key_sid", "twilio_twiml_app_sid"):
+            if getattr(self, name) == defaults[name].default:
+                lines.append(f"{name}: still the development placeholder{why}")
+        for name in ("postgres_url", "replica_url", "redis_url"):
+            url: str = getattr(self, name)
+            parts = urlsplit(url)
+            if url == defaults[name].default or (parts.password or "").lower() in _DEVELOPMENT_PASSWORDS:
+                lines.append(f"{name}: the development default or a development password ({mask_url(url)}){why}")
+        for name in ("aws_access_key_id", "aws_secret_access_key"):
+            if getattr(self, name).get_secret_value().lower() in _DEVELOPMENT_AWS_KEYS:
+                lines.append(f"{name}: a local emulator's credential; use the production account or a role{why}")
+        if self.clock_offset_s:
+            lines.append(f"clock_offset_s: must be 0 in production, compliance reads the real time{why}")
+        if is_drama_number(self.caller_id):
+            lines.append(f"caller_id: {self.caller_id} is in an Ofcom drama range; set the real CLI{why}")
+        if self.telephony_mode != TelephonyMode.TWILIO:
+            lines.append(f"telephony_mode: {self.telephony_mode.value} places no real calls; set twilio{why}")
+        if self.twilio_api_base_url:
+            lines.append(f"twilio_api_base_url: points Twilio at {self.twilio_api_base_url}; leave it empty{why}")
+        if self.refresh_token_ttl_s > MAX_PRODUCTION_REFRESH_TTL_S:
+            lines.append(f"refresh_token_ttl_s: at most {MAX_PRODUCTION_REFRESH_TTL_S} (one shift) in production{why}")
+        if self.voice_token_ttl_s > MAX_PRODUCTION_VOICE_TTL_S:
+            lines.append(
+                f"voice_token_ttl_s: at most {MAX_PRODUCTION_VOICE_TTL_S} in production (the UI refreshes it){why}"
+            )
+        temporal_host = self.temporal_address.rsplit(":", 1)[0]
+        if not _is_loopback_host(temporal_host) and not self.temporal_tls_enabled:
+            lines.append(
+                f"temporal_tls: Temporal at {self.temporal_address} is not loopback; set temporal_tls_server_ca "
+                f"(or temporal_tls, temporal_api_key, temporal_tls_client_cert/key){why}"
+            )
+        return lines
+
+
+# Secrets whose development default is public (it is in this repository).
+_DEVELOPMENT_SECRETS = ("jwt_secret", "twilio_auth_token", "twilio_api_key_secret", "portal_api_key", "metrics_token")
+# Passwords of the development stacks (docker-compose.yml, the tests' services) and the usual guesses.
+_DEVELOPMENT_PASSWORDS = frozenset(
+    {"dialler", "postgres", "replica", "root", "temporal", "password", "secret", "changeme"}
+)
+# moto's and localstack's conventional keys.
+_DEVELOPMENT_AWS_KEYS = frozenset({"local", "test", "testing", "dummy", "fake"})
+MAX_PRODUCTION_REFRESH_TTL_S = 12 * 3600
+MAX_PRODUCTION_VOICE_TTL_S = 3600
+
+
+def _is_loopback_host(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_or_exit() -> Settings:
+    """:func:`get_settings` for a process's entry point: refused settings print one ``error:`` line
+    each, naming the setting, and the process exits with status 2 (no traceback)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ").removeprefix("refusing to start:\n")
+            for line in message.splitlines():
+                sys.stderr.write(f"error: {where + ': ' if where else ''}{line}\n")
+        raise SystemExit(2) from None
 
 
 def mask_url(url: str) -> str:

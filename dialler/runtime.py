@@ -7,11 +7,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.runtime import Runtime
+from temporalio.service import TLSConfig
 
 from dialler.config import Settings
 from dialler.db.engines import create_postgres_engine, create_replica_engine, session_factory
@@ -59,8 +62,38 @@ class Stores:
         return self._sqs
 
 
-async def connect_temporal(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+def temporal_connect_options(settings: Settings, runtime: Runtime | None = None) -> dict[str, Any]:
+    """The keyword arguments of ``Client.connect`` for these settings: the one place that turns the
+    TLS, mTLS and API-key settings into connection options (worker, API and CLI all connect through
+    :func:`connect_temporal`). Certificate files are read here, so a missing file fails at start-up."""
+    tls: bool | TLSConfig = False
+    if settings.temporal_tls_server_ca or settings.temporal_tls_client_cert or settings.temporal_tls_server_name:
+        tls = TLSConfig(
+            server_root_ca_cert=_read(settings.temporal_tls_server_ca),
+            domain=settings.temporal_tls_server_name,
+            client_cert=_read(settings.temporal_tls_client_cert),
+            client_private_key=_read(settings.temporal_tls_client_key),
+        )
+    elif settings.temporal_tls_enabled:
+        tls = True  # the system's CA roots: Temporal Cloud's certificates are publicly signed
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    options: dict[str, Any] = {
+        "target_host": settings.temporal_address,
+        "namespace": settings.temporal_namespace,
+        "tls": tls,
+        "api_key": api_key or None,
+    }
+    if runtime is not None:
+        options["runtime"] = runtime
+    return options
+
+
+def _read(path: Path | None) -> bytes | None:
+    return None if path is None else path.read_bytes()
+
+
+async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
+    return await Client.connect(**temporal_connect_options(settings, runtime))
 
 
 class TemporalConnector:

@@ -1,9 +1,13 @@
 """Temporal search attributes: how supervisors find workflows in the Temporal Web UI.
 
-One home for their names and types; the run and test scripts register them from here."""
+One home for their names and types; ``dialler temporal-setup`` registers them from here (the tests'
+dev server gets them as start-up flags)."""
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
 AGENT_ID = SearchAttributeKey.for_keyword("AgentId")
@@ -25,3 +29,25 @@ def cli_flags() -> list[str]:
     for key in ALL:
         flags += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type.name]}"]
     return flags
+
+
+async def register(client: Client, namespace: str) -> list[str]:
+    """Add the search attributes the namespace lacks (``dialler temporal-setup``). Idempotent: existing
+    attributes of the right type are left alone; one of another type is an error naming it (Temporal
+    cannot change a type: the operator must remove it first). Returns the names added."""
+    listed = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    existing = dict(listed.custom_attributes)
+    wrong = [
+        f"{key.name} is {IndexedValueType.Name(existing[key.name])}, expected "
+        f"{IndexedValueType.Name(IndexedValueType.ValueType(key.indexed_value_type))}"
+        for key in ALL
+        if key.name in existing and existing[key.name] != int(key.indexed_value_type)
+    ]
+    if wrong:
+        raise ValueError("search attributes of the wrong type: " + "; ".join(wrong))
+    missing = {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL if key.name not in existing}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)

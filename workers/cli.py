@@ -1,4 +1,4 @@
-"""``dialler``: the operator's command line (``dialler migrate``, ``dialler rebuild``).
+"""``dialler``: the operator's command line (``dialler migrate``, ``rebuild``, ``temporal-setup``).
 
 Demo data is not the operator's business: ``python -m devstack seed`` generates it on development stacks."""
 
@@ -9,7 +9,7 @@ import asyncio
 import os
 import sys
 
-from dialler.config import Settings, get_settings
+from dialler.config import Settings, settings_or_exit
 from dialler.logs import configure_logging
 
 
@@ -29,19 +29,34 @@ async def rebuild(settings: Settings) -> None:
     print(report.summary())
 
 
+async def temporal_setup(settings: Settings) -> None:
+    from dialler.runtime import connect_temporal
+    from workers.temporal_setup import temporal_setup as setup
+
+    client = await connect_temporal(settings)
+    for line in await setup(client, settings):
+        print(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dialler", description="RMC Dialler operations")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply the PostgreSQL migrations")
     commands.add_parser("rebuild", help="run a full queue rebuild now and print its drift report")
+    commands.add_parser(
+        "temporal-setup",
+        help="register the search attributes, set the namespace retention and create the schedules (idempotent)",
+    )
     args = parser.parse_args(argv)
 
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings)
     if args.command == "migrate":
         asyncio.run(migrate(settings))
     elif args.command == "rebuild":
         asyncio.run(rebuild(settings))
+    elif args.command == "temporal-setup":
+        asyncio.run(temporal_setup(settings))
     return 0
 
 
@@ -49,3 +64,7 @@ def entry() -> None:
     code = main()
     sys.stdout.flush()
     os._exit(code)  # SDK issue #300: the interpreter can abort at exit after using the Temporal SDK
+
+
+if __name__ == "__main__":  # ``python -m workers.cli``: the same as the ``dialler`` script
+    entry()

@@ -17,10 +17,9 @@ import signal
 import sys
 
 from prometheus_client import start_http_server
-from pydantic import ValidationError
 
 from dialler.cdc.publisher import Publisher, PublisherError, PublisherOptions, delete_checkpoint
-from dialler.config import Settings, get_settings, mask_url
+from dialler.config import Settings, mask_url, settings_or_exit
 from dialler.logs import configure_logging
 from dialler.runtime import Stores
 
@@ -58,11 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.publisher", description=__doc__)
     parser.add_argument("--reset-checkpoint", action="store_true", help="start at the binlog's current end")
     args = parser.parse_args(argv)
-    try:
-        settings = get_settings()
-    except ValidationError as exc:  # e.g. a bad DIALLER_PUBLISHER_* value: one message, not a traceback
-        print(f"error: bad setting: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit()  # a bad setting (a DIALLER_PUBLISHER_* value too): one line each, exit 2
     configure_logging(settings)
     options = PublisherOptions.from_settings(settings)
     try:

@@ -143,6 +143,6 @@ async def ensure_cdc_ingest(client: Client, settings: Settings) -> None:
 
 
 async def on_worker_start(client: Client, settings: Settings) -> None:
+    # The schedules are `dialler temporal-setup`'s (workers/temporal_setup.py), run on each release.
     await asyncio.to_thread(ensure_cdc_queues, settings)
-    await ensure_schedules(client, settings)
     await ensure_cdc_ingest(client, settings)

@@ -15,10 +15,11 @@ from datetime import timedelta
 import httpx
 from temporalio.client import Client
 from temporalio.plugin import SimplePlugin
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from dialler.config import Settings, get_settings
+from dialler.config import Settings, settings_or_exit
 from dialler.integrations.simulated import telephony_for
 from dialler.integrations.twilio import Telephony
 from dialler.logs import configure_logging
@@ -50,8 +51,16 @@ def build_worker(
     )
 
 
+def worker_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's metrics (pollers, slots, task latencies, activity
+    failures: ``temporal_*``) on ``worker_metrics_address`` for Prometheus; None when unset."""
+    if not settings.worker_metrics_address:
+        return None
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.worker_metrics_address)))
+
+
 async def serve(settings: Settings) -> None:
-    client = await connect_temporal(settings)
+    client = await connect_temporal(settings, worker_runtime(settings))
     stores = Stores.open(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,7 +81,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> int:
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings)
     try:
         asyncio.run(serve(settings))

@@ -15,9 +15,11 @@ from pydantic import BaseModel
 from api.auth import PROTECTED_RESPONSES, require
 from api.deps import StoresDep
 from api.errors import Unauthorized
+from api.middleware import register_http_metrics
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.cdc import metrics
+from dialler.metrics import Families, floor_families
 
 router = APIRouter(prefix="/cdc", tags=["cdc"], responses=PROTECTED_RESPONSES)
 scrape = APIRouter(tags=["metrics"])
@@ -80,5 +82,9 @@ async def prometheus(request: Request, stores: StoresDep) -> Response:
         raise Unauthorized("A valid metrics scrape key is required.")
     registry = CollectorRegistry()
     registry.register(metrics.RedisCdcCollector(stores.settings.redis_url, stores.settings.redis_prefix))  # type: ignore[arg-type]
+    # The floor (queues, calls, callbacks) and the API's requests: dialler/metrics.py, api/middleware.py.
+    floor = await floor_families(postgres=stores.postgres, redis=stores.redis, settings=stores.settings)
+    registry.register(Families(floor))  # type: ignore[arg-type]
+    register_http_metrics(registry)
     body = await asyncio.to_thread(generate_latest, registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -21,13 +22,15 @@ class DependencyRead(BaseModel):
 
 class HealthRead(BaseModel):
     status: str
-    dependencies: list[DependencyRead]
+    # Only with the monitoring key: which store is down, and why, tells an outsider how we are built.
+    dependencies: list[DependencyRead] | None = None
 
 
 @router.get("", response_model=HealthRead, responses={503: {"model": HealthRead}})
 async def get_health(request: Request, stores: StoresDep) -> JSONResponse:
-    """Every dependency, up or down with its latency. 503 when any is down. No authentication:
-    load balancers and the run script call it."""
+    """``up``, or ``down`` (503) when any dependency is down. Anonymous: load balancers and the run
+    script call it. With ``Authorization: Bearer <metrics_token>``, every dependency with its latency
+    and the reason it is down."""
 
     def sqs_check() -> object:
         return stores.sqs().get_queue_url(QueueName=stores.settings.cdc_queue_name)
@@ -43,4 +46,10 @@ async def get_health(request: Request, stores: StoresDep) -> JSONResponse:
         status="up" if all(p.up for p in probes) else "down",
         dependencies=[DependencyRead(name=p.name, up=p.up, latency_ms=p.latency_ms, error=p.error) for p in probes],
     )
-    return JSONResponse(body.model_dump(), status_code=200 if body.status == "up" else 503)
+    expected = f"Bearer {stores.settings.metrics_token.get_secret_value()}"
+    shown = (
+        body
+        if hmac.compare_digest(request.headers.get("Authorization", ""), expected)
+        else HealthRead(status=body.status)
+    )
+    return JSONResponse(shown.model_dump(exclude_unset=True), status_code=200 if body.status == "up" else 503)

@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 from api.auth import PROTECTED_RESPONSES, require
 from api.deps import SettingsDep, StoresDep, TemporalDep
 from api.errors import Forbidden
+from api.middleware import public_origin
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.calls.messages import AbandonedEvent, CallStatusEvent
@@ -68,9 +69,9 @@ async def twilio_form(request: Request) -> dict[str, str]:
     settings: Settings = request.app.state.settings
     body = (await request.body()).decode()
     params = parse_qsl(body, keep_blank_values=True)
-    url = (
-        settings.public_base_url.rstrip("/") + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    )
+    # Behind a trusted proxy, the URL Twilio called (api/middleware.py); otherwise the configured one.
+    origin = public_origin(request.state) or settings.public_base_url
+    url = origin.rstrip("/") + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if not twilio_voice.validate_signature(settings, url, params, request.headers.get("X-Twilio-Signature")):
         log.warning("rejected a Twilio webhook with a bad or missing signature: %s", request.url.path)
         raise Forbidden("Invalid Twilio signature.")

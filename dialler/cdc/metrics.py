@@ -77,6 +77,17 @@ async def snapshot(redis: Redis, prefix: str) -> Snapshot:
     )
 
 
+# The families RedisCdcCollector exports (lag and dead letters once the publisher and the DLQ check
+# have reported); the alert rules and the dashboard are checked against them.
+FAMILIES = (
+    "dialler_cdc_commit_to_queue_seconds",
+    "dialler_cdc_records",
+    "dialler_cdc_invalid_messages",
+    "dialler_cdc_publisher_lag_seconds",
+    "dialler_cdc_dlq_messages",
+)
+
+
 class RedisCdcCollector:
     """A Prometheus collector reading the shared counters (the API registers one for ``/metrics``)."""
 

@@ -14,10 +14,11 @@ from dialler.config import Settings
 def sqs_client(settings: Settings) -> Any:
     return boto3.client(
         "sqs",
-        endpoint_url=settings.sqs_endpoint_url,
+        endpoint_url=settings.sqs_endpoint_url or None,
         region_name=settings.aws_region,
-        aws_access_key_id=settings.aws_access_key_id.get_secret_value(),
-        aws_secret_access_key=settings.aws_secret_access_key.get_secret_value(),
+        # Empty keys: boto3's own chain (an instance or task role), as production on AWS should run.
+        aws_access_key_id=settings.aws_access_key_id.get_secret_value() or None,
+        aws_secret_access_key=settings.aws_secret_access_key.get_secret_value() or None,
     )
 
 

@@ -9,20 +9,15 @@ from sqlalchemy import select
 
 from dialler.agents.models import RefreshToken, Role
 from dialler.agents.tokens import encode_access_token
-from dialler.audit.models import AuditEntry
 from dialler.config import Settings
 from dialler.runtime import Stores
 from tests.support.api_agents import DEFAULT_PASSWORD, LoginAs, MakeAgent
+from tests.support.audit import audit_rows
 
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
 ME = "/api/v1/auth/me"
-
-
-async def audit_rows(stores: Stores, action: str) -> list[AuditEntry]:
-    async with stores.sessions() as session:
-        return list((await session.scalars(select(AuditEntry).where(AuditEntry.action == action))).all())
 
 
 # Login ------------------------------------------------------------------------------------------

@@ -58,3 +58,15 @@ def test_wrong_replica_password_fails_with_one_line(settings: Settings, replica_
     assert "Access denied" in result.stderr
     assert "wrong-pass" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_typod_environment_refuses_to_start_naming_each_setting() -> None:
+    # No services needed: the settings are refused before anything connects.
+    result = run_api_preflight({"DIALLER_ENVIRONMENT": "prod", "DIALLER_API_PORT": "1"})
+
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0] == "error: environment: 'prod' is not one of development, test, production (treated as production)"
+    assert "error: jwt_secret: still the development default; set a real secret for production" in lines
+    assert "dev-only-change-me" not in result.stderr
+    assert "Traceback" not in result.stderr
