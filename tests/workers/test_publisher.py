@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -499,7 +500,7 @@ async def test_a_checkpoint_the_server_does_not_have_restarts_capture_at_its_end
             records = flat(await queue.drain(lambda records: len(records) >= 1))
             assert summary(records) == [("users", "insert", user_id)]
             started = await wait_until(
-                lambda seen=before: _new_rebuilds(temporal_client, settings, seen), what="a queue rebuild started"
+                functools.partial(_new_rebuilds, temporal_client, settings, before), what="a queue rebuild started"
             )
             assert len(started) == 1 and started[0].startswith("queue-rebuild-cdc-")
             reason = {"reason": "position_gone"}
