@@ -29,6 +29,7 @@ from devstack import services
 from dialler.cdc.publisher import (
     BinlogPosition,
     Publisher,
+    PublisherError,
     PublisherOptions,
     binlog_problems,
     load_checkpoint,
@@ -586,6 +587,32 @@ async def _checkpoint_from_this_server(stores: Stores, name: str) -> Checkpoint 
 async def _rebuild_cleared(stores: Stores, name: str) -> bool:
     record = await load_checkpoint_record(stores.postgres, name)
     return record is not None and record.rebuild_requested is None
+
+
+async def test_a_position_the_server_refuses_resets_the_checkpoint_so_the_restart_carries_on(
+    settings: Settings, stores: Stores, replica_writer: AsyncEngine
+) -> None:
+    """A checkpoint written before the source was recorded (no server named), at a position inside
+    this server's binlog that is not an event boundary: the issue's "binlog truncated in the middle of
+    event". The run fails once, but resets the checkpoint first: the restart does not crash-loop."""
+    queue = CdcQueue(settings)
+    opts = options()
+    file, _ = await _master_status(replica_writer)
+    await save_checkpoint(stores.postgres, opts.checkpoint_name, BinlogPosition(file, 5))  # inside the header
+    first = Publisher(settings, postgres=stores.postgres, options=opts)
+    with pytest.raises(PublisherError, match="binlog position unavailable"):
+        await asyncio.wait_for(first.run(asyncio.Event()), 30)
+    record = await load_checkpoint_record(stores.postgres, opts.checkpoint_name)
+    assert record is not None and record.position != BinlogPosition(file, 5)
+    assert record.rebuild_requested is not None and record.source_server is not None
+    assert (
+        first.registry.get_sample_value("dialler_cdc_publisher_source_resets_total", {"reason": "position_refused"})
+        == 1
+    )
+
+    async with running(Publisher(settings, postgres=stores.postgres, options=opts)):  # the restart
+        await execute(replica_writer, insert_user(3))
+        assert summary(flat(await queue.drain(lambda records: len(records) >= 1))) == [("users", "insert", 3)]
 
 
 async def test_the_checkpoint_names_its_server_and_a_restart_on_the_same_server_resumes(

@@ -17,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialler.cdc.publisher.batcher import _Batch
 from dialler.cdc.publisher.checkpoint import Checkpoint, clear_rebuild_request, load_checkpoint_record, save_checkpoint
-from dialler.cdc.publisher.common import SQS_MAX_MESSAGE_BYTES, BinlogPosition, PublisherError, _reason
+from dialler.cdc.publisher.common import (
+    SQS_MAX_MESSAGE_BYTES,
+    BinlogPosition,
+    PositionUnavailable,
+    PublisherError,
+    _reason,
+)
 from dialler.cdc.publisher.options import PublisherOptions
 from dialler.cdc.publisher.reader import _END, _BinlogReader, _Budget, _Chunk, _ReaderFailed
 from dialler.cdc.publisher.replica import (
@@ -155,6 +161,8 @@ class Publisher:
             self._state = "failed" if self._failure else "stopped"
             await self._write_status()
         if self._failure is not None:
+            if isinstance(self._failure, PositionUnavailable):
+                await self._reset_after_refused_position()
             raise self._failure
         log.info(
             "stopped at checkpoint %s after %d records in %d messages",
@@ -246,6 +254,20 @@ class Publisher:
             replica.end,
         )
         return replica.end
+
+    async def _reset_after_refused_position(self) -> None:
+        """The server would not stream from the checkpoint (e.g. a checkpoint written before the
+        source was recorded, at a position that is not an event boundary on this server): reset it as
+        at start-up, so that the restart (make run's supervisor, compose's restart:) carries on
+        instead of failing the same way again."""
+        try:
+            replica = await asyncio.to_thread(inspect_replica, self.settings.replica_url)
+            record = await load_checkpoint_record(self._postgres, self.options.checkpoint_name)
+            if record is not None:
+                why = "was refused by the MySQL server (not a position it can stream from)"
+                await self._reset_to_end(record, replica, "position_refused", why)
+        except Exception as exc:
+            log.error("could not reset the refused checkpoint: %s", _reason(exc))
 
     async def _request_owed_rebuild(self) -> None:
         """Start the owed rebuild (retrying while Temporal is down), then clear the request."""
