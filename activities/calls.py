@@ -17,6 +17,7 @@ from dialler.agents.errors import AgentsError
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, set_presence
 from dialler.calls.dispositions import EFFECTS, Disposition
+from dialler.calls.leases import open_session_of, reclaim_for
 from dialler.calls.messages import (
     FinishInput,
     FinishResult,
@@ -151,11 +152,20 @@ class CallActivities:
 
     @activity.defn
     async def renew_lease(self, input: RenewLeaseInput) -> bool:
+        now = datetime.now(UTC)
         try:
-            await self.engine.renew(user_id=input.user_id, token=input.lease_token, now=datetime.now(UTC).timestamp())
+            await self.engine.renew(user_id=input.user_id, token=input.lease_token, now=now.timestamp())
         except StaleLease as exc:
-            activity.logger.warning("lease renewal refused: %s", exc.reason)
-            return False
+            if exc.reason not in ("no_lease", "expired"):
+                activity.logger.warning("lease renewal refused: %s", exc.reason)
+                return False
+            # Redis lost the lease, or it lapsed while the worker was away: the open session re-takes
+            # it (fenced by its own token and agent), so the customer is not offered to another agent.
+            async with self.stores.sessions() as session:
+                call = await open_session_of(session, input.user_id, input.lease_token)
+            if call is None or await reclaim_for(self.engine, call, now) is None:
+                activity.logger.warning("lease renewal refused: %s", exc.reason)
+                return False
         return True
 
     @activity.defn

@@ -2,23 +2,39 @@
 
 One activity does the three steps so that message bodies and receipt handles never enter the
 workflow's history. It is safe to retry at any point: applying re-places customers from the
-replica's current rows (idempotent), and a message is deleted only after it was applied. A message
-that cannot be applied is left alone: SQS redelivers it, and after maxReceiveCount its redrive
-policy moves it to the dead-letter queue; the reason is logged each time.
+replica's current rows (idempotent), and a message is deleted only after it was applied.
+
+Transient is not poison. SQS counts receives, and after ``maxReceiveCount`` its redrive policy moves
+a message to the dead-letter queue, whatever the reason it was not deleted. So an outage of the
+replica, PostgreSQL or Redis must not cost receives:
+
+- the dependencies are checked *before* receiving: while one is down nothing is received (the
+  activity fails and Temporal retries it with back-off), so no receive is counted;
+- a dependency that fails after the receive is retried in the activity with back-off, the messages'
+  visibility extended meanwhile, so that they are not received again;
+- records are applied one by one when the batch as a whole fails for a reason that is not
+  transient, so one bad record cannot fail its neighbours;
+- a poison record (or a body that is no JSON) is dead-lettered by the consumer itself, with a
+  ``reason`` message attribute (also counted, with the last reason, for the board); its message is
+  then deleted. The redrive policy remains only the backstop (e.g. a replica that stays behind).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from datetime import UTC, datetime
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio import activity
 
 from dialler.cdc import apply, metrics
 from dialler.cdc.messages import BatchResult, IngestInput
-from dialler.cdc.records import ChangeRecord, InvalidRecord, parse_message_body
+from dialler.cdc.records import ChangeRecord, InvalidRecord, parse_record
 from dialler.customers.context import forget
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
@@ -26,6 +42,23 @@ from dialler.runtime import Stores
 
 log = logging.getLogger("dialler.cdc")
 MAX_MESSAGES = 10  # SQS's maximum per receive
+HOLD_S = 30  # visibility while a batch waits for a dependency: longer than one retry's sleep
+RETRY_MAX_S = 5.0
+MARGIN_S = 10.0  # stop retrying this long before the activity's timeout, to let go of the messages cleanly
+
+
+@dataclass(frozen=True)
+class _Item:
+    record: ChangeRecord
+    raw: str  # the record as received, as a one-record array body (what a dead letter carries)
+    message_id: str
+
+
+@dataclass(frozen=True)
+class _Poison:
+    body: str  # what goes to the DLQ: the record alone (as a one-record array), or the unreadable body
+    reason: str
+    message_id: str
 
 
 class CdcActivities:
@@ -38,6 +71,7 @@ class CdcActivities:
     async def ingest_batch(self, input: IngestInput) -> BatchResult:
         sqs = self.stores.sqs()
         url = await self._queue_url(input.queue_name)
+        await apply.dependencies_ready(self.stores.replica, self.stores.postgres, self.stores.redis)
         received = await asyncio.to_thread(
             sqs.receive_message,
             QueueUrl=url,
@@ -48,21 +82,84 @@ class CdcActivities:
         messages: list[dict[str, Any]] = received.get("Messages", [])
         if not messages:
             return BatchResult()
-        records: list[ChangeRecord] = []
-        accepted: list[dict[str, Any]] = []
-        refused = 0
+        items: list[_Item] = []
+        poison: list[_Poison] = []
         for message in messages:
-            try:
-                parsed = parse_message_body(message["Body"])
-                apply.check(parsed)
-            except InvalidRecord as exc:
-                refused += 1
-                count = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
-                log.warning("change event %s refused (receive %s): %s", message["MessageId"], count, exc.reason)
-                continue
-            records += parsed
-            accepted.append(message)
+            parsed, bad = _split(message)
+            items += parsed
+            poison += bad
 
+        fresh, users, failed = await self._apply_holding(sqs, url, messages, items)
+        poison += failed
+        if poison:
+            await self._dead_letter(sqs, poison)
+        now = datetime.now(UTC)
+        await metrics.observe(
+            self.stores.redis,
+            self.stores.settings.redis_prefix,
+            latencies=[max(0.0, (now - r.committed_at).total_seconds()) for r in fresh],
+            invalid=len(poison),
+            last_reason=poison[-1].reason if poison else None,
+        )
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+        await asyncio.to_thread(sqs.delete_message_batch, QueueUrl=url, Entries=entries)
+        return BatchResult(
+            messages=len(messages),
+            records=len(items),
+            customers=users,
+            refused=len(poison),
+            stale=len(items) - len(fresh) - len(failed),
+        )
+
+    async def _apply_holding(
+        self, sqs: Any, url: str, messages: list[dict[str, Any]], items: list[_Item]
+    ) -> tuple[list[ChangeRecord], int, list[_Poison]]:
+        """Apply the records, retrying transient failures while holding the messages (visibility
+        extended). Gives up (raises) shortly before the activity's timeout: the messages come back
+        after their visibility and the next attempt first waits for the dependencies."""
+        info = activity.info()
+        timeout = info.start_to_close_timeout or timedelta(seconds=60)
+        deadline = time.monotonic() + timeout.total_seconds() - MARGIN_S
+        delay = 0.2
+        while True:
+            try:
+                return await self._apply_each(items)
+            except Exception as exc:
+                if not apply.is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("change batch waits for a dependency, retrying in %.1f s: %s", delay, _reason(exc))
+            await self._hold(sqs, url, messages)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _apply_each(self, items: list[_Item]) -> tuple[list[ChangeRecord], int, list[_Poison]]:
+        """The whole batch at once (the usual case); if that fails for a reason that is not
+        transient, record by record, so that only the record at fault is dead-lettered."""
+        try:
+            fresh, users = await self._apply([item.record for item in items])
+            return fresh, len(users), []
+        except Exception as exc:
+            if apply.is_transient(exc):
+                raise
+            log.warning("change batch failed (%s): applying its %d records one by one", _reason(exc), len(items))
+        applied: list[ChangeRecord] = []
+        touched: set[int] = set()
+        failed: list[_Poison] = []
+        for item in items:
+            try:
+                fresh, users = await self._apply([item.record])
+            except Exception as exc:
+                if apply.is_transient(exc):
+                    raise  # retried whole: re-applying the records before it is harmless (idempotent)
+                where = f"{item.record.table} {item.record.id}"
+                reason = f"{where} could not be applied: {type(exc).__name__}: {_reason(exc)}"
+                failed.append(_Poison(item.raw, reason, item.message_id))
+                continue
+            applied += fresh
+            touched |= users
+        return applied, len(touched), failed
+
+    async def _apply(self, records: Sequence[ChangeRecord]) -> tuple[list[ChangeRecord], set[int]]:
         settings = self.stores.settings
         fresh = await apply.fresh_records(self.stores.redis, settings.redis_prefix, records)
         await apply.ensure_replica_caught_up(self.stores.replica, fresh)
@@ -71,23 +168,40 @@ class CdcActivities:
             await recompute(self.stores, self.engine, users)
             await forget(self.stores.redis, settings.redis_prefix, users)  # agents see the fresh data
         await apply.remember_versions(self.stores.redis, settings.redis_prefix, fresh)
-        now = datetime.now(UTC)
-        await metrics.observe(
-            self.stores.redis,
-            settings.redis_prefix,
-            latencies=[max(0.0, (now - r.committed_at).total_seconds()) for r in fresh],
-            invalid=refused,
-        )
-        if accepted:
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(accepted)]
-            await asyncio.to_thread(sqs.delete_message_batch, QueueUrl=url, Entries=entries)
-        return BatchResult(
-            messages=len(messages),
-            records=len(records),
-            customers=len(users),
-            refused=refused,
-            stale=len(records) - len(fresh),
-        )
+        return fresh, set(users)
+
+    async def _hold(self, sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": HOLD_S}
+            for i, m in enumerate(messages)
+        ]
+        try:
+            await asyncio.to_thread(sqs.change_message_visibility_batch, QueueUrl=url, Entries=entries)
+        except Exception as exc:  # SQS itself blinking: the retry goes on; at worst one more receive
+            log.warning("could not extend the visibility of a waiting change batch: %s", _reason(exc))
+        activity.heartbeat()
+
+    async def _dead_letter(self, sqs: Any, poison: list[_Poison]) -> None:
+        """Send each poison record to the DLQ with its reason. Before the source message is deleted:
+        a crash in between re-sends it (a duplicate dead letter, never a lost one)."""
+        dlq = await self._queue_url(self.stores.settings.cdc_dlq_name)
+        for start in range(0, len(poison), MAX_MESSAGES):
+            entries = [
+                {
+                    "Id": str(i),
+                    "MessageBody": p.body,
+                    "MessageAttributes": {
+                        "reason": {"DataType": "String", "StringValue": p.reason[:1000]},
+                        "source-message-id": {"DataType": "String", "StringValue": p.message_id},
+                    },
+                }
+                for i, p in enumerate(poison[start : start + MAX_MESSAGES])
+            ]
+            response = await asyncio.to_thread(sqs.send_message_batch, QueueUrl=dlq, Entries=entries)
+            if response.get("Failed"):
+                raise RuntimeError(f"the DLQ refused {len(response['Failed'])} dead letters")
+        for p in poison:
+            log.warning("change record of message %s dead-lettered: %s", p.message_id, p.reason)
 
     @activity.defn
     async def dlq_depth(self, queue_name: str) -> int:
@@ -106,3 +220,37 @@ class CdcActivities:
             found = await asyncio.to_thread(self.stores.sqs().get_queue_url, QueueName=name)
             self._queue_urls[name] = found["QueueUrl"]
         return self._queue_urls[name]
+
+
+def _split(message: dict[str, Any]) -> tuple[list[_Item], list[_Poison]]:
+    """A message's usable change records, and its poison: each bad record alone, or the whole body
+    when it is not a JSON object or array (nothing in it can be told apart)."""
+    message_id = str(message["MessageId"])
+    body = message["Body"]
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, TypeError) as exc:
+        return [], [_Poison(body, f"body is not JSON: {exc}", message_id)]
+    if isinstance(payload, dict):
+        raws, indexed = [payload], False
+    elif isinstance(payload, list):
+        raws, indexed = payload, True
+    else:
+        return [], [_Poison(body, "body must be a JSON object or array", message_id)]
+    items: list[_Item] = []
+    poison: list[_Poison] = []
+    for i, raw in enumerate(raws):
+        alone = json.dumps([raw], separators=(",", ":"))
+        try:
+            parsed = parse_record(raw, index=i if indexed else None)
+            if isinstance(parsed, ChangeRecord):
+                apply.check([parsed])
+                items.append(_Item(parsed, alone, message_id))
+        except InvalidRecord as exc:
+            poison.append(_Poison(alone, exc.reason, message_id))
+    return items, poison
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]

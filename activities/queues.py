@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from dialler.calls.leases import free_stranded_agents, reclaim_open_sessions
 from dialler.queues import rebuild
 from dialler.queues.engine import RebuildNotActive
 from dialler.queues.facts import replica_id_bounds
@@ -61,6 +62,20 @@ class QueueActivities:
     @activity.defn
     async def plan_rebuild(self, input: rebuild.RebuildInput) -> RebuildPlan:
         run_id = str(activity.info().workflow_id)
+        # Leases follow sessions: an open session whose lease Redis lost is leased again before the
+        # rebuild stages, so the swap keeps its customer with its agent instead of queueing them;
+        # and an agent left reserved/on a call with neither is freed.
+        now = datetime.now(UTC)
+        async with self.stores.sessions() as session:
+            reclaimed = await reclaim_open_sessions(session, self.engine, now)
+            freed = await free_stranded_agents(session, self.stores.redis, self.stores.settings, now)
+        if reclaimed.reclaimed or reclaimed.refused or freed:
+            activity.logger.warning(
+                "before rebuild: %d leases re-taken from open sessions, %d refused, %d stranded agents freed",
+                reclaimed.reclaimed,
+                reclaimed.refused,
+                len(freed),
+            )
         fill = await self.engine.unfilled()
         await self.engine.begin_rebuild(run_id)
         async with self.stores.replica.connect() as conn:

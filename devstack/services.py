@@ -73,6 +73,7 @@ class ProcessGroup:
     run_dir: Path
     started: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     die_with_parent: bool = False  # tests: a killed test run must not leave services behind
+    commands: dict[str, tuple[list[str], dict[str, str] | None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         (self.run_dir / "pids").mkdir(parents=True, exist_ok=True)
@@ -82,6 +83,21 @@ class ProcessGroup:
         return self.run_dir / "logs" / f"{name}.log"
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        proc = self._spawn(name, argv, env)
+        self.started.append((name, proc))
+        return proc
+
+    def restart(self, name: str) -> subprocess.Popen:
+        """Start ``name`` again with the command it was started with, in its place in the stop order
+        (what is left of the old one, e.g. children in its process group, is stopped first)."""
+        index = next(i for i, (n, _) in enumerate(self.started) if n == name)
+        stop_pid(self.started[index][1].pid, timeout=2, proc=self.started[index][1])
+        proc = self._spawn(name, *self.commands[name])
+        self.started[index] = (name, proc)
+        return proc
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None) -> subprocess.Popen:
+        self.commands[name] = (argv, env)
         log = self.log_path(name).open("ab")
         proc = subprocess.Popen(
             argv,
@@ -92,8 +108,8 @@ class ProcessGroup:
             env={**os.environ, **(env or {})},
             preexec_fn=_die_with_parent if self.die_with_parent else None,
         )
+        log.close()  # the child has its own descriptor
         (self.run_dir / "pids" / f"{name}.pid").write_text(str(proc.pid))
-        self.started.append((name, proc))
         return proc
 
     def stop_all(self, timeout: float = 10.0) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack import services
 from devstack.services import ProcessGroup, ServiceError, unreachable
+from devstack.supervisor import Supervisor
 from dialler.config import Settings, get_settings, mask_url
 from dialler.integrations.sqs import ensure_cdc_queues
 from workers import cli
@@ -175,6 +176,9 @@ async def bring_up(settings: Settings, group: ProcessGroup) -> Endpoints:
     return Endpoints(replica_url=replica_url)
 
 
+APP_PROCESSES = ("worker", "publisher", "api")
+
+
 def start_app_processes(settings: Settings, group: ProcessGroup, endpoints: Endpoints) -> None:
     python = sys.executable
     env = endpoints.env()
@@ -313,11 +317,14 @@ def run(settings: Settings) -> int:
         endpoints = asyncio.run(bring_up(settings, group))
         start_app_processes(settings, group, endpoints)
         print(banner(settings, endpoints), flush=True)
+        # The app's own processes heal (see devstack/supervisor.py); the services under them
+        # (Temporal, moto, MariaDB) exiting still stops the stack, with the reason.
+        supervisor = Supervisor(group, APP_PROCESSES)
         while not stop["requested"]:
-            for name, proc in group.started:
-                if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; see {group.log_path(name)}", file=sys.stderr)
-                    return 1
+            failure = supervisor.poll()
+            if failure is not None:
+                print(failure, file=sys.stderr)
+                return 1
             time.sleep(0.5)
         return 0
     except ServiceError as exc:

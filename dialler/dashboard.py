@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from dialler import clock
 from dialler.agents.presence import PresenceState, list_presence
 from dialler.calls.dispositions import EFFECTS, Disposition
+from dialler.cdc import metrics as cdc_metrics
 from dialler.config import Settings
 from dialler.queues.keys import QUEUES, QueueKeys
 
@@ -119,6 +120,7 @@ class Cdc(BaseModel):
     published_total: int | None = None
     updated_at: datetime | None = None
     dlq_messages: int | None = None
+    dlq_last_reason: str | None = None  # why the consumer last dead-lettered a change record
 
 
 class Rebuild(BaseModel):
@@ -386,7 +388,15 @@ async def cdc_status(*, redis: Redis, settings: Settings, dlq_depth: Callable[[]
         published_total=_int(fields.get("published_total")),
         updated_at=_when(fields.get("updated_at")),
         dlq_messages=await dlq_depth(),
+        dlq_last_reason=await _last_dead_letter_reason(redis, settings),
     )
+
+
+async def _last_dead_letter_reason(redis: Redis, settings: Settings) -> str | None:
+    with contextlib.suppress(RedisError, OSError):
+        value = await redis.hget(cdc_metrics.key(settings.redis_prefix), "dead_letter_reason")  # type: ignore[misc]
+        return (value.decode() if isinstance(value, bytes) else value) or None
+    return None
 
 
 def sqs_dlq_depth(sqs_client: Callable[[], Any], settings: Settings) -> Callable[[], Awaitable[int | None]]:

@@ -3,8 +3,9 @@
 Reads the replica's row binlog and sends DMS-shaped change records to the SQS change queue, with a
 PostgreSQL checkpoint; Prometheus metrics on ``DIALLER_PUBLISHER_METRICS_PORT`` (default 9465), status
 in Redis for the supervisor route. SIGTERM/SIGINT stop it gracefully: what was read is sent and
-checkpointed first. ``--reset-checkpoint`` forgets the checkpoint so that it starts at the binlog's
-current end (after the binlog was purged or the replica replaced; run a queue rebuild after it).
+checkpointed first. A checkpoint from another server, or at a position the server no longer has,
+is dropped by the publisher itself: it starts at the binlog's end and starts a full queue rebuild
+(QueueRebuildWorkflow, trigger ``cdc``). ``--reset-checkpoint`` forgets the checkpoint by hand.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import start_http_server
 
 from dialler.cdc.publisher import Publisher, PublisherError, PublisherOptions, delete_checkpoint
 from dialler.config import Settings, mask_url, settings_or_exit
 from dialler.logs import configure_logging
-from dialler.runtime import Stores
+from dialler.runtime import Stores, connect_temporal
+from workflows.queue_rebuild_client import start_rebuild
 
 log = logging.getLogger("dialler.publisher")
 
@@ -39,7 +42,13 @@ async def serve(settings: Settings, options: PublisherOptions, *, reset_checkpoi
             except Exception as exc:
                 raise PublisherError(f"PostgreSQL at {mask_url(settings.postgres_url)} is unreachable: {exc}") from None
             log.warning("checkpoint %r reset: starting at the binlog's current end", options.checkpoint_name)
-        publisher = Publisher(settings, postgres=stores.postgres, redis=stores.redis, options=options)
+        publisher = Publisher(
+            settings,
+            postgres=stores.postgres,
+            redis=stores.redis,
+            options=options,
+            request_rebuild=rebuild_requester(settings),
+        )
         if options.metrics_port:
             try:
                 start_http_server(options.metrics_port, addr=options.metrics_host, registry=publisher.registry)
@@ -51,6 +60,18 @@ async def serve(settings: Settings, options: PublisherOptions, *, reset_checkpoi
         await publisher.run(stop)
     finally:
         await stores.close()
+
+
+def rebuild_requester(settings: Settings) -> Callable[[str], Awaitable[None]]:
+    """Starts a QueueRebuildWorkflow (the worker runs it). Temporal is connected to only when a
+    rebuild is owed: the publisher does not otherwise need it."""
+
+    async def request(reason: str) -> None:
+        client = await connect_temporal(settings)
+        handle = await start_rebuild(client, settings, trigger="cdc")
+        log.info("started %s for: %s", handle.id, reason)
+
+    return request
 
 
 def main(argv: list[str] | None = None) -> int:

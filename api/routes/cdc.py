@@ -36,6 +36,8 @@ class CdcStatusRead(BaseModel):
     publisher_state: str | None
     publisher_last_event_at: str | None
     dlq_messages: int | None
+    dlq_last_reason: str | None  # why the consumer last dead-lettered a record (its DLQ message says too)
+    dlq_last_at: float | None
 
 
 async def cdc_status(stores) -> CdcStatusRead:  # type: ignore[no-untyped-def]
@@ -62,6 +64,8 @@ async def cdc_status(stores) -> CdcStatusRead:  # type: ignore[no-untyped-def]
         publisher_state=publisher.get("state"),
         publisher_last_event_at=publisher.get("last_event_at"),
         dlq_messages=dlq,
+        dlq_last_reason=snap.dead_letter_reason,
+        dlq_last_at=snap.dead_letter_at,
     )
 
 

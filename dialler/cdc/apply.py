@@ -9,11 +9,14 @@ row means the replica lags the source: the batch is retried rather than applied 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from sqlalchemy import bindparam, text
+from sqlalchemy import exc as sa_errors
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialler.cdc.records import ChangeRecord, InvalidRecord, row_version
@@ -21,6 +24,57 @@ from dialler.cdc.records import ChangeRecord, InvalidRecord, row_version
 
 class ReplicaBehind(Exception):
     """The replica has not yet caught up with a change that was already published: try again later."""
+
+
+class DependencyDown(Exception):
+    """The replica, PostgreSQL or Redis does not answer: wait, do not receive change events."""
+
+
+DEPENDENCY_TIMEOUT_S = 5.0
+
+
+async def dependencies_ready(replica: AsyncEngine, postgres: AsyncEngine, redis: Redis) -> None:
+    """Raise DependencyDown unless every store applying a change needs answers now. Asked before
+    receiving: a message received while one is down only comes back, and SQS counts every receive
+    towards the dead-letter queue."""
+
+    async def ping_sql(engine: AsyncEngine) -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def ping_redis() -> None:
+        await redis.ping()  # type: ignore[misc]
+
+    checks = {"MySQL replica": ping_sql(replica), "PostgreSQL": ping_sql(postgres)}
+    checks["Redis"] = ping_redis()
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check, DEPENDENCY_TIMEOUT_S)
+        except Exception as exc:
+            for pending in checks.values():
+                pending.close()  # the checks not awaited yet (closing an awaited one is a no-op)
+            raise DependencyDown(f"{name} unavailable: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+
+_TRANSIENT = (
+    ReplicaBehind,
+    DependencyDown,
+    sa_errors.OperationalError,
+    sa_errors.InterfaceError,
+    sa_errors.TimeoutError,
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.BusyLoadingError,
+    OSError,  # includes ConnectionError and TimeoutError (asyncio's too)
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An error that says "not now" (a store down or behind), not "never" (a bad record): the change
+    is retried, not dead-lettered."""
+    if isinstance(exc, sa_errors.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _TRANSIENT)
 
 
 @dataclass(frozen=True)

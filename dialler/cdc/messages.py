@@ -23,5 +23,5 @@ class BatchResult:
     messages: int = 0
     records: int = 0
     customers: int = 0
-    refused: int = 0  # left on the queue: after maxReceiveCount they move to the DLQ
+    refused: int = 0  # records (or unreadable bodies) the consumer sent to the DLQ, with their reason
     stale: int = 0  # older than a change already applied

@@ -28,7 +28,9 @@ def bucket_field(latency_s: float) -> str:
     return next((f"le_{b}" for b in BUCKETS if latency_s <= b), "le_inf")
 
 
-async def observe(redis: Redis, prefix: str, *, latencies: Sequence[float], invalid: int = 0) -> None:
+async def observe(
+    redis: Redis, prefix: str, *, latencies: Sequence[float], invalid: int = 0, last_reason: str | None = None
+) -> None:
     pipe = redis.pipeline(transaction=False)
     for latency in latencies:
         pipe.hincrby(key(prefix), bucket_field(latency), 1)
@@ -39,6 +41,8 @@ async def observe(redis: Redis, prefix: str, *, latencies: Sequence[float], inva
         pipe.ltrim(recent_key(prefix), 0, RECENT - 1)
     if invalid:
         pipe.hincrby(key(prefix), "invalid_total", invalid)
+    if last_reason:
+        pipe.hset(key(prefix), mapping={"dead_letter_reason": last_reason, "dead_letter_at": f"{time.time():.3f}"})
     pipe.hset(key(prefix), "applied_at", f"{time.time():.3f}")
     await pipe.execute()
 
@@ -51,6 +55,8 @@ class Snapshot:
     p99_s: float | None
     records_per_s: float  # over the recent window
     applied_at: float | None
+    dead_letter_reason: str | None = None  # why the consumer last dead-lettered a record
+    dead_letter_at: float | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -74,6 +80,8 @@ async def snapshot(redis: Redis, prefix: str) -> Snapshot:
         p99_s=percentile(latencies, 0.99),
         records_per_s=round(len(stamps) / window, 1) if window else 0.0,
         applied_at=float(fields["applied_at"]) if "applied_at" in fields else None,
+        dead_letter_reason=fields.get("dead_letter_reason"),  # type: ignore[arg-type]
+        dead_letter_at=float(fields["dead_letter_at"]) if "dead_letter_at" in fields else None,
     )
 
 
@@ -116,7 +124,7 @@ class RedisCdcCollector:
         yield CounterMetricFamily("dialler_cdc_records", "Change records applied", value=cumulative)
         yield CounterMetricFamily(
             "dialler_cdc_invalid_messages",
-            "Messages refused (they go to the DLQ)",
+            "Change records the consumer dead-lettered (or bodies, when unreadable)",
             value=int(fields.get("invalid_total", 0)),  # type: ignore[union-attr]
         )
         if publisher.get("lag_s") is not None:  # type: ignore[union-attr]

@@ -286,6 +286,7 @@ class QueueEngine:
         self._lp = self.keys.lease_prefix.encode()
         self._next_call = self._load("next_call")
         self._renew = self._load("renew")
+        self._reclaim = self._load("reclaim")
         self._release = self._load("release")
         self._give_back = self._load("give_back")
         self._reap = self._load("reap")
@@ -365,6 +366,18 @@ class QueueEngine:
         if _s(reply[0]) != "ok":
             raise StaleLease(user_id, _s(reply[1]))
         return Lease(user_id, int(reply[1]), token, _s(reply[2]), float(reply[3]), expires_at)
+
+    async def reclaim(self, *, user_id: int, agent_id: int, token: int, session_id: str | None, now: float) -> str:
+        """Re-take the lease of an open call session (its agent and token) when Redis lost it or it
+        lapsed: ``"renewed"`` if it was still there, ``"reclaimed"`` if it was made again (the customer
+        taken out of the queue if they were requeued meanwhile). Raises :class:`StaleLease` when
+        another agent holds a live lease on the customer, or this agent a live one on another: the
+        fence is never broken."""
+        args = [self._lp, _i(user_id), _i(agent_id), _i(token), _f(now), _f(now + self.lease_ttl_s)]
+        reply = await self._reclaim(keys=self._base, args=[*args, (session_id or "").encode()])
+        if _s(reply[0]) != "ok":
+            raise StaleLease(user_id, _s(reply[1]))
+        return _s(reply[1])
 
     async def give_back(self, *, user_id: int, token: int, now: float) -> None:
         """Undo a lease that was never used, in one atomic step: the customer goes back exactly where

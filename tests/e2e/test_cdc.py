@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from api.routes.cdc import cdc_status
 from devstack.seed import seed_replica
 from dialler.cdc.publisher import Publisher
 from dialler.cdc.records import to_dms_record
@@ -22,6 +24,7 @@ from dialler.queues.rebuild import RebuildInput, recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.live_api import eventually
+from tests.support.proxy import CuttableProxy
 from tests.support.publisher import options, running
 from workers.registry import ensure_cdc_ingest
 from workers.worker import build_worker
@@ -228,3 +231,120 @@ async def test_killing_publisher_and_worker_mid_stream_ends_with_zero_drift(
                 task_queue=task_queue,
             )
     assert report.drift_total == 0, report.drift
+
+
+# --- transient is not poison -----------------------------------------------------------------------
+
+
+UNSIGNED_WITH_PENDING_3 = UNSIGNED_WITH_PENDING.replace("LIMIT 1", "LIMIT 3")
+
+
+async def _sign(replica_writer: AsyncEngine, user_id: int, signature: int, updated: str) -> dict:
+    """Mr X signs in the portal (on the replica), and the change event that says so."""
+    async with replica_writer.begin() as conn:
+        await conn.execute(
+            text("UPDATE users SET current_signature_file_id = :s, updated_at = :u WHERE id = :id"),
+            {"id": user_id, "s": signature, "u": updated},
+        )
+    return to_dms_record(
+        schema="claims_app",
+        table="users",
+        operation="update",
+        committed_at=datetime.now(UTC),
+        log_file="binlog.000001",
+        log_pos=1000 + user_id,
+        data={"id": user_id, "current_signature_file_id": signature, "updated_at": updated},
+    )
+
+
+def _queue_counts(stores: Stores, name: str) -> tuple[int, int]:
+    sqs = stores.sqs()
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+async def test_a_replica_outage_longer_than_the_redrive_sends_no_valid_event_to_the_dlq(
+    stores: Stores, replica_url: str, replica_writer: AsyncEngine, temporal_client: Client, telephony
+) -> None:  # type: ignore[no-untyped-def]
+    """Visibility 1 s × maxReceiveCount 2: an outage of a few seconds used to push every event
+    received meanwhile into the DLQ (each failed receive counted). Now nothing is received while the
+    replica is down, and every event is applied once it is back."""
+    await prepared(stores, replica_url)
+    settings = stores.settings
+    async with stores.replica.connect() as conn:
+        signers = [int(row[0]) for row in (await conn.execute(text(UNSIGNED_WITH_PENDING_3))).all()]
+    assert len(signers) == 3
+    url = make_url(settings.replica_url)
+    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 3306)
+    await proxy.start()
+    via_proxy = settings.model_copy(
+        update={"replica_url": url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)}
+    )
+    worker_stores = Stores.open(via_proxy)
+    sqs = stores.sqs()
+    queue = sqs.get_queue_url(QueueName=settings.cdc_queue_name)["QueueUrl"]
+    try:
+        async with build_worker(temporal_client, worker_stores, telephony, task_queue=settings.temporal_task_queue):
+            await ensure_cdc_ingest(temporal_client, settings)
+            await eventually(lambda: _in(stores, signers[0], "unsigned"), within=5)
+            await proxy.cut()  # the replica is unreachable for the worker
+            for i, user_id in enumerate(signers):
+                record = await _sign(replica_writer, user_id, 900 + i, f"2026-11-28 10:00:0{i}")
+                sqs.send_message(QueueUrl=queue, MessageBody=json.dumps([record]))
+            await asyncio.sleep(8)  # 4× visibility × maxReceiveCount
+            assert _queue_counts(stores, settings.cdc_dlq_name) == (0, 0)
+            assert all([await _in(stores, user_id, "unsigned") for user_id in signers])  # not applied yet
+            await proxy.restore()
+            for user_id in signers:
+                await eventually(lambda u=user_id: _in(stores, u, "outstanding_requests"), within=30)
+            await eventually(lambda: _drained(stores), within=15)
+    finally:
+        await proxy.close()
+        await worker_stores.close()
+    assert _queue_counts(stores, settings.cdc_dlq_name) == (0, 0)
+
+
+async def _drained(stores: Stores) -> bool:
+    return _queue_counts(stores, stores.settings.cdc_queue_name) == (0, 0)
+
+
+async def test_one_malformed_record_goes_to_the_dlq_alone_with_its_reason_and_its_neighbours_apply(
+    stores: Stores, replica_url: str, replica_writer: AsyncEngine, temporal_client: Client, worker: Worker
+) -> None:
+    await prepared(stores, replica_url)
+    settings = stores.settings
+    async with stores.replica.connect() as conn:
+        first, second = (int(row[0]) for row in (await conn.execute(text(UNSIGNED_WITH_PENDING_3))).all()[:2])
+    before = await _sign(replica_writer, first, 801, "2026-11-28 10:00:01")
+    after = await _sign(replica_writer, second, 802, "2026-11-28 10:00:02")
+    malformed = to_dms_record(
+        schema="claims_app",
+        table="claims",
+        operation="update",
+        committed_at=datetime.now(UTC),
+        data={"id": 424242, "status": "in_progress"},  # a claims change without its user_id
+    )
+    sqs = stores.sqs()
+    queue = sqs.get_queue_url(QueueName=settings.cdc_queue_name)["QueueUrl"]
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps([before, malformed, after]))
+
+    await ensure_cdc_ingest(temporal_client, settings)
+
+    await eventually(lambda: _in(stores, first, "outstanding_requests"), within=15)
+    await eventually(lambda: _in(stores, second, "outstanding_requests"), within=15)
+    dlq = sqs.get_queue_url(QueueName=settings.cdc_dlq_name)["QueueUrl"]
+    letters = sqs.receive_message(
+        QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=5
+    )
+    assert len(letters.get("Messages", [])) == 1
+    letter = letters["Messages"][0]
+    assert json.loads(letter["Body"]) == [malformed]  # the record alone: it can be redriven as it is
+    reason = letter["MessageAttributes"]["reason"]["StringValue"]
+    assert "user_id" in reason
+    # Dead-lettered by the consumer at once, not after maxReceiveCount redeliveries.
+    await eventually(lambda: _drained(stores), within=5)
+    status = await cdc_status(stores)
+    assert status.messages_refused == 1 and status.dlq_last_reason == reason

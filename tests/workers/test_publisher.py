@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 
 from devstack import services
 from dialler.cdc.publisher import (
@@ -30,17 +32,18 @@ from dialler.cdc.publisher import (
     PublisherError,
     PublisherOptions,
     binlog_problems,
-    delete_checkpoint,
     load_checkpoint,
     publisher_sqs_client,
     save_checkpoint,
     status_key,
 )
+from dialler.cdc.publisher.checkpoint import Checkpoint, load_checkpoint_record
 from dialler.cdc.records import Operation, parse_message_body, position_key
 from dialler.config import PROJECT_ROOT, Settings
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.runtime import Stores
 from tests.support.publisher import options, running
+from workers.publisher import rebuild_requester
 
 Record = dict[str, Any]
 TS = "2026-01-02 03:04:05"
@@ -472,25 +475,164 @@ async def test_a_stop_completes_when_a_checkpoint_write_turns_its_cancellation_i
     assert await load_checkpoint(stores.postgres, opts.checkpoint_name) is not None
 
 
-async def test_a_checkpoint_that_is_not_on_the_server_stops_start_up(
-    settings: Settings, stores: Stores, replica_url: str
+async def _rebuilds_started(client: Client, settings: Settings) -> list[str]:
+    query = f"WorkflowType = 'QueueRebuildWorkflow' AND TaskQueue = '{settings.temporal_task_queue}'"
+    return [execution.id async for execution in client.list_workflows(query)]
+
+
+async def test_a_checkpoint_the_server_does_not_have_restarts_capture_at_its_end_and_requests_a_rebuild(
+    settings: Settings, stores: Stores, replica_writer: AsyncEngine, temporal_client: Client
+) -> None:
+    """Binlogs purged or truncated (a file gone, or a position past a file's end): the publisher
+    does not stop (it used to exit, and the stack with it); it starts at the binlog's current end,
+    says so in one line, counts it, and starts a full queue rebuild."""
+    queue = CdcQueue(settings)
+    for user_id, lost in enumerate((BinlogPosition("binlog.999999", 4), BinlogPosition("binlog.000001", 2**40)), 1):
+        opts = options()
+        await save_checkpoint(stores.postgres, opts.checkpoint_name, lost)
+        before = set(await _rebuilds_started(temporal_client, settings))
+        publisher = Publisher(
+            settings, postgres=stores.postgres, options=opts, request_rebuild=rebuild_requester(settings)
+        )
+        async with running(publisher):
+            record = await load_checkpoint_record(stores.postgres, opts.checkpoint_name)
+            assert record is not None and record.position != lost
+            await execute(replica_writer, insert_user(user_id))
+            records = flat(await queue.drain(lambda records: len(records) >= 1))
+            assert summary(records) == [("users", "insert", user_id)]
+            started = await wait_until(
+                functools.partial(_new_rebuilds, temporal_client, settings, before), what="a queue rebuild started"
+            )
+            assert len(started) == 1 and started[0].startswith("queue-rebuild-cdc-")
+            reason = {"reason": "position_gone"}
+            assert publisher.registry.get_sample_value("dialler_cdc_publisher_source_resets_total", reason) == 1
+        # Started, so no longer owed: the next start does not ask again.
+        record = await load_checkpoint_record(stores.postgres, opts.checkpoint_name)
+        assert record is not None and record.rebuild_requested is None
+
+
+async def _new_rebuilds(client: Client, settings: Settings, before: set[str]) -> list[str]:
+    return [workflow_id for workflow_id in await _rebuilds_started(client, settings) if workflow_id not in before]
+
+
+async def test_a_checkpoint_from_another_server_is_not_resumed_and_the_process_stays_up(
+    settings: Settings, stores: Stores, replica_writer: AsyncEngine, temporal_client: Client
+) -> None:
+    """A second fresh clone (or `make clean && make run`, or a re-provisioned replica) meets the
+    checkpoint of the server before: same file names, positions that may even fit. The checkpoint
+    names its server, so the position is not resumed (it used to fail with "binlog truncated in the
+    middle of event" and stop the stack): capture starts at the current end and a rebuild is started."""
+    queue = CdcQueue(settings)
+    name = f"proc-{uuid.uuid4().hex[:8]}"
+    await execute(replica_writer, insert_user(7))  # a real position on this server, before the checkpoint
+    here = BinlogPosition(*(await _master_status(replica_writer)))
+    await execute(replica_writer, "DELETE FROM users")
+    await save_checkpoint(stores.postgres, name, here, source_server="mariadb:another-server")
+    env = process_env(
+        settings,
+        DIALLER_PUBLISHER_CHECKPOINT_NAME=name,
+        DIALLER_TEMPORAL_ADDRESS=settings.temporal_address,
+        DIALLER_TEMPORAL_NAMESPACE=settings.temporal_namespace,
+        DIALLER_TEMPORAL_TASK_QUEUE=settings.temporal_task_queue,
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "workers.publisher",
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        record = await wait_until(
+            lambda: _checkpoint_from_this_server(stores, name), within=30, what="the checkpoint moved to this server"
+        )
+        assert record.position > here
+        started = await wait_until(
+            lambda: _new_rebuilds(temporal_client, settings, set()), within=30, what="a queue rebuild started"
+        )
+        assert len(started) == 1
+        await wait_until(lambda: _rebuild_cleared(stores, name), what="the rebuild request cleared")
+        # Still up, and publishing from the new start: the DELETE above (before the reset) is not replayed.
+        await execute(replica_writer, insert_user(8))
+        assert summary(flat(await queue.drain(lambda records: len(records) >= 1))) == [("users", "insert", 8)]
+        assert proc.returncode is None
+        proc.send_signal(signal.SIGTERM)
+        output = (await asyncio.wait_for(proc.communicate(), 20))[0].decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, output
+    resets = [line for line in output.splitlines() if "requesting a full queue rebuild" in line]
+    assert len(resets) == 1 and "another MySQL server" in resets[0], output
+    assert "Traceback" not in output
+
+
+async def _master_status(engine: AsyncEngine) -> tuple[str, int]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(text("SHOW MASTER STATUS"))).first()
+    assert row is not None
+    return str(row[0]), int(row[1])
+
+
+async def _checkpoint_from_this_server(stores: Stores, name: str) -> Checkpoint | None:
+    record = await load_checkpoint_record(stores.postgres, name)
+    if record is None or record.source_server in (None, "mariadb:another-server"):
+        return None
+    return record
+
+
+async def _rebuild_cleared(stores: Stores, name: str) -> bool:
+    record = await load_checkpoint_record(stores.postgres, name)
+    return record is not None and record.rebuild_requested is None
+
+
+async def test_a_position_the_server_refuses_resets_the_checkpoint_so_the_restart_carries_on(
+    settings: Settings, stores: Stores, replica_writer: AsyncEngine
+) -> None:
+    """A checkpoint written before the source was recorded (no server named), at a position inside
+    this server's binlog that is not an event boundary: the issue's "binlog truncated in the middle of
+    event". The run fails once, but resets the checkpoint first: the restart does not crash-loop."""
+    queue = CdcQueue(settings)
+    opts = options()
+    file, _ = await _master_status(replica_writer)
+    await save_checkpoint(stores.postgres, opts.checkpoint_name, BinlogPosition(file, 5))  # inside the header
+    first = Publisher(settings, postgres=stores.postgres, options=opts)
+    with pytest.raises(PublisherError, match="binlog position unavailable"):
+        await asyncio.wait_for(first.run(asyncio.Event()), 30)
+    record = await load_checkpoint_record(stores.postgres, opts.checkpoint_name)
+    assert record is not None and record.position != BinlogPosition(file, 5)
+    assert record.rebuild_requested is not None and record.source_server is not None
+    assert (
+        first.registry.get_sample_value("dialler_cdc_publisher_source_resets_total", {"reason": "position_refused"})
+        == 1
+    )
+
+    async with running(Publisher(settings, postgres=stores.postgres, options=opts)):  # the restart
+        await execute(replica_writer, insert_user(3))
+        assert summary(flat(await queue.drain(lambda records: len(records) >= 1))) == [("users", "insert", 3)]
+
+
+async def test_the_checkpoint_names_its_server_and_a_restart_on_the_same_server_resumes(
+    settings: Settings, stores: Stores, replica_writer: AsyncEngine
 ) -> None:
     CdcQueue(settings)
     opts = options()
-    await save_checkpoint(stores.postgres, opts.checkpoint_name, BinlogPosition("binlog.999999", 4))
-
-    with pytest.raises(PublisherError, match=r"checkpoint '.*' at binlog\.999999:4 is not on the MySQL replica"):
-        await Publisher(settings, postgres=stores.postgres, options=opts).run(asyncio.Event())
-
-    # A file that is there but shorter than the position: the server was replaced.
-    await save_checkpoint(stores.postgres, opts.checkpoint_name, BinlogPosition("binlog.000001", 2**40))
-    with pytest.raises(PublisherError, match=r"binlog\.000001:1099511627776 is not on the MySQL replica"):
-        await Publisher(settings, postgres=stores.postgres, options=opts).run(asyncio.Event())
-
-    await delete_checkpoint(stores.postgres, opts.checkpoint_name)  # what --reset-checkpoint does
     async with running(Publisher(settings, postgres=stores.postgres, options=opts)):
         pass
-    assert await load_checkpoint(stores.postgres, opts.checkpoint_name) is not None
+    first = await load_checkpoint_record(stores.postgres, opts.checkpoint_name)
+    assert first is not None and first.source_server and first.source_server.startswith("mariadb:")
+    publisher = Publisher(settings, postgres=stores.postgres, options=opts)
+    async with running(publisher):
+        pass
+    again = await load_checkpoint_record(stores.postgres, opts.checkpoint_name)
+    assert again is not None and again.source_server == first.source_server and again.rebuild_requested is None
+    assert (
+        publisher.registry.get_sample_value("dialler_cdc_publisher_source_resets_total", {"reason": "other_server"})
+        is None
+    )
 
 
 # --- lag and counters ------------------------------------------------------------------------------

@@ -12,12 +12,15 @@ from temporalio.worker import Worker
 
 from devstack.seed import seed_replica
 from dialler import dashboard
-from dialler.calls.models import ContactAttempt
+from dialler.agents.models import Agent
+from dialler.agents.presence import Initiator, PresenceState, get_presence, set_presence
+from dialler.calls.models import CallSession, ContactAttempt
 from dialler.compliance.models import DoNotCall
 from dialler.queues.rebuild import RebuildInput, RebuildReport
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.queue_oracle import expected_queues
+from tests.support.redis import unlink_prefix
 from workflows.queue_rebuild import QueueRebuildWorkflow
 
 
@@ -147,3 +150,69 @@ async def test_a_fill_of_empty_queues_is_not_drift_and_the_board_stays_calm(
     board = await dashboard.last_rebuild(postgres=stores.postgres, settings=stores.settings)
     assert refill.fill and refill.drift == {} and refill.counts == missed.counts
     assert board is not None and board.fill and board.drift_total == 0
+
+
+async def test_a_rebuild_keeps_an_open_sessions_customer_leased_and_frees_a_stranded_agent(
+    temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
+) -> None:
+    """Redis lost its leases (flushed) while a call was open: the rebuild used to queue that customer
+    again (every agent then got them, and a 409). It re-takes the lease from the open session first.
+    An agent left reserved with neither a lease nor an open session (an API crash between the two)
+    becomes available."""
+    await seed_replica(replica_url, users=300, seed=11)
+    await run_rebuild(temporal_client, stores)
+    engine = queue_engine(stores)
+    settings = stores.settings
+    now = datetime.now(UTC)
+    async with stores.sessions() as session:
+        caller = Agent(email="caller@rmc.example", display_name="Caller", password_hash="x", role="agent")
+        stranded = Agent(email="stranded@rmc.example", display_name="Stranded", password_hash="x", role="agent")
+        session.add_all([caller, stranded])
+        await session.commit()
+        for agent in (caller, stranded):
+            await set_presence(
+                session=session,
+                redis=stores.redis,
+                settings=settings,
+                agent_id=agent.id,
+                target=PresenceState.AVAILABLE,
+                now=now,
+            )
+        lease = await engine.next_call(
+            agent_id=caller.id, queues=["unsigned"], trained_vulnerable=True, now=now.timestamp()
+        )
+        assert lease is not None
+        session.add(
+            CallSession(
+                id=uuid.uuid4(),
+                workflow_id=f"call-{lease.user_id}",
+                user_id=lease.user_id,
+                agent_id=caller.id,
+                queue="unsigned",
+                phone_e164="+447700900123",
+                lease_token=lease.token,
+                status="in_progress",
+                started_at=now,
+            )
+        )
+        await session.commit()
+        await set_presence(
+            session=session,
+            redis=stores.redis,
+            settings=settings,
+            agent_id=stranded.id,
+            target=PresenceState.RESERVED,
+            now=now,
+            by=Initiator.SYSTEM,
+        )
+    await unlink_prefix(stores.redis, engine.keys.root)  # Redis lost the leases (and the queues)
+
+    await run_rebuild(temporal_client, stores)
+
+    assert await engine.position(lease.user_id) is None  # not queued for anyone else
+    held = await engine.lease_of(lease.user_id)
+    assert held is not None and (held.agent_id, held.token) == (caller.id, lease.token)
+    async with stores.sessions() as session:
+        assert (
+            await get_presence(session=session, redis=stores.redis, settings=settings, agent_id=stranded.id)
+        ).state == (PresenceState.AVAILABLE)

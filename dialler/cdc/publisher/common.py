@@ -11,6 +11,11 @@ class PublisherError(RuntimeError):
     """The publisher cannot run; the message is one line for the operator (passwords masked)."""
 
 
+class PositionUnavailable(PublisherError):
+    """The server refused to stream from the position (purged, or not an event boundary on this
+    server): the checkpoint is reset before the publisher stops, so its restart does not fail again."""
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class BinlogPosition:
     log_file: str

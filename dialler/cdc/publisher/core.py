@@ -7,7 +7,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,11 +16,18 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialler.cdc.publisher.batcher import _Batch
-from dialler.cdc.publisher.checkpoint import load_checkpoint, save_checkpoint
-from dialler.cdc.publisher.common import SQS_MAX_MESSAGE_BYTES, BinlogPosition, PublisherError, _reason
+from dialler.cdc.publisher.checkpoint import Checkpoint, clear_rebuild_request, load_checkpoint_record, save_checkpoint
+from dialler.cdc.publisher.common import (
+    SQS_MAX_MESSAGE_BYTES,
+    BinlogPosition,
+    PositionUnavailable,
+    PublisherError,
+    _reason,
+)
 from dialler.cdc.publisher.options import PublisherOptions
 from dialler.cdc.publisher.reader import _END, _BinlogReader, _Budget, _Chunk, _ReaderFailed
 from dialler.cdc.publisher.replica import (
+    ReplicaStatus,
     inspect_replica,
     replica_schema,
 )
@@ -37,7 +44,11 @@ class Publisher:
 
     ``sqs`` defaults to :func:`publisher_sqs_client`; ``redis`` (optional) receives the status hash
     :func:`status_key`; ``registry`` holds the Prometheus metrics (a fresh one by default: the entry
-    point serves it with ``start_http_server``).
+    point serves it with ``start_http_server``); ``request_rebuild(reason)`` starts a full queue
+    rebuild (the entry point passes one that starts QueueRebuildWorkflow; the publisher knows no
+    workflow). It is called when the checkpoint had to be dropped (another server, or a position the
+    server no longer has), retried until it succeeds; the request is kept with the checkpoint until
+    then, so a restart asks again. Without one the request stays recorded for a publisher that has one.
     """
 
     def __init__(
@@ -49,8 +60,12 @@ class Publisher:
         sqs: Any | None = None,
         options: PublisherOptions | None = None,
         registry: CollectorRegistry | None = None,
+        request_rebuild: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
+        self._request_rebuild = request_rebuild
+        self._rebuild_owed: str | None = None  # the reason of a rebuild still to request
+        self._source_server: str | None = None
         self.options = options or PublisherOptions.from_settings(settings)
         self.schema = replica_schema(settings)
         self.registry = registry or CollectorRegistry()
@@ -114,8 +129,9 @@ class Publisher:
         sender = asyncio.create_task(self._send_all(), name="cdc-send")
         checkpointer = asyncio.create_task(self._checkpoint_accepted(), name="cdc-checkpoint")
         reporter = asyncio.create_task(self._report_status(), name="cdc-status")
+        rebuilder = asyncio.create_task(self._request_owed_rebuild(), name="cdc-rebuild-request")
         stopper = asyncio.create_task(stop.wait(), name="cdc-stop")
-        tasks = (collector, sender, checkpointer, reporter, stopper)
+        tasks = (collector, sender, checkpointer, reporter, rebuilder, stopper)
         try:
             await asyncio.wait({collector, sender, checkpointer, stopper}, return_when=asyncio.FIRST_COMPLETED)
             self._request_stop()
@@ -145,6 +161,8 @@ class Publisher:
             self._state = "failed" if self._failure else "stopped"
             await self._write_status()
         if self._failure is not None:
+            if isinstance(self._failure, PositionUnavailable):
+                await self._reset_after_refused_position()
             raise self._failure
         log.info(
             "stopped at checkpoint %s after %d records in %d messages",
@@ -182,28 +200,99 @@ class Publisher:
         replica = await asyncio.to_thread(inspect_replica, self.settings.replica_url)
         await self._resolve_queue()
         name = self.options.checkpoint_name
+        self._source_server = replica.server or None
         try:
-            checkpoint = await load_checkpoint(self._postgres, name)
-            if checkpoint is None:
+            record = await load_checkpoint_record(self._postgres, name)
+            if record is None:
                 # Start at the binlog's end (the batch rebuild covers history), and record it now:
                 # a crash before the first send must not move the start past changes made meanwhile.
                 checkpoint = replica.end
-                await save_checkpoint(self._postgres, name, checkpoint)
+                await save_checkpoint(self._postgres, name, checkpoint, source_server=self._source_server)
                 log.info("no checkpoint %r: starting at the binlog's end %s", name, checkpoint)
+            else:
+                checkpoint = record.position
+                self._rebuild_owed = record.rebuild_requested
+                lost = self._position_lost(record, replica)
+                if lost is not None:
+                    checkpoint = await self._reset_to_end(record, replica, *lost)
         except PublisherError:
             raise
         except Exception as exc:
             raise PublisherError(
                 f"PostgreSQL at {mask_url(self.settings.postgres_url)} is unreachable: {_reason(exc)}"
             ) from None
-        if not replica.holds(checkpoint):
-            raise PublisherError(
-                f"checkpoint {name!r} at {checkpoint} is not on the MySQL replica at "
-                f"{mask_url(self.settings.replica_url)} any more (binlogs purged or server replaced): "
-                "restart with --reset-checkpoint and run a queue rebuild"
-            )
         self._set_checkpoint(checkpoint)
         return checkpoint
+
+    def _position_lost(self, record: Checkpoint, replica: ReplicaStatus) -> tuple[str, str] | None:
+        """Why the checkpoint cannot be resumed on this server (a metric label, a phrase), or None."""
+        if record.source_server is not None and replica.server and record.source_server != replica.server:
+            return "other_server", "was written against another MySQL server (replica replaced or failed over)"
+        if not replica.holds(record.position):
+            return "position_gone", "is not on the MySQL server any more (binlogs purged or truncated)"
+        return None
+
+    async def _reset_to_end(self, record: Checkpoint, replica: ReplicaStatus, kind: str, why: str) -> BinlogPosition:
+        """Changes between the old position and now cannot be read from this server: start at its
+        end and owe a full queue rebuild, which recomputes every queue from the replica's rows (the
+        drift report shows what had changed). Position, source and request are one write."""
+        reason = f"cdc source reset ({kind}) at {replica.end}"
+        await save_checkpoint(
+            self._postgres,
+            self.options.checkpoint_name,
+            replica.end,
+            source_server=self._source_server,
+            rebuild_requested=reason,
+        )
+        self._rebuild_owed = reason
+        self.metrics.source_resets.labels(reason=kind).inc()
+        log.warning(
+            "checkpoint %r at %s %s: starting at the binlog's current end %s and requesting a full queue rebuild",
+            self.options.checkpoint_name,
+            record.position,
+            why,
+            replica.end,
+        )
+        return replica.end
+
+    async def _reset_after_refused_position(self) -> None:
+        """The server would not stream from the checkpoint (e.g. a checkpoint written before the
+        source was recorded, at a position that is not an event boundary on this server): reset it as
+        at start-up, so that the restart (make run's supervisor, compose's restart:) carries on
+        instead of failing the same way again."""
+        try:
+            replica = await asyncio.to_thread(inspect_replica, self.settings.replica_url)
+            record = await load_checkpoint_record(self._postgres, self.options.checkpoint_name)
+            if record is not None:
+                why = "was refused by the MySQL server (not a position it can stream from)"
+                await self._reset_to_end(record, replica, "position_refused", why)
+        except Exception as exc:
+            log.error("could not reset the refused checkpoint: %s", _reason(exc))
+
+    async def _request_owed_rebuild(self) -> None:
+        """Start the owed rebuild (retrying while Temporal is down), then clear the request."""
+        reason = self._rebuild_owed
+        if reason is None:
+            return
+        if self._request_rebuild is None:
+            log.warning(
+                "a queue rebuild is owed (%s) but this publisher cannot start one; run `dialler rebuild`", reason
+            )
+            return
+        delay = 0.5
+        while not self._closing:
+            try:
+                await self._request_rebuild(reason)
+                await clear_rebuild_request(self._postgres, self.options.checkpoint_name, reason)
+            except Exception as exc:
+                log.warning("could not request the queue rebuild yet, retrying in %.1f s: %s", delay, _reason(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self._rebuild_owed = None
+            self.metrics.rebuilds_requested.inc()
+            log.info("queue rebuild requested (%s)", reason)
+            return
 
     async def _resolve_queue(self) -> None:
         if self._sqs is None:
@@ -358,7 +447,10 @@ class Publisher:
         position = self._accepted
         if position is None or position == self._checkpoint:
             return
-        await asyncio.wait_for(save_checkpoint(self._postgres, self.options.checkpoint_name, position), 10)
+        await asyncio.wait_for(
+            save_checkpoint(self._postgres, self.options.checkpoint_name, position, source_server=self._source_server),
+            10,
+        )
         self._set_checkpoint(position)
 
     def _count_checkpoint_error(self) -> None:

@@ -24,7 +24,7 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-from dialler.cdc.publisher.common import SQS_MAX_MESSAGE_BYTES, BinlogPosition, PublisherError
+from dialler.cdc.publisher.common import SQS_MAX_MESSAGE_BYTES, BinlogPosition, PositionUnavailable, PublisherError
 from dialler.cdc.publisher.options import PublisherOptions
 from dialler.cdc.publisher.replica import (
     _mysql_reason,
@@ -37,7 +37,12 @@ log = logging.getLogger("dialler.cdc.publisher")
 
 
 # Server errors after which retrying cannot help: the position is gone, or we may not read the binlog.
-_FATAL_MYSQL_ERRORS = {1236: "binlog position unavailable", 1045: "access denied", 1227: "missing privilege"}
+_POSITION_UNAVAILABLE = 1236
+_FATAL_MYSQL_ERRORS = {
+    _POSITION_UNAVAILABLE: "binlog position unavailable",
+    1045: "access denied",
+    1227: "missing privilege",
+}
 _POSITION_ONLY_EVERY_S = 1.0  # how often the checkpoint may advance over changes we do not publish
 
 
@@ -143,7 +148,8 @@ class _BinlogReader(threading.Thread):
             except (pymysql.MySQLError, OSError) as exc:
                 code = exc.args[0] if isinstance(exc, pymysql.MySQLError) and exc.args else None
                 if code in _FATAL_MYSQL_ERRORS:
-                    raise PublisherError(
+                    error = PositionUnavailable if code == _POSITION_UNAVAILABLE else PublisherError
+                    raise error(
                         f"binlog stream of MySQL replica at {mask_url(self._replica_url)} failed at "
                         f"{self._resume_at} ({_FATAL_MYSQL_ERRORS[code]}): {_mysql_reason(exc)}"
                     ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,7 @@ def binlog_problems(variables: Mapping[str, str]) -> list[str]:
 class ReplicaStatus:
     end: BinlogPosition  # SHOW MASTER STATUS: where the binlog ends now
     log_files: dict[str, int]  # SHOW BINARY LOGS: the files still on the server, with their sizes
+    server: str = ""  # which server this is (see _server_identity); a position is only valid on its server
 
     def holds(self, position: BinlogPosition) -> bool:
         """Whether the position can be on this server (its file is there and long enough). A
@@ -85,11 +87,37 @@ def inspect_replica(replica_url: str) -> ReplicaStatus:
                 raise PublisherError(f"{where} cannot feed change capture: the binary log is off")
             cur.execute("SHOW BINARY LOGS")
             files = {str(r[0]): int(r[1]) for r in cur.fetchall()}
+            server = _server_identity(cur)
     except pymysql.MySQLError as exc:
         raise PublisherError(f"{where} refused the binlog checks: {_mysql_reason(exc)}") from None
     finally:
         conn.close()
-    return ReplicaStatus(end=BinlogPosition(str(row[0]), int(row[1])), log_files=files)
+    return ReplicaStatus(end=BinlogPosition(str(row[0]), int(row[1])), log_files=files, server=server)
+
+
+_UNKNOWN_SYSTEM_VARIABLE = 1193
+
+
+def _server_identity(cur: Any) -> str:
+    """MySQL: ``@@server_uuid`` (made at install, kept across restarts, new on a re-provisioned server).
+    MariaDB has no server UUID: a digest of what one install keeps and another does not share (its
+    server id, its data directory and when its system tables were created). Stable across restarts;
+    a fresh install, even in the same directory (``make clean``), differs."""
+    try:
+        cur.execute("SELECT @@server_uuid")
+        uuid = (cur.fetchone() or (None,))[0]
+        if uuid:
+            return f"mysql:{uuid}"
+    except pymysql.MySQLError as exc:
+        if not exc.args or exc.args[0] != _UNKNOWN_SYSTEM_VARIABLE:
+            raise
+    cur.execute(
+        "SELECT @@server_id, @@datadir, "
+        "(SELECT MIN(CREATE_TIME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'mysql')"
+    )
+    server_id, datadir, created = cur.fetchone()
+    digest = hashlib.sha256(f"{server_id}|{datadir}|{created}".encode()).hexdigest()[:24]
+    return f"mariadb:{digest}"
 
 
 def _mysql_reason(exc: BaseException) -> str:

@@ -29,6 +29,18 @@ class PublisherMetrics:
             "Binlog stream reconnections after an error",
             registry=registry,
         )
+        self.source_resets = Counter(
+            "dialler_cdc_publisher_source_resets",
+            "Checkpoints dropped because the replica is another server or no longer has the position "
+            "(capture restarted at the binlog's end and a full queue rebuild requested)",
+            ["reason"],
+            registry=registry,
+        )
+        self.rebuilds_requested = Counter(
+            "dialler_cdc_publisher_rebuilds_requested",
+            "Queue rebuilds the publisher started after a source reset",
+            registry=registry,
+        )
         self.send_seconds = Histogram(
             "dialler_cdc_publisher_send_seconds",
             "SQS send latency",

@@ -523,3 +523,61 @@ async def test_next_call_with_a_presence_key_leases_only_to_an_available_agent(
     assert offer.lease is not None and offer.lease.user_id == 1
     with pytest.raises(ValueError):  # another hash slot: not one atomic step
         await engine.next_call_detailed(agent_id=8, queues=ALL, trained_vulnerable=False, now=T0, presence_key="x")
+
+
+# --------------------------------------------------------------------------- leases follow sessions
+
+
+async def test_an_open_session_reclaims_its_lapsed_lease_and_nobody_else_is_offered_the_customer(
+    engine: QueueEngine,
+) -> None:
+    """The worker was away longer than the TTL: the lease lapsed and the customer went back to the
+    head of the queue, where every other agent would get them (and then a 409). The session's next
+    renewal re-takes it: out of the queue, the same agent and token, and released normally."""
+    await engine.upsert_many([entry(1, score=1.0), entry(2, score=2.0)])
+    lease = await take(engine, 5)
+    assert lease is not None and lease.user_id == 1
+    assert await engine.reap_expired(now=T0 + TTL) == [1]
+    assert await engine.position(1) == ("unsigned", 1.0)
+
+    later = T0 + TTL + 5
+    assert await engine.reclaim(user_id=1, agent_id=5, token=lease.token, session_id="s-1", now=later) == "reclaimed"
+    assert await engine.position(1) is None
+    held = await engine.lease_of(1)
+    assert held is not None and (held.agent_id, held.token, held.session_id) == (5, lease.token, "s-1")
+    assert held.expires_at == later + TTL
+    other = await take(engine, 6, now=later)
+    assert other is not None and other.user_id == 2  # not customer 1
+    # The call ends: released with the session's own token.
+    await engine.release(user_id=1, token=lease.token, requeue=None, now=later + 1)
+    assert await engine.lease_of(1) is None and await engine.lease_of_agent(5) is None
+
+
+async def test_a_session_reclaims_a_lease_redis_lost_and_later_tokens_stay_greater(
+    engine: QueueEngine, redis_client: Redis
+) -> None:
+    await engine.upsert_many([entry(1, score=1.0), entry(2, score=2.0)])
+    lease = await take(engine, 5)
+    assert lease is not None
+    await unlink_prefix(redis_client, engine.keys.root)  # Redis flushed
+    await engine.upsert(entry(1, score=1.0))  # the rebuild/CDC put the customer back in a queue
+
+    assert await engine.reclaim(user_id=1, agent_id=5, token=lease.token, session_id=None, now=T0 + 1) == "reclaimed"
+    assert await engine.position(1) is None
+    assert await engine.renew(user_id=1, token=lease.token, now=T0 + 2)
+    await engine.upsert(entry(2, score=2.0))
+    fresh = await take(engine, 6, now=T0 + 3)
+    assert fresh is not None and fresh.user_id == 2 and fresh.token > lease.token  # the fence survives the flush
+    assert await engine.reclaim(user_id=1, agent_id=5, token=lease.token, session_id=None, now=T0 + 4) == "renewed"
+
+
+async def test_a_reclaim_never_breaks_another_agents_live_lease(engine: QueueEngine) -> None:
+    await engine.upsert(entry(1, score=1.0))
+    old = await take(engine, 5)
+    assert old is not None
+    new = await take(engine, 6, now=T0 + TTL)  # lapsed, and another agent has the customer now
+    assert new is not None and new.user_id == 1
+    with pytest.raises(StaleLease) as err:
+        await engine.reclaim(user_id=1, agent_id=5, token=old.token, session_id=None, now=T0 + TTL + 1)
+    assert err.value.reason == "held_by_another"
+    assert await engine.lease_of(1) == new

@@ -74,7 +74,13 @@ function renderKpis(d) {
       cdc.publisher_state ? `publisher ${cdc.publisher_state}` : "publisher not reporting",
       cdc.lag_s !== null && cdc.lag_s > 5 ? "warn" : "",
     ),
-    kpi("dlq", "Dead letters", orNa(cdc.dlq_messages), "CDC dead-letter queue", cdc.dlq_messages ? "warn" : ""),
+    kpi(
+      "dlq",
+      "Dead letters",
+      orNa(cdc.dlq_messages),
+      cdc.dlq_messages && cdc.dlq_last_reason ? `last: ${cdc.dlq_last_reason}` : "CDC dead-letter queue",
+      cdc.dlq_messages ? "warn" : "",
+    ),
     // A fill of empty queues (fresh install, flushed Redis) is not drift: amber only when CDC missed something.
     r && r.fill
       ? kpi("drift", "Last rebuild", "Filled", `empty queues filled ${ukTime(r.finished_at || r.started_at)}`)
