@@ -1,0 +1,44 @@
+"""reports: conversion_events (signatures and documents seen through CDC), queue_depth_samples (every minute)
+
+Revision ID: 0005_reports
+Revises: 0004
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0005_reports"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "conversion_events",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("source_key", sa.String(length=100), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversion_events")),
+        sa.UniqueConstraint("source_key", name="uq_conversion_events_source_key"),
+    )
+    op.create_index("ix_conversion_events_user_at", "conversion_events", ["user_id", "occurred_at"], unique=False)
+    op.create_table(
+        "queue_depth_samples",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("sampled_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("queue", sa.String(length=32), nullable=False),
+        sa.Column("depth", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_queue_depth_samples")),
+        sa.UniqueConstraint("sampled_at", "queue", name="uq_queue_depth_samples_sampled_at"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("queue_depth_samples")
+    op.drop_index("ix_conversion_events_user_at", table_name="conversion_events")
+    op.drop_table("conversion_events")
