@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from dialler.reports.periods import Period, uk_date, uk_time
-from dialler.reports.queries import AgentRow, ComplianceReport, HourRow, MessagingReport, QueueReport
+from dialler.reports.queries import AgentRow, ComplianceReport, DepthSample, HourRow, MessagingReport, QueueReport
 
 BOM = "\ufeff"
 Cell = str | int | float | None
@@ -156,4 +156,11 @@ def hourly_csv(period: Period, rows: list[HourRow]) -> Iterator[str]:
     return lines(
         ["Date", "Hour (UK)", "Calls", "Contacts"],
         ([uk_date(r.hour, period.tz), _when(r.hour, period), r.calls, r.contacts] for r in rows),
+    )
+
+
+def depth_csv(period: Period, samples: list[DepthSample]) -> Iterator[str]:
+    return lines(
+        ["Date", "Time (UK)", "Queue", "Customers waiting"],
+        ([uk_date(s.at, period.tz), _when(s.at, period), s.queue, s.depth] for s in samples),
     )

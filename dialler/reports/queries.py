@@ -485,3 +485,32 @@ async def hourly_report(conn: AsyncConnection, period: Period) -> list[HourRow]:
         if reached(row.disposition):
             contacts[_utc(row.hour)] += int(row.n)
     return [HourRow(hour=h, calls=calls.get(h, 0), contacts=contacts.get(h, 0)) for h in period.hours()]
+
+
+# --- queue depth -----------------------------------------------------------------------------------
+
+
+class DepthSample(BaseModel):
+    at: datetime  # the minute sampled (or the hour, for periods over two days)
+    queue: str
+    depth: float  # customers waiting (an hour's average for periods over two days)
+
+
+_DEPTH = text(
+    """
+    SELECT date_trunc(:unit, sampled_at AT TIME ZONE 'UTC') AS at, queue, avg(depth) AS depth
+      FROM queue_depth_samples WHERE sampled_at >= :start AND sampled_at < :end
+     GROUP BY 1, 2 ORDER BY 1, 2
+    """
+)
+
+
+async def depth_samples(conn: AsyncConnection, period: Period) -> list[DepthSample]:
+    """Queue depths over the period: every minute for up to two days, hourly averages beyond (a year
+    of minutes would be half a million points per queue)."""
+    unit = "minute" if period.days <= 2 else "hour"
+    params = {"unit": unit, "start": period.start, "end": period.end}
+    return [
+        DepthSample(at=_utc(row.at), queue=row.queue, depth=round(float(row.depth), 2))
+        for row in await conn.execute(_DEPTH, params)
+    ]
