@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.auth import PROTECTED_RESPONSES, audit_context, require
-from api.deps import SessionDep, StoresDep
+from api.deps import MAX_ID, SessionDep, StoresDep
 from api.errors import Forbidden, NotFound
 from dialler import clock
 from dialler.agents.models import Agent
@@ -115,7 +115,7 @@ async def agent_report(
     stores: StoresDep,
     p: PeriodDep,
     agent: Annotated[Agent, Depends(require(Permission.REPORTS_READ_OWN))],
-    agent_id: Annotated[int, Path()],
+    agent_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     format: FormatQuery = Format.JSON,
 ) -> Any:
     """One agent's report. An agent may read only their own; supervisors anyone's."""

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 from dialler.errors import Invalid
 
 MAX_DAYS = 366
+# Days outside these years are a typo, not a report (and near date.min/max the arithmetic overflows).
+FIRST_YEAR, LAST_YEAR = 2000, 2999
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ def period(
 ) -> Period:
     """A validated period: the last day not before the first, and at most MAX_DAYS days."""
     last = first_day if last_day is None else last_day
+    for day in (first_day, last):
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise Invalid(f"{day:%d/%m/%Y} is outside the years a report can cover ({FIRST_YEAR}–{LAST_YEAR}).")
     if last < first_day:
         raise Invalid(f"The period ends ({last:%d/%m/%Y}) before it starts ({first_day:%d/%m/%Y}).")
     found = Period(first_day, last, tz, offset)

@@ -40,6 +40,10 @@ def test_bad_periods_are_refused_with_a_reason() -> None:
     with pytest.raises(Invalid, match="at most 366 days"):
         period(date(2025, 1, 1), date(2026, 1, 2))
     assert period(date(2025, 1, 1), date(2026, 1, 1)).days == 366
+    with pytest.raises(Invalid, match="outside the years"):
+        period(date(1, 1, 1))
+    with pytest.raises(Invalid, match="outside the years"):
+        period(date(2026, 1, 1), date.max)
 
 
 @pytest.fixture
