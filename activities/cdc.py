@@ -38,6 +38,7 @@ from dialler.cdc.records import ChangeRecord, InvalidRecord, parse_record
 from dialler.customers.context import forget
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
+from dialler.reports.conversions import record_conversions
 from dialler.runtime import Stores
 
 log = logging.getLogger("dialler.cdc")
@@ -163,6 +164,8 @@ class CdcActivities:
         settings = self.stores.settings
         fresh = await apply.fresh_records(self.stores.redis, settings.redis_prefix, records)
         await apply.ensure_replica_caught_up(self.stores.replica, fresh)
+        # Before the versions are remembered: a batch retried after a failure here records them then.
+        await record_conversions(self.stores.postgres, self.stores.replica, fresh)
         users = sorted(await apply.touched_users(self.stores.replica, fresh))
         if users:
             await recompute(self.stores, self.engine, users)

@@ -30,6 +30,7 @@ from api.routes import (
     portal,
     presence,
     queues,
+    reports,
     sms,
     ui_support,
     voice,
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui_support.router, prefix=API_PREFIX)
     app.include_router(cdc.router, prefix=API_PREFIX)
     app.include_router(callbacks.router, prefix=API_PREFIX)
+    app.include_router(reports.router, prefix=API_PREFIX)
     app.include_router(cdc.scrape)
     # Routers above this line; every route's required permission goes into its OpenAPI description.
     document_security(app)

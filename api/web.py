@@ -1,6 +1,6 @@
 """The web UI: static pages and assets from ``web/``, served by the API itself (no second server).
 
-Pages live at ``/`` (sign-in), ``/agent``, ``/supervisor`` and ``/admin``; their scripts and styles
+Pages live at ``/`` (sign-in), ``/agent``, ``/supervisor``, ``/reports`` and ``/admin``; their scripts and styles
 under ``/static``. They are public on purpose: they hold no data; every number and name on them
 comes from ``/api/v1`` with the signed-in agent's token.
 
@@ -24,7 +24,13 @@ from starlette.types import Scope
 log = logging.getLogger("dialler.api.web")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-PAGES = {"/": "index.html", "/agent": "agent.html", "/supervisor": "supervisor.html", "/admin": "admin.html"}
+PAGES = {
+    "/": "index.html",
+    "/agent": "agent.html",
+    "/supervisor": "supervisor.html",
+    "/admin": "admin.html",
+    "/reports": "reports.html",
+}
 STATIC_PATH = "/static"
 
 CSP = "; ".join(

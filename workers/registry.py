@@ -28,6 +28,7 @@ from activities.calls import CallActivities
 from activities.cdc import CdcActivities
 from activities.inbound_sms import InboundSmsActivities
 from activities.queues import QueueActivities
+from activities.reports import ReportActivities
 from activities.sms import SmsActivities
 from dialler.cdc.messages import IngestInput, ingest_workflow_id
 from dialler.config import Settings
@@ -41,11 +42,14 @@ from workflows.callback import CallbackWorkflow
 from workflows.cdc_ingest import CdcIngestWorkflow
 from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
+from workflows.queue_depth import QueueDepthSampleWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
 from workflows.sms import SendSmsWorkflow
 
 log = logging.getLogger("dialler.worker")
 REBUILD_SCHEDULE_ID = "queue-rebuild"
+DEPTH_SCHEDULE_ID = "queue-depth-sample"
+DEPTH_SAMPLE_EVERY = timedelta(minutes=1)
 
 
 def workflows() -> Sequence[type]:
@@ -57,6 +61,7 @@ def workflows() -> Sequence[type]:
         SendSmsWorkflow,
         MagicLinkWorkflow,
         InboundSmsWorkflow,
+        QueueDepthSampleWorkflow,
     ]
 
 
@@ -69,6 +74,7 @@ def activities_for(
     sms = SmsActivities(stores, telephony)
     cdc = CdcActivities(stores)
     inbound = InboundSmsActivities(stores)
+    reports = ReportActivities(stores)
     return [
         queues.plan_rebuild,
         queues.stage_range,
@@ -99,6 +105,7 @@ def activities_for(
         sms.record_magic_link_result,
         inbound.leave_queues,
         inbound.replace_in_queues,
+        reports.sample_queue_depth,
     ]
 
 
@@ -116,19 +123,40 @@ def rebuild_schedule(settings: Settings) -> Schedule:
     )
 
 
+def depth_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            QueueDepthSampleWorkflow.run,
+            id="queue-depth-sample-scheduled",
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=DEPTH_SAMPLE_EVERY)]),
+        # A late sample is skipped, not queued up: the next minute's sample replaces it.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """Create the rebuild schedule, or bring an existing one to the configured interval. Idempotent."""
-    schedule = rebuild_schedule(settings)
+    """Create the rebuild and queue-depth schedules, or bring existing ones to the configured
+    intervals. Idempotent."""
+    for schedule_id, schedule in (
+        (REBUILD_SCHEDULE_ID, rebuild_schedule(settings)),
+        (DEPTH_SCHEDULE_ID, depth_schedule(settings)),
+    ):
+        await _ensure_schedule(client, schedule_id, schedule)
+
+
+async def _ensure_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
     try:
         # The first run starts now, so a new stack has its queues in seconds, not at the next slot.
-        await client.create_schedule(REBUILD_SCHEDULE_ID, schedule, trigger_immediately=True)
-        log.info("created schedule %s every %s s", REBUILD_SCHEDULE_ID, settings.queue_rebuild_interval_s)
+        await client.create_schedule(schedule_id, schedule, trigger_immediately=True)
+        log.info("created schedule %s", schedule_id)
     except ScheduleAlreadyRunningError:
 
         def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 
-        await client.get_schedule_handle(REBUILD_SCHEDULE_ID).update(update)
+        await client.get_schedule_handle(schedule_id).update(update)
 
 
 async def ensure_cdc_ingest(client: Client, settings: Settings) -> None:

@@ -27,6 +27,7 @@ class Permission(StrEnum):
     CALLBACKS_READ_OWN = "callbacks:read_own"
     CALLBACKS_WRITE = "callbacks:write"  # book / reschedule / cancel one's own callbacks
     SMS_SEND = "sms:send"  # to a customer one holds (magic links, follow-ups)
+    REPORTS_READ_OWN = "reports:read_own"  # one's own agent report (object check in the route)
 
     # Operational oversight: supervisors and admins.
     PRESENCE_READ_ALL = "presence:read_all"
@@ -40,6 +41,7 @@ class Permission(StrEnum):
     REBUILD_TRIGGER = "rebuild:trigger"
     DNC_MANAGE = "dnc:manage"  # do-not-call list entries
     AUDIT_READ = "audit:read"
+    REPORTS_READ = "reports:read"  # every report over any period, and their CSV exports
 
     # Account management: admins only.
     AGENTS_ADMIN = "agents:admin"
@@ -57,6 +59,7 @@ _AGENT: frozenset[Permission] = frozenset(
         Permission.CALLBACKS_READ_OWN,
         Permission.CALLBACKS_WRITE,
         Permission.SMS_SEND,
+        Permission.REPORTS_READ_OWN,
     }
 )
 
@@ -72,6 +75,7 @@ _SUPERVISOR: frozenset[Permission] = _AGENT | {
     Permission.REBUILD_TRIGGER,
     Permission.DNC_MANAGE,
     Permission.AUDIT_READ,
+    Permission.REPORTS_READ,
 }
 
 _ADMIN: frozenset[Permission] = _SUPERVISOR | {Permission.AGENTS_ADMIN}

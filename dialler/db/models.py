@@ -9,6 +9,7 @@ from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
 from dialler.compliance.models import ComplianceDecision, DoNotCall, OptOut
 from dialler.db.base import Base
 from dialler.queues.models import QueueRebuild
+from dialler.reports.models import ConversionEvent, QueueDepthSample
 
 __all__ = [
     "Agent",
@@ -20,11 +21,13 @@ __all__ = [
     "Callback",
     "ComplianceDecision",
     "ContactAttempt",
+    "ConversionEvent",
     "CustomerNote",
     "DoNotCall",
     "MagicLink",
     "OptOut",
     "PresenceEvent",
+    "QueueDepthSample",
     "QueueRebuild",
     "RefreshToken",
     "SmsConversation",

@@ -41,6 +41,7 @@ PUBLIC_PATHS = frozenset(
         "/agent",
         "/supervisor",
         "/admin",
+        "/reports",
         "/static",
     }
 )

@@ -247,6 +247,15 @@ export async function call(path, options = {}) {
 }
 
 export const get = (path, options) => call(path, options);
+
+/** A file from the API (e.g. a CSV export) as {blob, filename}; throws ApiError otherwise. */
+export async function download(path) {
+  const response = await send(path);
+  if (!response.ok) throw await errorOf(response);
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const match = /filename="([^"]+)"/.exec(disposition);
+  return { blob: await response.blob(), filename: match ? match[1] : "export.csv" };
+}
 export const post = (path, body, options = {}) => call(path, { ...options, method: "POST", body });
 export const put = (path, body, options = {}) => call(path, { ...options, method: "PUT", body });
 export const patch = (path, body, options = {}) => call(path, { ...options, method: "PATCH", body });

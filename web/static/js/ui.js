@@ -198,6 +198,7 @@ export async function busy(button, work) {
 const SCREENS = [
   { path: "/agent", text: "Agent workspace", permission: "calls:work" },
   { path: "/supervisor", text: "Supervisor", permission: "dashboard:read" },
+  { path: "/reports", text: "Reports", permission: "reports:read" },
   { path: "/admin", text: "Admin", permission: "agents:admin" },
 ];
 
