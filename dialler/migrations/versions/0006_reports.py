@@ -1,8 +1,8 @@
 """reports: conversion_events (signatures and documents seen through CDC), queue_depth_samples (every minute),
 and time indexes for the reports' range scans
 
-Revision ID: 0005_reports
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_reports"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
