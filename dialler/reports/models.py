@@ -43,7 +43,7 @@ class QueueDepthSample(Base):
 
 
 # Indexes the reports' time-range scans need on other modules' tables, declared here (with the reports
-# that use them) and created by migration 0005_reports.
+# that use them) and created by migration 0006 (0006_reports.py).
 REPORT_INDEXES = (
     Index("ix_call_sessions_started_at", CallSession.started_at),
     Index("ix_contact_attempts_attempted_at", ContactAttempt.attempted_at),
