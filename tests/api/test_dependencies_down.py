@@ -65,6 +65,11 @@ async def count(stores: Stores, model: Any) -> int:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
+def health_details(settings: Settings) -> dict[str, str]:
+    """The metrics token: anonymous /health answers only up or down, the dependencies need it."""
+    return {"Authorization": f"Bearer {settings.metrics_token.get_secret_value()}"}
+
+
 async def test_postgres_down_is_503_and_the_attempt_is_not_counted_against_the_agent(
     settings: Settings, stores: Stores, make_agent: MakeAgent
 ) -> None:
@@ -126,7 +131,7 @@ async def test_api_started_while_temporal_was_down_connects_once_it_is_up(
 
     async with api(down) as http:  # start-up does not fail while Temporal is down
         refused = await http.post(NEXT_CALL, headers=agent.headers)
-        health_down = await http.get("/api/v1/health")
+        health_down = await http.get("/api/v1/health", headers=health_details(settings))
 
         assert_unavailable(refused, "temporal")
         assert {d["name"]: d["up"] for d in health_down.json()["dependencies"]}["temporal"] is False
@@ -143,7 +148,7 @@ async def test_api_started_while_temporal_was_down_connects_once_it_is_up(
         )
         try:
             served = await http.post(NEXT_CALL, headers=agent.headers)
-            health_up = await http.get("/api/v1/health")
+            health_up = await http.get("/api/v1/health", headers=health_details(settings))
         finally:
             await env.shutdown()
 
@@ -178,7 +183,9 @@ async def test_a_redis_that_stops_answering_is_a_503_within_seconds(
         await server.wait_closed()
 
     assert_unavailable(response, "redis")
-    assert hung.redis_timeout_s <= elapsed < hung.redis_timeout_s + 3
+    # Bounded by the 2 s command timeout (a login makes a few Redis calls), not the 30 s it used to wait;
+    # generous above so that a loaded machine does not fail it.
+    assert hung.redis_timeout_s <= elapsed < 15
     assert await count(stores, RefreshToken) == 0
 
 
