@@ -29,6 +29,7 @@ from dialler.calls.dispositions import AGENT_DISPOSITIONS, EFFECTS, NEEDS_ANSWER
 from dialler.compliance import gates
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
+from dialler.integrations.twilio_voice import RECORDING_NOTICE
 from dialler.queues.runtime import queue_engine
 
 router = APIRouter(tags=["ui"], responses=PROTECTED_RESPONSES)
@@ -65,6 +66,10 @@ class UiConfigRead(BaseModel):
     dispositions: list[DispositionRead]
     features: dict[str, bool]
     sms_routes: list[str] = Field(description="`METHOD path` of the SMS routes this server has.")
+    recording_notice: str = Field(
+        default=RECORDING_NOTICE,
+        description="The agent's first line on every connected call (nothing automated plays before the agent).",
+    )
 
 
 def _rejects(code: str, *, callback: bool, notes: str | None, answered: bool) -> bool:

@@ -136,6 +136,10 @@ function renderCall() {
     let text = CALL_STATE_TEXT[state] || words(state);
     if (state === "in_progress") text += ` · ${duration(S.connectedAt ? (serverNow() - S.connectedAt) / 1000 : 0)}`;
     lines.push(h("p", { class: `call-line call-${state}`, id: "call-state-text" }, text));
+    // Nothing automated plays before the agent (Ofcom's 2 seconds): the recording notice is their first line.
+    if (LIVE_CALL.includes(state) && S.config.recording_notice) {
+      lines.push(h("p", { class: "hint", id: "say-first" }, `Say first: "${S.config.recording_notice}"`));
+    }
     const facts = [`Queue: ${label(QUEUE_LABELS, call.queue)}`];
     if (call.end_reason) facts.push(`Result: ${END_TEXT[call.end_reason] || words(call.end_reason)}`);
     if (state !== "reserved") facts.push(call.answered ? "Answered" : "Not answered");
