@@ -66,6 +66,11 @@ class UiConfigRead(BaseModel):
     dispositions: list[DispositionRead]
     features: dict[str, bool]
     sms_routes: list[str] = Field(description="`METHOD path` of the SMS routes this server has.")
+    emulated_phone: bool = Field(
+        default=False,
+        description="Twilio mode against the local Twilio emulator (development): the emulator's scripted "
+        "device answers for the agent's browser phone.",
+    )
     recording_notice: str = Field(
         default=RECORDING_NOTICE,
         description="The agent's first line on every connected call (nothing automated plays before the agent).",
@@ -118,6 +123,7 @@ async def ui_config(
         dispositions=disposition_rules(),
         features={name: f"{m} {p}" in served for name, (m, p) in OPTIONAL_ROUTES.items()},
         sms_routes=sorted(r for r in served if " /api/v1/sms" in r),
+        emulated_phone=settings.environment != "production" and bool(settings.twilio_api_base_url),
     )
 
 

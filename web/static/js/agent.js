@@ -701,7 +701,12 @@ async function main() {
     cancelAutoNext();
     progressiveTick();
   });
-  if (S.config.telephony_mode === "twilio") {
+  if (S.config.emulated_phone) {
+    // The Twilio emulator's scripted device answers for this browser: report it ready, as voice.js does.
+    const ready = () => api.post("/voice/device-ready").catch(() => {});
+    ready();
+    setInterval(ready, 30000);
+  } else if (S.config.telephony_mode === "twilio") {
     const { setupVoice } = await import("./voice.js");
     S.voice = setupVoice({
       status: $("#device-status"),
