@@ -25,7 +25,14 @@ from dialler.agents.presence import PresenceState, agent_targets, get_presence
 from dialler.agents.schemas import PresenceRead
 from dialler.agents.service import utcnow
 from dialler.audit.service import record_ctx
-from dialler.calls.dispositions import AGENT_DISPOSITIONS, EFFECTS, NEEDS_ANSWERED_CALL, InvalidOutcome, check_outcome
+from dialler.calls.dispositions import (
+    AGENT_DISPOSITIONS,
+    EFFECTS,
+    NEEDS_ANSWERED_CALL,
+    NEEDS_DIALLED_CALL,
+    InvalidOutcome,
+    check_outcome,
+)
 from dialler.compliance import gates
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
@@ -51,6 +58,7 @@ class DispositionRead(BaseModel):
     code: str
     contact: bool = Field(description="The customer was reached (counts towards the contact rate).")
     needs_answered_call: bool
+    needs_dialled_call: bool = Field(default=False, description="Offered only after a call was dialled.")
     needs_callback_time: bool
     needs_note: bool
 
@@ -95,6 +103,7 @@ def disposition_rules() -> list[DispositionRead]:
                 code=code.value,
                 contact=EFFECTS[code].contact,
                 needs_answered_call=code in NEEDS_ANSWERED_CALL,
+                needs_dialled_call=code in NEEDS_DIALLED_CALL,
                 needs_callback_time=books,
                 needs_note=_rejects(code, callback=books, notes=None, answered=True),
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -17,6 +18,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from pydantic import BaseModel
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
+from twilio.base.exceptions import TwilioRestException
 
 from api.auth import PROTECTED_RESPONSES, require
 from api.deps import SettingsDep, StoresDep, TemporalDep
@@ -27,6 +29,7 @@ from dialler.calls import answered as answered_calls
 from dialler.calls.messages import AbandonedEvent, CallStatusEvent
 from dialler.config import Settings
 from dialler.integrations import twilio_voice
+from dialler.integrations.twilio import twilio_client
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from workflows import call_session_client
@@ -98,7 +101,8 @@ def _session(workflow_id: str) -> str:
 async def voice_status(wf: str, form: TwilioForm, stores: StoresDep, temporal: TemporalDep) -> Response:
     """Twilio's call status callback: becomes a signal to the call's session."""
     call_sid, call_status = form.get("CallSid", ""), form.get("CallStatus")
-    if not call_status:  # e.g. the async answering-machine verdict: nothing to move
+    if not call_status:  # the asynchronous answering-machine verdict
+        await _machine_verdict(wf, call_sid, form.get("AnsweredBy"), stores)
         return Response(status_code=204)
     seen = f"{stores.settings.redis_prefix}:twilio:seen:{call_sid}:{call_status}:{form.get('SequenceNumber', '')}"
     if await stores.redis.exists(seen):
@@ -120,6 +124,31 @@ async def voice_status(wf: str, form: TwilioForm, stores: StoresDep, temporal: T
     # a status it already has).
     await stores.redis.set(seen, "1", ex=DEDUP_TTL_S)
     return Response(status_code=204)
+
+
+async def _machine_verdict(wf: str, call_sid: str, answered_by: str | None, stores: Stores) -> None:
+    """AMD (when the firm turns it on) found a machine: the attempt is ``voicemail`` and the call is
+    hung up, or leaves the firm's short message first. A person needs nothing: the agent is already
+    bridged within the 2 s (detection runs asynchronously, never in front of a person)."""
+    settings = stores.settings
+    if not settings.answering_machine_detection or not answered_calls.is_machine(answered_by):
+        return
+    call = await answered_calls.find_session(
+        stores.postgres, workflow_id=_session(wf), session_id=None, call_sid=call_sid
+    )
+    if call is None or call.closed:
+        return
+    await answered_calls.record_voicemail(stores.postgres, session=call)
+    client = twilio_client(settings)
+    if settings.amd_machine_message:
+        twiml = twilio_voice.machine_message(settings.amd_machine_message)
+        update = partial(client.calls(call_sid).update, twiml=twiml)
+    else:
+        update = partial(client.calls(call_sid).update, status="completed")
+    try:
+        await asyncio.to_thread(update)
+    except TwilioRestException as exc:  # already ended: nothing to stop
+        log.info("answering machine on a call that has ended (code %s)", exc.code)
 
 
 TWIML_RESPONSE: dict[int | str, dict[str, Any]] = {

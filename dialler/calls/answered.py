@@ -23,7 +23,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from dialler.calls.models import CallSession, ContactAttempt
 from dialler.queues.phones import normalise_phone
 
-__all__ = ["AnsweredSession", "find_session", "record_abandoned"]
+__all__ = ["AnsweredSession", "find_session", "is_machine", "record_abandoned", "record_voicemail"]
+
+# Twilio's AnsweredBy verdicts that are not a person.
+_MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
+
+
+def is_machine(answered_by: str | None) -> bool:
+    return answered_by in _MACHINE
 
 
 @dataclass(frozen=True)
@@ -111,3 +118,24 @@ async def record_abandoned(
     async with postgres.begin() as conn:
         await conn.execute(statement)
     return True
+
+
+async def record_voicemail(postgres: AsyncEngine, *, session: AnsweredSession, at: datetime | None = None) -> None:
+    """Answering-machine detection found a machine: the attempt is ``voicemail`` (idempotent per
+    session; the session's own record of the attempt later keeps it)."""
+    statement = (
+        insert(ContactAttempt)
+        .values(
+            user_id=session.user_id,
+            phone_e164=session.phone_e164,
+            channel="voice",
+            call_session_id=session.session_id,
+            agent_id=session.agent_id,
+            result="voicemail",
+            abandoned=False,
+            attempted_at=at or datetime.now(UTC),
+        )
+        .on_conflict_do_update(index_elements=["call_session_id"], set_={"result": "voicemail"})
+    )
+    async with postgres.begin() as conn:
+        await conn.execute(statement)

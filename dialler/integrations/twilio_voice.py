@@ -29,6 +29,7 @@ __all__ = [
     "bridge_to_agent",
     "dial_customer",
     "hang_up",
+    "machine_message",
     "hold_message",
     "reject",
     "sign",
@@ -209,6 +210,14 @@ def hold_message(message: str = "Please hold, an adviser will be with you shortl
     response = VoiceResponse()
     _say(response, message)
     response.pause(length=pause_s)
+    return str(response)
+
+
+def machine_message(text: str) -> str:
+    """The firm's short message for an answering machine (AMD), then hang up."""
+    response = VoiceResponse()
+    _say(response, text)
+    response.hangup()
     return str(response)
 
 

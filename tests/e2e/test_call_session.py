@@ -490,8 +490,14 @@ async def test_an_api_that_stops_after_leasing_leaves_nothing_stuck(
     assert (resumed.json()["session_id"], resumed.json()["customer"]["user_id"]) == (session_id, offer.lease.user_id)
     assert again.status_code == 409 and again.json()["error"]["details"]["user_id"] == offer.lease.user_id
     assert (await call_state(http, headers, session_id))["state"] == "reserved"
-    response = await http.post(
+    # Never dialled: "no answer" (which texts "we tried to call you") is refused; a reason that needs
+    # no call is taken.
+    never_rung = await http.post(
         f"/api/v1/calls/{session_id}/outcome", json={"disposition": "no_answer"}, headers=headers
+    )
+    assert 400 <= never_rung.status_code < 500 and "after a call was dialled" in never_rung.text
+    response = await http.post(
+        f"/api/v1/calls/{session_id}/outcome", json={"disposition": "wrong_number"}, headers=headers
     )
     assert response.status_code == 200, response.text
     await temporal_client.get_workflow_handle(call_workflow_id(offer.lease.user_id)).result()

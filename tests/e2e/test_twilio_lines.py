@@ -37,7 +37,7 @@ from dialler.integrations.twilio_voice import abandoned_message, agent_identity,
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
-from tests.support.live_api import eventually
+from tests.support.live_api import eventually, login
 from workers.worker import build_worker
 from workflows import call_session_client
 
@@ -48,9 +48,13 @@ BUDGET_S = 2.0  # Ofcom: a person (or the information message) within 2 s of the
 
 
 @pytest.fixture
-def settings(settings: Settings, emulator: EmulatorClient) -> Settings:
-    """This test's settings in Twilio mode, the SDK pointed at the emulator."""
-    return settings.model_copy(update={"telephony_mode": TelephonyMode.TWILIO, "twilio_api_base_url": emulator.url})
+def settings(settings: Settings, emulator: EmulatorClient, request: pytest.FixtureRequest) -> Settings:
+    """This test's settings in Twilio mode, the SDK pointed at the emulator; ``@pytest.mark.amd(message)``
+    turns answering-machine detection on (with the firm's machine message, if given)."""
+    update: dict[str, Any] = {"telephony_mode": TelephonyMode.TWILIO, "twilio_api_base_url": emulator.url}
+    if (amd := request.node.get_closest_marker("amd")) is not None:
+        update |= {"answering_machine_detection": True, "amd_machine_message": amd.args[0] if amd.args else None}
+    return settings.model_copy(update=update)
 
 
 @pytest_asyncio.fixture
@@ -277,3 +281,99 @@ async def test_worker_down_at_the_answer_still_decides_within_2s_and_the_session
     assert await abandoned_attempts(stores, offered["session_id"]) == [(True, "abandoned")]
     presence = await http.get("/api/v1/agents/me/presence", headers=offered["headers"])
     assert presence.json()["state"] == "available"
+
+
+async def test_a_supervisor_ends_a_call_whose_carrier_leg_is_gone_and_the_agent_records_the_outcome(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
+) -> None:
+    """The carrier loses the call (no final status will ever come): the agent is not held on_call
+    for max_call_s; a supervisor ends it, the agent records the outcome and is free."""
+    emulator.script("*", behaviour="answer", answer_after_s=0.5, hangup_after_s=None)
+    offered = await offer(http, stores, replica_url, progressive=False)
+    sid = await customer_call(emulator)
+    await timeline_with(emulator, sid, "person_connected")
+    path = f"/api/v1/calls/{offered['session_id']}"
+
+    async def state_is(*states: str) -> bool:
+        return bool((await http.get(path, headers=offered["headers"])).json()["state"] in states)
+
+    await eventually(lambda: state_is("in_progress"))
+    await asyncio.to_thread(emulator.reset)  # the carrier's leg is gone, silently
+
+    other = await login(http, "tom@rmc.example")
+    assert (await http.post(f"{path}/end", headers=other)).status_code == 403  # an agent: not anyone's call
+    supervisor = await login(http, "sam@rmc.example")
+    assert (await http.post(f"{path}/end", headers=supervisor)).status_code == 202
+
+    await eventually(lambda: state_is("wrap_up"), within=40)
+    saved = await http.post(f"{path}/outcome", json={"disposition": "not_interested"}, headers=offered["headers"])
+    assert saved.status_code == 200, saved.text
+    await eventually(lambda: state_is("closed"))
+    presence = await http.get("/api/v1/agents/me/presence", headers=offered["headers"])
+    assert presence.json()["state"] == "available"
+
+
+async def attempt_results(stores: Stores, session_id: str) -> list[str]:
+    async with stores.postgres.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT result FROM contact_attempts WHERE call_session_id = :s"), {"s": uuid.UUID(session_id)}
+        )
+        return [str(r) for (r,) in rows]
+
+
+MACHINE_MESSAGE = "This is RMC Claims. Please call us back on 0 1 6 1, 4 9 6, 0 0 0 0."
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(None, marks=pytest.mark.amd(), id="hang-up"),
+        pytest.param(MACHINE_MESSAGE, marks=pytest.mark.amd(MACHINE_MESSAGE), id="message"),
+    ],
+)
+async def test_a_machine_is_hung_up_or_left_the_firms_message_and_the_attempt_is_voicemail(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
+    message: str | None,
+) -> None:
+    """AMD on: a machine ends the call (or gets the firm's short message first), and the attempt is
+    ``voicemail``; the agent records the outcome in wrap-up as usual."""
+    emulator.script("*", behaviour="machine", answer_after_s=0.5, amd_after_s=0.8, hangup_after_s=None)
+    offered = await offer(http, stores, replica_url, progressive=False)
+    sid = await customer_call(emulator)
+
+    timeline = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
+    assert "amd" in timeline.kinds()
+    assert timeline.said() == ([message] if message else [])
+    ended = [e for e in timeline.events if e["kind"] == "hangup" and e["leg"] == "customer"]
+    assert ended and ended[0]["by"] == ("twiml" if message else "api"), timeline.events
+    assert await attempt_results(stores, offered["session_id"]) == ["voicemail"]
+
+    path = f"/api/v1/calls/{offered['session_id']}"
+
+    async def wrap_up() -> bool:
+        return bool((await http.get(path, headers=offered["headers"])).json()["state"] == "wrap_up")
+
+    await eventually(wrap_up, within=20)
+    saved = await http.post(f"{path}/outcome", json={"disposition": "voicemail"}, headers=offered["headers"])
+    assert saved.status_code == 200, saved.text
+    assert await attempt_results(stores, offered["session_id"]) == ["voicemail"]
+
+
+@pytest.mark.amd()
+async def test_with_amd_on_a_person_is_still_bridged_within_2s(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
+) -> None:
+    emulator.script("*", behaviour="answer", answer_after_s=0.5, hangup_after_s=None)
+    offered = await offer(http, stores, replica_url, progressive=False)
+    sid = await customer_call(emulator)
+    await timeline_with(emulator, sid, "amd")
+    timeline = await timeline_with(emulator, sid, "person_connected")
+    connected = timeline.first("person_connected")
+    assert connected is not None and connected["t"] <= BUDGET_S and timeline.speech_before_person() == []
+    await asyncio.sleep(1.0)
+    assert "hangup" not in (await asyncio.to_thread(emulator.timeline, sid)).kinds()  # a person: the call goes on
+    assert await attempt_results(stores, offered["session_id"]) == []

@@ -525,7 +525,10 @@ function renderOutcomeState() {
   for (const input of document.querySelectorAll('input[name="disposition"]')) {
     const rule = S.rules.get(input.value);
     const needsAnswer = rule.needs_answered_call && !(call && call.answered) && !live;
-    input.disabled = needsAnswer;
+    // "No answer", "voicemail", "busy": only once a call was dialled (never rung: nothing to report).
+    const needsDial = rule.needs_dialled_call && !(call && call.end_reason);
+    input.disabled = needsAnswer || needsDial;
+    if (needsDial && input.checked) input.checked = false;
     if (needsAnswer && input.checked) input.checked = false;
   }
   let hint = "The form opens when you hold a customer.";
