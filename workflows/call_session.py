@@ -71,6 +71,9 @@ HANGUP_GRACE = timedelta(seconds=15)
 # was lost or arrived out of order (the call was taken as unanswered: no outcome needing an answered
 # call could be recorded). Part of recorded histories: never rename.
 COMPLETED_ANSWERED_PATCH = "completed-with-duration-answered"
+# The marker of the preview limit: a customer reserved and not dialled within preview_limit_s goes back
+# to the queue with no attempt (an agent could hold one indefinitely). Part of recorded histories.
+PREVIEW_LIMIT_PATCH = "preview-limit"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -98,6 +101,7 @@ class CallSessionWorkflow:
         self._hangup_requested = False
         self._hung_up = False
         self._wrap_up_deadline: datetime | None = None
+        self._preview_expired = False
 
     @workflow.run
     async def run(self, input: CallSessionInput) -> OutcomeAccepted:
@@ -127,9 +131,20 @@ class CallSessionWorkflow:
         if input.progressive:
             self._dial_requested = True
 
-        # Reserved: wait for the agent to dial (or to record an outcome without calling).
+        # Reserved: wait for the agent to dial (or to record an outcome without calling), for at most
+        # the preview limit.
+        preview_ends: datetime | None = None
+        if not input.progressive and workflow.patched(PREVIEW_LIMIT_PATCH):
+            preview_ends = workflow.now() + timedelta(seconds=input.preview_limit_s)
         while not (self._dial_requested or self._outcome):
-            await self._renewing_lease_until(lambda: self._dial_requested or self._outcome is not None)
+            await self._renewing_lease_until(
+                lambda: self._dial_requested or self._outcome is not None, deadline=preview_ends
+            )
+            waiting = not (self._dial_requested or self._outcome)
+            if preview_ends is not None and waiting and workflow.now() >= preview_ends:
+                workflow.logger.info("preview limit reached: the customer goes back to the queue")
+                self._preview_expired = True
+                break
 
         if self._dial_requested and self._outcome is None:
             await self._dial()
@@ -159,7 +174,8 @@ class CallSessionWorkflow:
                         self._end("failed")
                 await self._progress()
 
-        if self._outcome is None and not self._abandoned:  # an abandoned call has nothing to wrap up
+        # An abandoned call, or a preview that ran out, has nothing to wrap up.
+        if self._outcome is None and not self._abandoned and not self._preview_expired:
             self._wrap_up_deadline = workflow.now() + timedelta(seconds=input.wrap_up_timeout_s)
             await self._enter_wrap_up()
             await self._renewing_lease_until(lambda: self._outcome is not None, deadline=self._wrap_up_deadline)

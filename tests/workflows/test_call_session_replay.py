@@ -14,6 +14,9 @@ hang-up without a final status, so they replay the unpatched branch.
 ``call-session-new-completed-answered.json`` was recorded with ``COMPLETED_ANSWERED_PATCH``
 (tests/e2e/test_voice.py): dialled → a final ``completed`` with ``CallDuration`` 42 and no in-progress
 before it → answered → outcome ``not_interested`` → closed.
+
+``call-session-new-preview-expired.json`` was recorded with ``PREVIEW_LIMIT_PATCH``
+(tests/e2e/test_call_session.py): reserved → not dialled within the preview limit → closed, no outcome.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from workflows.call_session import (
     COMPLETED_ANSWERED_PATCH,
     HANGUP_GRACE_PATCH,
     LIVE_STATUS_PATCH,
+    PREVIEW_LIMIT_PATCH,
     CallSessionWorkflow,
 )
 
@@ -72,9 +76,13 @@ def test_the_hangup_grace_generation_is_recorded() -> None:
     assert HANGUP_GRACE_PATCH == "end-call-after-hangup-grace"  # part of recorded histories: never rename
 
 
-@pytest.mark.parametrize("name", ["call-session-new-carrier-leg-gone", "call-session-new-completed-answered"])
+@pytest.mark.parametrize(
+    "name",
+    ["call-session-new-carrier-leg-gone", "call-session-new-completed-answered", "call-session-new-preview-expired"],
+)
 async def test_the_patched_histories_replay(name: str) -> None:
     assert COMPLETED_ANSWERED_PATCH == "completed-with-duration-answered"  # never rename
+    assert PREVIEW_LIMIT_PATCH == "preview-limit"
     text = (HISTORIES / f"{name}.json").read_text()
     history = WorkflowHistory.from_json(name, text)
     result = await Replayer(workflows=[CallSessionWorkflow]).replay_workflow(history, raise_on_replay_failure=False)
