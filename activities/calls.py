@@ -54,11 +54,12 @@ _FIRST_PENDING = text(
 ).bindparams(bindparam("active", expanding=True))
 
 
-def webhook_urls(base_url: str, workflow_id: str) -> tuple[str, str]:
+def webhook_urls(base_url: str, workflow_id: str, session_id: str) -> tuple[str, str]:
     """(TwiML on answer, status callback) for a server-placed call; the workflow id rides in the
-    signed URL, so a webhook can only ever signal the session it was issued for."""
+    signed URL, so a webhook can only ever signal the session it was issued for. The answer's URL
+    names the session too: it is read from PostgreSQL, with no worker needed."""
     hooks = f"{base_url.rstrip('/')}/api/v1/webhooks/twilio"
-    return f"{hooks}/voice-answer?wf={workflow_id}", f"{hooks}/voice-status?wf={workflow_id}"
+    return f"{hooks}/voice-answer?wf={workflow_id}&session={session_id}", f"{hooks}/voice-status?wf={workflow_id}"
 
 
 class CallActivities:
@@ -104,7 +105,7 @@ class CallActivities:
                 "the customer is not leased to this agent any more", type="LeaseLost", non_retryable=True
             )
         phone = await self._last_check(input)
-        twiml_url, status_url = webhook_urls(settings.public_base_url, input.workflow_id)
+        twiml_url, status_url = webhook_urls(settings.public_base_url, input.workflow_id, input.session_id)
         try:
             sid = await self.telephony.place_call(
                 to=phone,

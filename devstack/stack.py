@@ -33,14 +33,47 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 OWN_REPLICA_PORT = 13306
 
 
+# The local Twilio of a development stack (devstack/twilio_emulator; its README uses the same port).
+EMULATOR_PORT = 4010
+
+
 @dataclass
 class Endpoints:
     """What the children must use, after the own-instance decisions."""
 
     replica_url: str
+    twilio_api_base_url: str | None = None  # the emulator, when the stack runs one
 
     def env(self) -> dict[str, str]:
-        return {"DIALLER_REPLICA_URL": self.replica_url}
+        env = {"DIALLER_REPLICA_URL": self.replica_url}
+        if self.twilio_api_base_url:
+            # The product in Twilio mode, its SDK pointed at the emulator: one telephony code path.
+            env |= {"DIALLER_TELEPHONY_MODE": "twilio", "DIALLER_TWILIO_API_BASE_URL": self.twilio_api_base_url}
+        return env
+
+
+def uses_emulator(settings: Settings) -> bool:
+    """A development stack talks to the Twilio emulator unless pointed at a Twilio (real or its own)."""
+    from dialler.config import TelephonyMode
+
+    return settings.environment != "production" and settings.telephony_mode is TelephonyMode.SIMULATED
+
+
+def ensure_twilio_emulator(settings: Settings, group: ProcessGroup) -> str | None:
+    """Start the emulator (demo number rules on) for a development stack; its base URL, or None."""
+    if not uses_emulator(settings):
+        return None
+    hooks = f"{settings.public_base_url.rstrip('/')}/api/v1/webhooks/twilio"
+    if not services.port_open("127.0.0.1", EMULATOR_PORT):
+        services.start_twilio_emulator(
+            group,
+            EMULATOR_PORT,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+            api_keys={settings.twilio_api_key_sid: settings.twilio_api_key_secret.get_secret_value()},
+            sms_url=f"{hooks}/sms-inbound",
+        )
+    return f"http://127.0.0.1:{EMULATOR_PORT}"
 
 
 async def check_postgres(settings: Settings) -> None:
@@ -173,7 +206,7 @@ async def bring_up(settings: Settings, group: ProcessGroup) -> Endpoints:
     await cli.temporal_setup(settings)  # what a deployment runs: `dialler temporal-setup`
     ensure_sqs(settings, group)
     replica_url = await prepare_replica(settings, group)
-    return Endpoints(replica_url=replica_url)
+    return Endpoints(replica_url=replica_url, twilio_api_base_url=ensure_twilio_emulator(settings, group))
 
 
 APP_PROCESSES = ("worker", "publisher", "api")
@@ -213,6 +246,7 @@ def ports(settings: Settings, endpoints: Endpoints) -> list[tuple[str, str]]:
         ("MySQL replica", _hp(endpoints.replica_url, 3306)),
         ("PostgreSQL", _hp(settings.postgres_url, 5432)),
         ("Redis", _hp(settings.redis_url, 6379)),
+        ("Twilio (emu.)", _hp(endpoints.twilio_api_base_url, 80)) if endpoints.twilio_api_base_url else None,
         (
             ("CDC metrics", f"{settings.publisher_metrics_host}:{settings.publisher_metrics_port}/metrics")
             if settings.publisher_metrics_port
@@ -222,7 +256,8 @@ def ports(settings: Settings, endpoints: Endpoints) -> list[tuple[str, str]]:
     return [p for p in found if p is not None]
 
 
-# What a simulated line does, for the banner (the rules themselves: CallScript.standard()).
+# What a simulated line does, for the banner (the rules themselves: CallScript.standard(), which the
+# emulator's demo rules follow).
 _LINE_BEHAVIOUR = {
     "answered": "answer",
     "machine": "reach voicemail",
@@ -278,7 +313,9 @@ def banner(settings: Settings, endpoints: Endpoints) -> str:
         f"  Ports:\n{listening}",
         *calling_hours_note(settings),
     ]
-    if settings.telephony_mode is TelephonyMode.SIMULATED:
+    if endpoints.twilio_api_base_url:
+        lines.append(f"  Phone lines   Twilio emulator, by the number's last digit: {simulated_lines()}")
+    elif settings.telephony_mode is TelephonyMode.SIMULATED:
         lines.append(f"  Phone lines   simulated, by the number's last digit: {simulated_lines()}")
     lines.append(f"  Demo logins (development only):\n{logins}")
     return "\n".join(lines) + "\n"

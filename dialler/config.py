@@ -153,8 +153,12 @@ class Settings(BaseSettings):
 
     # Calls
     wrap_up_timeout_s: int = Field(default=300, ge=30, le=3600)
+    preview_limit_s: int = Field(default=90, ge=10, le=900)  # a reserved customer not dialled goes back
     abandon_after_answer_s: float = Field(default=2.0, ge=0.5, le=2.0)
     answering_machine_detection: bool = False
+    # With AMD on, what a machine gets: nothing (the call is hung up) or this short message (no
+    # marketing, no personal data: a machine's recording may be heard by anyone in the household).
+    amd_machine_message: str | None = Field(default=None, max_length=300)
 
     # Telephony and SMS
     telephony_mode: TelephonyMode = TelephonyMode.SIMULATED

@@ -62,6 +62,18 @@ RECORD_AFTER_HANGUP_PATCH = "record-status-after-hangup"
 # when the customer answers (it stayed "dialing" until the end), and the momentary "ended" is not (wrap-up
 # or closed follows at once, and both are). Part of recorded histories: never rename.
 LIVE_STATUS_PATCH = "call-status-in-progress"
+# The marker of the fix for a call whose carrier leg is gone (the worker or the carrier lost it): after a
+# hang-up, the session waits HANGUP_GRACE for the carrier's final status, then ends the call itself
+# (it waited for max_call_s, holding the agent on_call for hours). Part of recorded histories: never rename.
+HANGUP_GRACE_PATCH = "end-call-after-hangup-grace"
+HANGUP_GRACE = timedelta(seconds=15)
+# The marker of a final ``completed`` with a duration counting as answered when the answer's own status
+# was lost or arrived out of order (the call was taken as unanswered: no outcome needing an answered
+# call could be recorded). Part of recorded histories: never rename.
+COMPLETED_ANSWERED_PATCH = "completed-with-duration-answered"
+# The marker of the preview limit: a customer reserved and not dialled within preview_limit_s goes back
+# to the queue with no attempt (an agent could hold one indefinitely). Part of recorded histories.
+PREVIEW_LIMIT_PATCH = "preview-limit"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -89,6 +101,7 @@ class CallSessionWorkflow:
         self._hangup_requested = False
         self._hung_up = False
         self._wrap_up_deadline: datetime | None = None
+        self._preview_expired = False
 
     @workflow.run
     async def run(self, input: CallSessionInput) -> OutcomeAccepted:
@@ -118,13 +131,25 @@ class CallSessionWorkflow:
         if input.progressive:
             self._dial_requested = True
 
-        # Reserved: wait for the agent to dial (or to record an outcome without calling).
+        # Reserved: wait for the agent to dial (or to record an outcome without calling), for at most
+        # the preview limit.
+        preview_ends: datetime | None = None
+        if not input.progressive and workflow.patched(PREVIEW_LIMIT_PATCH):
+            preview_ends = workflow.now() + timedelta(seconds=input.preview_limit_s)
         while not (self._dial_requested or self._outcome):
-            await self._renewing_lease_until(lambda: self._dial_requested or self._outcome is not None)
+            await self._renewing_lease_until(
+                lambda: self._dial_requested or self._outcome is not None, deadline=preview_ends
+            )
+            waiting = not (self._dial_requested or self._outcome)
+            if preview_ends is not None and waiting and workflow.now() >= preview_ends:
+                workflow.logger.info("preview limit reached: the customer goes back to the queue")
+                self._preview_expired = True
+                break
 
         if self._dial_requested and self._outcome is None:
             await self._dial()
             max_call = workflow.now() + timedelta(seconds=input.max_call_s)
+            hangup_grace = False
             while self._state in _LIVE_CALL:
                 seen = self._state
                 await self._renewing_lease_until(
@@ -135,14 +160,22 @@ class CallSessionWorkflow:
                     await self._activity(CallActivities.hangup, self._call_sid)  # the carrier then reports the end
                     if self._state != seen and workflow.patched(RECORD_AFTER_HANGUP_PATCH):
                         await self._progress()  # the carrier's status arrived while we hung up
+                    elif self._state == seen and workflow.patched(HANGUP_GRACE_PATCH):
+                        hangup_grace = True
+                        max_call = min(max_call, workflow.now() + HANGUP_GRACE)
                     continue
                 if self._state == seen and workflow.now() >= max_call:
-                    # No final status from the carrier: never hold the customer and agent forever.
-                    workflow.logger.warning("no final call status after %s s", input.max_call_s)
-                    self._end("failed")
+                    if hangup_grace:  # hung up and the carrier never said so: its leg is gone
+                        workflow.logger.warning("no final call status after the hang-up: ended here")
+                        self._end(END_REASONS["completed"] if self._answered else "canceled")
+                    else:
+                        # No final status from the carrier: never hold the customer and agent forever.
+                        workflow.logger.warning("no final call status after %s s", input.max_call_s)
+                        self._end("failed")
                 await self._progress()
 
-        if self._outcome is None and not self._abandoned:  # an abandoned call has nothing to wrap up
+        # An abandoned call, or a preview that ran out, has nothing to wrap up.
+        if self._outcome is None and not self._abandoned and not self._preview_expired:
             self._wrap_up_deadline = workflow.now() + timedelta(seconds=input.wrap_up_timeout_s)
             await self._enter_wrap_up()
             await self._renewing_lease_until(lambda: self._outcome is not None, deadline=self._wrap_up_deadline)
@@ -186,6 +219,13 @@ class CallSessionWorkflow:
             else:
                 self._state = CallState.IN_PROGRESS
         else:
+            if (
+                event.status == "completed"
+                and (event.duration_s or 0) > 0
+                and not self._answered
+                and workflow.patched(COMPLETED_ANSWERED_PATCH)
+            ):
+                self._answered = True  # a call that lasted was answered, whatever became of its in-progress
             self._end(END_REASONS[event.status])
 
     @workflow.signal
@@ -219,6 +259,7 @@ class CallSessionWorkflow:
                 callback_at_given=outcome.callback_at is not None,
                 notes=outcome.notes,
                 answered=self._answered,
+                dialled=self._end_reason is not None,
             )
         except InvalidOutcome as exc:
             raise ApplicationError(str(exc), type="InvalidOutcome") from None

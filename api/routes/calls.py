@@ -289,6 +289,33 @@ async def hangup(
     return Accepted(session_id=session_id, state=CallState.ENDED)
 
 
+@router.post("/calls/{session_id}/end", response_model=Accepted, status_code=status.HTTP_202_ACCEPTED)
+async def end_call(
+    session_id: str,
+    request: Request,
+    session: SessionDep,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    agent: Annotated[Agent, Depends(require(Permission.CALLS_END_ANY))],
+) -> Accepted:
+    """A supervisor ends anyone's live call: the carrier is told to hang up, and when it never reports
+    the end (its leg is gone) the session ends the call itself shortly after, freeing the agent for
+    the outcome. Audited."""
+    owner = await session_owner(session=session, stores=stores, session_id=session_id)
+    if owner is None:
+        raise NotFound("No such call session.")
+    await record_ctx(
+        audit_context(request, agent),
+        session=session,
+        action="call.ended_by_supervisor",
+        subject_type="call_session",
+        subject_id=session_id,
+    )
+    await session.commit()
+    await call_session_client.hang_up(temporal, owner.workflow_id)
+    return Accepted(session_id=session_id, state=CallState.ENDED)
+
+
 @router.post("/calls/{session_id}/outcome", response_model=Accepted)
 async def submit_outcome(
     session_id: str,

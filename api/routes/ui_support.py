@@ -25,10 +25,18 @@ from dialler.agents.presence import PresenceState, agent_targets, get_presence
 from dialler.agents.schemas import PresenceRead
 from dialler.agents.service import utcnow
 from dialler.audit.service import record_ctx
-from dialler.calls.dispositions import AGENT_DISPOSITIONS, EFFECTS, NEEDS_ANSWERED_CALL, InvalidOutcome, check_outcome
+from dialler.calls.dispositions import (
+    AGENT_DISPOSITIONS,
+    EFFECTS,
+    NEEDS_ANSWERED_CALL,
+    NEEDS_DIALLED_CALL,
+    InvalidOutcome,
+    check_outcome,
+)
 from dialler.compliance import gates
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
+from dialler.integrations.twilio_voice import RECORDING_NOTICE
 from dialler.queues.runtime import queue_engine
 
 router = APIRouter(tags=["ui"], responses=PROTECTED_RESPONSES)
@@ -50,6 +58,7 @@ class DispositionRead(BaseModel):
     code: str
     contact: bool = Field(description="The customer was reached (counts towards the contact rate).")
     needs_answered_call: bool
+    needs_dialled_call: bool = Field(default=False, description="Offered only after a call was dialled.")
     needs_callback_time: bool
     needs_note: bool
 
@@ -65,6 +74,15 @@ class UiConfigRead(BaseModel):
     dispositions: list[DispositionRead]
     features: dict[str, bool]
     sms_routes: list[str] = Field(description="`METHOD path` of the SMS routes this server has.")
+    emulated_phone: bool = Field(
+        default=False,
+        description="Twilio mode against the local Twilio emulator (development): the emulator's scripted "
+        "device answers for the agent's browser phone.",
+    )
+    recording_notice: str = Field(
+        default=RECORDING_NOTICE,
+        description="The agent's first line on every connected call (nothing automated plays before the agent).",
+    )
 
 
 def _rejects(code: str, *, callback: bool, notes: str | None, answered: bool) -> bool:
@@ -85,6 +103,7 @@ def disposition_rules() -> list[DispositionRead]:
                 code=code.value,
                 contact=EFFECTS[code].contact,
                 needs_answered_call=code in NEEDS_ANSWERED_CALL,
+                needs_dialled_call=code in NEEDS_DIALLED_CALL,
                 needs_callback_time=books,
                 needs_note=_rejects(code, callback=books, notes=None, answered=True),
             )
@@ -113,6 +132,7 @@ async def ui_config(
         dispositions=disposition_rules(),
         features={name: f"{m} {p}" in served for name, (m, p) in OPTIONAL_ROUTES.items()},
         sms_routes=sorted(r for r in served if " /api/v1/sms" in r),
+        emulated_phone=settings.environment != "production" and bool(settings.twilio_api_base_url),
     )
 
 

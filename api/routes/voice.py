@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+import time
+from functools import partial
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from pydantic import BaseModel
-from temporalio.service import RPCError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from twilio.base.exceptions import TwilioRestException
 
 from api.auth import PROTECTED_RESPONSES, require
 from api.deps import SettingsDep, StoresDep, TemporalDep
@@ -22,10 +26,13 @@ from api.errors import Forbidden
 from api.middleware import public_origin
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
+from dialler.calls import answered as answered_calls
 from dialler.calls.messages import AbandonedEvent, CallStatusEvent
 from dialler.config import Settings
 from dialler.integrations import twilio_voice
+from dialler.integrations.twilio import twilio_client
 from dialler.queues.runtime import queue_engine
+from dialler.runtime import Stores
 from workflows import call_session_client
 
 log = logging.getLogger("dialler.api.voice")
@@ -33,6 +40,10 @@ router = APIRouter(prefix="/voice", tags=["voice"], responses=PROTECTED_RESPONSE
 webhooks = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"])
 TWIML = "application/xml"
 DEDUP_TTL_S = 24 * 3600
+# Of the 2 s from the answer to a person on the line, what is kept for the bridge's action request and
+# the start of the information message after the agent's phone has rung out.
+MESSAGE_START_ALLOWANCE_S = 0.5
+SIGNAL_TIMEOUT_S = 5.0
 
 
 class VoiceTokenRead(BaseModel):
@@ -91,10 +102,11 @@ def _session(workflow_id: str) -> str:
 async def voice_status(wf: str, form: TwilioForm, stores: StoresDep, temporal: TemporalDep) -> Response:
     """Twilio's call status callback: becomes a signal to the call's session."""
     call_sid, call_status = form.get("CallSid", ""), form.get("CallStatus")
-    if not call_status:  # e.g. the async answering-machine verdict: nothing to move
+    if not call_status:  # the asynchronous answering-machine verdict
+        await _machine_verdict(wf, call_sid, form.get("AnsweredBy"), stores)
         return Response(status_code=204)
     seen = f"{stores.settings.redis_prefix}:twilio:seen:{call_sid}:{call_status}:{form.get('SequenceNumber', '')}"
-    if not await stores.redis.set(seen, "1", nx=True, ex=DEDUP_TTL_S):
+    if await stores.redis.exists(seen):
         return Response(status_code=204)  # a retry of a callback already delivered
     event = CallStatusEvent(
         call_sid=call_sid,
@@ -105,43 +117,133 @@ async def voice_status(wf: str, form: TwilioForm, stores: StoresDep, temporal: T
     )
     try:
         await call_session_client.call_status(temporal, _session(wf), event)
-    except RPCError:
-        await stores.redis.delete(seen)  # let Twilio's retry deliver it
-        raise
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # the session has closed: nothing left to tell
+            return Response(status_code=204)
+        raise  # not seen: Twilio's retry delivers it
+    # Seen only once the signal has landed (a concurrent retry may signal twice: the session ignores
+    # a status it already has).
+    await stores.redis.set(seen, "1", ex=DEDUP_TTL_S)
     return Response(status_code=204)
 
 
-TWIML_RESPONSE = {200: {"description": "TwiML for Twilio", "content": {TWIML: {"schema": {"type": "string"}}}}}
+async def _machine_verdict(wf: str, call_sid: str, answered_by: str | None, stores: Stores) -> None:
+    """AMD (when the firm turns it on) found a machine: the attempt is ``voicemail`` and the call is
+    hung up, or leaves the firm's short message first. A person needs nothing: the agent is already
+    bridged within the 2 s (detection runs asynchronously, never in front of a person)."""
+    settings = stores.settings
+    if not settings.answering_machine_detection or not answered_calls.is_machine(answered_by):
+        return
+    call = await answered_calls.find_session(
+        stores.postgres, workflow_id=_session(wf), session_id=None, call_sid=call_sid
+    )
+    if call is None or call.closed:
+        return
+    await answered_calls.record_voicemail(stores.postgres, session=call)
+    client = twilio_client(settings)
+    if settings.amd_machine_message:
+        twiml = twilio_voice.machine_message(settings.amd_machine_message)
+        update = partial(client.calls(call_sid).update, twiml=twiml)
+    else:
+        update = partial(client.calls(call_sid).update, status="completed")
+    try:
+        await asyncio.to_thread(update)
+    except TwilioRestException as exc:  # already ended: nothing to stop
+        log.info("answering machine on a call that has ended (code %s)", exc.code)
+
+
+TWIML_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "TwiML for Twilio", "content": {TWIML: {"schema": {"type": "string"}}}}
+}
 
 
 @webhooks.post("/voice-answer", response_class=Response, responses=TWIML_RESPONSE)
-async def voice_answer(wf: str, form: TwilioForm, stores: StoresDep, temporal: TemporalDep) -> Response:
-    """TwiML when the customer answers a call we placed: bridge to the agent's browser, or, when no
-    agent is there within the limit (progressive mode), play the information message: abandoned."""
+async def voice_answer(
+    wf: str,
+    form: TwilioForm,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    background: BackgroundTasks,
+    session: str | None = None,
+) -> Response:
+    """TwiML when the customer answers a call we placed (Twilio requests it at the answer: the
+    2-second clock starts no later than here). Nothing is played before a person is on the line:
+    the agent's browser is rung for what is left of the budget, and the bridge's ``action``
+    (:func:`voice_bridged`) decides what follows. When no agent can take it — no session, no lease,
+    a progressive agent whose phone is not connected — the customer hears the information message
+    at once and the call is recorded abandoned. Reads only PostgreSQL and Redis: a worker that is
+    down changes nothing here."""
+    answered = time.monotonic()
     settings = stores.settings
-    session = _session(wf)
-    view = await call_session_client.session_view(temporal, session)
-    status_url = f"{settings.public_base_url.rstrip('/')}/api/v1/webhooks/twilio/voice-status?wf={wf}"
-    lease = await queue_engine(stores).lease_of(view.user_id)
-    if lease is None or lease.agent_id != view.agent_id:
-        return Response(twilio_voice.reject("Sorry, we cannot connect this call."), media_type=TWIML)
-    deadline = asyncio.get_running_loop().time() + settings.abandon_after_answer_s
-    while not await _agent_ready(stores, view.agent_id, progressive=view.progressive):
-        if asyncio.get_running_loop().time() >= deadline:
-            await call_session_client.abandoned(temporal, session, AbandonedEvent(call_sid=form.get("CallSid", "")))
-            return Response(twilio_voice.abandoned_message(settings.company_name, settings.caller_id), media_type=TWIML)
-        await asyncio.sleep(0.1)
+    call = await answered_calls.find_session(
+        stores.postgres, workflow_id=_session(wf), session_id=session, call_sid=form.get("CallSid")
+    )
+    if call is None or call.closed or call.agent_id is None:
+        return await _abandon(stores, temporal, background, call, form)
+    lease = await queue_engine(stores).lease_of(call.user_id)
+    if lease is None or lease.agent_id != call.agent_id:
+        return await _abandon(stores, temporal, background, call, form)
+    if call.progressive and not await stores.redis.exists(device_key(settings, call.agent_id)):
+        return await _abandon(stores, temporal, background, call, form)
+    # Twilio's <Dial timeout> is whole seconds: ring for the whole seconds left once the time to fetch
+    # the action's TwiML and start the message is set aside.
+    left = settings.abandon_after_answer_s - (time.monotonic() - answered) - MESSAGE_START_ALLOWANCE_S
+    if left < 1:
+        return await _abandon(stores, temporal, background, call, form)
+    hooks = f"{settings.public_base_url.rstrip('/')}/api/v1/webhooks/twilio"
+    query = f"wf={wf}&session={call.session_id}"
     twiml = twilio_voice.bridge_to_agent(
-        twilio_voice.agent_identity(view.agent_id),
-        status_url,
+        twilio_voice.agent_identity(call.agent_id),
+        f"{hooks}/voice-status?wf={wf}",
         caller_id=settings.caller_id,
-        announce=twilio_voice.RECORDING_NOTICE,
+        action_url=f"{hooks}/voice-bridged?{query}",
+        timeout_s=int(left),
     )
     return Response(twiml, media_type=TWIML)
 
 
-async def _agent_ready(stores, agent_id: int, *, progressive: bool) -> bool:  # type: ignore[no-untyped-def]
-    """An agent who pressed "call" is at their screen; a progressive call needs their device online."""
-    if not progressive:
-        return True
-    return bool(await stores.redis.exists(device_key(stores.settings, agent_id)))
+@webhooks.post("/voice-bridged", response_class=Response, responses=TWIML_RESPONSE)
+async def voice_bridged(
+    wf: str,
+    form: TwilioForm,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    background: BackgroundTasks,
+    session: str | None = None,
+) -> Response:
+    """The bridge's ``<Dial action>``: the agent answered and the conversation is over (hang up), or
+    no agent answered within the budget (rang out, rejected, offline): the information message, and
+    the call is abandoned. A customer who hung up while the agent was rung is not abandoned (they were
+    not left waiting past the 2 seconds); Twilio ignores what we answer then."""
+    if form.get("DialCallStatus") == "completed" or form.get("CallStatus") == "completed":
+        return Response(twilio_voice.hang_up(), media_type=TWIML)
+    call = await answered_calls.find_session(
+        stores.postgres, workflow_id=_session(wf), session_id=session, call_sid=form.get("CallSid")
+    )
+    return await _abandon(stores, temporal, background, call, form)
+
+
+async def _abandon(
+    stores: Stores,
+    temporal: Client,
+    background: BackgroundTasks,
+    call: answered_calls.AnsweredSession | None,
+    form: dict[str, str],
+) -> Response:
+    """The information message for an answered call no agent can take, and the attempt recorded
+    abandoned here (the 72 h cool-off reads it at once). The session is told after the response,
+    best-effort: when its worker is down it learns on restart (the signal waits in its history)."""
+    settings = stores.settings
+    await answered_calls.record_abandoned(stores.postgres, session=call, called_number=form.get("To"))
+    if call is not None and not call.closed:
+        background.add_task(_tell_session, temporal, call.workflow_id, form.get("CallSid", ""))
+    return Response(twilio_voice.abandoned_message(settings.company_name, settings.caller_id), media_type=TWIML)
+
+
+async def _tell_session(temporal: Client, workflow_id: str, call_sid: str) -> None:
+    try:
+        await asyncio.wait_for(
+            call_session_client.abandoned(temporal, workflow_id, AbandonedEvent(call_sid=call_sid)), SIGNAL_TIMEOUT_S
+        )
+    except (RPCError, TimeoutError) as exc:
+        log.warning("the abandoned call was recorded but its session was not told: %s", type(exc).__name__)

@@ -34,6 +34,7 @@ class Permission(StrEnum):
     AGENTS_READ = "agents:read"
     CUSTOMERS_READ_ANY = "customers:read_any"
     CALLS_READ_ALL = "calls:read_all"
+    CALLS_END_ANY = "calls:end_any"  # end anyone's live call (e.g. one whose carrier leg is gone)
     CALLBACKS_READ_ALL = "callbacks:read_all"
     CALLBACKS_MANAGE = "callbacks:manage"  # reassign / rebook / cancel anyone's
     SMS_READ_ALL = "sms:read_all"
@@ -68,6 +69,7 @@ _SUPERVISOR: frozenset[Permission] = _AGENT | {
     Permission.AGENTS_READ,
     Permission.CUSTOMERS_READ_ANY,
     Permission.CALLS_READ_ALL,
+    Permission.CALLS_END_ANY,
     Permission.CALLBACKS_READ_ALL,
     Permission.CALLBACKS_MANAGE,
     Permission.SMS_READ_ALL,

@@ -86,6 +86,9 @@ NEEDS_ANSWERED_CALL: Final = frozenset(
         Disposition.COMPLAINT,
     }
 )
+# Outcomes that say how a dial went: only after one (a customer who was never rung was not "no answer",
+# and must not get the "we tried to call you" text those outcomes send).
+NEEDS_DIALLED_CALL: Final = frozenset({Disposition.NO_ANSWER, Disposition.VOICEMAIL, Disposition.BUSY})
 NOTES_MAX = 2000
 
 
@@ -93,7 +96,9 @@ class InvalidOutcome(Invalid, ValueError):
     """The outcome breaks a rule; the message says which, for the agent."""
 
 
-def check_outcome(disposition: str, *, callback_at_given: bool, notes: str | None, answered: bool) -> Disposition:
+def check_outcome(
+    disposition: str, *, callback_at_given: bool, notes: str | None, answered: bool, dialled: bool = True
+) -> Disposition:
     """Validate an agent's outcome (the fields each disposition requires). Returns the disposition."""
     try:
         code = Disposition(disposition)
@@ -110,6 +115,8 @@ def check_outcome(disposition: str, *, callback_at_given: bool, notes: str | Non
         raise InvalidOutcome(f"a callback time is only taken with callback_requested, not {code}")
     if code in NEEDS_ANSWERED_CALL and not answered:
         raise InvalidOutcome(f"{code} needs a call the customer answered")
+    if code in NEEDS_DIALLED_CALL and not dialled:
+        raise InvalidOutcome(f"{code} is only recorded after a call was dialled")
     if code in (Disposition.COMPLAINT, Disposition.VULNERABLE_FLAGGED) and not (notes and notes.strip()):
         raise InvalidOutcome(f"{code} needs a note for the supervisor's review")
     if notes is not None and len(notes) > NOTES_MAX:

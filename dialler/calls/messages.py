@@ -58,6 +58,9 @@ class CallSessionInput:
     wrap_up_timeout_s: int = 300
     lease_renew_every_s: int = 40
     max_call_s: int = 3 * 3600
+    # How long the agent may hold a customer on screen before dialling (preview); then the customer goes
+    # back to the queue with no attempt counted.
+    preview_limit_s: int = 90
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,7 @@ async def _open(
                 progressive=agent.progressive_mode,  # the session dials by itself
                 wrap_up_timeout_s=settings.wrap_up_timeout_s,
                 lease_renew_every_s=max(5, settings.lease_ttl_s // 3),
+                preview_limit_s=settings.preview_limit_s,
             )
         )
         if not started:

@@ -28,6 +28,8 @@ __all__ = [
     "announcement",
     "bridge_to_agent",
     "dial_customer",
+    "hang_up",
+    "machine_message",
     "hold_message",
     "reject",
     "sign",
@@ -155,8 +157,9 @@ def bridge_to_agent(
 
     No announcement by default: the customer must reach a live agent within 2 seconds of answering
     (Ofcom's abandoned-call rule), and a recorded message before the bridge would use that time up;
-    the agent's script carries the recording notice. ``action_url`` receives ``DialCallStatus`` when
-    the agent leg ends, so an unanswered bridge can still fall through to :func:`abandoned_message`.
+    the agent's first scripted line is the recording notice. ``timeout_s`` is what is left of the
+    2 seconds; ``action_url`` receives ``DialCallStatus`` when the agent leg ends, so an unanswered
+    bridge falls through to :func:`abandoned_message`.
     """
     response = VoiceResponse()
     if announce:
@@ -207,6 +210,21 @@ def hold_message(message: str = "Please hold, an adviser will be with you shortl
     response = VoiceResponse()
     _say(response, message)
     response.pause(length=pause_s)
+    return str(response)
+
+
+def machine_message(text: str) -> str:
+    """The firm's short message for an answering machine (AMD), then hang up."""
+    response = VoiceResponse()
+    _say(response, text)
+    response.hangup()
+    return str(response)
+
+
+def hang_up() -> str:
+    """End the call (e.g. after the bridge: the conversation is over)."""
+    response = VoiceResponse()
+    response.hangup()
     return str(response)
 
 

@@ -43,3 +43,22 @@ def test_make_demo_shifts_the_clock_into_calling_hours() -> None:
     assert gates.calling_window(clock.now(shifted), gates.CallingRules.from_settings(shifted)).allowed
     text = banner(shifted, Endpoints(shifted.replica_url))
     assert "Outside calling hours" not in text
+
+
+def test_make_run_runs_twilio_mode_against_the_emulator_and_the_banner_lists_it() -> None:
+    from devstack.stack import EMULATOR_PORT, uses_emulator
+
+    settings = _settings()
+    assert uses_emulator(settings)  # a development stack with nothing set talks to the emulator
+    endpoints = Endpoints(settings.replica_url, twilio_api_base_url=f"http://127.0.0.1:{EMULATOR_PORT}")
+    env = endpoints.env()
+    assert env["DIALLER_TELEPHONY_MODE"] == "twilio"
+    assert env["DIALLER_TWILIO_API_BASE_URL"] == f"http://127.0.0.1:{EMULATOR_PORT}"
+    children = Settings(_env_file=None, **{k.removeprefix("DIALLER_").lower(): v for k, v in env.items()})  # type: ignore[call-arg, arg-type]
+    assert (
+        children.telephony_mode.value == "twilio" and children.twilio_api_base_url == env["DIALLER_TWILIO_API_BASE_URL"]
+    )
+    text = banner(settings, endpoints)
+    assert f"Twilio (emu.) 127.0.0.1:{EMULATOR_PORT}" in text
+    assert "Twilio emulator, by the number's last digit: …7 ring out (no answer), …8 are busy" in text
+    assert not uses_emulator(_settings(telephony_mode="twilio"))  # pointed at a Twilio: left alone

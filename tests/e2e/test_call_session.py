@@ -196,7 +196,11 @@ async def test_a_missed_call_is_texted_at_most_once_a_day(
         offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
         users.append(offered["customer"]["user_id"])
         session_id = offered["session_id"]
-        # Recorded without dialling (the agent skipped the call): a voicemail outcome still texts.
+        # A machine took the call: the voicemail outcome texts (only ever after a dial).
+        assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
+        await eventually(lambda sid=session_id: _in_state(http, headers, sid, "in_progress"))
+        await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
+        await eventually(lambda sid=session_id: _in_state(http, headers, sid, "wrap_up"))
         response = await http.post(
             f"/api/v1/calls/{session_id}/outcome", json={"disposition": "voicemail"}, headers=headers
         )
@@ -339,6 +343,44 @@ async def test_wrap_up_timeout_closes_with_no_outcome_and_releases_the_lease(
     assert result.disposition == "no_outcome"
     assert await engine.lease_of(lease.user_id) is None
     assert (await engine.position(lease.user_id))[0] == "unsigned"
+
+
+async def test_a_preview_not_dialled_within_the_limit_puts_the_customer_back_with_no_attempt(
+    live_api: str,
+    temporal_client: Client,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    telephony: SimulatedTelephony,
+) -> None:
+    """An agent cannot hold a customer on screen indefinitely: after the preview limit the customer is
+    back in their queue, nothing was dialled or counted, and no text went out."""
+    await queue_one_customer(stores, replica_url)
+    engine = queue_engine(stores)
+    async with stores.sessions() as session:
+        from devstack.demo import ensure_demo_accounts
+
+        await ensure_demo_accounts(session)
+    lease = await engine.next_call(
+        agent_id=1, queues=["unsigned"], trained_vulnerable=True, now=datetime.now(UTC).timestamp()
+    )
+    assert lease is not None
+    handle = await temporal_client.start_workflow(
+        CallSessionWorkflow.run,
+        CallSessionInput(str(uuid.uuid4()), lease.user_id, 1, lease.queue, lease.token, preview_limit_s=2),
+        id=call_workflow_id(lease.user_id),
+        task_queue=stores.settings.temporal_task_queue,
+    )
+
+    result = await asyncio.wait_for(handle.result(), 30)
+
+    assert result.disposition == "no_outcome"
+    assert telephony.calls == {}  # never dialled
+    assert await engine.lease_of(lease.user_id) is None
+    assert (await engine.position(lease.user_id))[0] == "unsigned"
+    async with stores.postgres.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM contact_attempts")) == 0
+        assert await conn.scalar(text("SELECT count(*) FROM sms_messages")) == 0
 
 
 async def _workflow_state(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
@@ -490,8 +532,14 @@ async def test_an_api_that_stops_after_leasing_leaves_nothing_stuck(
     assert (resumed.json()["session_id"], resumed.json()["customer"]["user_id"]) == (session_id, offer.lease.user_id)
     assert again.status_code == 409 and again.json()["error"]["details"]["user_id"] == offer.lease.user_id
     assert (await call_state(http, headers, session_id))["state"] == "reserved"
-    response = await http.post(
+    # Never dialled: "no answer" (which texts "we tried to call you") is refused; a reason that needs
+    # no call is taken.
+    never_rung = await http.post(
         f"/api/v1/calls/{session_id}/outcome", json={"disposition": "no_answer"}, headers=headers
+    )
+    assert 400 <= never_rung.status_code < 500 and "after a call was dialled" in never_rung.text
+    response = await http.post(
+        f"/api/v1/calls/{session_id}/outcome", json={"disposition": "wrong_number"}, headers=headers
     )
     assert response.status_code == 200, response.text
     await temporal_client.get_workflow_handle(call_workflow_id(offer.lease.user_id)).result()

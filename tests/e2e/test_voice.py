@@ -113,3 +113,34 @@ async def test_progressive_call_without_an_agent_is_abandoned_with_the_message_a
     not_before = await stores.redis.hget(queue_engine(stores).keys.not_before, str(user_id))
     assert float(not_before) >= (datetime.now(UTC) + timedelta(hours=71, minutes=59)).timestamp()
     assert (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "available"
+
+
+async def test_a_completed_status_with_a_duration_marks_the_call_answered_when_in_progress_was_lost(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+) -> None:
+    """Twilio's statuses can arrive out of order or not at all: a final ``completed`` that lasted 42 s
+    was answered, so the agent may record an outcome that needs an answered call."""
+    from dialler.calls.messages import DialRequest
+
+    headers, offered = await reserved_session(http, stores, replica_url)
+    workflow_id = offered["workflow_id"]
+    handle = temporal_client.get_workflow_handle_for(CallSessionWorkflow.run, workflow_id)
+    await handle.signal(CallSessionWorkflow.dial, DialRequest(1, browser_call_sid="CAbrowser"))
+    await eventually(lambda: _state(handle, "dialing"))
+    path = f"/api/v1/webhooks/twilio/voice-status?wf={workflow_id}"
+    url = stores.settings.public_base_url + path
+    completed = status_form("CAbrowser", "completed", 3) | {"CallDuration": "42"}
+    sent = await http.post(path, data=completed, headers={"X-Twilio-Signature": sign(stores.settings, url, completed)})
+    assert sent.status_code == 204
+
+    await eventually(lambda: _state(handle, "wrap_up"))
+    assert (await handle.query(CallSessionWorkflow.view)).answered
+    saved = await http.post(
+        f"/api/v1/calls/{offered['session_id']}/outcome", json={"disposition": "not_interested"}, headers=headers
+    )
+    assert saved.status_code == 200, saved.text
+    await handle.result()
+    # A status for the closed session: acknowledged (Twilio would retry a 500 for a day).
+    late = status_form("CAbrowser", "completed", 4) | {"CallDuration": "42"}
+    again = await http.post(path, data=late, headers={"X-Twilio-Signature": sign(stores.settings, url, late)})
+    assert again.status_code == 204

@@ -136,6 +136,10 @@ function renderCall() {
     let text = CALL_STATE_TEXT[state] || words(state);
     if (state === "in_progress") text += ` · ${duration(S.connectedAt ? (serverNow() - S.connectedAt) / 1000 : 0)}`;
     lines.push(h("p", { class: `call-line call-${state}`, id: "call-state-text" }, text));
+    // Nothing automated plays before the agent (Ofcom's 2 seconds): the recording notice is their first line.
+    if (LIVE_CALL.includes(state) && S.config.recording_notice) {
+      lines.push(h("p", { class: "hint", id: "say-first" }, `Say first: "${S.config.recording_notice}"`));
+    }
     const facts = [`Queue: ${label(QUEUE_LABELS, call.queue)}`];
     if (call.end_reason) facts.push(`Result: ${END_TEXT[call.end_reason] || words(call.end_reason)}`);
     if (state !== "reserved") facts.push(call.answered ? "Answered" : "Not answered");
@@ -521,7 +525,10 @@ function renderOutcomeState() {
   for (const input of document.querySelectorAll('input[name="disposition"]')) {
     const rule = S.rules.get(input.value);
     const needsAnswer = rule.needs_answered_call && !(call && call.answered) && !live;
-    input.disabled = needsAnswer;
+    // "No answer", "voicemail", "busy": only once a call was dialled (never rung: nothing to report).
+    const needsDial = rule.needs_dialled_call && !(call && call.end_reason);
+    input.disabled = needsAnswer || needsDial;
+    if (needsDial && input.checked) input.checked = false;
     if (needsAnswer && input.checked) input.checked = false;
   }
   let hint = "The form opens when you hold a customer.";
@@ -697,7 +704,12 @@ async function main() {
     cancelAutoNext();
     progressiveTick();
   });
-  if (S.config.telephony_mode === "twilio") {
+  if (S.config.emulated_phone) {
+    // The Twilio emulator's scripted device answers for this browser: report it ready, as voice.js does.
+    const ready = () => api.post("/voice/device-ready").catch(() => {});
+    ready();
+    setInterval(ready, 30000);
+  } else if (S.config.telephony_mode === "twilio") {
     const { setupVoice } = await import("./voice.js");
     S.voice = setupVoice({
       status: $("#device-status"),

@@ -1,0 +1,141 @@
+"""An answered call, as the carrier's webhooks see it: which session it belongs to, and the record of
+an abandoned call, both read and written without a worker.
+
+Ofcom's 2-second rule is decided in the web process, at the answer and at the bridge's end (see
+``api/routes/voice.py``): a worker that is down, restarting or slow must not leave a customer in
+silence, and an abandoned call must count (the 72 h cool-off and the abandoned rate read
+``contact_attempts``) even before the session's workflow hears of it. So the session is read from
+PostgreSQL (its row is written when it opens), and the abandoned attempt is written here, keyed by
+the session like every attempt; the workflow's own record of the attempt later keeps it abandoned.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import case, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
+
+from dialler.calls.models import CallSession, ContactAttempt
+from dialler.queues.phones import normalise_phone
+
+__all__ = ["AnsweredSession", "find_session", "is_machine", "record_abandoned", "record_voicemail"]
+
+# Twilio's AnsweredBy verdicts that are not a person.
+_MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
+
+
+def is_machine(answered_by: str | None) -> bool:
+    return answered_by in _MACHINE
+
+
+@dataclass(frozen=True)
+class AnsweredSession:
+    session_id: uuid.UUID
+    workflow_id: str
+    user_id: int
+    agent_id: int | None
+    progressive: bool
+    phone_e164: str
+    closed: bool
+
+
+async def find_session(
+    postgres: AsyncEngine, *, workflow_id: str, session_id: str | None, call_sid: str | None
+) -> AnsweredSession | None:
+    """The session a webhook is about: by the session id in its signed URL, else by the call's sid,
+    else the customer's open session (``call-<user id>`` is reused across sessions)."""
+    key: uuid.UUID | None = None
+    if session_id:
+        try:
+            key = uuid.UUID(session_id)
+        except ValueError:
+            return None
+    query = select(
+        CallSession.id,
+        CallSession.workflow_id,
+        CallSession.user_id,
+        CallSession.agent_id,
+        CallSession.progressive,
+        CallSession.phone_e164,
+        CallSession.closed_at,
+    ).where(CallSession.workflow_id == workflow_id)
+    if key is not None:
+        query = query.where(CallSession.id == key)
+    else:
+        matches: list[ColumnElement[bool]] = [CallSession.closed_at.is_(None)]
+        if call_sid:
+            matches.append(CallSession.twilio_call_sid == call_sid)
+        by_sid = case((CallSession.twilio_call_sid == call_sid, 0), else_=1) if call_sid else None
+        query = query.where(or_(*matches))
+        if by_sid is not None:
+            query = query.order_by(by_sid)
+    query = query.order_by(CallSession.started_at.desc()).limit(1)
+    async with postgres.connect() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return AnsweredSession(
+        session_id=row.id,
+        workflow_id=row.workflow_id,
+        user_id=row.user_id,
+        agent_id=row.agent_id,
+        progressive=row.progressive,
+        phone_e164=row.phone_e164,
+        closed=row.closed_at is not None,
+    )
+
+
+async def record_abandoned(
+    postgres: AsyncEngine, *, session: AnsweredSession | None, called_number: str | None, at: datetime | None = None
+) -> bool:
+    """Record the attempt as abandoned (idempotent per session: a repeated webhook changes nothing; an
+    attempt the session already recorded becomes abandoned). Without a session (it is gone), the call
+    is still recorded against the number it reached: the cool-off is per number. False when there is
+    no number to record against."""
+    phone = (session.phone_e164 if session else "") or normalise_phone(called_number or "").e164
+    if not phone:
+        return False
+    values = {
+        "user_id": session.user_id if session else 0,
+        "phone_e164": phone,
+        "channel": "voice",
+        "call_session_id": session.session_id if session else None,
+        "agent_id": session.agent_id if session else None,
+        "result": "abandoned",
+        "abandoned": True,
+        "attempted_at": at or datetime.now(UTC),
+    }
+    statement = insert(ContactAttempt).values(**values)
+    if session is not None:
+        statement = statement.on_conflict_do_update(
+            index_elements=["call_session_id"], set_={"abandoned": True, "result": "abandoned"}
+        )
+    async with postgres.begin() as conn:
+        await conn.execute(statement)
+    return True
+
+
+async def record_voicemail(postgres: AsyncEngine, *, session: AnsweredSession, at: datetime | None = None) -> None:
+    """Answering-machine detection found a machine: the attempt is ``voicemail`` (idempotent per
+    session; the session's own record of the attempt later keeps it)."""
+    statement = (
+        insert(ContactAttempt)
+        .values(
+            user_id=session.user_id,
+            phone_e164=session.phone_e164,
+            channel="voice",
+            call_session_id=session.session_id,
+            agent_id=session.agent_id,
+            result="voicemail",
+            abandoned=False,
+            attempted_at=at or datetime.now(UTC),
+        )
+        .on_conflict_do_update(index_elements=["call_session_id"], set_={"result": "voicemail"})
+    )
+    async with postgres.begin() as conn:
+        await conn.execute(statement)
