@@ -47,7 +47,7 @@ PUBLIC_PATHS = frozenset(
 # Twilio webhooks authenticate with X-Twilio-Signature, not a bearer token.
 PUBLIC_PREFIXES = ("/api/v1/webhooks/",)
 
-ROLES: list[Role | None] = [None, Role.AGENT, Role.SUPERVISOR, Role.ADMIN]
+ROLES: list[Role | None] = [None, Role.AGENT, Role.SUPERVISOR, Role.COMPLIANCE, Role.ADMIN]
 
 
 def is_public(path: str) -> bool:
@@ -118,11 +118,17 @@ def test_require_without_a_permission_is_a_programming_error() -> None:
 
 
 def test_roles_nest_and_every_permission_is_held_by_someone() -> None:
-    agent, supervisor, admin = (ROLE_PERMISSIONS[r] for r in (Role.AGENT, Role.SUPERVISOR, Role.ADMIN))
+    agent, supervisor, compliance, admin = (
+        ROLE_PERMISSIONS[r] for r in (Role.AGENT, Role.SUPERVISOR, Role.COMPLIANCE, Role.ADMIN)
+    )
 
-    assert agent < supervisor < admin
+    assert agent < supervisor < compliance < admin
     assert set(Permission) == set(admin)
-    assert Permission.AGENTS_ADMIN not in supervisor
+    assert Permission.AGENTS_ADMIN not in supervisor and Permission.AGENTS_ADMIN not in compliance
+    # Supervisors listen to recordings and read the review queue; working it is the compliance desk's.
+    assert {Permission.RECORDINGS_READ, Permission.REVIEWS_READ, Permission.DNC_MANAGE} <= supervisor
+    assert Permission.REVIEWS_MANAGE not in supervisor and Permission.CUSTOMER_FLAGS_MANAGE not in supervisor
+    assert {Permission.REVIEWS_MANAGE, Permission.CUSTOMER_FLAGS_MANAGE} <= compliance
     assert Permission.AUDIT_READ not in agent and Permission.CUSTOMERS_READ_ANY not in agent
 
 
