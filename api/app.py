@@ -19,6 +19,7 @@ from api.routes import (
     callbacks,
     calls,
     cdc,
+    compliance,
     dashboard,
     health,
     portal,
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui_support.router, prefix=API_PREFIX)
     app.include_router(cdc.router, prefix=API_PREFIX)
     app.include_router(callbacks.router, prefix=API_PREFIX)
+    app.include_router(compliance.router, prefix=API_PREFIX)
     app.include_router(cdc.scrape)
     # Routers above this line; every route's required permission goes into its OpenAPI description.
     document_security(app)

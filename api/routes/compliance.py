@@ -1,0 +1,119 @@
+"""The compliance officer's desk: the review queue (read by supervisors, worked by compliance)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from api.auth import PROTECTED_RESPONSES, audit_context, require
+from api.deps import MAX_ID, SessionDep
+from dialler import clock
+from dialler.agents.models import Agent
+from dialler.agents.permissions import Permission
+from dialler.compliance import reviews
+from dialler.compliance.reviews import ReviewKind, ReviewStatus, ReviewView
+from dialler.compliance.schemas import ReviewAssign, ReviewItemPage, ReviewItemRead, ReviewResolve
+
+router = APIRouter(prefix="/compliance", tags=["compliance"], responses=PROTECTED_RESPONSES)
+
+ReviewReader = Annotated[Agent, Depends(require(Permission.REVIEWS_READ))]
+ReviewManager = Annotated[Agent, Depends(require(Permission.REVIEWS_MANAGE))]
+ReviewId = Annotated[int, Path(ge=1, le=MAX_ID)]
+# The desk is warned this long before a complaint's final response falls due.
+DEADLINE_WARNING = timedelta(days=7)
+
+
+def _read(view: ReviewView) -> ReviewItemRead:
+    item = view.item
+    now = clock.instant()
+    return ReviewItemRead(
+        id=item.id,
+        kind=item.kind,
+        user_id=item.user_id,
+        call_session_id=item.call_session_id,
+        agent_id=item.agent_id,
+        disposition=view.disposition,
+        notes=view.notes,
+        status=item.status,
+        assignee_agent_id=item.assignee_agent_id,
+        created_at=item.created_at,
+        acknowledge_due_at=item.acknowledge_due_at,
+        final_response_due_at=item.final_response_due_at,
+        acknowledged_at=item.acknowledged_at,
+        resolution=item.resolution,
+        resolved_at=item.resolved_at,
+        resolved_by_agent_id=item.resolved_by_agent_id,
+        final_response_overdue=(
+            item.status != ReviewStatus.CLOSED
+            and item.final_response_due_at is not None
+            and item.final_response_due_at < now
+        ),
+    )
+
+
+@router.get("/reviews", response_model=ReviewItemPage)
+async def list_reviews(
+    _: ReviewReader,
+    session: SessionDep,
+    status: ReviewStatus | None = None,
+    kind: ReviewKind | None = None,
+    assignee_agent_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    user_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    due_soon: Annotated[
+        bool, Query(description="Only complaints whose final response falls due within 7 days or is late.")
+    ] = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> ReviewItemPage:
+    """Review items newest first (complaints, vulnerable customers, deceased), with the agent's notes.
+    Filter by status, kind, assignee or customer; page with `before_id`."""
+    views = await reviews.list_items(
+        session,
+        status=status,
+        kind=kind,
+        assignee_agent_id=assignee_agent_id,
+        user_id=user_id,
+        overdue_at=clock.instant() + DEADLINE_WARNING if due_soon else None,
+        limit=limit,
+        before_id=before_id,
+    )
+    return ReviewItemPage(
+        items=[_read(v) for v in views], next_before_id=views[-1].item.id if len(views) == limit else None
+    )
+
+
+@router.get("/reviews/{review_id}", response_model=ReviewItemRead)
+async def get_review(review_id: ReviewId, _: ReviewReader, session: SessionDep) -> ReviewItemRead:
+    """One review item, with the agent's notes."""
+    return _read(await reviews.get_item(session, review_id))
+
+
+@router.post("/reviews/{review_id}/acknowledge", response_model=ReviewItemRead)
+async def acknowledge_review(
+    review_id: ReviewId, request: Request, agent: ReviewManager, session: SessionDep
+) -> ReviewItemRead:
+    """Take the item in hand (for a complaint, the DISP acknowledgement). Audited."""
+    await reviews.acknowledge(session, audit_context(request, agent), review_id, at=clock.instant())
+    return _read(await reviews.get_item(session, review_id))
+
+
+@router.post("/reviews/{review_id}/assign", response_model=ReviewItemRead)
+async def assign_review(
+    review_id: ReviewId, body: ReviewAssign, request: Request, agent: ReviewManager, session: SessionDep
+) -> ReviewItemRead:
+    """Assign the item to a compliance user. Audited."""
+    await reviews.assign(session, audit_context(request, agent), review_id, assignee_agent_id=body.assignee_agent_id)
+    return _read(await reviews.get_item(session, review_id))
+
+
+@router.post("/reviews/{review_id}/resolve", response_model=ReviewItemRead)
+async def resolve_review(
+    review_id: ReviewId, body: ReviewResolve, request: Request, agent: ReviewManager, session: SessionDep
+) -> ReviewItemRead:
+    """Close the item with what was done (a complaint's final response). Audited."""
+    await reviews.resolve(
+        session, audit_context(request, agent), review_id, resolution=body.resolution, at=clock.instant()
+    )
+    return _read(await reviews.get_item(session, review_id))

@@ -1,0 +1,121 @@
+"""The compliance officer's desk end to end: outcomes that need a person reach the review queue, the
+desk works it (supervisors read it), the vulnerable flag an agent sets holds, do-not-call management."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from dialler.calls.dispositions import Disposition
+from dialler.calls.messages import call_workflow_id
+from dialler.compliance import reviews
+from dialler.runtime import Stores
+from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.live_api import eventually, login
+
+pytestmark = pytest.mark.e2e
+
+
+async def _in_state(http: httpx.AsyncClient, headers: dict[str, str], session_id: str, state: str) -> bool:
+    response = await http.get(f"/api/v1/calls/{session_id}", headers=headers)
+    return bool(response.json()["state"] == state)
+
+
+async def call_with_outcome(
+    http: httpx.AsyncClient, temporal_client: Client, headers: dict[str, str], disposition: str, notes: str
+) -> tuple[str, int]:
+    """Take the next call, talk, hang up and record ``disposition``; the session's id and customer."""
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+    assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
+    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+    response = await http.post(
+        f"/api/v1/calls/{session_id}/outcome", json={"disposition": disposition, "notes": notes}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()
+    return session_id, user_id
+
+
+async def test_a_complaint_reaches_the_review_queue_and_the_desk_closes_it_on_time(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    priya = await start_available(http, "priya@rmc.example")
+    session_id, user_id = await call_with_outcome(
+        http, temporal_client, priya, "complaint", "unhappy we keep calling about the car loan"
+    )
+    sam, cora = await login(http, "sam@rmc.example"), await login(http, "cora@rmc.example")
+
+    # Supervisors read the queue; the complaint is there with the agent's notes and the DISP deadlines.
+    listed = await http.get("/api/v1/compliance/reviews", params={"kind": "complaint"}, headers=sam)
+    assert listed.status_code == 200, listed.text
+    [item] = listed.json()["items"]
+    assert (item["kind"], item["user_id"], item["call_session_id"], item["status"]) == (
+        "complaint",
+        user_id,
+        session_id,
+        "open",
+    )
+    assert item["notes"] == "unhappy we keep calling about the car loan" and item["disposition"] == "complaint"
+    received = datetime.fromisoformat(item["created_at"])
+    assert datetime.fromisoformat(item["final_response_due_at"]) - received == timedelta(weeks=8)
+    assert datetime.fromisoformat(item["acknowledge_due_at"]) - received == timedelta(days=5)
+    assert (await http.get("/api/v1/compliance/reviews", params={"kind": "deceased"}, headers=sam)).json()[
+        "items"
+    ] == []
+    # ...but working it is the compliance desk's; agents do not even read it.
+    assert (await http.post(f"/api/v1/compliance/reviews/{item['id']}/acknowledge", headers=sam)).status_code == 403
+    assert (await http.get("/api/v1/compliance/reviews", headers=priya)).status_code == 403
+
+    acknowledged = await http.post(f"/api/v1/compliance/reviews/{item['id']}/acknowledge", headers=cora)
+    assert acknowledged.status_code == 200 and acknowledged.json()["status"] == "in_progress"
+    cora_id = (await http.get("/api/v1/auth/me", headers=cora)).json()["id"]
+    sam_id = (await http.get("/api/v1/auth/me", headers=sam)).json()["id"]
+    to_sam = await http.post(
+        f"/api/v1/compliance/reviews/{item['id']}/assign", json={"assignee_agent_id": sam_id}, headers=cora
+    )
+    assert to_sam.status_code == 422  # assigned to compliance users only
+    assigned = await http.post(
+        f"/api/v1/compliance/reviews/{item['id']}/assign", json={"assignee_agent_id": cora_id}, headers=cora
+    )
+    assert assigned.json()["assignee_agent_id"] == cora_id
+    mine = await http.get(
+        "/api/v1/compliance/reviews", params={"assignee_agent_id": cora_id, "status": "in_progress"}, headers=cora
+    )
+    assert [i["id"] for i in mine.json()["items"]] == [item["id"]]
+    resolved = await http.post(
+        f"/api/v1/compliance/reviews/{item['id']}/resolve",
+        json={"resolution": "final response sent: no further calls, apology"},
+        headers=cora,
+    )
+    assert resolved.status_code == 200 and resolved.json()["status"] == "closed"
+    again = await http.post(f"/api/v1/compliance/reviews/{item['id']}/resolve", json={"resolution": "x"}, headers=cora)
+    assert again.status_code == 409
+
+    async with stores.postgres.connect() as conn:
+        actions = (
+            await conn.execute(
+                text("SELECT action FROM audit_log WHERE subject_type = 'review' ORDER BY id"),
+            )
+        ).scalars()
+        assert list(actions) == ["review.acknowledged", "review.assigned", "review.resolved"]
+        # The finishing step retried: still one item for the session.
+        async with stores.postgres.begin() as tx:
+            await reviews.open_for_outcome(
+                tx,
+                disposition=Disposition.COMPLAINT,
+                session_id=uuid.UUID(session_id),
+                user_id=user_id,
+                agent_id=None,
+                at=received,
+            )
+        assert await conn.scalar(text("SELECT count(*) FROM review_items")) == 1
