@@ -1,4 +1,5 @@
-"""The compliance officer's desk: the review queue (read by supervisors, worked by compliance)."""
+"""The compliance officer's desk: the review queue (read by supervisors, worked by compliance) and the
+customer's vulnerable flag."""
 
 from __future__ import annotations
 
@@ -8,13 +9,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from api.auth import PROTECTED_RESPONSES, audit_context, require
-from api.deps import MAX_ID, SessionDep
+from api.deps import MAX_ID, SessionDep, StoresDep, UserIdPath
 from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
-from dialler.compliance import reviews
+from dialler.compliance import flags, reviews
 from dialler.compliance.reviews import ReviewKind, ReviewStatus, ReviewView
-from dialler.compliance.schemas import ReviewAssign, ReviewItemPage, ReviewItemRead, ReviewResolve
+from dialler.compliance.schemas import (
+    ReviewAssign,
+    ReviewItemPage,
+    ReviewItemRead,
+    ReviewResolve,
+    VulnerableFlagRead,
+    VulnerableFlagWrite,
+)
+from dialler.queues.rebuild import recompute
+from dialler.queues.runtime import queue_engine
 
 router = APIRouter(prefix="/compliance", tags=["compliance"], responses=PROTECTED_RESPONSES)
 
@@ -117,3 +127,56 @@ async def resolve_review(
         session, audit_context(request, agent), review_id, resolution=body.resolution, at=clock.instant()
     )
     return _read(await reviews.get_item(session, review_id))
+
+
+async def _flag_read(session: SessionDep, user_id: int) -> VulnerableFlagRead:
+    flag = await flags.current(session, user_id)
+    if flag is None:
+        return VulnerableFlagRead(
+            user_id=user_id,
+            vulnerable=False,
+            source=None,
+            set_at=None,
+            set_by_agent_id=None,
+            cleared_at=None,
+            cleared_by_agent_id=None,
+        )
+    return VulnerableFlagRead(
+        user_id=user_id,
+        vulnerable=flag.cleared_at is None,
+        source=flag.source,
+        set_at=flag.set_at,
+        set_by_agent_id=flag.set_by_agent_id,
+        cleared_at=flag.cleared_at,
+        cleared_by_agent_id=flag.cleared_by_agent_id,
+    )
+
+
+@router.get("/customers/{user_id}/vulnerable", response_model=VulnerableFlagRead)
+async def get_vulnerable_flag(user_id: UserIdPath, _: ReviewReader, session: SessionDep) -> VulnerableFlagRead:
+    """The dialler's own vulnerable flag on the customer (who set it, when; cleared or standing)."""
+    return await _flag_read(session, user_id)
+
+
+@router.put("/customers/{user_id}/vulnerable", response_model=VulnerableFlagRead)
+async def set_vulnerable_flag(
+    user_id: UserIdPath,
+    body: VulnerableFlagWrite,
+    request: Request,
+    agent: Annotated[Agent, Depends(require(Permission.CUSTOMER_FLAGS_MANAGE))],
+    session: SessionDep,
+    stores: StoresDep,
+) -> VulnerableFlagRead:
+    """Mark the customer vulnerable (only agents trained for vulnerable customers get them from now on,
+    whatever the replica says) or clear the flag, with a reason. Audited; the queues follow at once."""
+    changed = await flags.set_vulnerable(
+        session,
+        audit_context(request, agent),
+        user_id,
+        vulnerable=body.vulnerable,
+        reason=body.reason,
+        at=clock.instant(),
+    )
+    if changed:
+        await recompute(stores, queue_engine(stores), [user_id])
+    return await _flag_read(session, user_id)

@@ -92,3 +92,20 @@ class ReviewItem(Base):
     resolution: Mapped[str | None] = mapped_column(Text)
     resolved_at: Mapped[datetime | None]
     resolved_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+
+
+class CustomerFlag(Base):
+    """A flag the dialler holds on a customer whatever the replica says: today ``vulnerable``, set by
+    an agent's ``vulnerable_flagged`` outcome or by the compliance desk, cleared only by the desk. While
+    it stands (``cleared_at`` null) the compliance gate and the queues treat the customer as vulnerable."""
+
+    __tablename__ = "customer_flags"
+
+    user_id: Mapped[int] = mapped_column(primary_key=True)
+    flag: Mapped[str] = mapped_column(String(24), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # agent | compliance
+    set_at: Mapped[datetime]
+    set_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    call_session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    cleared_at: Mapped[datetime | None]
+    cleared_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))

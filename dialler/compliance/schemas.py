@@ -41,3 +41,18 @@ class ReviewAssign(BaseModel):
 
 class ReviewResolve(BaseModel):
     resolution: CleanStr = Field(min_length=1, max_length=4000)
+
+
+class VulnerableFlagRead(BaseModel):
+    user_id: int
+    vulnerable: bool = Field(description="The dialler's own flag stands (the replica's status counts too).")
+    source: str | None = Field(description="agent (an outcome) | compliance")
+    set_at: datetime | None
+    set_by_agent_id: int | None
+    cleared_at: datetime | None
+    cleared_by_agent_id: int | None
+
+
+class VulnerableFlagWrite(BaseModel):
+    vulnerable: bool
+    reason: CleanStr = Field(min_length=1, max_length=2000)

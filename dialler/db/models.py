@@ -6,7 +6,7 @@ from dialler.callbacks.models import Callback
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt, CustomerNote
 from dialler.cdc.models import BinlogCheckpoint
 from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
-from dialler.compliance.models import ComplianceDecision, DoNotCall, OptOut, ReviewItem
+from dialler.compliance.models import ComplianceDecision, CustomerFlag, DoNotCall, OptOut, ReviewItem
 from dialler.db.base import Base
 from dialler.queues.models import QueueRebuild
 
@@ -20,6 +20,7 @@ __all__ = [
     "Callback",
     "ComplianceDecision",
     "ContactAttempt",
+    "CustomerFlag",
     "CustomerNote",
     "DoNotCall",
     "MagicLink",

@@ -4,17 +4,21 @@ desk works it (supervisors read it), the vulnerable flag an agent sets holds, do
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from dialler.calls.dispositions import Disposition
 from dialler.calls.messages import call_workflow_id
-from dialler.compliance import reviews
+from dialler.compliance import facts as compliance_facts
+from dialler.compliance import gate, gates, reviews
+from dialler.queues.rebuild import recompute
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.live_api import eventually, login
@@ -119,3 +123,65 @@ async def test_a_complaint_reaches_the_review_queue_and_the_desk_closes_it_on_ti
                 at=received,
             )
         assert await conn.scalar(text("SELECT count(*) FROM review_items")) == 1
+
+
+async def test_an_agents_vulnerable_flag_holds_in_the_gate_and_queues_until_the_desk_clears_it(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    replica_writer: AsyncEngine,
+    temporal_client: Client,
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    priya = await start_available(http, "priya@rmc.example")
+    session_id, user_id = await call_with_outcome(
+        http, temporal_client, priya, "vulnerable_flagged", "recently bereaved, struggling to follow"
+    )
+    # The main app still says "active": only the dialler's flag makes them vulnerable.
+    async with replica_writer.begin() as conn:
+        await conn.execute(text("UPDATE users SET status = 'active' WHERE id = :u"), {"u": user_id})
+    engine = queue_engine(stores)
+    await recompute(stores, engine, [user_id])
+
+    assert (await engine.position(user_id))[0] is not None  # requeued...
+    assert await stores.redis.sismember(engine.keys.vulnerable, str(user_id))  # ...for trained agents only
+    now = datetime.now(UTC)
+    facts = (
+        await compliance_facts.load(replica=stores.replica, postgres=stores.postgres, user_ids=[user_id], now=now)
+    )[user_id]
+    rules = gates.CallingRules.from_settings(stores.settings)
+    untrained = gate.check(facts, channel=gate.Channel.VOICE, at=now, rules=rules, agent_trained_vulnerable=False)
+    assert facts.vulnerable and gates.Rule.VULNERABLE in {c.rule for c in untrained.checks if not c.allowed}
+    sam, cora = await login(http, "sam@rmc.example"), await login(http, "cora@rmc.example")
+    [item] = (await http.get("/api/v1/compliance/reviews", params={"kind": "vulnerable"}, headers=sam)).json()["items"]
+    assert item["call_session_id"] == session_id and item["notes"] == "recently bereaved, struggling to follow"
+    flag = (await http.get(f"/api/v1/compliance/customers/{user_id}/vulnerable", headers=sam)).json()
+    assert flag["vulnerable"] and flag["source"] == "agent"
+
+    # Clearing is the desk's alone, with a reason, audited; the queues follow in the same request.
+    body = {"vulnerable": False, "reason": "support needs resolved, confirmed with the customer"}
+    assert (
+        await http.put(f"/api/v1/compliance/customers/{user_id}/vulnerable", json=body, headers=sam)
+    ).status_code == 403
+    cleared = await http.put(f"/api/v1/compliance/customers/{user_id}/vulnerable", json=body, headers=cora)
+    assert cleared.status_code == 200 and cleared.json()["vulnerable"] is False
+    assert not await stores.redis.sismember(engine.keys.vulnerable, str(user_id))
+    marked = await http.put(
+        f"/api/v1/compliance/customers/{user_id}/vulnerable",
+        json={"vulnerable": True, "reason": "told us of a new diagnosis by letter"},
+        headers=cora,
+    )
+    assert marked.json()["vulnerable"] and marked.json()["source"] == "compliance"
+    assert await stores.redis.sismember(engine.keys.vulnerable, str(user_id))
+    async with stores.postgres.connect() as conn:
+        actions = (
+            await conn.execute(
+                text("SELECT action FROM audit_log WHERE subject_type = 'customer' AND subject_id = :u ORDER BY id"),
+                {"u": str(user_id)},
+            )
+        ).scalars()
+        assert [a for a in actions if a.startswith("customer.vulnerable")] == [
+            "customer.vulnerable_cleared",
+            "customer.vulnerable_set",
+        ]

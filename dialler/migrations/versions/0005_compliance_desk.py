@@ -1,4 +1,4 @@
-"""the compliance desk: the compliance role, the review queue
+"""the compliance desk: the compliance role, the review queue, customer flags
 
 Revision ID: 0005
 Revises: 0004
@@ -55,9 +55,28 @@ def upgrade() -> None:
     )
     op.create_index("ix_review_items_status_created", "review_items", ["status", "created_at"])
     op.create_index("ix_review_items_user", "review_items", ["user_id"])
+    op.create_table(
+        "customer_flags",
+        sa.Column("user_id", sa.BigInteger(), nullable=False),
+        sa.Column("flag", sa.String(length=24), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("set_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("set_by_agent_id", sa.BigInteger(), nullable=True),
+        sa.Column("call_session_id", sa.Uuid(), nullable=True),
+        sa.Column("cleared_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("cleared_by_agent_id", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["set_by_agent_id"], ["agents.id"], name=op.f("fk_customer_flags_set_by_agent_id_agents")
+        ),
+        sa.ForeignKeyConstraint(
+            ["cleared_by_agent_id"], ["agents.id"], name=op.f("fk_customer_flags_cleared_by_agent_id_agents")
+        ),
+        sa.PrimaryKeyConstraint("user_id", "flag", name=op.f("pk_customer_flags")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("customer_flags")
     op.drop_table("review_items")
     op.drop_constraint(op.f("ck_agents_role"), "agents", type_="check")
     op.create_check_constraint(op.f("ck_agents_role"), "agents", "role IN ('agent', 'supervisor', 'admin')")
