@@ -1,5 +1,5 @@
 """The compliance officer's desk: the review queue (read by supervisors, worked by compliance) and the
-customer's vulnerable flag."""
+customer's vulnerable flag; the do-not-call list (supervisors and compliance)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,22 @@ from api.deps import MAX_ID, SessionDep, StoresDep, UserIdPath
 from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
-from dialler.compliance import flags, reviews
+from dialler.audit.service import record_ctx
+from dialler.comms.service import customers_with_phone
+from dialler.compliance import dnc, flags, reviews
 from dialler.compliance.reviews import ReviewKind, ReviewStatus, ReviewView
 from dialler.compliance.schemas import (
+    DoNotCallAdd,
+    DoNotCallChange,
+    DoNotCallPage,
+    DoNotCallRead,
+    DoNotCallRemove,
+    InvalidLine,
     ReviewAssign,
     ReviewItemPage,
     ReviewItemRead,
     ReviewResolve,
+    TpsLoadRead,
     VulnerableFlagRead,
     VulnerableFlagWrite,
 )
@@ -180,3 +189,94 @@ async def set_vulnerable_flag(
     if changed:
         await recompute(stores, queue_engine(stores), [user_id])
     return await _flag_read(session, user_id)
+
+
+DncManager = Annotated[Agent, Depends(require(Permission.DNC_MANAGE))]
+
+
+@router.get("/do-not-call", response_model=DoNotCallPage)
+async def list_do_not_call(
+    _: DncManager,
+    session: SessionDep,
+    number: Annotated[str | None, Query(max_length=40, description="Digits the number contains.")] = None,
+    source: Annotated[str | None, Query(pattern="^(tps|customer|agent|complaint)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    after: Annotated[str | None, Query(max_length=16)] = None,
+) -> DoNotCallPage:
+    """The do-not-call list in number order; search by digits, filter by source; page with `after`."""
+    entries = await dnc.search(session, number=number, source=source, limit=limit, after=after)
+    return DoNotCallPage(
+        items=[DoNotCallRead.model_validate(e) for e in entries],
+        next_after=entries[-1].phone_e164 if len(entries) == limit else None,
+    )
+
+
+@router.post("/do-not-call", response_model=DoNotCallChange)
+async def add_do_not_call(
+    body: DoNotCallAdd, request: Request, agent: DncManager, session: SessionDep, stores: StoresDep
+) -> DoNotCallChange:
+    """List a number, with a reason (audited). Every customer with that number leaves the queues in
+    this request, and the compliance gate refuses any call or text to it from now on."""
+    phone = dnc.valid_number(body.phone)
+    entry, changed = await dnc.add(
+        session, audit_context(request, agent), phone=phone, reason=body.reason, source=body.source
+    )
+    replaced = await _replace(stores, phone) if changed else 0
+    return DoNotCallChange(entry=DoNotCallRead.model_validate(entry), changed=changed, customers_replaced=replaced)
+
+
+@router.post("/do-not-call/remove", response_model=DoNotCallChange)
+async def remove_do_not_call(
+    body: DoNotCallRemove, request: Request, agent: DncManager, session: SessionDep, stores: StoresDep
+) -> DoNotCallChange:
+    """Take a number off the list, with a reason (a number the customer asked us not to call needs a
+    full one). Audited; the customers with it are placed afresh in this request."""
+    phone = dnc.valid_number(body.phone)
+    entry = await dnc.remove(session, audit_context(request, agent), phone=phone, reason=body.reason)
+    replaced = await _replace(stores, phone)
+    return DoNotCallChange(entry=DoNotCallRead.model_validate(entry), changed=True, customers_replaced=replaced)
+
+
+@router.post(
+    "/do-not-call/tps",
+    response_model=TpsLoadRead,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/csv": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}},
+            "description": "The TPS/CTPS file: one number per line, or CSV with the number first.",
+        }
+    },
+)
+async def load_tps_file(request: Request, agent: DncManager, session: SessionDep, stores: StoresDep) -> TpsLoadRead:
+    """Load a TPS/CTPS file, streamed: valid numbers are listed (source `tps`; loading it again adds
+    nothing), invalid lines are reported by line number and the rest is loaded. Our calls are service
+    calls, which the TPS does not bind; the product screens against it anyway, from the moment of
+    loading. Customers with a newly listed number leave the queues in this request."""
+    result = await dnc.load_tps(stores.postgres, request.stream(), at=clock.instant())
+    users = await dnc.customers_with_numbers(stores.replica, result.new_numbers)
+    if users:
+        await recompute(stores, queue_engine(stores), users)
+    await record_ctx(
+        audit_context(request, agent),
+        session=session,
+        action="dnc.tps_loaded",
+        subject_type="do_not_call",
+        details={"lines": result.lines, "loaded": result.loaded, "invalid": result.invalid_count},
+    )
+    await session.commit()
+    return TpsLoadRead(
+        lines=result.lines,
+        loaded=result.loaded,
+        already_listed=result.already_listed,
+        invalid_count=result.invalid_count,
+        invalid=[InvalidLine(line=n, reason=why) for n, why in result.invalid],
+        customers_replaced=len(users),
+    )
+
+
+async def _replace(stores: StoresDep, phone: str) -> int:
+    users = await customers_with_phone(replica=stores.replica, phone=phone)
+    if users:
+        await recompute(stores, queue_engine(stores), users)
+    return len(users)

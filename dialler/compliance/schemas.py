@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dialler.agents.schemas import CleanStr
 
@@ -56,3 +56,50 @@ class VulnerableFlagRead(BaseModel):
 class VulnerableFlagWrite(BaseModel):
     vulnerable: bool
     reason: CleanStr = Field(min_length=1, max_length=2000)
+
+
+class DoNotCallRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    phone_e164: str
+    user_id: int | None
+    source: str = Field(description="tps | customer | agent | complaint")
+    reason: str | None
+    added_by_agent_id: int | None
+    created_at: datetime
+
+
+class DoNotCallPage(BaseModel):
+    items: list[DoNotCallRead]
+    next_after: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
+
+
+class DoNotCallAdd(BaseModel):
+    phone: CleanStr = Field(min_length=1, max_length=40, description="The number in any usual UK form.")
+    reason: CleanStr = Field(min_length=1, max_length=2000)
+    source: str = Field(default="customer", pattern="^(customer|complaint)$")
+
+
+class DoNotCallRemove(BaseModel):
+    phone: CleanStr = Field(min_length=1, max_length=40)
+    reason: CleanStr = Field(min_length=1, max_length=2000)
+
+
+class DoNotCallChange(BaseModel):
+    entry: DoNotCallRead
+    changed: bool = Field(description="False when the number was already listed (nothing changed).")
+    customers_replaced: int = Field(description="Customers with this number placed afresh in the queues.")
+
+
+class InvalidLine(BaseModel):
+    line: int
+    reason: str
+
+
+class TpsLoadRead(BaseModel):
+    lines: int
+    loaded: int = Field(description="Numbers newly listed.")
+    already_listed: int
+    invalid_count: int
+    invalid: list[InvalidLine] = Field(description="The first invalid lines, by line number.")
+    customers_replaced: int

@@ -4,11 +4,12 @@ desk works it (supervisors read it), the vulnerable flag an agent sets holds, do
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -17,6 +18,7 @@ from dialler.calls.dispositions import Disposition
 from dialler.calls.messages import call_workflow_id
 from dialler.compliance import facts as compliance_facts
 from dialler.compliance import gate, gates, reviews
+from dialler.queues.phones import normalise_phone
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
@@ -144,7 +146,7 @@ async def test_an_agents_vulnerable_flag_holds_in_the_gate_and_queues_until_the_
     engine = queue_engine(stores)
     await recompute(stores, engine, [user_id])
 
-    assert (await engine.position(user_id))[0] is not None  # requeued...
+    assert await engine.position(user_id) is not None  # requeued...
     assert await stores.redis.sismember(engine.keys.vulnerable, str(user_id))  # ...for trained agents only
     now = datetime.now(UTC)
     facts = (
@@ -185,3 +187,105 @@ async def test_an_agents_vulnerable_flag_holds_in_the_gate_and_queues_until_the_
             "customer.vulnerable_cleared",
             "customer.vulnerable_set",
         ]
+
+
+async def _queued_customers(stores: Stores, replica_writer: AsyncEngine, n: int) -> list[tuple[int, str]]:
+    """``n`` customers in the unsigned queue, each with a number of their own: (id, number as typed)."""
+    engine = queue_engine(stores)
+    ids = [int(u) for u in await stores.redis.zrange(engine.keys.queue("unsigned"), 0, -1)]
+    async with replica_writer.begin() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT id, phone_number FROM users WHERE id IN :ids ORDER BY id").bindparams(
+                    bindparam("ids", expanding=True)
+                ),
+                {"ids": ids},
+            )
+        ).all()
+    seen: dict[str, list[int]] = {}
+    for r in rows:
+        seen.setdefault(normalise_phone(r.phone_number).e164 or "", []).append(int(r.id))
+    own = [(int(r.id), str(r.phone_number)) for r in rows if len(seen[normalise_phone(r.phone_number).e164 or ""]) == 1]
+    assert len(own) >= n
+    return own[:n]
+
+
+async def test_a_listed_number_leaves_the_queues_at_once_and_removal_needs_a_reason(
+    http: httpx.AsyncClient, stores: Stores, replica_url: str, replica_writer: AsyncEngine
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    [(user_id, typed)] = await _queued_customers(stores, replica_writer, 1)
+    engine = queue_engine(stores)
+    sam, tom = await login(http, "sam@rmc.example"), await login(http, "tom@rmc.example")
+    body = {"phone": typed, "reason": "asked by letter not to be called again"}
+
+    assert (await http.post("/api/v1/compliance/do-not-call", json=body, headers=tom)).status_code == 403
+    added = await http.post("/api/v1/compliance/do-not-call", json=body, headers=sam)
+    assert added.status_code == 200, added.text
+    e164 = normalise_phone(typed).e164
+    assert added.json()["entry"]["phone_e164"] == e164 and added.json()["customers_replaced"] == 1
+    assert await engine.position(user_id) is None  # out of the queues in the same request
+    now = datetime.now(UTC)
+    facts = (
+        await compliance_facts.load(replica=stores.replica, postgres=stores.postgres, user_ids=[user_id], now=now)
+    )[user_id]
+    rules = gates.CallingRules.from_settings(stores.settings)
+    assert not gate.check(facts, channel=gate.Channel.VOICE, at=now, rules=rules).allowed
+    again = await http.post("/api/v1/compliance/do-not-call", json=body, headers=sam)
+    assert again.json()["changed"] is False
+    found = await http.get("/api/v1/compliance/do-not-call", params={"number": e164[-6:]}, headers=sam)
+    assert [e["phone_e164"] for e in found.json()["items"]] == [e164]
+
+    bad = await http.post("/api/v1/compliance/do-not-call", json={"phone": "12345", "reason": "x"}, headers=sam)
+    assert bad.status_code == 422
+    terse = await http.post("/api/v1/compliance/do-not-call/remove", json={"phone": typed, "reason": "ok"}, headers=sam)
+    assert terse.status_code == 409  # the customer asked: a word is not a reason
+    removed = await http.post(
+        "/api/v1/compliance/do-not-call/remove",
+        json={"phone": typed, "reason": "customer rang to ask us to call about the claim again"},
+        headers=sam,
+    )
+    assert removed.status_code == 200 and removed.json()["customers_replaced"] == 1
+    assert (await engine.position(user_id))[0] == "unsigned"
+    async with stores.postgres.connect() as conn:
+        actions = list(
+            (
+                await conn.execute(text("SELECT action FROM audit_log WHERE subject_type = 'do_not_call' ORDER BY id"))
+            ).scalars()
+        )
+        details = await conn.scalar(
+            text("SELECT details FROM audit_log WHERE action = 'dnc.removed'"),
+        )
+    assert actions == ["dnc.added", "dnc.removed"]
+    assert details["listed_reason"] == "asked by letter not to be called again"
+
+
+async def test_a_tps_file_is_streamed_in_reports_bad_lines_and_empties_the_queues_of_its_numbers(
+    http: httpx.AsyncClient, stores: Stores, replica_url: str, replica_writer: AsyncEngine
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    (first, first_typed), (second, second_typed) = await _queued_customers(stores, replica_writer, 2)
+    engine = queue_engine(stores)
+    cora = await login(http, "cora@rmc.example")
+    lines = ["Telephone Number,Date Added", f"{first_typed},2026-11-01", "not a number", "", "+44 7700 900999", "01"]
+    lines.append(f'"{second_typed}",2026-11-02')
+    file = "\r\n".join(lines).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(file), 7):  # small chunks: lines split across them
+            yield file[at : at + 7]
+
+    loaded = await http.post(
+        "/api/v1/compliance/do-not-call/tps", content=chunks(), headers={**cora, "Content-Type": "text/csv"}
+    )
+    assert loaded.status_code == 200, loaded.text
+    body = loaded.json()
+    assert (body["loaded"], body["invalid_count"], body["customers_replaced"]) == (3, 2, 2)
+    assert [i["line"] for i in body["invalid"]] == [3, 6]
+    assert await engine.position(first) is None and await engine.position(second) is None
+    listed = await http.get("/api/v1/compliance/do-not-call", params={"source": "tps"}, headers=cora)
+    assert len(listed.json()["items"]) == 3
+    reloaded = await http.post(
+        "/api/v1/compliance/do-not-call/tps", content=file, headers={**cora, "Content-Type": "text/csv"}
+    )
+    assert (reloaded.json()["loaded"], reloaded.json()["already_listed"]) == (0, 3)
