@@ -25,6 +25,7 @@ from api.routes import (
     portal,
     presence,
     queues,
+    recordings,
     sms,
     ui_support,
     voice,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cdc.router, prefix=API_PREFIX)
     app.include_router(callbacks.router, prefix=API_PREFIX)
     app.include_router(compliance.router, prefix=API_PREFIX)
+    app.include_router(recordings.router, prefix=API_PREFIX)
     app.include_router(cdc.scrape)
     # Routers above this line; every route's required permission goes into its OpenAPI description.
     document_security(app)

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     wrap_up_timeout_s: int = Field(default=300, ge=30, le=3600)
     abandon_after_answer_s: float = Field(default=2.0, ge=0.5, le=2.0)
     answering_machine_detection: bool = False
+    # CMCOB 2.3.6: recordings are kept at least 12 months after the claim ends; never configurable lower.
+    recording_retention_months: int = Field(default=12, ge=12, le=120)
+    recording_purge_interval_s: int = Field(default=24 * 3600, ge=3600)
 
     # Telephony and SMS
     telephony_mode: TelephonyMode = TelephonyMode.SIMULATED

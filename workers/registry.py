@@ -28,6 +28,7 @@ from activities.calls import CallActivities
 from activities.cdc import CdcActivities
 from activities.inbound_sms import InboundSmsActivities
 from activities.queues import QueueActivities
+from activities.recordings import RecordingActivities
 from activities.sms import SmsActivities
 from dialler.cdc.messages import IngestInput, ingest_workflow_id
 from dialler.config import Settings
@@ -35,6 +36,7 @@ from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.integrations.twilio import Telephony
 from dialler.queues.rebuild import RebuildInput
 from dialler.queues.rebuild_pool import RebuildPool
+from dialler.recordings.messages import PurgeInput
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
@@ -42,10 +44,12 @@ from workflows.cdc_ingest import CdcIngestWorkflow
 from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
+from workflows.recording_retention import RecordingRetentionWorkflow
 from workflows.sms import SendSmsWorkflow
 
 log = logging.getLogger("dialler.worker")
 REBUILD_SCHEDULE_ID = "queue-rebuild"
+RETENTION_SCHEDULE_ID = "recording-retention"
 
 
 def workflows() -> Sequence[type]:
@@ -57,6 +61,7 @@ def workflows() -> Sequence[type]:
         SendSmsWorkflow,
         MagicLinkWorkflow,
         InboundSmsWorkflow,
+        RecordingRetentionWorkflow,
     ]
 
 
@@ -69,6 +74,7 @@ def activities_for(
     sms = SmsActivities(stores, telephony)
     cdc = CdcActivities(stores)
     inbound = InboundSmsActivities(stores)
+    recordings = RecordingActivities(stores)
     return [
         queues.plan_rebuild,
         queues.stage_range,
@@ -99,6 +105,7 @@ def activities_for(
         sms.record_magic_link_result,
         inbound.leave_queues,
         inbound.replace_in_queues,
+        recordings.purge_expired_recordings,
     ]
 
 
@@ -116,19 +123,39 @@ def rebuild_schedule(settings: Settings) -> Schedule:
     )
 
 
-async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """Create the rebuild schedule, or bring an existing one to the configured interval. Idempotent."""
-    schedule = rebuild_schedule(settings)
+def retention_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RecordingRetentionWorkflow.run,
+            PurgeInput(),
+            id="recording-retention-scheduled",
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.recording_purge_interval_s))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def _ensure_schedule(client: Client, schedule_id: str, schedule: Schedule, *, trigger_now: bool) -> None:
     try:
-        # The first run starts now, so a new stack has its queues in seconds, not at the next slot.
-        await client.create_schedule(REBUILD_SCHEDULE_ID, schedule, trigger_immediately=True)
-        log.info("created schedule %s every %s s", REBUILD_SCHEDULE_ID, settings.queue_rebuild_interval_s)
+        await client.create_schedule(schedule_id, schedule, trigger_immediately=trigger_now)
+        log.info("created schedule %s", schedule_id)
     except ScheduleAlreadyRunningError:
 
         def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
             return ScheduleUpdate(schedule=schedule)
 
-        await client.get_schedule_handle(REBUILD_SCHEDULE_ID).update(update)
+        await client.get_schedule_handle(schedule_id).update(update)
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> None:
+    """Create the rebuild and recording-retention schedules, or bring existing ones to the configured
+    intervals. Idempotent."""
+    # The first rebuild starts now, so a new stack has its queues in seconds, not at the next slot.
+    await _ensure_schedule(client, REBUILD_SCHEDULE_ID, rebuild_schedule(settings), trigger_now=True)
+    await _ensure_schedule(client, RETENTION_SCHEDULE_ID, retention_schedule(settings), trigger_now=False)
 
 
 async def ensure_cdc_ingest(client: Client, settings: Settings) -> None:

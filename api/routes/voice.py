@@ -19,12 +19,14 @@ from temporalio.service import RPCError
 from api.auth import PROTECTED_RESPONSES, require
 from api.deps import SettingsDep, StoresDep, TemporalDep
 from api.errors import Forbidden
+from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.calls.messages import AbandonedEvent, CallStatusEvent
 from dialler.config import Settings
 from dialler.integrations import twilio_voice
 from dialler.queues.runtime import queue_engine
+from dialler.recordings import service as recordings
 from workflows import call_session_client
 
 log = logging.getLogger("dialler.api.voice")
@@ -144,3 +146,13 @@ async def _agent_ready(stores, agent_id: int, *, progressive: bool) -> bool:  # 
     if not progressive:
         return True
     return bool(await stores.redis.exists(device_key(stores.settings, agent_id)))
+
+
+@webhooks.post("/voice/recording", status_code=204)
+async def voice_recording(form: TwilioForm, stores: StoresDep, wf: str | None = None) -> Response:
+    """Twilio's recording status callback: the recording is stored with its call, session, customer
+    and claims (a repeat, or a later status of the same recording, updates the one row)."""
+    await recordings.store_from_callback(
+        postgres=stores.postgres, replica=stores.replica, form=form, workflow_id=wf, at=clock.instant()
+    )
+    return Response(status_code=204)

@@ -9,6 +9,7 @@ from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
 from dialler.compliance.models import ComplianceDecision, CustomerFlag, DoNotCall, OptOut, ReviewItem
 from dialler.db.base import Base
 from dialler.queues.models import QueueRebuild
+from dialler.recordings.models import CallRecording
 
 __all__ = [
     "Agent",
@@ -16,6 +17,7 @@ __all__ = [
     "Base",
     "BinlogCheckpoint",
     "CallOutcome",
+    "CallRecording",
     "CallSession",
     "Callback",
     "ComplianceDecision",
