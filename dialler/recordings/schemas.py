@@ -24,3 +24,8 @@ class RecordingRead(BaseModel):
 
 class RecordingList(BaseModel):
     items: list[RecordingRead]
+
+
+class PlayLink(BaseModel):
+    url: str = Field(description="A URL on this API for the browser's player; Range supported.")
+    expires_in_s: int

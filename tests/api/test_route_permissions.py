@@ -34,6 +34,9 @@ PUBLIC_PATHS = frozenset(
         "/api/v1/auth/logout",
         # The claim portal (a server, not a person) with X-Portal-Key: tests/api/test_portal.py
         "/api/v1/portal/magic-links/verify",
+        # A recording's audio behind a play link: its signature and expiry, issued by an authorised
+        # POST /recordings/{sid}/play-link (tests/e2e/test_recordings.py), are the authorisation.
+        "/api/v1/recordings/{sid}/stream",
         "/metrics",  # Prometheus: the scrape key, not a person's token (tests/api/test_cdc_api.py)
         # The web UI's pages and assets (api/web.py): no data in them; every call they make to
         # /api/v1 carries the signed-in agent's token.

@@ -127,13 +127,21 @@ async def test_a_recording_is_stored_played_with_range_by_supervisors_only_and_k
     assert part.status_code == 206
     assert part.headers["content-range"] == f"bytes {middle}-{len(whole.content) - 1}/{len(whole.content)}"
     assert part.content == whole.content[middle:]
+    # The browser's <audio> cannot send the token: a short-lived link signed for this recording and person.
+    assert (await http.post(f"/api/v1/recordings/{sid}/play-link", headers=priya)).status_code == 403
+    link = (await http.post(f"/api/v1/recordings/{sid}/play-link", headers=cora)).json()["url"]
+    seek = await http.get(link, headers={"Range": f"bytes={middle}-"})
+    assert seek.status_code == 206 and seek.content == whole.content[middle:]
+    forged = link[:-1] + ("0" if link[-1] != "0" else "1")
+    assert (await http.get(forged)).status_code == 403
+    assert (await http.get(link.replace(f"/{sid}/", f"/RE{'0' * 32}/"))).status_code == 403
     async with stores.postgres.connect() as conn:
         plays = (
             await conn.execute(
-                text("SELECT actor_agent_id, subject_id FROM audit_log WHERE action = 'recording.played'")
+                text("SELECT subject_id, details->>'via' AS via FROM audit_log WHERE action = 'recording.played'")
             )
         ).all()
-    assert [p.subject_id for p in plays] == [sid]  # the play, not each seek
+    assert [(p.subject_id, p.via) for p in plays] == [(sid, "api"), (sid, "player")]  # plays, not each seek
 
     # Retention: never below 12 months; nothing goes while a claim is open or ended less than the period ago.
     with pytest.raises(ValidationError):
