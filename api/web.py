@@ -24,7 +24,13 @@ from starlette.types import Scope
 log = logging.getLogger("dialler.api.web")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-PAGES = {"/": "index.html", "/agent": "agent.html", "/supervisor": "supervisor.html", "/admin": "admin.html"}
+PAGES = {
+    "/": "index.html",
+    "/agent": "agent.html",
+    "/supervisor": "supervisor.html",
+    "/admin": "admin.html",
+    "/compliance": "compliance.html",
+}
 STATIC_PATH = "/static"
 
 CSP = "; ".join(

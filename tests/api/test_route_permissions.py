@@ -44,6 +44,7 @@ PUBLIC_PATHS = frozenset(
         "/agent",
         "/supervisor",
         "/admin",
+        "/compliance",
         "/static",
     }
 )

@@ -19,14 +19,13 @@ from twilio.base.exceptions import TwilioRestException
 
 from devstack.seed import seed_replica
 from devstack.twilio_emulator.client import EmulatorClient
-from dialler.calls.models import CallSession
 from dialler.config import Settings
-from dialler.integrations import twilio_voice
 from dialler.integrations.twilio import twilio_client
 from dialler.recordings.messages import PurgeInput
 from dialler.recordings.service import months_before
 from dialler.runtime import Stores
 from tests.support.live_api import eventually, login
+from tests.support.recordings import recorded_call
 from workflows.recording_retention import RecordingRetentionWorkflow
 
 pytestmark = pytest.mark.e2e
@@ -36,43 +35,6 @@ pytestmark = pytest.mark.e2e
 def settings(settings: Settings, twilio_emulator: EmulatorClient, emulator: EmulatorClient) -> Settings:
     """This test's settings with the product's Twilio client pointed at the emulator."""
     return settings.model_copy(update={"twilio_api_base_url": twilio_emulator.url})
-
-
-async def recorded_call(stores: Stores, user_id: int) -> tuple[uuid.UUID, str]:
-    """A call session for ``user_id`` whose call Twilio records (the emulator posts the signed
-    recording callback to the API when the call ends). The session's id and the call's sid."""
-    settings = stores.settings
-    session_id = uuid.uuid4()
-    now = datetime.now(UTC)
-    async with stores.sessions() as session:
-        session.add(
-            CallSession(
-                id=session_id,
-                workflow_id=f"call-{user_id}",
-                user_id=user_id,
-                queue="unsigned",
-                phone_e164="+447700900123",
-                status="in_progress",
-                started_at=now,
-            )
-        )
-        await session.commit()
-    client = twilio_client(settings)
-    call = await asyncio.to_thread(
-        lambda: client.calls.create(
-            to="+447700900123",
-            from_=settings.caller_id,
-            twiml='<Response><Pause length="3"/></Response>',
-            record=True,
-            recording_channels="dual",
-            recording_status_callback=twilio_voice.recording_callback_url(settings.public_base_url, f"call-{user_id}"),
-        )
-    )
-    async with stores.postgres.begin() as conn:
-        await conn.execute(
-            text("UPDATE call_sessions SET twilio_call_sid = :sid WHERE id = :id"), {"sid": call.sid, "id": session_id}
-        )
-    return session_id, str(call.sid)
 
 
 async def test_a_recording_is_stored_played_with_range_by_supervisors_only_and_kept_until_its_claims_end(

@@ -198,11 +198,12 @@ export async function busy(button, work) {
 const SCREENS = [
   { path: "/agent", text: "Agent workspace", permission: "calls:work" },
   { path: "/supervisor", text: "Supervisor", permission: "dashboard:read" },
+  { path: "/compliance", text: "Compliance", permission: "reviews:read" },
   { path: "/admin", text: "Admin", permission: "agents:admin" },
 ];
 
 export function homeOf(me) {
-  const by = { admin: "/admin", supervisor: "/supervisor" };
+  const by = { admin: "/admin", supervisor: "/supervisor", compliance: "/compliance" };
   return by[me.role] || "/agent";
 }
 
