@@ -192,7 +192,10 @@ async def test_an_agents_vulnerable_flag_holds_in_the_gate_and_queues_until_the_
 async def _queued_customers(stores: Stores, replica_writer: AsyncEngine, n: int) -> list[tuple[int, str]]:
     """``n`` customers in the unsigned queue, each with a number of their own: (id, number as typed)."""
     engine = queue_engine(stores)
-    ids = [int(u) for u in await stores.redis.zrange(engine.keys.queue("unsigned"), 0, -1)]
+    ids = [
+        int(str(u, "ascii") if isinstance(u, bytes) else str(u))
+        for u in await stores.redis.zrange(engine.keys.queue("unsigned"), 0, -1)
+    ]
     async with replica_writer.begin() as conn:
         rows = (
             await conn.execute(
@@ -223,6 +226,7 @@ async def test_a_listed_number_leaves_the_queues_at_once_and_removal_needs_a_rea
     added = await http.post("/api/v1/compliance/do-not-call", json=body, headers=sam)
     assert added.status_code == 200, added.text
     e164 = normalise_phone(typed).e164
+    assert e164 is not None
     assert added.json()["entry"]["phone_e164"] == e164 and added.json()["customers_replaced"] == 1
     assert await engine.position(user_id) is None  # out of the queues in the same request
     now = datetime.now(UTC)
@@ -246,7 +250,8 @@ async def test_a_listed_number_leaves_the_queues_at_once_and_removal_needs_a_rea
         headers=sam,
     )
     assert removed.status_code == 200 and removed.json()["customers_replaced"] == 1
-    assert (await engine.position(user_id))[0] == "unsigned"
+    position = await engine.position(user_id)
+    assert position is not None and position[0] == "unsigned"
     async with stores.postgres.connect() as conn:
         actions = list(
             (
