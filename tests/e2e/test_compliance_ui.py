@@ -102,6 +102,9 @@ async def test_a_compliance_officer_filters_reviews_plays_a_recording_to_its_mid
     await expect(rows.first).to_have_attribute("data-kind", "complaint")
     await expect(rows.first).to_contain_text("unhappy about the number of calls")
 
+    # The complaint (just received) is inside its 8 weeks: no deadline alert yet.
+    await expect(page.locator("#deadline-alert")).to_be_hidden()
+
     # The complaint's recordings; play, then seek to the middle.
     await rows.first.get_by_role("button", name="Recordings").click()
     await expect(page.locator("#recording-rows tr[data-sid]")).to_have_count(1)
@@ -128,15 +131,24 @@ async def test_a_compliance_officer_filters_reviews_plays_a_recording_to_its_mid
     assert ranges and all(r.startswith("bytes=") for r in ranges if r), ranges  # the player asks by range
     await shot(page, "compliance")
 
+    # Mark the complaining customer vulnerable, with a reason.
+    await rows.first.get_by_role("button", name="Mark vulnerable").click()
+    await page.locator("#flag-reason").fill("mentioned a recent bereavement on the call")
+    await page.get_by_role("button", name="Confirm").click()
+    await expect(page.locator("#tps-result")).to_contain_text("Customer 4: vulnerable")
+
     # Add a do-not-call number.
-    await page.get_by_label("Number").fill("07700 900555")
-    await page.get_by_label("Reason").fill("asked on the phone never to be called")
+    await page.get_by_label("Number", exact=True).fill("07700 900555")
+    await page.get_by_label("Reason", exact=True).fill("asked on the phone never to be called")
     await page.get_by_role("button", name="Add number").click()
     await expect(page.locator('#dnc-rows tr[data-phone="+447700900555"]')).to_contain_text("asked on the phone")
     async with stores.postgres.connect() as conn:
         source = await conn.scalar(text("SELECT source FROM do_not_call WHERE phone_e164 = '+447700900555'"))
         played = await conn.scalar(text("SELECT count(*) FROM audit_log WHERE action = 'recording.played'"))
-    assert source == "customer" and played == 1
+        flagged = await conn.scalar(
+            text("SELECT source FROM customer_flags WHERE user_id = 4 AND flag = 'vulnerable' AND cleared_at IS NULL")
+        )
+    assert source == "customer" and played == 1 and flagged == "compliance"
     await assert_labelled(page)
     await context.close()
     assert not console.errors, console.errors

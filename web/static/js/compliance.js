@@ -32,6 +32,10 @@ function reviewRow(item) {
   if (can("reviews:manage") && item.status !== "closed") {
     actions.push(h("button", { type: "button", class: "small", onclick: () => askResolution(item.id) }, "Resolve"));
   }
+  if (can("customer_flags:manage")) {
+    actions.push(h("button", { type: "button", class: "small", onclick: () => askFlag(item.user_id, true) }, "Mark vulnerable"));
+    actions.push(h("button", { type: "button", class: "small", onclick: () => askFlag(item.user_id, false) }, "Clear vulnerable"));
+  }
   actions.push(
     h("button", { type: "button", class: "small", onclick: () => findRecordings(item.user_id) }, "Recordings"),
   );
@@ -49,7 +53,23 @@ function reviewRow(item) {
   );
 }
 
+async function loadDeadlines() {
+  // DISP 1.6: warn before a complaint's 8-week final-response deadline passes.
+  try {
+    const soon = await api.get("/compliance/reviews?kind=complaint&due_soon=true&limit=200");
+    const late = soon.items.filter((i) => i.final_response_overdue).length;
+    const alert = $("#deadline-alert");
+    alert.hidden = soon.items.length === 0;
+    alert.textContent = soon.items.length
+      ? `${soon.items.length} complaint(s) need a final response within 7 days` + (late ? `, ${late} already overdue.` : ".")
+      : "";
+  } catch (error) {
+    showError($("#reviews-error"), error);
+  }
+}
+
 async function loadReviews() {
+  loadDeadlines();
   try {
     const page = await api.get(`/compliance/reviews?${reviewQuery()}`);
     fill($("#review-rows"), page.items.length ? page.items.map(reviewRow) : h("tr", {}, h("td", { colspan: 8 }, "Nothing to review.")));
@@ -74,6 +94,16 @@ function askResolution(id) {
   form.dataset.reviewId = String(id);
   $("#resolve-id").textContent = `#${id}`;
   $("#resolve-text").focus();
+}
+
+function askFlag(userId, vulnerable) {
+  const form = $("#flag-form");
+  form.hidden = false;
+  form.dataset.userId = String(userId);
+  form.dataset.vulnerable = vulnerable ? "1" : "0";
+  $("#flag-action").textContent = vulnerable ? "Mark vulnerable:" : "Clear the vulnerable flag of";
+  $("#flag-customer").textContent = String(userId);
+  $("#flag-reason").focus();
 }
 
 // --- recordings -----------------------------------------------------------------------------------
@@ -155,6 +185,23 @@ async function main() {
       await act(form.dataset.reviewId, "resolve", { resolution: $("#resolve-text").value });
       form.hidden = true;
       $("#resolve-text").value = "";
+    });
+  });
+  $("#flag-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    busy(form.querySelector("button"), async () => {
+      try {
+        const flag = await api.put(`/compliance/customers/${form.dataset.userId}/vulnerable`, {
+          vulnerable: form.dataset.vulnerable === "1",
+          reason: $("#flag-reason").value,
+        });
+        form.hidden = true;
+        $("#flag-reason").value = "";
+        $("#tps-result").textContent = `Customer ${flag.user_id}: ${flag.vulnerable ? "vulnerable, trained agents only" : "vulnerable flag cleared"}.`;
+      } catch (error) {
+        showError($("#reviews-error"), error);
+      }
     });
   });
   $("#recordings-form").addEventListener("submit", (event) => {
