@@ -35,7 +35,7 @@ from dialler.comms.messages import MagicLinkInput, MagicLinkPurpose
 from dialler.comms.models import SmsConversation, SmsMessage
 from dialler.comms.templates import TemplateName
 from dialler.compliance import facts as compliance_facts
-from dialler.compliance import gate, gates
+from dialler.compliance import flags, gate, gates, reviews
 from dialler.compliance.models import ComplianceDecision, DoNotCall
 from dialler.compliance.records import record_decision
 from dialler.customers.context import forget
@@ -248,6 +248,21 @@ class CallActivities:
                         added_by_agent_id=input.agent_id,
                     )
                     .on_conflict_do_nothing(index_elements=["phone_e164"])
+                )
+            if disposition is Disposition.VULNERABLE_FLAGGED:
+                # Before the release re-places the customer: from this call on, trained agents only.
+                await flags.flag_vulnerable_on_outcome(
+                    conn, user_id=input.user_id, agent_id=input.agent_id, session_id=session_id, at=input.finished_at
+                )
+            if effects.needs_review:
+                # In the outcome's transaction: an outcome that needs a person never reaches nobody.
+                await reviews.open_for_outcome(
+                    conn,
+                    disposition=disposition,
+                    session_id=session_id,
+                    user_id=input.user_id,
+                    agent_id=input.agent_id,
+                    at=input.finished_at,
                 )
             await conn.execute(
                 update(CallSession)

@@ -25,11 +25,13 @@ from api.routes import (
     callbacks,
     calls,
     cdc,
+    compliance,
     dashboard,
     health,
     portal,
     presence,
     queues,
+    recordings,
     reports,
     sms,
     ui_support,
@@ -107,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cdc.router, prefix=API_PREFIX)
     app.include_router(callbacks.router, prefix=API_PREFIX)
     app.include_router(reports.router, prefix=API_PREFIX)
+    app.include_router(compliance.router, prefix=API_PREFIX)
+    app.include_router(recordings.router, prefix=API_PREFIX)
     app.include_router(cdc.scrape)
     # Routers above this line; every route's required permission goes into its OpenAPI description.
     document_security(app)

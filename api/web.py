@@ -30,6 +30,7 @@ PAGES = {
     "/supervisor": "supervisor.html",
     "/admin": "admin.html",
     "/reports": "reports.html",
+    "/compliance": "compliance.html",
 }
 STATIC_PATH = "/static"
 

@@ -29,6 +29,7 @@ DEMO_ACCOUNTS = (
     DemoAccount(
         "sam@rmc.example", "Sam Clarke", Role.SUPERVISOR, ("callbacks", "unsigned", "outstanding_requests"), True
     ),
+    DemoAccount("cora@rmc.example", "Cora Lane", Role.COMPLIANCE, ()),
     DemoAccount("ada@rmc.example", "Ada Admin", Role.ADMIN, ()),
 )
 

@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     # With AMD on, what a machine gets: nothing (the call is hung up) or this short message (no
     # marketing, no personal data: a machine's recording may be heard by anyone in the household).
     amd_machine_message: str | None = Field(default=None, max_length=300)
+    # CMCOB 2.3.6: recordings are kept at least 12 months after the claim ends; never configurable lower.
+    recording_retention_months: int = Field(default=12, ge=12, le=120)
+    recording_purge_interval_s: int = Field(default=24 * 3600, ge=3600)
 
     # Telephony and SMS
     telephony_mode: TelephonyMode = TelephonyMode.SIMULATED

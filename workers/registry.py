@@ -28,6 +28,7 @@ from activities.calls import CallActivities
 from activities.cdc import CdcActivities
 from activities.inbound_sms import InboundSmsActivities
 from activities.queues import QueueActivities
+from activities.recordings import RecordingActivities
 from activities.reports import ReportActivities
 from activities.sms import SmsActivities
 from dialler.cdc.messages import IngestInput, ingest_workflow_id
@@ -36,6 +37,7 @@ from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.integrations.twilio import Telephony
 from dialler.queues.rebuild import RebuildInput
 from dialler.queues.rebuild_pool import RebuildPool
+from dialler.recordings.messages import PurgeInput
 from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
@@ -44,12 +46,14 @@ from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_depth import QueueDepthSampleWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
+from workflows.recording_retention import RecordingRetentionWorkflow
 from workflows.sms import SendSmsWorkflow
 
 log = logging.getLogger("dialler.worker")
 REBUILD_SCHEDULE_ID = "queue-rebuild"
 DEPTH_SCHEDULE_ID = "queue-depth-sample"
 DEPTH_SAMPLE_EVERY = timedelta(minutes=1)
+RETENTION_SCHEDULE_ID = "recording-retention"
 
 
 def workflows() -> Sequence[type]:
@@ -62,6 +66,7 @@ def workflows() -> Sequence[type]:
         MagicLinkWorkflow,
         InboundSmsWorkflow,
         QueueDepthSampleWorkflow,
+        RecordingRetentionWorkflow,
     ]
 
 
@@ -75,6 +80,7 @@ def activities_for(
     cdc = CdcActivities(stores)
     inbound = InboundSmsActivities(stores)
     reports = ReportActivities(stores)
+    recordings = RecordingActivities(stores)
     return [
         queues.plan_rebuild,
         queues.stage_range,
@@ -106,6 +112,7 @@ def activities_for(
         inbound.leave_queues,
         inbound.replace_in_queues,
         reports.sample_queue_depth,
+        recordings.purge_expired_recordings,
     ]
 
 
@@ -136,20 +143,34 @@ def depth_schedule(settings: Settings) -> Schedule:
     )
 
 
+def retention_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RecordingRetentionWorkflow.run,
+            PurgeInput(),
+            id="recording-retention-scheduled",
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.recording_purge_interval_s))]
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """Create the rebuild and queue-depth schedules, or bring existing ones to the configured
-    intervals. Idempotent."""
-    for schedule_id, schedule in (
-        (REBUILD_SCHEDULE_ID, rebuild_schedule(settings)),
-        (DEPTH_SCHEDULE_ID, depth_schedule(settings)),
-    ):
-        await _ensure_schedule(client, schedule_id, schedule)
+    """Create the rebuild, queue-depth and recording-retention schedules, or bring existing ones to the
+    configured intervals. Idempotent."""
+    # The first rebuild and depth sample run now, so a new stack has its queues in seconds, not at the
+    # next slot; the retention purge waits for its interval.
+    await _ensure_schedule(client, REBUILD_SCHEDULE_ID, rebuild_schedule(settings), trigger_now=True)
+    await _ensure_schedule(client, DEPTH_SCHEDULE_ID, depth_schedule(settings), trigger_now=True)
+    await _ensure_schedule(client, RETENTION_SCHEDULE_ID, retention_schedule(settings), trigger_now=False)
 
 
-async def _ensure_schedule(client: Client, schedule_id: str, schedule: Schedule) -> None:
+async def _ensure_schedule(client: Client, schedule_id: str, schedule: Schedule, *, trigger_now: bool) -> None:
     try:
-        # The first run starts now, so a new stack has its queues in seconds, not at the next slot.
-        await client.create_schedule(schedule_id, schedule, trigger_immediately=True)
+        await client.create_schedule(schedule_id, schedule, trigger_immediately=trigger_now)
         log.info("created schedule %s", schedule_id)
     except ScheduleAlreadyRunningError:
 

@@ -24,6 +24,7 @@ from api.auth import PROTECTED_RESPONSES, require
 from api.deps import SettingsDep, StoresDep, TemporalDep
 from api.errors import Forbidden
 from api.middleware import public_origin
+from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.calls import answered as answered_calls
@@ -32,6 +33,7 @@ from dialler.config import Settings
 from dialler.integrations import twilio_voice
 from dialler.integrations.twilio import twilio_client
 from dialler.queues.runtime import queue_engine
+from dialler.recordings import service as recordings
 from dialler.runtime import Stores
 from workflows import call_session_client
 
@@ -198,6 +200,8 @@ async def voice_answer(
         caller_id=settings.caller_id,
         action_url=f"{hooks}/voice-bridged?{query}",
         timeout_s=int(left),
+        # Every call is recorded (CMCOB 2.3.2) and each recording stored with its session.
+        recording_callback_url=twilio_voice.recording_callback_url(settings.public_base_url, wf),
     )
     return Response(twiml, media_type=TWIML)
 
@@ -247,3 +251,13 @@ async def _tell_session(temporal: Client, workflow_id: str, call_sid: str) -> No
         )
     except (RPCError, TimeoutError) as exc:
         log.warning("the abandoned call was recorded but its session was not told: %s", type(exc).__name__)
+
+
+@webhooks.post("/voice/recording", status_code=204)
+async def voice_recording(form: TwilioForm, stores: StoresDep, wf: str | None = None) -> Response:
+    """Twilio's recording status callback: the recording is stored with its call, session, customer
+    and claims (a repeat, or a later status of the same recording, updates the one row)."""
+    await recordings.store_from_callback(
+        postgres=stores.postgres, replica=stores.replica, form=form, workflow_id=wf, at=clock.instant()
+    )
+    return Response(status_code=204)

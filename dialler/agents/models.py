@@ -12,13 +12,14 @@ from dialler.db.base import Base, Timestamped
 class Role(StrEnum):
     AGENT = "agent"
     SUPERVISOR = "supervisor"
+    COMPLIANCE = "compliance"
     ADMIN = "admin"
 
 
 class Agent(Timestamped, Base):
     __tablename__ = "agents"
     __table_args__ = (
-        CheckConstraint("role IN ('agent', 'supervisor', 'admin')", name="role"),
+        CheckConstraint("role IN ('agent', 'supervisor', 'compliance', 'admin')", name="role"),
         Index("uq_agents_email_lower", text("lower(email)"), unique=True),
     )
 

@@ -3,8 +3,10 @@
 Routes declare permissions, never roles: a role is only a named bundle, so moving a capability from
 supervisors to agents is a one-line change here, and the route-table tests follow automatically.
 
-The bundles nest (agent ⊂ supervisor ⊂ admin): supervisors can do everything an agent can (they take
-calls on a busy day) and see everything operational; admins add the management of accounts.
+The bundles nest (agent ⊂ supervisor ⊂ compliance ⊂ admin): supervisors can do everything an agent can
+(they take calls on a busy day) and see everything operational, listen to recordings and read the review
+queue; the compliance officer adds working that queue (acknowledge, assign, resolve) and the customer
+flags (mark vulnerable or clear); admins add the management of accounts.
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ class Permission(StrEnum):
     DNC_MANAGE = "dnc:manage"  # do-not-call list entries
     AUDIT_READ = "audit:read"
     REPORTS_READ = "reports:read"  # every report over any period, and their CSV exports
+    RECORDINGS_READ = "recordings:read"  # list and play call recordings (each play audited)
+    REVIEWS_READ = "reviews:read"  # the review queue (complaints, vulnerable, deceased)
+
+    # The compliance desk: compliance officers and admins.
+    REVIEWS_MANAGE = "reviews:manage"  # acknowledge, assign, resolve review items
+    CUSTOMER_FLAGS_MANAGE = "customer_flags:manage"  # mark a customer vulnerable or clear it
 
     # Account management: admins only.
     AGENTS_ADMIN = "agents:admin"
@@ -78,13 +86,21 @@ _SUPERVISOR: frozenset[Permission] = _AGENT | {
     Permission.DNC_MANAGE,
     Permission.AUDIT_READ,
     Permission.REPORTS_READ,
+    Permission.RECORDINGS_READ,
+    Permission.REVIEWS_READ,
 }
 
-_ADMIN: frozenset[Permission] = _SUPERVISOR | {Permission.AGENTS_ADMIN}
+_COMPLIANCE: frozenset[Permission] = _SUPERVISOR | {
+    Permission.REVIEWS_MANAGE,
+    Permission.CUSTOMER_FLAGS_MANAGE,
+}
+
+_ADMIN: frozenset[Permission] = _COMPLIANCE | {Permission.AGENTS_ADMIN}
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.AGENT: _AGENT,
     Role.SUPERVISOR: _SUPERVISOR,
+    Role.COMPLIANCE: _COMPLIANCE,
     Role.ADMIN: _ADMIN,
 }
 

@@ -18,7 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dialler.compliance.gate import ContactFacts
 from dialler.queues.phones import normalise_phone
 
-__all__ = ["NumberFacts", "customer_attempts", "is_opted_out", "load", "load_for_text", "number_facts"]
+__all__ = [
+    "NumberFacts",
+    "customer_attempts",
+    "flagged_vulnerable",
+    "is_opted_out",
+    "load",
+    "load_for_text",
+    "number_facts",
+]
 
 WEEK = timedelta(days=7)
 
@@ -94,6 +102,22 @@ async def customer_attempts(
     return attempts, totals
 
 
+_FLAGGED_VULNERABLE = "SELECT user_id FROM customer_flags WHERE flag = 'vulnerable' AND cleared_at IS NULL AND {filter}"
+
+
+async def flagged_vulnerable(
+    conn: AsyncConnection, *, lo_hi: tuple[int, int] | None = None, user_ids: Sequence[int] | None = None
+) -> frozenset[int]:
+    """Customers the dialler itself holds as vulnerable (an agent's outcome or the compliance desk),
+    whatever the replica's ``users.status`` says: the gate counts either."""
+    params: dict[str, object]
+    if lo_hi is not None:
+        where, params = "user_id BETWEEN :lo AND :hi", {"lo": lo_hi[0], "hi": lo_hi[1]}
+    else:
+        where, params = "user_id = ANY(:ids)", {"ids": list(user_ids or [])}
+    return frozenset((await conn.execute(text(_FLAGGED_VULNERABLE.format(filter=where)), params)).scalars())
+
+
 # The record, with the soft delete: a deleted customer is "deleted" to every path, never "not found".
 _RECORD = text(
     "SELECT id, status, is_enabled, deleted_at IS NOT NULL AS deleted, postcode, phone_number,"
@@ -123,6 +147,7 @@ async def load(
     async with postgres.connect() as conn:
         known = await number_facts(conn, now=now, phones=phones, cooloff=cooloff)
         attempts, totals = await customer_attempts(conn, now=now, user_ids=ids)
+        flagged = await flagged_vulnerable(conn, user_ids=ids)
     found: dict[int, ContactFacts] = {}
     for r in records:
         number = numbers[r.id]
@@ -141,6 +166,7 @@ async def load(
             number_attempts=_utc(known.attempts.get(phone, ())) if phone else (),
             last_abandoned_at=known.abandoned_at.get(phone) if phone else None,
             booked_callback=booked_callback,
+            flagged_vulnerable=r.id in flagged,
             versions={
                 "replica_users_updated_at": None if r.updated_at is None else int(r.updated_at),
                 "attempts_7d": len(attempts.get(r.id, ())),

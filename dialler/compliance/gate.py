@@ -64,10 +64,13 @@ class ContactFacts:
     last_abandoned_at: datetime | None = None  # the last abandoned call to this number
     booked_callback: bool = False  # the customer asked to be called at this time
     versions: Mapping[str, object] = field(default_factory=dict)  # which facts: row versions, counts
+    flagged_vulnerable: bool = False  # the dialler's own vulnerable flag (customer_flags)
 
     @property
     def vulnerable(self) -> bool:
-        return self.status.strip().lower() == "vulnerable"
+        """The replica's status or the dialler's flag: an agent's flag holds until the desk clears it,
+        whatever the main app says."""
+        return self.flagged_vulnerable or self.status.strip().lower() == "vulnerable"
 
     @property
     def nation(self) -> str:

@@ -60,3 +60,52 @@ class ComplianceDecision(Base):
     facts_versions: Mapped[dict[str, Any]] = mapped_column(JSONB)
     next_allowed_at: Mapped[datetime | None]
     decided_at: Mapped[datetime]
+
+
+class ReviewItem(Base):
+    """An outcome a person must look at (complaint, vulnerable customer, deceased): one per session,
+    written by the session's finishing step, worked by the compliance desk (:mod:`dialler.compliance.reviews`).
+
+    The notes stay on the call outcome (``call_outcome_id``): one copy of what the agent wrote."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (
+        Index("ix_review_items_status_created", "status", "created_at"),
+        Index("ix_review_items_user", "user_id"),
+        # Idempotency key of the finishing step: one item per session and kind, however often it is retried.
+        UniqueConstraint("call_session_id", "kind", name="uq_review_items_session_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(24))  # complaint | vulnerable | deceased
+    user_id: Mapped[int]
+    call_session_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("call_sessions.id"))
+    call_outcome_id: Mapped[int | None] = mapped_column(ForeignKey("call_outcomes.id"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))  # who recorded the outcome
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | in_progress | closed
+    assignee_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    created_at: Mapped[datetime]
+    # FCA DISP 1.6: a complaint is acknowledged promptly and has a final response within 8 weeks.
+    acknowledge_due_at: Mapped[datetime | None]
+    final_response_due_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None]
+    resolved_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+
+
+class CustomerFlag(Base):
+    """A flag the dialler holds on a customer whatever the replica says: today ``vulnerable``, set by
+    an agent's ``vulnerable_flagged`` outcome or by the compliance desk, cleared only by the desk. While
+    it stands (``cleared_at`` null) the compliance gate and the queues treat the customer as vulnerable."""
+
+    __tablename__ = "customer_flags"
+
+    user_id: Mapped[int] = mapped_column(primary_key=True)
+    flag: Mapped[str] = mapped_column(String(24), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # agent | compliance
+    set_at: Mapped[datetime]
+    set_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    call_session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    cleared_at: Mapped[datetime | None]
+    cleared_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))

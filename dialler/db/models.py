@@ -6,9 +6,10 @@ from dialler.callbacks.models import Callback
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt, CustomerNote
 from dialler.cdc.models import BinlogCheckpoint
 from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
-from dialler.compliance.models import ComplianceDecision, DoNotCall, OptOut
+from dialler.compliance.models import ComplianceDecision, CustomerFlag, DoNotCall, OptOut, ReviewItem
 from dialler.db.base import Base
 from dialler.queues.models import QueueRebuild
+from dialler.recordings.models import CallRecording
 from dialler.reports.models import ConversionEvent, QueueDepthSample
 
 __all__ = [
@@ -17,11 +18,13 @@ __all__ = [
     "Base",
     "BinlogCheckpoint",
     "CallOutcome",
+    "CallRecording",
     "CallSession",
     "Callback",
     "ComplianceDecision",
     "ContactAttempt",
     "ConversionEvent",
+    "CustomerFlag",
     "CustomerNote",
     "DoNotCall",
     "MagicLink",
@@ -30,6 +33,7 @@ __all__ = [
     "QueueDepthSample",
     "QueueRebuild",
     "RefreshToken",
+    "ReviewItem",
     "SmsConversation",
     "SmsMessage",
 ]

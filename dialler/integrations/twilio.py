@@ -311,3 +311,31 @@ def _from_twilio(operation: str, exc: TwilioRestException | TwilioServiceExcepti
     retryable = status is None or status >= 500 or status in _RETRYABLE_4XX
     message = f"{operation}: Twilio {status} error {code}: {mask_phones_in(str(detail or ''))}"
     return TelephonyError(message, code=code, status=status, retryable=retryable)
+
+
+TWILIO_API_BASE: Final = "https://api.twilio.com"
+
+
+def recording_media_url(settings: Settings, recording_sid: str) -> str:
+    """The media of a recording on the account's REST API (rebased like every other request). It is
+    fetched server-side with the account's credentials, never handed to a browser."""
+    base = (settings.twilio_api_base_url or TWILIO_API_BASE).rstrip("/")
+    return f"{base}/2010-04-01/Accounts/{settings.twilio_account_sid}/Recordings/{recording_sid}.wav"
+
+
+def recording_credentials(settings: Settings) -> tuple[str, str]:
+    """Basic auth for recording media: the API key (as for every other request) or the account."""
+    if settings.twilio_api_key_sid:
+        return settings.twilio_api_key_sid, settings.twilio_api_key_secret.get_secret_value()
+    return settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
+
+
+async def delete_recording(settings: Settings, recording_sid: str) -> bool:
+    """Delete a recording at Twilio. False when Twilio no longer has it (deleted before: a retry)."""
+    client = twilio_client(settings)
+    try:
+        return bool(await asyncio.to_thread(lambda: client.recordings(recording_sid).delete()))
+    except TwilioRestException as exc:
+        if exc.status == 404:
+            return False
+        raise _from_twilio("delete recording", exc) from None

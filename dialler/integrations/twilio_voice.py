@@ -83,13 +83,24 @@ def _say(response: VoiceResponse, text: str) -> None:
 
 
 def _dial(
-    caller_id: str | None, *, record: bool, timeout_s: int, action_url: str | None, time_limit_s: int | None
+    caller_id: str | None,
+    *,
+    record: bool,
+    timeout_s: int,
+    action_url: str | None,
+    time_limit_s: int | None,
+    recording_callback_url: str | None = None,
 ) -> Dial:
     attrs: dict[str, Any] = {"timeout": timeout_s}
     if caller_id:
         attrs["caller_id"] = caller_id
     if record:
         attrs["record"] = RECORD_MODE
+        if recording_callback_url:
+            # The recording is stored (and kept) only if Twilio tells us about it.
+            attrs["recording_status_callback"] = recording_callback_url
+            attrs["recording_status_callback_event"] = "completed"
+            attrs["recording_status_callback_method"] = "POST"
     if action_url:
         attrs["action"] = action_url
         attrs["method"] = "POST"
@@ -109,6 +120,7 @@ def dial_customer(
     action_url: str | None = None,
     timeout_s: int = 30,
     time_limit_s: int | None = None,
+    recording_callback_url: str | None = None,
 ) -> str:
     """TwiML for the agent's browser call: dial the customer with our caller id, recorded.
 
@@ -122,7 +134,14 @@ def dial_customer(
     response = VoiceResponse()
     if announce and not announce_url:
         _say(response, announce)
-    dial = _dial(caller_id, record=record, timeout_s=timeout_s, action_url=action_url, time_limit_s=time_limit_s)
+    dial = _dial(
+        caller_id,
+        record=record,
+        timeout_s=timeout_s,
+        action_url=action_url,
+        time_limit_s=time_limit_s,
+        recording_callback_url=recording_callback_url,
+    )
     number_attrs: dict[str, Any] = {
         "status_callback": status_callback_url,
         "status_callback_event": _STATUS_EVENTS,
@@ -152,6 +171,7 @@ def bridge_to_agent(
     announce: str | None = None,
     action_url: str | None = None,
     timeout_s: int = 20,
+    recording_callback_url: str | None = None,
 ) -> str:
     """TwiML for a progressive call the customer has answered: ring the agent's browser.
 
@@ -164,7 +184,14 @@ def bridge_to_agent(
     response = VoiceResponse()
     if announce:
         _say(response, announce)
-    dial = _dial(caller_id, record=record, timeout_s=timeout_s, action_url=action_url, time_limit_s=None)
+    dial = _dial(
+        caller_id,
+        record=record,
+        timeout_s=timeout_s,
+        action_url=action_url,
+        time_limit_s=None,
+        recording_callback_url=recording_callback_url,
+    )
     dial.client(
         agent_identity,
         status_callback=status_callback_url,
@@ -295,3 +322,8 @@ def sign(settings: Settings, url: str, params: Params) -> str:
     """The ``X-Twilio-Signature`` Twilio would send (for the simulator and tests)."""
     validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
     return str(validator.compute_signature(url, _multi(params)))
+
+
+def recording_callback_url(base_url: str, workflow_id: str) -> str:
+    """Where Twilio posts a recording's status (``recordingStatusCallback`` on a recorded ``<Dial>``)."""
+    return f"{base_url.rstrip('/')}/api/v1/webhooks/twilio/voice/recording?wf={workflow_id}"

@@ -94,6 +94,7 @@ class DiallerFacts:
     opted_out: frozenset[str] = frozenset()
     callbacks: dict[int, LiveCallback] = field(default_factory=dict)
     number_attempts: dict[str, tuple[datetime, ...]] = field(default_factory=dict)  # by number, last 7 days
+    flagged_vulnerable: frozenset[int] = frozenset()  # the dialler's own vulnerable flag
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ async def dialler_facts(
         where, params = "user_id = ANY(:ids)", {"ids": list(user_ids or [])}
     attempts, totals = await compliance_facts.customer_attempts(conn, now=now, lo_hi=lo_hi, user_ids=user_ids)
     numbers = await compliance_facts.number_facts(conn, now=now, phones=phones, cooloff=abandoned_window)
+    flagged = await compliance_facts.flagged_vulnerable(conn, lo_hi=lo_hi, user_ids=user_ids)
     callbacks = {
         row.user_id: LiveCallback(row.user_id, row.due_at, row.status, row.owner_agent_id)
         for row in await conn.execute(text(_CALLBACKS.format(filter=where)), params)
@@ -140,4 +142,5 @@ async def dialler_facts(
         numbers.opted_out,
         callbacks,
         numbers.attempts,
+        flagged,
     )

@@ -72,6 +72,7 @@ def contact_facts(
         number_attempts=known.number_attempts.get(phone, ()) if phone else (),
         last_abandoned_at=known.abandoned_at.get(phone) if phone else None,
         booked_callback=booked_callback,
+        flagged_vulnerable=facts.user_id in known.flagged_vulnerable,
     )
 
 
@@ -91,6 +92,9 @@ def decide(
     queued_callback = callback if in_callbacks else None  # the callback that puts them in the callbacks queue
     # dataclasses.replace is costly at rebuild scale: copy only in the rare case that changes the facts.
     placement = classify(replace(facts, has_live_callback_due=True) if in_callbacks else facts)
+    if not placement.vulnerable and facts.user_id in known.flagged_vulnerable:
+        # The dialler's flag counts as the replica's status does: trained agents only.
+        placement = replace(placement, vulnerable=True)
     if placement.queue is None or placement.phone_e164 is None:
         return Decision(facts.user_id, placement, None)
     if callback is not None and not in_callbacks:

@@ -34,6 +34,9 @@ PUBLIC_PATHS = frozenset(
         "/api/v1/auth/logout",
         # The claim portal (a server, not a person) with X-Portal-Key: tests/api/test_portal.py
         "/api/v1/portal/magic-links/verify",
+        # A recording's audio behind a play link: its signature and expiry, issued by an authorised
+        # POST /recordings/{sid}/play-link (tests/e2e/test_recordings.py), are the authorisation.
+        "/api/v1/recordings/{sid}/stream",
         "/metrics",  # Prometheus: the scrape key, not a person's token (tests/api/test_cdc_api.py)
         # The web UI's pages and assets (api/web.py): no data in them; every call they make to
         # /api/v1 carries the signed-in agent's token.
@@ -42,13 +45,14 @@ PUBLIC_PATHS = frozenset(
         "/supervisor",
         "/admin",
         "/reports",
+        "/compliance",
         "/static",
     }
 )
 # Twilio webhooks authenticate with X-Twilio-Signature, not a bearer token.
 PUBLIC_PREFIXES = ("/api/v1/webhooks/",)
 
-ROLES: list[Role | None] = [None, Role.AGENT, Role.SUPERVISOR, Role.ADMIN]
+ROLES: list[Role | None] = [None, Role.AGENT, Role.SUPERVISOR, Role.COMPLIANCE, Role.ADMIN]
 
 
 def is_public(path: str) -> bool:
@@ -119,11 +123,17 @@ def test_require_without_a_permission_is_a_programming_error() -> None:
 
 
 def test_roles_nest_and_every_permission_is_held_by_someone() -> None:
-    agent, supervisor, admin = (ROLE_PERMISSIONS[r] for r in (Role.AGENT, Role.SUPERVISOR, Role.ADMIN))
+    agent, supervisor, compliance, admin = (
+        ROLE_PERMISSIONS[r] for r in (Role.AGENT, Role.SUPERVISOR, Role.COMPLIANCE, Role.ADMIN)
+    )
 
-    assert agent < supervisor < admin
+    assert agent < supervisor < compliance < admin
     assert set(Permission) == set(admin)
-    assert Permission.AGENTS_ADMIN not in supervisor
+    assert Permission.AGENTS_ADMIN not in supervisor and Permission.AGENTS_ADMIN not in compliance
+    # Supervisors listen to recordings and read the review queue; working it is the compliance desk's.
+    assert {Permission.RECORDINGS_READ, Permission.REVIEWS_READ, Permission.DNC_MANAGE} <= supervisor
+    assert Permission.REVIEWS_MANAGE not in supervisor and Permission.CUSTOMER_FLAGS_MANAGE not in supervisor
+    assert {Permission.REVIEWS_MANAGE, Permission.CUSTOMER_FLAGS_MANAGE} <= compliance
     assert Permission.AUDIT_READ not in agent and Permission.CUSTOMERS_READ_ANY not in agent
 
 

@@ -513,7 +513,7 @@ async def test_supervisor_dashboard_shows_the_numbers_of_the_stores(
     await expect(page.locator("#kpi-drift .kpi-value")).to_have_text("0")
     await expect(page.locator('#queue-rows tr[data-queue="unsigned"] .depth')).to_have_text(str(depth))
     await expect(page.locator('#outcomes li[data-disposition="no_answer"]')).to_contain_text("3")
-    await expect(page.locator("#board-rows tr")).to_have_count(6)  # the demo accounts
+    await expect(page.locator("#board-rows tr")).to_have_count(7)  # the demo accounts
     dan = page.locator("#board-rows tr", has_text="Dan Murphy")
     await expect(dan).to_have_attribute("data-state", "on_call")
     await expect(dan.locator("td.in-state")).to_have_text(re.compile(r"^6:\d\d$"))
@@ -538,7 +538,7 @@ async def test_admin_creates_edits_and_disables_an_agent(live_api: str, stores: 
 
     await sign_in(page, live_api, "ada@rmc.example")
     await expect(page).to_have_url(re.compile(r"/admin$"))
-    await expect(page.locator("#agent-rows tr")).to_have_count(6)
+    await expect(page.locator("#agent-rows tr")).to_have_count(7)
     await shot(page, "admin")
 
     await page.get_by_role("button", name="New agent").click()

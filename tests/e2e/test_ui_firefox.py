@@ -108,7 +108,7 @@ async def test_the_supervisor_and_admin_screens_in_firefox(live_api: str, stores
     sup_ctx, supervisor = await open_page(firefox, console, "supervisor")
     await sign_in(supervisor, live_api, "sam@rmc.example")
     await expect(supervisor).to_have_url(re.compile(r"/supervisor$"))
-    await expect(supervisor.locator("#board-rows tr")).to_have_count(6)  # the demo accounts
+    await expect(supervisor.locator("#board-rows tr")).to_have_count(7)  # the demo accounts
     priya = board_row(supervisor, await agent_id(stores, "priya@rmc.example"))
     await expect(priya).to_have_attribute("data-state", "offline")
     await expect(supervisor.locator("#kpi-calls .kpi-value")).to_have_text("0")
@@ -118,7 +118,7 @@ async def test_the_supervisor_and_admin_screens_in_firefox(live_api: str, stores
     adm_ctx, admin = await open_page(firefox, console, "admin")
     await sign_in(admin, live_api, "ada@rmc.example")
     await expect(admin).to_have_url(re.compile(r"/admin$"))
-    await expect(admin.locator("#agent-rows tr")).to_have_count(6)
+    await expect(admin.locator("#agent-rows tr")).to_have_count(7)
     await assert_fits(admin)
     await admin.get_by_role("button", name="New agent").click()
     dialog = admin.get_by_role("dialog")

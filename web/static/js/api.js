@@ -202,7 +202,7 @@ export async function signOut() {
   location.assign("/");
 }
 
-async function send(path, { method = "GET", body, etag, signal } = {}) {
+async function send(path, { method = "GET", body, raw, rawType, etag, signal } = {}) {
   if (!session) {
     toSignIn();
     throw new ApiError(401, "unauthorized", "Not signed in.");
@@ -213,11 +213,13 @@ async function send(path, { method = "GET", body, etag, signal } = {}) {
   const attempt = () => {
     const headers = { Authorization: `Bearer ${session ? session.access : ""}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    // A file as it is (a TPS list): streamed by the server, never read into JSON here.
+    if (raw !== undefined) headers["Content-Type"] = rawType || "application/octet-stream";
     if (etag) headers["If-None-Match"] = etag;
     return fetch(API + path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: raw !== undefined ? raw : body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
       signal,
     });

@@ -3,7 +3,7 @@
 import * as api from "./api.js";
 import { $, busy, errorText, homeOf } from "./ui.js";
 
-const SCREENS = ["/agent", "/supervisor", "/admin"];
+const SCREENS = ["/agent", "/supervisor", "/compliance", "/admin"];
 
 function destination(me) {
   const next = new URLSearchParams(location.search).get("next");

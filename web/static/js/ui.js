@@ -199,11 +199,12 @@ const SCREENS = [
   { path: "/agent", text: "Agent workspace", permission: "calls:work" },
   { path: "/supervisor", text: "Supervisor", permission: "dashboard:read" },
   { path: "/reports", text: "Reports", permission: "reports:read" },
+  { path: "/compliance", text: "Compliance", permission: "reviews:read" },
   { path: "/admin", text: "Admin", permission: "agents:admin" },
 ];
 
 export function homeOf(me) {
-  const by = { admin: "/admin", supervisor: "/supervisor" };
+  const by = { admin: "/admin", supervisor: "/supervisor", compliance: "/compliance" };
   return by[me.role] || "/agent";
 }
 
