@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dialler.security.keys import DEVELOPMENT_KEY_B64, DEVELOPMENT_KEYS, parse_keys
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -139,6 +141,13 @@ class Settings(BaseSettings):
     portal_api_key: SecretStr = SecretStr("dev-portal-key")
     metrics_token: SecretStr = SecretStr("dev-metrics-token")
 
+    # Personal data (dialler.security): AES-256-GCM keys for Temporal payloads and CDC personal fields.
+    # Comma-separated "key-id:base64-of-32-bytes"; the first encrypts, all decrypt (rotation: add the new
+    # key first, drop an old one only after Temporal's retention and the SQS queues have outlived it).
+    payload_keys: SecretStr = SecretStr(DEVELOPMENT_KEYS)
+    # Browser origins allowed to call the codec server (/codec/*): the Temporal UI's.
+    codec_cors_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]
+
     @field_validator("publisher_server_id", "publisher_metrics_port", mode="before")
     @classmethod
     def _none_spelled_out(cls, value: object) -> object:
@@ -166,6 +175,16 @@ class Settings(BaseSettings):
                 raise ValueError("clock_offset_s must be 0 in production: compliance reads the real time")
         if len(self.jwt_secret.get_secret_value()) < 32:
             raise ValueError("jwt_secret must be at least 32 characters")
+        return self
+
+    @model_validator(mode="after")
+    def _payload_keys_usable(self) -> Settings:
+        keys = parse_keys(self.payload_keys.get_secret_value())  # malformed keys fail at start-up
+        if self.environment == "production":
+            import base64
+
+            if any(key == base64.b64decode(DEVELOPMENT_KEY_B64) for _, key in keys):
+                raise ValueError("production needs real payload keys; DIALLER_PAYLOAD_KEYS holds the development key")
         return self
 
 

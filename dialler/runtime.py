@@ -17,6 +17,7 @@ from dialler.config import Settings
 from dialler.db.engines import create_postgres_engine, create_replica_engine, session_factory
 from dialler.errors import DependencyUnavailable
 from dialler.integrations.sqs import sqs_client
+from dialler.security.codec import data_converter
 
 log = logging.getLogger("dialler.runtime")
 
@@ -60,7 +61,10 @@ class Stores:
 
 
 async def connect_temporal(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    # Every process's client encrypts payloads (dialler.security.codec): nothing personal in histories.
+    return await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=data_converter(settings)
+    )
 
 
 class TemporalConnector:
