@@ -19,6 +19,7 @@ from api.routes import (
     callbacks,
     calls,
     cdc,
+    codec,
     dashboard,
     health,
     portal,
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
 
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(codec.CodecCors, origins=settings.codec_cors_origins)
 
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)
@@ -95,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cdc.router, prefix=API_PREFIX)
     app.include_router(callbacks.router, prefix=API_PREFIX)
     app.include_router(cdc.scrape)
+    app.include_router(codec.router)  # at /codec: the Temporal UI's codec endpoint is http://<api>/codec
     # Routers above this line; every route's required permission goes into its OpenAPI description.
     document_security(app)
     web.install(app)  # the UI's pages and /static, after the API so that nothing shadows it

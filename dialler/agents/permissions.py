@@ -40,6 +40,8 @@ class Permission(StrEnum):
     REBUILD_TRIGGER = "rebuild:trigger"
     DNC_MANAGE = "dnc:manage"  # do-not-call list entries
     AUDIT_READ = "audit:read"
+    # Decode Temporal payloads (the codec server behind the Temporal UI): personal data, audited.
+    PAYLOADS_DECODE = "payloads:decode"
 
     # Account management: admins only.
     AGENTS_ADMIN = "agents:admin"
@@ -72,6 +74,7 @@ _SUPERVISOR: frozenset[Permission] = _AGENT | {
     Permission.REBUILD_TRIGGER,
     Permission.DNC_MANAGE,
     Permission.AUDIT_READ,
+    Permission.PAYLOADS_DECODE,
 }
 
 _ADMIN: frozenset[Permission] = _SUPERVISOR | {Permission.AGENTS_ADMIN}
