@@ -22,6 +22,7 @@ from api.routes import (
     codec,
     dashboard,
     health,
+    personal_data,
     portal,
     presence,
     queues,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui_support.router, prefix=API_PREFIX)
     app.include_router(cdc.router, prefix=API_PREFIX)
     app.include_router(callbacks.router, prefix=API_PREFIX)
+    app.include_router(personal_data.router, prefix=API_PREFIX)
     app.include_router(cdc.scrape)
     app.include_router(codec.router)  # at /codec: the Temporal UI's codec endpoint is http://<api>/codec
     # Routers above this line; every route's required permission goes into its OpenAPI description.

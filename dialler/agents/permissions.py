@@ -45,6 +45,8 @@ class Permission(StrEnum):
 
     # Account management: admins only.
     AGENTS_ADMIN = "agents:admin"
+    # A customer's data rights: subject-access export and erasure (UK GDPR arts. 15, 17).
+    PERSONAL_DATA_ADMIN = "personal_data:admin"
 
 
 _AGENT: frozenset[Permission] = frozenset(
@@ -77,7 +79,7 @@ _SUPERVISOR: frozenset[Permission] = _AGENT | {
     Permission.PAYLOADS_DECODE,
 }
 
-_ADMIN: frozenset[Permission] = _SUPERVISOR | {Permission.AGENTS_ADMIN}
+_ADMIN: frozenset[Permission] = _SUPERVISOR | {Permission.AGENTS_ADMIN, Permission.PERSONAL_DATA_ADMIN}
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.AGENT: _AGENT,
