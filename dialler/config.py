@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     payload_keys: SecretStr = SecretStr(DEVELOPMENT_KEYS)
     # Browser origins allowed to call the codec server (/codec/*): the Temporal UI's.
     codec_cors_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]
+    # Retention (dialler.customers.retention, a daily Temporal Schedule): SMS bodies and free-text notes
+    # older than this are erased. Recordings are never erased before 12 months after the claim ends.
+    retention_sms_body_days: int = Field(default=730, ge=30)
+    retention_notes_days: int = Field(default=730, ge=30)
 
     @field_validator("publisher_server_id", "publisher_metrics_port", mode="before")
     @classmethod

@@ -28,9 +28,11 @@ from activities.calls import CallActivities
 from activities.cdc import CdcActivities
 from activities.inbound_sms import InboundSmsActivities
 from activities.queues import QueueActivities
+from activities.retention import RetentionActivities
 from activities.sms import SmsActivities
 from dialler.cdc.messages import IngestInput, ingest_workflow_id
 from dialler.config import Settings
+from dialler.customers.retention import RetentionInput
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.integrations.twilio import Telephony
 from dialler.queues.rebuild import RebuildInput
@@ -42,10 +44,12 @@ from workflows.cdc_ingest import CdcIngestWorkflow
 from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.sms import SendSmsWorkflow
 
 log = logging.getLogger("dialler.worker")
 REBUILD_SCHEDULE_ID = "queue-rebuild"
+RETENTION_SCHEDULE_ID = "retention-purge"
 
 
 def workflows() -> Sequence[type]:
@@ -57,6 +61,7 @@ def workflows() -> Sequence[type]:
         SendSmsWorkflow,
         MagicLinkWorkflow,
         InboundSmsWorkflow,
+        RetentionWorkflow,
     ]
 
 
@@ -69,6 +74,7 @@ def activities_for(
     sms = SmsActivities(stores, telephony)
     cdc = CdcActivities(stores)
     inbound = InboundSmsActivities(stores)
+    retention = RetentionActivities(stores)
     return [
         queues.plan_rebuild,
         queues.stage_range,
@@ -99,6 +105,7 @@ def activities_for(
         sms.record_magic_link_result,
         inbound.leave_queues,
         inbound.replace_in_queues,
+        retention.purge_expired,
     ]
 
 
@@ -116,6 +123,28 @@ def rebuild_schedule(settings: Settings) -> Schedule:
     )
 
 
+def retention_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RetentionWorkflow.run,
+            RetentionInput(sms_body_days=settings.retention_sms_body_days, notes_days=settings.retention_notes_days),
+            id="retention-purge-scheduled",
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_retention_schedule(client: Client, settings: Settings) -> None:
+    """Create the daily retention purge, or bring an existing one to the configured periods. Idempotent."""
+    schedule = retention_schedule(settings)
+    try:
+        await client.create_schedule(RETENTION_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        await client.get_schedule_handle(RETENTION_SCHEDULE_ID).update(lambda _: ScheduleUpdate(schedule=schedule))
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> None:
     """Create the rebuild schedule, or bring an existing one to the configured interval. Idempotent."""
     schedule = rebuild_schedule(settings)
@@ -129,6 +158,7 @@ async def ensure_schedules(client: Client, settings: Settings) -> None:
             return ScheduleUpdate(schedule=schedule)
 
         await client.get_schedule_handle(REBUILD_SCHEDULE_ID).update(update)
+    await ensure_retention_schedule(client, settings)
 
 
 async def ensure_cdc_ingest(client: Client, settings: Settings) -> None:
