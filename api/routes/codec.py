@@ -9,6 +9,12 @@ The token is the dialler's own access token: only roles holding ``payloads:decod
 admins) get plaintext, each decode request leaves one audit row (counts and key ids, never
 contents), an agent gets 403. The browser calls from the UI's origin: ``CodecCors`` below answers
 its preflight for ``/codec/*`` only, and only for ``codec_cors_origins``.
+
+A Temporal UI without single sign-on (the dev server's) has no token to pass. For it, the dialler's
+supervisor screen posts its access token to ``POST /codec/session``, which sets it as an HttpOnly,
+SameSite=Strict cookie scoped to ``/codec`` (expiring with the token); with the UI's Data Encoder
+setting "Include cross-origin credentials" on, the UI's requests carry it and ``CodecCors`` turns it
+into the Authorization header, so the same checks apply (a revoked sign-in stops at once).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from cryptography.exceptions import InvalidTag
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 from google.protobuf import json_format
 from pydantic import BaseModel, Field
 from starlette.middleware.cors import CORSMiddleware
@@ -33,6 +39,8 @@ from dialler.security.codec import KEY_ID, codec
 from dialler.security.keys import UnknownKey
 
 PREFIX = "/codec"
+SESSION_COOKIE = "dialler_codec"
+SESSION_PATH = PREFIX + "/session"
 router = APIRouter(prefix=PREFIX, tags=["codec"], responses=PROTECTED_RESPONSES)
 
 
@@ -100,6 +108,28 @@ async def encode(
     return _dump(Payloads(payloads=encoded))
 
 
+@router.post("/session", status_code=204, response_class=Response)
+async def open_session(
+    request: Request,
+    stores: StoresDep,
+    _: Annotated[Agent, Depends(require(Permission.PAYLOADS_DECODE))],
+) -> Response:
+    """Hand this browser's access token to the Temporal UI's codec requests (an HttpOnly cookie for
+    ``/codec`` only, expiring with the token)."""
+    token = request.headers["authorization"].split(" ", 1)[1]
+    response = Response(status_code=204)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=stores.settings.access_token_ttl_s,
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=stores.settings.public_base_url.startswith("https://"),
+    )
+    return response
+
+
 class CodecCors:
     """CORS for the codec routes only: the Temporal UI's origin may call ``/codec/*`` with credentials
     (its Authorization and X-Namespace headers); the rest of the API stays same-origin."""
@@ -117,6 +147,20 @@ class CodecCors:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX + "/"):
-            await self.cors(scope, receive, send)
+            await self.cors(_cookie_as_bearer(scope), receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def _cookie_as_bearer(scope: Scope) -> Scope:
+    """The codec session cookie as ``Authorization: Bearer`` when the request has no such header."""
+    headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
+    if scope["path"] == SESSION_PATH or any(k == b"authorization" for k, _ in headers):
+        return scope
+    for key, value in headers:
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                name, _, token = part.strip().partition("=")
+                if name == SESSION_COOKIE and token:
+                    return {**scope, "headers": [*headers, (b"authorization", f"Bearer {token}".encode())]}
+    return scope

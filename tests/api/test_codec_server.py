@@ -105,3 +105,31 @@ async def test_the_temporal_ui_origin_may_call_the_codec_from_the_browser_and_on
     assert "access-control-allow-origin" not in stranger.headers
     elsewhere = await client.options("/api/v1/agents", headers=preflight)
     assert "access-control-allow-origin" not in elsewhere.headers
+
+
+async def test_a_ui_without_sign_on_decodes_with_the_supervisor_codec_cookie_and_an_agents_is_refused(
+    client: httpx.AsyncClient, login_as: LoginAs, settings: Settings
+) -> None:
+    supervisor = await login_as(Role.SUPERVISOR)
+    agent = await login_as(Role.AGENT)
+    body = await sealed_notes(settings)
+
+    opened = await client.post("/codec/session", headers=supervisor.headers)
+    assert opened.status_code == 204
+    cookie = opened.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/codec" in cookie
+    assert (await client.post("/codec/session", headers=agent.headers)).status_code == 403
+    client.cookies.clear()
+
+    # What the Temporal UI sends with "Include cross-origin credentials": the cookie, no Authorization.
+    ui = {"Origin": UI, "X-Namespace": "default", "Cookie": f"dialler_codec={supervisor.access_token}"}
+    decoded = await client.post("/codec/decode", json=body, headers=ui)
+    assert decoded.status_code == 200 and decoded.headers["access-control-allow-origin"] == UI
+    assert json.loads(base64.b64decode(decoded.json()["payloads"][0]["data"])) == {"notes": NOTES}
+
+    as_agent = await client.post(
+        "/codec/decode", json=body, headers=ui | {"Cookie": f"dialler_codec={agent.access_token}"}
+    )
+    assert as_agent.status_code == 403 and NOTES not in as_agent.text
+    without = await client.post("/codec/decode", json=body, headers={"Origin": UI})
+    assert without.status_code == 401

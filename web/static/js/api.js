@@ -78,6 +78,22 @@ function store(tokens) {
   };
   sessionStorage.setItem(STORE, JSON.stringify(session));
   schedule();
+  shareWithCodec(session.access);
+}
+
+/** Supervisors and admins: the Temporal UI's codec requests carry this sign-in (an HttpOnly cookie
+ * for /codec only, renewed with each token; api/routes/codec.py), so that UI shows payloads decoded. */
+function shareWithCodec(access) {
+  let role = null;
+  try {
+    role = JSON.parse(atob(access.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).role;
+  } catch {
+    return;
+  }
+  if (role !== "supervisor" && role !== "admin") return;
+  fetch("/codec/session", { method: "POST", headers: { Authorization: `Bearer ${access}` }, cache: "no-store" }).catch(
+    () => {},
+  );
 }
 
 function forget() {
