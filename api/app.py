@@ -25,9 +25,11 @@ from api.routes import (
     callbacks,
     calls,
     cdc,
+    codec,
     compliance,
     dashboard,
     health,
+    personal_data,
     portal,
     presence,
     queues,
@@ -88,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(LogContextMiddleware)  # inside RequestIdMiddleware: the id is set when it runs
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(codec.CodecCors, origins=settings.codec_cors_origins)
     app.add_middleware(SecurityHeadersMiddleware, production=settings.is_production)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(ProxyHeadersMiddleware, trusted_proxies=settings.trusted_proxies)  # outermost: runs first
@@ -111,7 +114,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reports.router, prefix=API_PREFIX)
     app.include_router(compliance.router, prefix=API_PREFIX)
     app.include_router(recordings.router, prefix=API_PREFIX)
+    app.include_router(personal_data.router, prefix=API_PREFIX)
     app.include_router(cdc.scrape)
+    app.include_router(codec.router)  # at /codec: the Temporal UI's codec endpoint is http://<api>/codec
     # Routers above this line; every route's required permission goes into its OpenAPI description.
     document_security(app)
     web.install(app)  # the UI's pages and /static, after the API so that nothing shadows it

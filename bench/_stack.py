@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 from devstack import services  # noqa: E402
 from dialler import search_attributes  # noqa: E402
 from dialler.config import Settings  # noqa: E402
+from dialler.security.codec import data_converter  # noqa: E402
 
 POSTGRES_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -179,6 +180,7 @@ class Stack:
                 self.env = await WorkflowEnvironment.start_local(
                     dev_server_existing_path=str(services.VENV_BIN / "temporal"),
                     search_attributes=search_attributes.ALL,
+                    data_converter=data_converter(Settings(_env_file=None)),  # type: ignore[call-arg]
                     dev_server_extra_args=[
                         "--sqlite-pragma",
                         "journal_mode=wal",

@@ -163,7 +163,9 @@ def _alive(pid: int) -> bool:
 # --- Temporal -------------------------------------------------------------------------------------
 
 
-def temporal_argv(*, port: int, ui_port: int | None, db_file: Path, namespace: str) -> list[str]:
+def temporal_argv(
+    *, port: int, ui_port: int | None, db_file: Path, namespace: str, codec_endpoint: str | None = None
+) -> list[str]:
     argv = [
         str(VENV_BIN / "temporal"),
         "server",
@@ -186,6 +188,10 @@ def temporal_argv(*, port: int, ui_port: int | None, db_file: Path, namespace: s
         *search_attributes.cli_flags(),
     ]
     argv += ["--headless"] if ui_port is None else ["--ui-port", str(ui_port)]
+    if ui_port is not None and codec_endpoint:
+        # The UI sends each payload it shows to the API's codec server (api/routes/codec.py), which
+        # decodes only for a supervisor's or admin's token: everyone else sees ciphertext.
+        argv += ["--ui-codec-endpoint", codec_endpoint]
     return argv
 
 
@@ -194,7 +200,11 @@ def start_temporal(group: ProcessGroup, settings: Settings, ui_port: int = 8233)
     data = group.run_dir / "temporal"
     data.mkdir(parents=True, exist_ok=True)
     argv = temporal_argv(
-        port=int(port), ui_port=ui_port, db_file=data / "temporal.db", namespace=settings.temporal_namespace
+        port=int(port),
+        ui_port=ui_port,
+        db_file=data / "temporal.db",
+        namespace=settings.temporal_namespace,
+        codec_endpoint=settings.public_base_url.rstrip("/") + "/codec",
     )
     proc = group.start("temporal", argv)
     log = group.log_path("temporal")

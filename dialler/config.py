@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidatorFunctionWrapHan
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dialler.compliance.drama import is_drama_number
+from dialler.security.keys import DEVELOPMENT_KEY_B64, DEVELOPMENT_KEYS, parse_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -178,6 +179,17 @@ class Settings(BaseSettings):
     portal_api_key: SecretStr = SecretStr("dev-portal-key")
     metrics_token: SecretStr = SecretStr("dev-metrics-token")
 
+    # Personal data (dialler.security): AES-256-GCM keys for Temporal payloads and CDC personal fields.
+    # Comma-separated "key-id:base64-of-32-bytes"; the first encrypts, all decrypt (rotation: add the new
+    # key first, drop an old one only after Temporal's retention and the SQS queues have outlived it).
+    payload_keys: SecretStr = SecretStr(DEVELOPMENT_KEYS)
+    # Browser origins allowed to call the codec server (/codec/*): the Temporal UI's.
+    codec_cors_origins: list[str] = ["http://127.0.0.1:8233", "http://localhost:8233"]
+    # Retention (dialler.customers.retention, a daily Temporal Schedule): SMS bodies and free-text notes
+    # older than this are erased. Recordings are never erased before 12 months after the claim ends.
+    retention_sms_body_days: int = Field(default=730, ge=30)
+    retention_notes_days: int = Field(default=730, ge=30)
+
     @field_validator("publisher_server_id", "publisher_metrics_port", mode="before")
     @classmethod
     def _none_spelled_out(cls, value: object) -> object:
@@ -313,6 +325,16 @@ def _is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+    @model_validator(mode="after")
+    def _payload_keys_usable(self) -> Settings:
+        keys = parse_keys(self.payload_keys.get_secret_value())  # malformed keys fail at start-up
+        if self.environment == "production":
+            import base64
+
+            if any(key == base64.b64decode(DEVELOPMENT_KEY_B64) for _, key in keys):
+                raise ValueError("production needs real payload keys; DIALLER_PAYLOAD_KEYS holds the development key")
+        return self
 
 
 @lru_cache

@@ -36,6 +36,7 @@ from dialler.db.migrate import upgrade
 from dialler.db.models import Base
 from dialler.integrations.simulated import CallOutcome, CallPlan, CallScript, SimulatedTelephony
 from dialler.runtime import Stores
+from dialler.security.codec import data_converter
 from tests.support.clock import CLOCK_OFFSET_S
 from tests.support.replica import create_replica_database
 from workers.worker import build_worker
@@ -100,6 +101,9 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(services.VENV_BIN / "temporal"),
         search_attributes=search_attributes.ALL,
+        # The processes' data converter (payloads encrypted with the default settings' development key,
+        # the one every test's Settings holds).
+        data_converter=data_converter(Settings(_env_file=None)),  # type: ignore[call-arg]
         dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off"],
     )
     yield env

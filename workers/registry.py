@@ -30,9 +30,11 @@ from activities.inbound_sms import InboundSmsActivities
 from activities.queues import QueueActivities
 from activities.recordings import RecordingActivities
 from activities.reports import ReportActivities
+from activities.retention import RetentionActivities
 from activities.sms import SmsActivities
 from dialler.cdc.messages import IngestInput, ingest_workflow_id
 from dialler.config import Settings
+from dialler.customers.retention import RetentionInput
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.integrations.twilio import Telephony
 from dialler.queues.rebuild import RebuildInput
@@ -47,6 +49,7 @@ from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_depth import QueueDepthSampleWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
 from workflows.recording_retention import RecordingRetentionWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.sms import SendSmsWorkflow
 
 log = logging.getLogger("dialler.worker")
@@ -54,6 +57,7 @@ REBUILD_SCHEDULE_ID = "queue-rebuild"
 DEPTH_SCHEDULE_ID = "queue-depth-sample"
 DEPTH_SAMPLE_EVERY = timedelta(minutes=1)
 RETENTION_SCHEDULE_ID = "recording-retention"
+PURGE_SCHEDULE_ID = "retention-purge"
 
 
 def workflows() -> Sequence[type]:
@@ -67,6 +71,7 @@ def workflows() -> Sequence[type]:
         InboundSmsWorkflow,
         QueueDepthSampleWorkflow,
         RecordingRetentionWorkflow,
+        RetentionWorkflow,
     ]
 
 
@@ -81,6 +86,7 @@ def activities_for(
     inbound = InboundSmsActivities(stores)
     reports = ReportActivities(stores)
     recordings = RecordingActivities(stores)
+    retention = RetentionActivities(stores)
     return [
         queues.plan_rebuild,
         queues.stage_range,
@@ -113,6 +119,7 @@ def activities_for(
         inbound.replace_in_queues,
         reports.sample_queue_depth,
         recordings.purge_expired_recordings,
+        retention.purge_expired,
     ]
 
 
@@ -158,14 +165,28 @@ def retention_schedule(settings: Settings) -> Schedule:
     )
 
 
+def purge_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RetentionWorkflow.run,
+            RetentionInput(sms_body_days=settings.retention_sms_body_days, notes_days=settings.retention_notes_days),
+            id="retention-purge-scheduled",
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(days=1))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """Create the rebuild, queue-depth and recording-retention schedules, or bring existing ones to the
-    configured intervals. Idempotent."""
+    """Create the rebuild, queue-depth, recording-retention and retention-purge schedules, or bring
+    existing ones to the configured intervals and periods. Idempotent."""
     # The first rebuild and depth sample run now, so a new stack has its queues in seconds, not at the
-    # next slot; the retention purge waits for its interval.
+    # next slot; the purges wait for their interval.
     await _ensure_schedule(client, REBUILD_SCHEDULE_ID, rebuild_schedule(settings), trigger_now=True)
     await _ensure_schedule(client, DEPTH_SCHEDULE_ID, depth_schedule(settings), trigger_now=True)
     await _ensure_schedule(client, RETENTION_SCHEDULE_ID, retention_schedule(settings), trigger_now=False)
+    await _ensure_schedule(client, PURGE_SCHEDULE_ID, purge_schedule(settings), trigger_now=False)
 
 
 async def _ensure_schedule(client: Client, schedule_id: str, schedule: Schedule, *, trigger_now: bool) -> None:

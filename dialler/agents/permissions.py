@@ -51,9 +51,13 @@ class Permission(StrEnum):
     # The compliance desk: compliance officers and admins.
     REVIEWS_MANAGE = "reviews:manage"  # acknowledge, assign, resolve review items
     CUSTOMER_FLAGS_MANAGE = "customer_flags:manage"  # mark a customer vulnerable or clear it
+    # Decode Temporal payloads (the codec server behind the Temporal UI): personal data, audited.
+    PAYLOADS_DECODE = "payloads:decode"
 
     # Account management: admins only.
     AGENTS_ADMIN = "agents:admin"
+    # A customer's data rights: subject-access export and erasure (UK GDPR arts. 15, 17).
+    PERSONAL_DATA_ADMIN = "personal_data:admin"
 
 
 _AGENT: frozenset[Permission] = frozenset(
@@ -88,6 +92,7 @@ _SUPERVISOR: frozenset[Permission] = _AGENT | {
     Permission.REPORTS_READ,
     Permission.RECORDINGS_READ,
     Permission.REVIEWS_READ,
+    Permission.PAYLOADS_DECODE,
 }
 
 _COMPLIANCE: frozenset[Permission] = _SUPERVISOR | {
@@ -95,7 +100,7 @@ _COMPLIANCE: frozenset[Permission] = _SUPERVISOR | {
     Permission.CUSTOMER_FLAGS_MANAGE,
 }
 
-_ADMIN: frozenset[Permission] = _COMPLIANCE | {Permission.AGENTS_ADMIN}
+_ADMIN: frozenset[Permission] = _COMPLIANCE | {Permission.AGENTS_ADMIN, Permission.PERSONAL_DATA_ADMIN}
 
 ROLE_PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.AGENT: _AGENT,

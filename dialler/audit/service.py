@@ -39,6 +39,7 @@ class AuditAction(StrEnum):
     PRESENCE_CHANGED = "presence.changed"
     CUSTOMER_CONTEXT_READ = "customer.context_read"
     CUSTOMER_ACCESS_DENIED = "customer.access_denied"
+    PAYLOADS_DECODED = "temporal.payloads_decoded"
 
 
 @dataclass(frozen=True)

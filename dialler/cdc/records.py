@@ -1,4 +1,4 @@
-"""The DMS change-record format (``docs: cdc-event-format.md``): parsing, validation, ordering, and the
+"""The DMS change-record format (``docs/cdc-event-format.md``): parsing, validation, ordering, and the
 one function that builds a record, used by the local binlog publisher.
 
 Pure: no I/O, no clocks. An SQS message body holds one record (as DMS → Kinesis → Pipe delivers it)
@@ -320,6 +320,35 @@ def to_dms_record(
         record["before-image"] = {k: json_safe(v) for k, v in before.items()}
     record["metadata"] = metadata
     return record
+
+
+# What a published change event keeps of a row: its key, its version and the keys that say whose row it
+# is. Nothing else leaves the database: names, phone numbers, dates of birth, addresses and free text
+# would sit in SQS, the DLQ and the logs of every hop. The consumer reads the current row from the
+# replica anyway (dialler.cdc.apply), so values in the event were never needed.
+EVENT_COLUMNS: Mapping[str, tuple[str, ...]] = {
+    "users": ("id", "updated_at"),
+    "claims": ("id", "user_id", "updated_at"),
+    "claim_requirements": ("id", "claim_id", "updated_at"),
+}
+_BEFORE_COLUMNS: Mapping[str, tuple[str, ...]] = {"claims": ("id", "user_id"), "claim_requirements": ("id", "claim_id")}
+
+
+def without_values(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record from :func:`to_dms_record` as it is published: ``data`` with the key, version and owner
+    columns only; ``before-image`` with the owner key (a row moved to another customer re-places
+    both); ``metadata.changed-columns``: the names (never values) of the columns an update changed."""
+    table = record["metadata"]["table-name"]
+    keep = EVENT_COLUMNS.get(table, ("id",))
+    data = record["data"]
+    slim: dict[str, Any] = {"data": {k: data[k] for k in keep if k in data}}
+    before = record.get("before-image")
+    metadata = dict(record["metadata"])
+    if before is not None:
+        slim["before-image"] = {k: before[k] for k in _BEFORE_COLUMNS.get(table, ("id",)) if k in before}
+        metadata["changed-columns"] = sorted(k for k in data.keys() | before.keys() if data.get(k) != before.get(k))
+    slim["metadata"] = metadata
+    return slim
 
 
 def format_timestamp(moment: datetime) -> str:

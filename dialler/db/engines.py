@@ -11,10 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from dialler.config import Settings
 from dialler.errors import DEPENDENCY_ATTR, Dependency
 
+# Bound parameters are phone numbers, SMS bodies and notes: an error's text (which reaches logs, and
+# Temporal activity failures) and SQL logging show "[SQL parameters hidden ...]" instead of them.
+PRIVATE: dict[str, object] = {"hide_parameters": True}
+
 
 def create_postgres_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
     # No pre-ping: it costs a round trip per checkout; pool_recycle and retries handle stale connections.
-    options: dict[str, object] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
+    options: dict[str, object] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800, **PRIVATE}
     options.update(kwargs)
     return name_failures(create_async_engine(settings.postgres_url, **options), "postgres")
 
@@ -23,7 +27,7 @@ def create_replica_engine(settings: Settings, **kwargs: object) -> AsyncEngine:
     """The main app's replica. Read-only by construction: every connection is READ ONLY for its whole
     session (set once when it connects, not per transaction), so a stray write fails in the database,
     not just by convention."""
-    options: dict[str, object] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
+    options: dict[str, object] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800, **PRIVATE}
     options.update(kwargs)
     engine = name_failures(create_async_engine(settings.replica_url, **options), "replica")
 

@@ -33,6 +33,7 @@ from dialler.config import Settings
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
+from dialler.security.codec import data_converter
 from tests.support.live_api import eventually
 from workers.worker import build_worker
 from workflows.callback import CallbackWorkflow
@@ -299,7 +300,8 @@ async def test_worker_restart_while_timers_are_pending_fires_each_callback_exact
 async def test_a_callback_days_ahead_fires_with_time_skipping(stores: Stores, replica_url: str, telephony) -> None:  # type: ignore[no-untyped-def]
     [user_id] = await callable_customers(stores, replica_url)
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(services.VENV_BIN / "temporal-test-server")
+        test_server_existing_path=str(services.VENV_BIN / "temporal-test-server"),
+        data_converter=data_converter(stores.settings),
     )
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

@@ -30,7 +30,7 @@ from dialler.cdc.publisher.replica import (
     _mysql_reason,
     binlog_connection_settings,
 )
-from dialler.cdc.records import KNOWN_TABLES, Operation, to_dms_record
+from dialler.cdc.records import KNOWN_TABLES, Operation, to_dms_record, without_values
 from dialler.config import mask_url
 
 log = logging.getLogger("dialler.cdc.publisher")
@@ -259,6 +259,7 @@ class _BinlogReader(threading.Thread):
                 self._hand_over(end=None)
 
     def _encode(self, record: dict[str, Any]) -> str | None:
+        record = without_values(record)  # no personal data in SQS or the DLQ (records.EVENT_COLUMNS)
         encoded = json.dumps(record, separators=(",", ":"))  # ensure_ascii: len() == bytes
         limit = min(self._options.max_message_bytes, SQS_MAX_MESSAGE_BYTES) - 2
         if len(encoded) <= limit:

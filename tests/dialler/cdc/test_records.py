@@ -22,6 +22,7 @@ from dialler.cdc.records import (
     position_key,
     row_version,
     to_dms_record,
+    without_values,
 )
 
 
@@ -297,3 +298,24 @@ def test_json_safe_and_db_datetime_helpers() -> None:
     assert parse_db_datetime("2026-02-28T23:59:59") == datetime(2026, 2, 28, 23, 59, 59)
     with pytest.raises(ValueError, match="not a valid date-time"):
         parse_db_datetime("2026-02-30 00:00:00")
+
+
+def test_a_published_event_keeps_keys_versions_and_changed_column_names_only() -> None:
+    row = {"id": 42, "first_name": "Ada", "phone_number": "07700 900123", "date_of_birth": date(1980, 2, 29)}
+    full = to_dms_record(
+        schema="claims_app",
+        table="users",
+        operation="update",
+        data=row | {"postcode": "M1 1AA", "updated_at": datetime(2026, 11, 28, 10, 31, 7)},
+        before=row | {"postcode": "SW1A 1AA", "updated_at": datetime(2026, 11, 28, 10, 0, 0)},
+        committed_at=datetime(2026, 11, 28, 10, 31, 7, tzinfo=UTC),
+    )
+
+    sent = without_values(full)
+
+    body = json.dumps(sent)
+    assert [s for s in ("Ada", "07700", "1980-02-29", "M1 1AA", "SW1A") if s in body] == []
+    assert sent["data"] == {"id": 42, "updated_at": "2026-11-28 10:31:07"}
+    assert sent["metadata"]["changed-columns"] == ["postcode", "updated_at"]
+    [parsed] = parse_message_body(body)
+    assert (parsed.table, parsed.id, parsed.updated_at) == ("users", 42, datetime(2026, 11, 28, 10, 31, 7))

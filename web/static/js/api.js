@@ -1,7 +1,8 @@
 // The REST client of every screen: sign-in, silent token refresh, one error shape.
 //
 // Tokens live in memory and in sessionStorage (per tab, gone when the tab closes; never localStorage,
-// never a cookie). The access token is refreshed a minute before it expires; the server rotates the
+// never a cookie — except, for supervisors and admins, an HttpOnly copy of the access token scoped to
+// /codec, for the Temporal UI's codec requests). The access token is refreshed a minute before it expires; the server rotates the
 // refresh token on every use. A 401 gets one refresh and one retry; if that fails the tab goes back
 // to the sign-in page.
 //
@@ -27,6 +28,7 @@ export class ApiError extends Error {
 }
 
 let session = load();
+if (session && session.accessExp > Date.now()) shareWithCodec(session.access);
 let refreshing = null;
 let timer = null;
 const channel = "BroadcastChannel" in window ? new BroadcastChannel("rmc.auth") : null;
@@ -78,6 +80,26 @@ function store(tokens) {
   };
   sessionStorage.setItem(STORE, JSON.stringify(session));
   schedule();
+  shareWithCodec(session.access);
+}
+
+/** Supervisors and admins: the Temporal UI's codec requests carry this sign-in (an HttpOnly cookie
+ * for /codec only, renewed with each token; api/routes/codec.py), so that UI shows payloads decoded. */
+function shareWithCodec(access) {
+  let role = null;
+  try {
+    role = JSON.parse(atob(access.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).role;
+  } catch {
+    return;
+  }
+  if (role !== "supervisor" && role !== "admin") return;
+  // keepalive: the sign-in page moves on to the screen at once; the request must outlive it.
+  fetch("/codec/session", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${access}` },
+    cache: "no-store",
+    keepalive: true,
+  }).catch(() => {});
 }
 
 function forget() {
