@@ -330,6 +330,19 @@ def recording_credentials(settings: Settings) -> tuple[str, str]:
     return settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
 
 
+async def redact_message_body(settings: Settings, message_sid: str) -> bool:
+    """Blank a text's body at Twilio (``Body=""``, Twilio's redaction). False when Twilio no longer has
+    the message. Idempotent: redacting a redacted body changes nothing."""
+    client = twilio_client(settings)
+    try:
+        await asyncio.to_thread(lambda: client.messages(message_sid).update(body=""))
+        return True
+    except TwilioRestException as exc:
+        if exc.status == 404:
+            return False
+        raise _from_twilio("redact message", exc) from None
+
+
 async def delete_recording(settings: Settings, recording_sid: str) -> bool:
     """Delete a recording at Twilio. False when Twilio no longer has it (deleted before: a retry)."""
     client = twilio_client(settings)
