@@ -31,8 +31,7 @@ from dialler.logs import RedactingFilter
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.e2e.test_call_session import talk_then_hang_up
-from tests.e2e.test_sms import INBOUND, inbound, post_twilio
+from tests.support.journeys import talk_then_hang_up, text_in
 from tests.support.live_api import eventually
 from tests.support.publisher import options, running
 from workers.registry import ensure_cdc_ingest
@@ -254,7 +253,7 @@ async def test_a_whole_journey_leaves_no_personal_data_in_logs_histories_queues_
         return any(m.to == SECOND["e164"] for m in telephony.messages.values())
 
     await eventually(confirmed)
-    stop = await post_twilio(http, settings, INBOUND, inbound(settings, SECOND["e164"], "STOP"))
+    stop = await text_in(http, settings, SECOND["e164"], "STOP")
     assert stop.status_code == 200
 
     async def cancelled() -> bool:
