@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
-from dialler.config import TelephonyMode
-from dialler.integrations.twilio import delete_recording
+from dialler.integrations.twilio import delete_recording, records_at_twilio
 from dialler.recordings import service
 from dialler.recordings.messages import PurgeInput, PurgeResult
 from dialler.runtime import Stores
@@ -30,8 +29,7 @@ class RecordingActivities:
             retention_months=settings.recording_retention_months,
             limit=input.batch,
         )
-        # Simulated telephony with no Twilio API configured recorded nothing at Twilio.
-        at_twilio = settings.telephony_mode == TelephonyMode.TWILIO or settings.twilio_api_base_url is not None
+        at_twilio = records_at_twilio(settings)
         for recording in due:
             if at_twilio:
                 await delete_recording(settings, recording.sid)

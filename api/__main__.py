@@ -41,6 +41,11 @@ def main() -> int:
         port=settings.api_port,
         workers=settings.api_workers,
         log_level="warning",
+        # uvicorn's own dictConfig would give its loggers handlers without our RedactingFilter: with none,
+        # its lines reach the root handler configure_logging set up. No access log: a request line carries
+        # query strings (a number searched for) and magic-link paths; request counts are in the metrics.
+        log_config=None,
+        access_log=False,
         proxy_headers=False,  # forwarded headers: api/middleware.py, from trusted_proxies only
     )
     return 0

@@ -26,6 +26,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from activities.callbacks import CallbackActivities
 from activities.calls import CallActivities
 from activities.cdc import CdcActivities
+from activities.erasure import ErasureActivities
 from activities.inbound_sms import InboundSmsActivities
 from activities.queues import QueueActivities
 from activities.recordings import RecordingActivities
@@ -44,6 +45,7 @@ from dialler.runtime import Stores
 from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.cdc_ingest import CdcIngestWorkflow
+from workflows.erasure import ErasureWorkflow
 from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_depth import QueueDepthSampleWorkflow
@@ -72,6 +74,7 @@ def workflows() -> Sequence[type]:
         QueueDepthSampleWorkflow,
         RecordingRetentionWorkflow,
         RetentionWorkflow,
+        ErasureWorkflow,
     ]
 
 
@@ -87,6 +90,7 @@ def activities_for(
     reports = ReportActivities(stores)
     recordings = RecordingActivities(stores)
     retention = RetentionActivities(stores)
+    erasure = ErasureActivities(stores)
     return [
         queues.plan_rebuild,
         queues.stage_range,
@@ -120,6 +124,8 @@ def activities_for(
         reports.sample_queue_depth,
         recordings.purge_expired_recordings,
         retention.purge_expired,
+        erasure.erase_at_twilio,
+        erasure.erase_in_dialler,
     ]
 
 

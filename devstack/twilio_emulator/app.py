@@ -203,6 +203,23 @@ def build_app(emulator: Emulator) -> FastAPI:
         message = em.messages.get(sid)
         return _not_found(request) if message is None else JSONResponse(_message_json(em, message))
 
+    @app.post(base + "/Messages/{sid}.json")
+    async def update_message(account: str, sid: str, request: Request) -> Response:
+        # Twilio's one update of a sent message: ``Body=""`` redacts its body (kept are the sid, the
+        # numbers, the status and the dates). Any other body is refused.
+        params, early = await _intake(em, request, account)
+        if early:
+            return early
+        message = em.messages.get(sid)
+        if message is None:
+            return _not_found(request)
+        one = _one(params)
+        if one.get("Body", None) != "":
+            return _error(400, 21602, "Only an empty Body (redaction) may be set on an existing message.")
+        message.body = ""
+        message.date_updated = datetime.now(UTC)
+        return JSONResponse(_message_json(em, message))
+
     # --- Control API -------------------------------------------------------------------------------
 
     @app.get("/_emulator/health")

@@ -9,9 +9,10 @@ keeps, with the reason recorded, what the law requires it to keep:
   attempt limits and calling hours (Ofcom persistent-misuse policy, CONC/CMCOB contact rules);
 * opt-outs and do-not-call entries: suppression must outlive the customer's data, or they would be
   called again (PECR);
-* call recordings (held at Twilio, named by the sessions' call SIDs): CMCOB 2.3.6 keeps them for at
-  least 12 months after the claim ends; the report gives the date they become erasable (none while a
-  claim is still open), read from the replica.
+* call recordings (held at Twilio) inside their CMCOB 2.3.6 period (at least 12 months after the
+  claim ends, dialler.recordings.service's rule): the report gives the date each becomes erasable (none
+  while a claim is still open). Recordings past it are deleted at Twilio, and text bodies are redacted
+  there (activities/erasure.py, run by workflows/erasure.py before this module's part).
 
 The audit row says what was erased and what was kept and why, with counts and ids, never contents.
 """
@@ -20,12 +21,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import delete, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialler.audit.service import AuditContext, record_ctx
 from dialler.callbacks.models import Callback
@@ -35,7 +36,6 @@ from dialler.compliance.models import ComplianceDecision, DoNotCall, OptOut
 from dialler.customers.context import forget
 
 ERASED = "[erased]"
-RECORDING_RETENTION = timedelta(days=366)  # "at least 12 months" after the claim ends, leap years included
 CLOSED_CLAIM_STATUSES = ("won", "lost", "withdrawn", "closed")
 
 
@@ -111,18 +111,43 @@ class ErasureReport:
         return asdict(self)
 
 
-async def claims_end(replica: AsyncEngine, user_id: int) -> tuple[bool, datetime | None]:
-    """(any claim still open, when the last closed claim ended) from the replica."""
-    query = text("SELECT status, updated_at FROM claims WHERE user_id = :u AND deleted_at IS NULL")
-    async with replica.connect() as conn:
-        claims = (await conn.execute(query, {"u": user_id})).all()
-    open_ = any(status not in CLOSED_CLAIM_STATUSES for status, _ in claims)
-    ends = [at for status, at in claims if status in CLOSED_CLAIM_STATUSES]
-    return open_, max(ends) if ends else None
+@dataclass(frozen=True)
+class ErasureInput:
+    """Whose data, and who asked (for the audit row): ids only, never contents."""
+
+    user_id: int
+    actor_agent_id: int | None = None
+    client_ip: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class KeptRecording:
+    sid: str
+    erasable_from: str | None  # ISO date; None while a claim is open
+
+
+@dataclass(frozen=True)
+class TwilioErasure:
+    """What was erased at Twilio: text bodies redacted, recordings past their period deleted, and the
+    recordings kept with the date they become erasable."""
+
+    message_bodies: int = 0
+    recordings_deleted: int = 0
+    recordings_kept: list[KeptRecording] = field(default_factory=list)
+
+
+RECORDINGS_WHY = "CMCOB 2.3.6: call recordings kept at least 12 months after the claim ends"
 
 
 async def erase(
-    *, session: AsyncSession, replica: AsyncEngine, redis: Redis, redis_prefix: str, user_id: int, ctx: AuditContext
+    *,
+    session: AsyncSession,
+    redis: Redis,
+    redis_prefix: str,
+    user_id: int,
+    ctx: AuditContext,
+    at_twilio: TwilioErasure,
 ) -> ErasureReport:
     """Erase what may be erased, keep what must be kept (see the module), audit both; one transaction.
     Idempotent: erasing again erases nothing more and reports the same kept items."""
@@ -172,23 +197,18 @@ async def erase(
         if n := await count(model):
             report.kept.append({"what": what, "count": n, "why": why})
 
-    sids = (
-        await session.scalars(
-            select(CallSession.twilio_call_sid).where(
-                CallSession.user_id == user_id, CallSession.twilio_call_sid.is_not(None)
-            )
-        )
-    ).all()
-    if sids:
-        still_open, ended = await claims_end(replica, user_id)
-        erasable_from = None if still_open or ended is None else (ended + RECORDING_RETENTION).date().isoformat()
+    report.erased["twilio_message_bodies"] = at_twilio.message_bodies
+    report.erased["call_recordings"] = at_twilio.recordings_deleted
+    if kept := at_twilio.recordings_kept:
+        dates = [k.erasable_from for k in kept]
         report.kept.append(
             {
                 "what": "call_recordings",
-                "count": len(sids),
-                "call_sids": sorted(sids),
-                "why": "CMCOB 2.3.6: call recordings kept at least 12 months after the claim ends",
-                "erasable_from": erasable_from,
+                "count": len(kept),
+                "recordings": [asdict(k) for k in kept],
+                "why": RECORDINGS_WHY,
+                # all of them may go from the latest date; none has a date while a claim is open
+                "erasable_from": None if None in dates else max(d for d in dates if d is not None),
             }
         )
 

@@ -4,7 +4,7 @@ Run daily by the ``retention-purge`` Temporal Schedule (workers/registry.py → 
 ``purge``); each run leaves an audit row with its counts. Periods come from settings
 (``retention_sms_body_days``, ``retention_notes_days``). What is kept for the law (contact evidence,
 suppression) is never purged here; recordings live at Twilio and follow CMCOB 2.3.6 (never before 12
-months after the claim ends, see dialler.customers.personal_data).
+months after the claim ends, see dialler.recordings.service).
 """
 
 from __future__ import annotations

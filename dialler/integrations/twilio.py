@@ -28,7 +28,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from dialler.config import Settings
+from dialler.config import Settings, TelephonyMode
 from dialler.integrations.masking import mask_phone, mask_phones_in
 
 __all__ = [
@@ -328,6 +328,25 @@ def recording_credentials(settings: Settings) -> tuple[str, str]:
     if settings.twilio_api_key_sid:
         return settings.twilio_api_key_sid, settings.twilio_api_key_secret.get_secret_value()
     return settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
+
+
+def records_at_twilio(settings: Settings) -> bool:
+    """Whether texts and recordings live at Twilio (or its emulator): simulated telephony with no Twilio
+    API configured sent and recorded nothing there, so there is nothing to delete or redact."""
+    return settings.telephony_mode == TelephonyMode.TWILIO or settings.twilio_api_base_url is not None
+
+
+async def redact_message_body(settings: Settings, message_sid: str) -> bool:
+    """Blank a text's body at Twilio (``Body=""``, Twilio's redaction). False when Twilio no longer has
+    the message. Idempotent: redacting a redacted body changes nothing."""
+    client = twilio_client(settings)
+    try:
+        await asyncio.to_thread(lambda: client.messages(message_sid).update(body=""))
+        return True
+    except TwilioRestException as exc:
+        if exc.status == 404:
+            return False
+        raise _from_twilio("redact message", exc) from None
 
 
 async def delete_recording(settings: Settings, recording_sid: str) -> bool:

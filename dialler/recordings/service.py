@@ -176,25 +176,70 @@ async def expired(
         if not batch:
             break
         after = batch[-1].sid
-        ids = sorted({c for r in batch for c in r.claim_ids})
-        ends: dict[int, float | None] = {}
-        if ids:
-            async with replica.connect() as conn:
-                for c in (await conn.execute(_CLAIM_ENDS, {"ids": ids})).all():
-                    closed = c.deleted or c.status in CLOSED_CLAIM_STATUSES
-                    ends[int(c.id)] = float(c.ended) if closed and c.ended is not None else None
+        ends = await _claim_ends(replica, sorted({c for r in batch for c in r.claim_ids}))
         for r in batch:
             if _may_go(r.claim_ids, ends, cutoff):
                 found.append(Expired(r.sid, r.user_id))
     return found[:limit]
 
 
-def _may_go(claim_ids: Sequence[int], ends: Mapping[int, float | None], cutoff: float) -> bool:
+async def _claim_ends(replica: AsyncEngine, ids: Sequence[int]) -> dict[int, float | None]:
+    """When each claim ended (epoch seconds), None while it is open."""
+    ends: dict[int, float | None] = {}
+    if ids:
+        async with replica.connect() as conn:
+            for c in (await conn.execute(_CLAIM_ENDS, {"ids": list(ids)})).all():
+                closed = c.deleted or c.status in CLOSED_CLAIM_STATUSES
+                ends[int(c.id)] = float(c.ended) if closed and c.ended is not None else None
+    return ends
+
+
+def _last_end(claim_ids: Sequence[int], ends: Mapping[int, float | None]) -> float | None:
+    """The rule: a recording may go once every claim it belongs to has ended; None while any is open.
+    A claim missing from the replica (hard-deleted upstream) gives no end date: keep."""
     if not claim_ids:
-        return False
-    # A claim missing from the replica (hard-deleted upstream) gives no end date: keep.
+        return None
     last = [ends.get(c) for c in claim_ids]
-    return all(e is not None for e in last) and max(e for e in last if e is not None) <= cutoff
+    return None if any(e is None for e in last) else max(e for e in last if e is not None)
+
+
+def _may_go(claim_ids: Sequence[int], ends: Mapping[int, float | None], cutoff: float) -> bool:
+    last = _last_end(claim_ids, ends)
+    return last is not None and last <= cutoff
+
+
+@dataclass(frozen=True)
+class CustomerRecordings:
+    erasable: list[str]  # sids past their period
+    kept: list[tuple[str, datetime | None]]  # sid, when it becomes erasable (None: a claim is still open)
+
+
+async def of_customer(
+    *, postgres: AsyncEngine, replica: AsyncEngine, user_id: int, now: datetime, retention_months: int
+) -> CustomerRecordings:
+    """A customer's recordings not yet deleted, split by the retention rule (as :func:`expired`)."""
+    cutoff = months_before(now, retention_months).timestamp()
+    async with postgres.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(CallRecording.sid, CallRecording.claim_ids)
+                .where(CallRecording.user_id == user_id, CallRecording.deleted_at.is_(None))
+                .order_by(CallRecording.sid)
+            )
+        ).all()
+    ends = await _claim_ends(replica, sorted({c for r in rows for c in r.claim_ids}))
+    erasable: list[str] = []
+    kept: list[tuple[str, datetime | None]] = []
+    for r in rows:
+        if _may_go(r.claim_ids, ends, cutoff):
+            erasable.append(r.sid)
+        else:
+            last = _last_end(r.claim_ids, ends)
+            # months_before with a negative count: the same calendar arithmetic forwards.
+            kept.append(
+                (r.sid, None if last is None else months_before(datetime.fromtimestamp(last, UTC), -retention_months))
+            )
+    return CustomerRecordings(erasable, kept)
 
 
 async def mark_deleted(postgres: AsyncEngine, sid: str, *, at: datetime) -> None:

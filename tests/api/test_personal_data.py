@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.worker import Worker
 
 from dialler.agents.models import Role
 from dialler.audit.models import AuditEntry
@@ -20,6 +21,7 @@ from dialler.calls.models import CallOutcome, CallSession, ContactAttempt, Custo
 from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
 from dialler.compliance.models import OptOut
 from dialler.customers.context import cache_key
+from dialler.recordings.models import CallRecording
 from dialler.runtime import Stores
 from tests.support.api_agents import LoginAs
 
@@ -85,6 +87,18 @@ async def a_customer_with_history(stores: Stores, replica_writer: AsyncEngine) -
             )
         )
         session.add(OptOut(phone_e164=PHONE, user_id=USER, keyword="STOP"))
+        session.add(
+            CallRecording(
+                sid="RE" + "1" * 32,
+                call_sid="CA" + "1" * 32,
+                call_session_id=session_id,
+                user_id=USER,
+                claim_ids=[1],
+                status="completed",
+                created_at=now,
+                updated_at=now,
+            )
+        )
         await session.commit()
     async with replica_writer.begin() as conn:
         await conn.execute(
@@ -98,7 +112,12 @@ async def a_customer_with_history(stores: Stores, replica_writer: AsyncEngine) -
 
 
 async def test_subject_access_then_erasure_through_the_api(
-    client: httpx.AsyncClient, login_as: LoginAs, stores: Stores, replica_url: str, replica_writer: AsyncEngine
+    client: httpx.AsyncClient,
+    login_as: LoginAs,
+    stores: Stores,
+    replica_url: str,
+    replica_writer: AsyncEngine,
+    worker: Worker,
 ) -> None:
     await a_customer_with_history(stores, replica_writer)
     admin = await login_as(Role.ADMIN)
@@ -118,6 +137,7 @@ async def test_subject_access_then_erasure_through_the_api(
     erased = await client.post(f"{base}/erasure", headers=admin.headers)
     assert erased.status_code == 200, erased.text
     report = erased.json()
+    assert report["done"] and report["workflow_id"] == f"erasure-{USER}"  # an ErasureWorkflow did it
     assert report["erased"] == {
         "sms_message_bodies": 1,
         "call_notes": 1,
@@ -125,10 +145,13 @@ async def test_subject_access_then_erasure_through_the_api(
         "callback_reasons": 1,
         "magic_link_notes": 1,
         "unused_magic_links": 1,
+        "twilio_message_bodies": 0,  # simulated telephony: nothing was sent through Twilio
+        "call_recordings": 0,
     }
     kept = {k["what"]: k for k in report["kept"]}
     assert set(kept) == {"contact_attempts", "call_sessions", "opt_outs", "call_recordings"}
-    assert kept["call_recordings"]["erasable_from"] == "2027-03-02"  # 366 days after the claim was won
+    assert kept["call_recordings"]["erasable_from"] == "2027-03-01"  # 12 months after the claim was won
+    assert kept["call_recordings"]["recordings"] == [{"sid": "RE" + "1" * 32, "erasable_from": "2027-03-01"}]
     assert "CMCOB" in kept["call_recordings"]["why"]
 
     after = (await client.get(f"{base}/subject-access", headers=admin.headers)).json()

@@ -24,7 +24,7 @@ from twilio.rest import Client
 
 from devstack.twilio_emulator.client import EmulatorClient
 from dialler.config import Settings
-from dialler.integrations.twilio import twilio_client
+from dialler.integrations.twilio import redact_message_body, twilio_client
 from tests.support.twilio_api import BackgroundServer
 
 CUSTOMER = "+447700900123"
@@ -586,3 +586,18 @@ async def test_the_products_twilio_telephony_places_redirects_hangs_up_and_texts
     assert all(h.signed for h in statuses)
     assert sms.status == "queued"
     hooks.wait("/sms", lambda hits: [h.params["MessageStatus"] for h in hits] == ["sent", "delivered"])
+
+
+async def test_a_message_body_is_redacted_as_twilio_redacts_it(emulator: EmulatorClient, twilio: Client) -> None:
+    message = twilio.messages.create(to=CUSTOMER, from_=OUR_NUMBER, body="Hi Philippa, your claim pack is ready")
+    settings = Settings(_env_file=None, twilio_api_base_url=emulator.url)  # type: ignore[call-arg]
+
+    assert await redact_message_body(settings, message.sid)
+    assert await redact_message_body(settings, message.sid)  # again: idempotent
+
+    fetched = twilio.messages(message.sid).fetch()
+    assert fetched.body == "" and fetched.to == CUSTOMER
+    with pytest.raises(TwilioRestException) as refused:
+        twilio.messages(message.sid).update(body="something else")
+    assert refused.value.status == 400
+    assert not await redact_message_body(settings, "SM" + "0" * 32)  # Twilio no longer has it

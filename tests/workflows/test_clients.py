@@ -24,6 +24,7 @@ from tests.support.replica_customers import add_customer
 from workflows import (
     call_session_client,
     callback_client,
+    erasure_client,
     inbound_sms_client,
     magic_link_client,
     queue_rebuild_client,
@@ -31,6 +32,7 @@ from workflows import (
 )
 from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
+from workflows.erasure import ErasureWorkflow
 from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
@@ -50,6 +52,7 @@ def definition(cls: type) -> workflow._Definition:
         (queue_rebuild_client.WORKFLOW, QueueRebuildWorkflow),
         (call_session_client.WORKFLOW, CallSessionWorkflow),
         (inbound_sms_client.WORKFLOW, InboundSmsWorkflow),
+        (erasure_client.WORKFLOW, ErasureWorkflow),
     ],
 )
 def test_a_client_names_its_workflow_as_registered(client_name: str, cls: type) -> None:

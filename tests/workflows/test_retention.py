@@ -9,16 +9,21 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from devstack import services
 from dialler.audit.models import AuditEntry
 from dialler.callbacks.models import Callback
 from dialler.calls.models import CallOutcome, CallSession, CustomerNote
 from dialler.comms.models import SmsConversation, SmsMessage
 from dialler.customers.retention import RetentionInput
 from dialler.runtime import Stores
+from dialler.security.codec import data_converter
 from tests.support.live_api import eventually
 from workers.registry import PURGE_SCHEDULE_ID, ensure_schedules
+from workers.worker import build_worker
+from workflows.retention import RetentionWorkflow
 
 OLD_TEXT, NEW_TEXT = "Hi Philippa, old news", "Hi Philippa, fresh news"
 OLD_NOTE, NEW_NOTE = "call on 07700 900123 (old)", "call on 07700 900123 (new)"
@@ -114,3 +119,51 @@ async def test_the_daily_schedule_purges_what_is_past_its_period_and_records_the
         reasons = set((await session.scalars(select(Callback.reason))).all())
     assert bodies == {"[erased]", NEW_TEXT}
     assert outcome_notes == {None, NEW_NOTE} and notes == {NEW_NOTE} and reasons == {None}
+
+
+async def test_periods_are_measured_on_the_workflows_clock_with_time_skipping(stores: Stores, telephony) -> None:  # type: ignore[no-untyped-def]
+    # The time-skipping test server has no Schedules (the schedule itself is tested above on the dev
+    # server); what time skipping shows is the rule over time: a text written today is kept by today's
+    # run and erased by a run two years on, with nobody touching the data in between.
+    async with stores.sessions() as session:
+        conversation = SmsConversation(user_id=8, phone_e164="+447700900123")
+        session.add(conversation)
+        await session.flush()
+        session.add(
+            SmsMessage(
+                conversation_id=conversation.id,
+                direction="outbound",
+                body=NEW_TEXT,
+                status="sent",
+                created_at=datetime.now(UTC).replace(tzinfo=None),
+            )
+        )
+        await session.commit()
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(services.VENV_BIN / "temporal-test-server"),
+        data_converter=data_converter(stores.settings),
+    )
+    task_queue = "skip-" + stores.settings.temporal_task_queue
+    periods = RetentionInput(sms_body_days=730, notes_days=730)
+    try:
+        async with build_worker(env.client, stores, telephony, task_queue=task_queue):
+            today = await env.client.execute_workflow(
+                RetentionWorkflow.run, periods, id=f"purge-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+            )
+            await env.sleep(timedelta(days=731))
+            later = await env.client.execute_workflow(
+                RetentionWorkflow.run, periods, id=f"purge-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+            )
+    finally:
+        await env.shutdown()
+
+    assert today.sms_bodies == 0 and later.sms_bodies == 1
+    assert later.as_of - today.as_of >= timedelta(days=731)
+    async with stores.sessions() as session:
+        assert set((await session.scalars(select(SmsMessage.body))).all()) == {"[erased]"}
+        runs = (
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "retention.purged").order_by(AuditEntry.id)
+            )
+        ).all()
+    assert [r.details["sms_bodies"] for r in runs] == [0, 1]  # each run recorded
