@@ -29,6 +29,7 @@ from dialler.queues.engine import QueueEntry
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.journeys import in_state, talk_then_hang_up
 from tests.support.live_api import eventually, login
 from workers.worker import build_worker
 from workflows.call_session import CallSessionWorkflow
@@ -40,14 +41,6 @@ async def call_state(http: httpx.AsyncClient, headers: dict[str, str], session_i
     response = await http.get(f"/api/v1/calls/{session_id}", headers=headers)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-async def talk_then_hang_up(http: httpx.AsyncClient, headers: dict[str, str], session_id: str) -> None:
-    """Dial, see the (simulated) customer answer, hang up, and see the session in wrap-up."""
-    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
-    assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
 
 
 async def first_pending_requirement(replica_writer: AsyncEngine, user_id: int) -> int:
@@ -198,9 +191,9 @@ async def test_a_missed_call_is_texted_at_most_once_a_day(
         session_id = offered["session_id"]
         # A machine took the call: the voicemail outcome texts (only ever after a dial).
         assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
-        await eventually(lambda sid=session_id: _in_state(http, headers, sid, "in_progress"))
+        await eventually(lambda sid=session_id: in_state(http, headers, sid, "in_progress"))
         await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
-        await eventually(lambda sid=session_id: _in_state(http, headers, sid, "wrap_up"))
+        await eventually(lambda sid=session_id: in_state(http, headers, sid, "wrap_up"))
         response = await http.post(
             f"/api/v1/calls/{session_id}/outcome", json={"disposition": "voicemail"}, headers=headers
         )
@@ -244,10 +237,6 @@ async def _agent_available(http: httpx.AsyncClient, headers: dict[str, str]) -> 
     return (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "available"
 
 
-async def _in_state(http: httpx.AsyncClient, headers: dict[str, str], session_id: str, state: str) -> bool:
-    return (await call_state(http, headers, session_id))["state"] == state
-
-
 async def test_outcome_is_validated_per_disposition(
     http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str
 ) -> None:
@@ -255,12 +244,12 @@ async def test_outcome_is_validated_per_disposition(
     headers = await start_available(http, "priya@rmc.example")
     session_id = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()["session_id"]
     await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)
-    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+    await eventually(lambda: in_state(http, headers, session_id, "in_progress"))
 
     during = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
     assert during.status_code == 409 and "hang up" in during.json()["error"]["message"]
     await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
-    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+    await eventually(lambda: in_state(http, headers, session_id, "wrap_up"))
 
     no_time = await http.post(
         f"/api/v1/calls/{session_id}/outcome", json={"disposition": "callback_requested"}, headers=headers
@@ -428,14 +417,14 @@ async def test_supervisors_find_a_live_conversation_and_a_customers_sessions_wit
     session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
     workflow_id = call_workflow_id(user_id)
     assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+    await eventually(lambda: in_state(http, headers, session_id, "in_progress"))
 
     mine = f"TaskQueue = '{stores.settings.temporal_task_queue}'"  # this test's sessions only
     talking = await eventually(lambda: supervisor_lists(temporal_client, f"{mine} AND CallStatus = 'in_progress'"))
     assert [row["id"] for row in talking] == [workflow_id]
 
     assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+    await eventually(lambda: in_state(http, headers, session_id, "wrap_up"))
     response = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
     assert response.status_code == 200, response.text
     await temporal_client.get_workflow_handle(workflow_id).result()
@@ -473,7 +462,7 @@ async def test_worker_killed_mid_call_loses_nothing(
         offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
         session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
         await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)
-        await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+        await eventually(lambda: in_state(http, headers, session_id, "in_progress"))
     # The worker is gone. The agent's screen still shows the call (the session's view, not a query that
     # needs a worker), and the carrier's callbacks and the agent's clicks still land (as signals).
     shown = await call_state(http, headers, session_id)
@@ -484,7 +473,7 @@ async def test_worker_killed_mid_call_loses_nothing(
     await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
 
     async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
-        await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+        await eventually(lambda: in_state(http, headers, session_id, "wrap_up"))
         wrap_up = await call_state(http, headers, session_id)
         response = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
         assert response.status_code == 200

@@ -23,14 +23,10 @@ from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
-from tests.support.live_api import eventually, login
+from tests.support.journeys import talk_then_hang_up
+from tests.support.live_api import login
 
 pytestmark = pytest.mark.e2e
-
-
-async def _in_state(http: httpx.AsyncClient, headers: dict[str, str], session_id: str, state: str) -> bool:
-    response = await http.get(f"/api/v1/calls/{session_id}", headers=headers)
-    return bool(response.json()["state"] == state)
 
 
 async def call_with_outcome(
@@ -39,10 +35,7 @@ async def call_with_outcome(
     """Take the next call, talk, hang up and record ``disposition``; the session's id and customer."""
     offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
     session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
-    assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
-    assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+    await talk_then_hang_up(http, headers, session_id)
     response = await http.post(
         f"/api/v1/calls/{session_id}/outcome", json={"disposition": disposition, "notes": notes}, headers=headers
     )

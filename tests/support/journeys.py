@@ -1,6 +1,4 @@
-"""Steps of a journey over the live API for tests that drive several (tests/e2e/test_no_leaks.py).
-(tests/e2e/test_call_session.py and test_sms.py have their own copies of the first two; they can
-move here.)"""
+"""Steps of a journey over the live API, shared by the end-to-end tests."""
 
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ from tests.support.live_api import eventually
 INBOUND = "/api/v1/webhooks/twilio/sms-inbound"
 
 
-async def _in_state(http: httpx.AsyncClient, headers: dict[str, str], session_id: str, state: str) -> bool:
+async def in_state(http: httpx.AsyncClient, headers: dict[str, str], session_id: str, state: str) -> bool:
     response = await http.get(f"/api/v1/calls/{session_id}", headers=headers)
     return bool(response.status_code == 200 and response.json()["state"] == state)
 
@@ -23,9 +21,9 @@ async def _in_state(http: httpx.AsyncClient, headers: dict[str, str], session_id
 async def talk_then_hang_up(http: httpx.AsyncClient, headers: dict[str, str], session_id: str) -> None:
     """Dial, see the (simulated) customer answer, hang up, and see the session in wrap-up."""
     assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "in_progress"))
+    await eventually(lambda: in_state(http, headers, session_id, "in_progress"))
     assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202
-    await eventually(lambda: _in_state(http, headers, session_id, "wrap_up"))
+    await eventually(lambda: in_state(http, headers, session_id, "wrap_up"))
 
 
 async def text_in(http: httpx.AsyncClient, settings: Settings, phone: str, body: str) -> httpx.Response:
