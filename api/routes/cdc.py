@@ -82,7 +82,7 @@ async def prometheus(request: Request, stores: StoresDep) -> Response:
     """Prometheus exposition. Authenticated with the scrape key (``Authorization: Bearer <metrics_token>``),
     not an agent's token: scrapers are not people."""
     expected = f"Bearer {stores.settings.metrics_token.get_secret_value()}"
-    if not hmac.compare_digest(request.headers.get("Authorization", ""), expected):
+    if not hmac.compare_digest(request.headers.get("Authorization", "").encode("latin-1"), expected.encode()):
         raise Unauthorized("A valid metrics scrape key is required.")
     registry = CollectorRegistry()
     registry.register(metrics.RedisCdcCollector(stores.settings.redis_url, stores.settings.redis_prefix))  # type: ignore[arg-type]

@@ -49,7 +49,7 @@ async def get_health(request: Request, stores: StoresDep) -> JSONResponse:
     expected = f"Bearer {stores.settings.metrics_token.get_secret_value()}"
     shown = (
         body
-        if hmac.compare_digest(request.headers.get("Authorization", ""), expected)
+        if hmac.compare_digest(request.headers.get("Authorization", "").encode("latin-1"), expected.encode())
         else HealthRead(status=body.status)
     )
     return JSONResponse(shown.model_dump(exclude_unset=True), status_code=200 if body.status == "up" else 503)

@@ -28,7 +28,7 @@ class SubjectAccessRead(BaseModel):
 
 # The erasure usually finishes within this; if Twilio is slow the request answers 202 and the workflow
 # carries on (its result and the audit row say what was done).
-ERASURE_WAIT_S = 10.0
+ERASURE_WAIT_S = 5.0
 
 
 class ErasureRead(BaseModel):

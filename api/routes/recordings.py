@@ -108,7 +108,10 @@ async def stream_by_link(
 ) -> StreamingResponse:
     """The audio behind a play link (no bearer token: the link's signature and expiry are the
     authorisation). `Range` is passed through so that the player can seek."""
-    if expires < time.time() or not hmac.compare_digest(signature, _sign(settings, sid, agent, expires)):
+    # Bytes: a str with a non-ASCII character would make compare_digest raise (a 500) instead of refusing.
+    if expires < time.time() or not hmac.compare_digest(
+        signature.encode(), _sign(settings, sid, agent, expires).encode()
+    ):
         raise Forbidden("This play link is not valid or has expired.")
     await _playable(session, sid)
     return await _stream(settings, sid, request.headers.get("range"))

@@ -117,6 +117,7 @@ async def list_items(
     overdue_at: datetime | None = None,
     limit: int = 50,
     before_id: int | None = None,
+    item_id: int | None = None,
 ) -> list[ReviewView]:
     """Newest first, keyset-paged by id. ``overdue_at``: only complaints still without a final
     response whose deadline falls before that instant (the alert before it passes)."""
@@ -142,13 +143,15 @@ async def list_items(
         )
     if before_id is not None:
         query = query.where(ReviewItem.id < before_id)
+    if item_id is not None:
+        query = query.where(ReviewItem.id == item_id)
     rows = (await session.execute(query)).all()
     return [ReviewView(item, notes, disposition) for item, notes, disposition in rows]
 
 
 async def get_item(session: AsyncSession, item_id: int) -> ReviewView:
-    found = await list_items(session, before_id=item_id + 1, limit=1)
-    if not found or found[0].item.id != item_id:
+    found = await list_items(session, item_id=item_id, limit=1)
+    if not found:
         raise NotFound("No such review item.")
     return found[0]
 
