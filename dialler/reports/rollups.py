@@ -216,3 +216,14 @@ def by(items: list[Count], grain: str) -> dict[str, dict[str, int]]:
         if c.grain == grain:
             totals[c.key][c.measure] += c.n
     return totals
+
+
+@dataclass(frozen=True)
+class RollupInput:
+    now: datetime  # the workflow's start time: which days count as closed
+    back_days: int = 400  # how far back a day not rolled yet is still rolled (reports cover ≤ 366 days)
+
+
+@dataclass(frozen=True)
+class RollupResult:
+    days: int  # days rolled by this run
