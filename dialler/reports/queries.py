@@ -48,9 +48,10 @@ def rate(part: int, whole: int) -> float | None:
 OUTCOME = "outcome:"
 
 
-async def _counts(conn: AsyncConnection, period: Period, lo: datetime) -> list[rollups.Count]:
-    """The period's call counts (from ``lo``): rolled up for closed days, raw for the rest (rollups.py)."""
-    return await rollups.counts(conn, lo, period.end, day_lo=period.start, rolled=not period.offset)
+async def _counts(conn: AsyncConnection, period: Period, lo: datetime, grain: str) -> list[rollups.Count]:
+    """The period's call counts of one grain (from ``lo``): rolled up for closed days, raw for the rest
+    (rollups.py)."""
+    return await rollups.counts(conn, lo, period.end, grains=(grain,), day_lo=period.start, rolled=not period.offset)
 
 
 def _outcomes(measures: dict[str, int]) -> dict[str, int]:
@@ -121,7 +122,7 @@ async def agent_report(
         seconds[row.agent_id][(row.state, row.reason)] = float(row.seconds)
     calls: dict[int, int] = {}
     outcomes: dict[int, dict[str, int]] = defaultdict(dict)
-    per_agent = rollups.by(await _counts(conn, period, period.start), "agent")
+    per_agent = rollups.by(await _counts(conn, period, period.start, "agent"), "agent")
     for key, measures in per_agent.items():
         if agent_id is not None and int(key) != agent_id:
             continue
@@ -236,7 +237,7 @@ async def queue_report(
     conn: AsyncConnection, period: Period, *, conversion_days: int = DEFAULT_CONVERSION_DAYS
 ) -> QueueReport:
     params: dict[str, Any] = {"start": period.start, "end": period.end, "window": timedelta(days=conversion_days)}
-    found = rollups.by(await _counts(conn, period, period.start), "queue")
+    found = rollups.by(await _counts(conn, period, period.start, "queue"), "queue")
     attempts = {q: m["attempts"] for q, m in found.items() if m.get("attempts")}
     outcomes: dict[str, dict[str, int]] = defaultdict(dict)
     for q, measures in found.items():
@@ -329,7 +330,7 @@ async def compliance_report(conn: AsyncConnection, period: Period) -> Compliance
     params = {"from_at": period.start - window + timedelta(hours=1), "start": period.start, "end": period.end}
     # Per queue and hour, from 23 hours before the period (for the first hours' rolling window).
     hourly: dict[tuple[str, datetime], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for c in await _counts(conn, period, params["from_at"]):
+    for c in await _counts(conn, period, params["from_at"], "queue"):
         if c.grain == "queue" and c.measure in ("calls", "answered", "abandoned"):
             hourly[(c.key, c.bucket)][c.measure] += c.n
     counts = {k: (m["answered"], m["abandoned"]) for k, m in hourly.items()}
@@ -447,7 +448,7 @@ async def hourly_report(conn: AsyncConnection, period: Period) -> list[HourRow]:
     """Calls started and contacts made in each hour of the period (every hour listed, zeros included)."""
     calls: dict[datetime, int] = defaultdict(int)
     contacts: dict[datetime, int] = defaultdict(int)
-    for c in await _counts(conn, period, period.start):
+    for c in await _counts(conn, period, period.start, "queue"):
         if c.grain != "queue":
             continue
         if c.measure == "calls":

@@ -94,10 +94,14 @@ _RAW = text(
       FROM ({_COUNTS}) c WHERE n > 0
     """
 )
+# The agent grain is summed here (its reports want period totals, not one row per agent-day-measure).
 _ROLLED = text(
     """
-    SELECT grain, key, bucket, measure, n FROM report_counts
-     WHERE bucket >= :lo AND bucket < :hi AND (grain = 'queue' OR bucket >= :day_lo)
+    SELECT grain, key, CASE WHEN grain = 'agent' THEN CAST(:day_lo AS timestamptz) ELSE bucket END AS bucket,
+           measure, sum(n) AS n
+      FROM report_counts
+     WHERE bucket >= :lo AND bucket < :hi AND grain = ANY(:grains) AND (grain = 'queue' OR bucket >= :day_lo)
+     GROUP BY 1, 2, 3, 4
     """
 )
 
@@ -106,7 +110,7 @@ _ROLLED = text(
 class Count:
     grain: str  # queue | agent
     key: str  # the queue's name, or the agent's id
-    bucket: datetime  # UTC start of the hour (queue grain) or of the UK day (agent grain)
+    bucket: datetime  # UTC start of the hour (queue grain); of the UK day, or of the rolled days together (agent)
     measure: str
     n: int
 
@@ -188,7 +192,13 @@ async def _covered_until(conn: AsyncConnection, lo: datetime, hi: datetime) -> d
 
 
 async def counts(
-    conn: AsyncConnection, lo: datetime, hi: datetime, *, day_lo: datetime | None = None, rolled: bool = True
+    conn: AsyncConnection,
+    lo: datetime,
+    hi: datetime,
+    *,
+    grains: tuple[str, ...] = ("queue", "agent"),
+    day_lo: datetime | None = None,
+    rolled: bool = True,
 ) -> list[Count]:
     """Every count with its bucket in ``[lo, hi)``: from the rollup for the rolled days at the start of
     the range, from the raw rows (by the same definition) for the rest. ``day_lo`` (a UK midnight, by
@@ -198,13 +208,13 @@ async def counts(
     # A demo stack's shifted business days are not the real UK days the rollup is kept by: raw rows only.
     cut = await _covered_until(conn, lo, hi) if rolled else lo
     out: list[Count] = []
-    params: dict[str, Any] = {"lo": lo, "hi": cut, "day_lo": day_lo}
+    params: dict[str, Any] = {"lo": lo, "hi": cut, "day_lo": day_lo, "grains": list(grains)}
     if cut > lo:
         out += [Count(r.grain, r.key, _utc(r.bucket), r.measure, int(r.n)) for r in await conn.execute(_ROLLED, params)]
     if hi > cut:
         for r in await conn.execute(_RAW, {"lo": cut, "hi": hi}):
             bucket = _utc(r.bucket)
-            if r.grain == "queue" or bucket >= day_lo:
+            if r.grain in grains and (r.grain == "queue" or bucket >= day_lo):
                 out.append(Count(r.grain, r.key, bucket, r.measure, int(r.n)))
     return out
 
