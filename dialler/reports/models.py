@@ -62,7 +62,7 @@ class ReportCount(Base):
     grain: Mapped[str] = mapped_column(String(8), primary_key=True)  # queue | agent
     key: Mapped[str] = mapped_column(String(32), primary_key=True)  # queue name | agent id
     bucket: Mapped[datetime] = mapped_column(primary_key=True)  # start of the hour | of the UK day
-    measure: Mapped[str] = mapped_column(String(48), primary_key=True)
+    measure: Mapped[str] = mapped_column(String(100), primary_key=True)
     n: Mapped[int]
 
 

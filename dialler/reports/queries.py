@@ -81,54 +81,31 @@ class AgentRow(BaseModel):
     outcomes: dict[str, int]
 
 
-# Stints overlapping the period: the last one begun at or before the start, every one begun inside,
-# each ending where the agent's next one starts (or now). Clipped to [start, min(end, now)).
-_STINTS = text(
-    """
-    WITH firsts AS (
-        SELECT a.id AS agent_id,
-               (SELECT max(p.started_at) FROM agent_presence_events p
-                 WHERE p.agent_id = a.id AND p.started_at <= :start) AS from_at
-          FROM agents a WHERE (CAST(:agent_id AS bigint) IS NULL OR a.id = :agent_id)
-    ), rows AS (
-        SELECT e.id, e.agent_id, e.state, e.reason, e.started_at
-          FROM agent_presence_events e JOIN firsts f ON f.agent_id = e.agent_id
-         WHERE e.started_at >= coalesce(f.from_at, :start) AND e.started_at < :end
-    ), stints AS (
-        SELECT r.agent_id, r.state, r.reason, r.started_at,
-               coalesce(lead(r.started_at) OVER (PARTITION BY r.agent_id ORDER BY r.started_at, r.id),
-                        (SELECT min(n.started_at) FROM agent_presence_events n
-                          WHERE n.agent_id = r.agent_id AND n.started_at >= :end),
-                        :now) AS ended_at
-          FROM rows r
-    )
-    SELECT agent_id, state, coalesce(reason, '') AS reason,
-           sum(extract(epoch FROM least(ended_at, :end, :now) - greatest(started_at, :start))) AS seconds
-      FROM stints
-     WHERE least(ended_at, :end, :now) > greatest(started_at, :start)
-     GROUP BY agent_id, state, coalesce(reason, '')
-    """
-)
-
-
 async def agent_report(
     conn: AsyncConnection, period: Period, *, now: datetime, agent_id: int | None = None
 ) -> list[AgentRow]:
     """Per agent: time in each state, calls, contacts, calls per hour and outcomes. Agents with no
     presence, call or outcome in the period are left out."""
-    params: dict[str, Any] = {"start": period.start, "end": period.end, "now": now, "agent_id": agent_id}
-    seconds: dict[int, dict[tuple[str, str], float]] = defaultdict(dict)
-    for row in await conn.execute(_STINTS, params):
-        seconds[row.agent_id][(row.state, row.reason)] = float(row.seconds)
+    # Rolled days from the rollup (time in state included), the rest from the raw rows.
+    cut = await rollups.covered_until(conn, period.start, period.end) if not period.offset else period.start
+    seconds: dict[int, dict[tuple[str, str], float]] = defaultdict(lambda: defaultdict(float))
+    if cut < period.end:
+        params: dict[str, Any] = {"start": cut, "end": period.end, "now": now, "agent_id": agent_id}
+        for row in await conn.execute(rollups.STINTS, params):
+            seconds[row.agent_id][(row.state, row.reason)] += float(row.seconds)
     calls: dict[int, int] = {}
     outcomes: dict[int, dict[str, int]] = defaultdict(dict)
-    per_agent = rollups.by(await _counts(conn, period, period.start, "agent"), "agent")
-    for key, measures in per_agent.items():
+    counted = await rollups.counts(conn, period.start, period.end, grains=("agent",), cut=cut)
+    for key, measures in rollups.by(counted, "agent").items():
         if agent_id is not None and int(key) != agent_id:
             continue
         if measures.get("calls"):
             calls[int(key)] = measures["calls"]
         outcomes[int(key)] |= _outcomes(measures)
+        for measure, us in measures.items():
+            if measure.startswith(rollups.PRESENCE):
+                state, _, reason = measure.removeprefix(rollups.PRESENCE).partition(":")
+                seconds[int(key)][(state, reason)] += us / 1e6
     ids = sorted(set(seconds) | set(calls) | set(outcomes))
     names = {}
     if ids:

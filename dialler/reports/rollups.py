@@ -10,7 +10,8 @@ Two grains, so neither multiplies the other (an agent × queue × hour × outcom
 many rows as the calls themselves):
 
 * ``grain = 'queue'``: per queue and UTC hour (hourly charts, the rolling 24 h abandoned rate);
-* ``grain = 'agent'``: per agent and UK day (a period is whole UK days).
+* ``grain = 'agent'``: per agent and UK day (a period is whole UK days), including the time in each
+  presence state (``STINTS``, measure ``us:<state>:<reason>`` in microseconds).
 
 Measures (``measure``): ``calls`` (sessions started), ``answered`` and ``abandoned`` (as in the
 compliance report), ``attempts`` (by attempt time), ``outcome:<disposition>`` (by the time recorded).
@@ -75,6 +76,46 @@ _COUNTS = """
      GROUP BY 1, 2, 3, 4
 """
 
+# Stints overlapping the period: the last one begun at or before the start, every one begun inside,
+# each ending where the agent's next one starts (or now). Clipped to [start, min(end, now)).
+STINTS = text(
+    """
+    WITH firsts AS (
+        SELECT a.id AS agent_id,
+               (SELECT max(p.started_at) FROM agent_presence_events p
+                 WHERE p.agent_id = a.id AND p.started_at <= :start) AS from_at
+          FROM agents a WHERE (CAST(:agent_id AS bigint) IS NULL OR a.id = :agent_id)
+    ), rows AS (
+        SELECT e.id, e.agent_id, e.state, e.reason, e.started_at
+          FROM agent_presence_events e JOIN firsts f ON f.agent_id = e.agent_id
+         WHERE e.started_at >= coalesce(f.from_at, :start) AND e.started_at < :end
+    ), stints AS (
+        SELECT r.agent_id, r.state, r.reason, r.started_at,
+               coalesce(lead(r.started_at) OVER (PARTITION BY r.agent_id ORDER BY r.started_at, r.id),
+                        (SELECT min(n.started_at) FROM agent_presence_events n
+                          WHERE n.agent_id = r.agent_id AND n.started_at >= :end),
+                        :now) AS ended_at
+          FROM rows r
+    )
+    SELECT agent_id, state, coalesce(reason, '') AS reason,
+           sum(extract(epoch FROM least(ended_at, :end, :now) - greatest(started_at, :start))) AS seconds
+      FROM stints
+     WHERE least(ended_at, :end, :now) > greatest(started_at, :start)
+     GROUP BY agent_id, state, coalesce(reason, '')
+    """
+)
+
+# Time in state per agent and state (and reason), in microseconds: a stint clipped at the day's
+# midnights, so the days of a period add up to the period's own clipping exactly.
+PRESENCE = "us:"
+_ROLL_PRESENCE = text(
+    f"""
+    INSERT INTO report_counts (grain, key, bucket, measure, n)
+    SELECT 'agent', agent_id::text, :start, '{PRESENCE}' || state || ':' || reason, round(seconds * 1000000)
+      FROM ({STINTS.text}) s WHERE seconds > 0
+    """
+)
+
 # The agent grain's bucket is a local (naive) UK midnight; stored and compared as that day's instant.
 _ROLL = text(
     f"""
@@ -133,6 +174,8 @@ async def roll_day(conn: AsyncConnection, day: date, *, at: datetime) -> None:
     lo, hi = day_start(day), day_start(day + timedelta(days=1))
     await conn.execute(text("DELETE FROM report_counts WHERE bucket >= :lo AND bucket < :hi"), {"lo": lo, "hi": hi})
     await conn.execute(_ROLL, {"lo": lo, "hi": hi})
+    # ``now`` is past the day's end for a closed day: an agent's open stint is clipped at midnight.
+    await conn.execute(_ROLL_PRESENCE, {"start": lo, "end": hi, "now": max(at, hi), "agent_id": None})
     await conn.execute(
         text(
             "INSERT INTO report_rolled_days (day, rolled_at) VALUES (:day, :at)"
@@ -175,7 +218,7 @@ async def reroll_if_rolled(conn: AsyncConnection, instants: list[datetime], *, a
             await roll_day(conn, day, at=at)
 
 
-async def _covered_until(conn: AsyncConnection, lo: datetime, hi: datetime) -> datetime:
+async def covered_until(conn: AsyncConnection, lo: datetime, hi: datetime) -> datetime:
     """The end of the run of rolled days that starts with ``lo``'s day (``lo`` itself if that day is
     not rolled), capped at ``hi``."""
     first, last = uk_day(lo), uk_day(hi)
@@ -199,6 +242,7 @@ async def counts(
     grains: tuple[str, ...] = ("queue", "agent"),
     day_lo: datetime | None = None,
     rolled: bool = True,
+    cut: datetime | None = None,
 ) -> list[Count]:
     """Every count with its bucket in ``[lo, hi)``: from the rollup for the rolled days at the start of
     the range, from the raw rows (by the same definition) for the rest. ``day_lo`` (a UK midnight, by
@@ -206,7 +250,8 @@ async def counts(
     the queue grain only there."""
     day_lo = lo if day_lo is None else day_lo
     # A demo stack's shifted business days are not the real UK days the rollup is kept by: raw rows only.
-    cut = await _covered_until(conn, lo, hi) if rolled else lo
+    if cut is None:
+        cut = await covered_until(conn, lo, hi) if rolled else lo
     out: list[Count] = []
     params: dict[str, Any] = {"lo": lo, "hi": cut, "day_lo": day_lo, "grains": list(grains)}
     if cut > lo:

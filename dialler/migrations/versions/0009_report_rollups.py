@@ -21,7 +21,7 @@ def upgrade() -> None:
         sa.Column("grain", sa.String(length=8), nullable=False),
         sa.Column("key", sa.String(length=32), nullable=False),
         sa.Column("bucket", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("measure", sa.String(length=48), nullable=False),
+        sa.Column("measure", sa.String(length=100), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("grain", "key", "bucket", "measure", name=op.f("pk_report_counts")),
     )
