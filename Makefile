@@ -8,7 +8,7 @@ INSTALL_LOG := .run/install.log
 # $(call step,what,command): run command quietly, logging its output; print one line.
 step = { mkdir -p .run && printf '%s\n' "$(1)..." && { ( $(2) ) >>$(INSTALL_LOG) 2>&1 || { echo "$(1) failed: see $(INSTALL_LOG)" >&2; exit 1; }; }; }
 
-.PHONY: run demo test lint fmt fuzz bench down clean deps system-deps bytecode lock
+.PHONY: run demo test lint fmt fuzz bench bench-reports down clean deps system-deps bytecode lock
 
 # Installs are reproducible: the exact versions (and hashes) of requirements-dev.lock, then our own
 # package without resolving anything again. `make lock` after changing pyproject.toml's dependencies.
@@ -58,6 +58,11 @@ test: deps system-deps bytecode
 # Property-based fuzzing of every operation in the OpenAPI spec as agent, supervisor and admin: no 5xx.
 fuzz: deps system-deps
 	$(BIN)/pytest -q tests/api/test_schemathesis.py
+
+# The reports on 90 days of a 200-agent floor (about 2 million calls) in a bench database of its own:
+# p95 per report and period, and the 90-day CSVs (docs/PERFORMANCE.md). BENCH_ARGS="--scale 0.25" for less.
+bench-reports: deps
+	$(BIN)/python bench/reports.py $(BENCH_ARGS)
 
 lint: deps
 	$(BIN)/ruff format --check .

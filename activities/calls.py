@@ -45,6 +45,7 @@ from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES
 from dialler.queues.engine import StaleLease
 from dialler.queues.phones import normalise_phone
 from dialler.queues.runtime import queue_engine
+from dialler.reports import rollups
 from dialler.runtime import Stores
 
 _FIRST_PENDING = text(
@@ -269,6 +270,11 @@ class CallActivities:
                 .where(CallSession.id == session_id, CallSession.closed_at.is_(None))
                 .values(status="closed", closed_at=input.finished_at, updated_at=datetime.now(UTC))
             )
+            # A call ending after its day was rolled up (begun before midnight, or finished late) rolls
+            # that day again, in this transaction: the reports' rollups keep agreeing with the raw rows.
+            started = await conn.scalar(select(CallSession.started_at).where(CallSession.id == session_id))
+            touched = [input.finished_at, attempted_at] + ([started] if started else [])
+            await rollups.reroll_if_rolled(conn, touched, at=attempted_at)
         await update_view(
             self.stores.redis, self.stores.settings, input.session_id, state="closed", disposition=input.disposition
         )

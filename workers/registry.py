@@ -51,6 +51,7 @@ from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_depth import QueueDepthSampleWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
 from workflows.recording_retention import RecordingRetentionWorkflow
+from workflows.report_rollup import ReportRollupWorkflow
 from workflows.retention import RetentionWorkflow
 from workflows.sms import SendSmsWorkflow
 
@@ -60,6 +61,8 @@ DEPTH_SCHEDULE_ID = "queue-depth-sample"
 DEPTH_SAMPLE_EVERY = timedelta(minutes=1)
 RETENTION_SCHEDULE_ID = "recording-retention"
 PURGE_SCHEDULE_ID = "retention-purge"
+ROLLUP_SCHEDULE_ID = "report-rollup"
+ROLLUP_EVERY = timedelta(hours=1)
 
 
 def workflows() -> Sequence[type]:
@@ -75,6 +78,7 @@ def workflows() -> Sequence[type]:
         RecordingRetentionWorkflow,
         RetentionWorkflow,
         ErasureWorkflow,
+        ReportRollupWorkflow,
     ]
 
 
@@ -122,6 +126,7 @@ def activities_for(
         inbound.leave_queues,
         inbound.replace_in_queues,
         reports.sample_queue_depth,
+        reports.roll_report_days,
         recordings.purge_expired_recordings,
         retention.purge_expired,
         erasure.erase_at_twilio,
@@ -156,6 +161,19 @@ def depth_schedule(settings: Settings) -> Schedule:
     )
 
 
+def rollup_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReportRollupWorkflow.run,
+            id="report-rollup-scheduled",
+            task_queue=settings.temporal_task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=ROLLUP_EVERY)]),
+        # A long first run (a year of history) is not joined by a second one.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
 def retention_schedule(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
@@ -185,12 +203,14 @@ def purge_schedule(settings: Settings) -> Schedule:
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """Create the rebuild, queue-depth, recording-retention and retention-purge schedules, or bring
+    """Create the rebuild, queue-depth, report-rollup, recording-retention and retention-purge schedules, or bring
     existing ones to the configured intervals and periods. Idempotent."""
     # The first rebuild and depth sample run now, so a new stack has its queues in seconds, not at the
     # next slot; the purges wait for their interval.
     await _ensure_schedule(client, REBUILD_SCHEDULE_ID, rebuild_schedule(settings), trigger_now=True)
     await _ensure_schedule(client, DEPTH_SCHEDULE_ID, depth_schedule(settings), trigger_now=True)
+    # The rollup runs now too: on an existing database its closed days are rolled at once.
+    await _ensure_schedule(client, ROLLUP_SCHEDULE_ID, rollup_schedule(settings), trigger_now=True)
     await _ensure_schedule(client, RETENTION_SCHEDULE_ID, retention_schedule(settings), trigger_now=False)
     await _ensure_schedule(client, PURGE_SCHEDULE_ID, purge_schedule(settings), trigger_now=False)
 

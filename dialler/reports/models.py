@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -51,3 +51,25 @@ REPORT_INDEXES = (
     Index("ix_sms_messages_created_at", SmsMessage.created_at),
     Index("ix_magic_links_created_at", MagicLink.created_at),
 )
+
+
+class ReportCount(Base):
+    """A rolled-up count (dialler/reports/rollups.py): per queue and UTC hour, or per agent and UK day."""
+
+    __tablename__ = "report_counts"
+    __table_args__ = (Index("ix_report_counts_bucket", "bucket"),)
+
+    grain: Mapped[str] = mapped_column(String(8), primary_key=True)  # queue | agent
+    key: Mapped[str] = mapped_column(String(32), primary_key=True)  # queue name | agent id
+    bucket: Mapped[datetime] = mapped_column(primary_key=True)  # start of the hour | of the UK day
+    measure: Mapped[str] = mapped_column(String(100), primary_key=True)
+    n: Mapped[int]
+
+
+class ReportRolledDay(Base):
+    """A UK day whose counts are in ``report_counts`` (reports read the raw rows for any other day)."""
+
+    __tablename__ = "report_rolled_days"
+
+    day: Mapped[date] = mapped_column(primary_key=True)
+    rolled_at: Mapped[datetime]

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.queues.keys import QUEUES
+from dialler.reports import rollups
 from dialler.reports.periods import Period
 
 OFCOM_CEILING = 0.03
@@ -42,6 +43,19 @@ def reached(code: str) -> bool:
 
 def rate(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+OUTCOME = "outcome:"
+
+
+async def _counts(conn: AsyncConnection, period: Period, lo: datetime, grain: str) -> list[rollups.Count]:
+    """The period's call counts of one grain (from ``lo``): rolled up for closed days, raw for the rest
+    (rollups.py)."""
+    return await rollups.counts(conn, lo, period.end, grains=(grain,), day_lo=period.start, rolled=not period.offset)
+
+
+def _outcomes(measures: dict[str, int]) -> dict[str, int]:
+    return {m.removeprefix(OUTCOME): n for m, n in measures.items() if m.startswith(OUTCOME) and n}
 
 
 def _utc(at: datetime) -> datetime:
@@ -67,67 +81,31 @@ class AgentRow(BaseModel):
     outcomes: dict[str, int]
 
 
-# Stints overlapping the period: the last one begun at or before the start, every one begun inside,
-# each ending where the agent's next one starts (or now). Clipped to [start, min(end, now)).
-_STINTS = text(
-    """
-    WITH firsts AS (
-        SELECT a.id AS agent_id,
-               (SELECT max(p.started_at) FROM agent_presence_events p
-                 WHERE p.agent_id = a.id AND p.started_at <= :start) AS from_at
-          FROM agents a WHERE (CAST(:agent_id AS bigint) IS NULL OR a.id = :agent_id)
-    ), rows AS (
-        SELECT e.id, e.agent_id, e.state, e.reason, e.started_at
-          FROM agent_presence_events e JOIN firsts f ON f.agent_id = e.agent_id
-         WHERE e.started_at >= coalesce(f.from_at, :start) AND e.started_at < :end
-    ), stints AS (
-        SELECT r.agent_id, r.state, r.reason, r.started_at,
-               coalesce(lead(r.started_at) OVER (PARTITION BY r.agent_id ORDER BY r.started_at, r.id),
-                        (SELECT min(n.started_at) FROM agent_presence_events n
-                          WHERE n.agent_id = r.agent_id AND n.started_at >= :end),
-                        :now) AS ended_at
-          FROM rows r
-    )
-    SELECT agent_id, state, coalesce(reason, '') AS reason,
-           sum(extract(epoch FROM least(ended_at, :end, :now) - greatest(started_at, :start))) AS seconds
-      FROM stints
-     WHERE least(ended_at, :end, :now) > greatest(started_at, :start)
-     GROUP BY agent_id, state, coalesce(reason, '')
-    """
-)
-
-_AGENT_CALLS = text(
-    """
-    SELECT agent_id, count(*) AS calls FROM call_sessions
-     WHERE started_at >= :start AND started_at < :end AND agent_id IS NOT NULL
-       AND (CAST(:agent_id AS bigint) IS NULL OR agent_id = :agent_id)
-     GROUP BY agent_id
-    """
-)
-
-_AGENT_OUTCOMES = text(
-    """
-    SELECT agent_id, disposition, count(*) AS n FROM call_outcomes
-     WHERE recorded_at >= :start AND recorded_at < :end AND agent_id IS NOT NULL
-       AND (CAST(:agent_id AS bigint) IS NULL OR agent_id = :agent_id)
-     GROUP BY agent_id, disposition
-    """
-)
-
-
 async def agent_report(
     conn: AsyncConnection, period: Period, *, now: datetime, agent_id: int | None = None
 ) -> list[AgentRow]:
     """Per agent: time in each state, calls, contacts, calls per hour and outcomes. Agents with no
     presence, call or outcome in the period are left out."""
-    params: dict[str, Any] = {"start": period.start, "end": period.end, "now": now, "agent_id": agent_id}
-    seconds: dict[int, dict[tuple[str, str], float]] = defaultdict(dict)
-    for row in await conn.execute(_STINTS, params):
-        seconds[row.agent_id][(row.state, row.reason)] = float(row.seconds)
-    calls = {row.agent_id: int(row.calls) for row in await conn.execute(_AGENT_CALLS, params)}
+    # Rolled days from the rollup (time in state included), the rest from the raw rows.
+    cut = await rollups.covered_until(conn, period.start, period.end) if not period.offset else period.start
+    seconds: dict[int, dict[tuple[str, str], float]] = defaultdict(lambda: defaultdict(float))
+    if cut < period.end:
+        params: dict[str, Any] = {"start": cut, "end": period.end, "now": now, "agent_id": agent_id}
+        for row in await conn.execute(rollups.STINTS, params):
+            seconds[row.agent_id][(row.state, row.reason)] += float(row.seconds)
+    calls: dict[int, int] = {}
     outcomes: dict[int, dict[str, int]] = defaultdict(dict)
-    for row in await conn.execute(_AGENT_OUTCOMES, params):
-        outcomes[row.agent_id][row.disposition] = int(row.n)
+    counted = await rollups.counts(conn, period.start, period.end, grains=("agent",), cut=cut)
+    for key, measures in rollups.by(counted, "agent").items():
+        if agent_id is not None and int(key) != agent_id:
+            continue
+        if measures.get("calls"):
+            calls[int(key)] = measures["calls"]
+        outcomes[int(key)] |= _outcomes(measures)
+        for measure, us in measures.items():
+            if measure.startswith(rollups.PRESENCE):
+                state, _, reason = measure.removeprefix(rollups.PRESENCE).partition(":")
+                seconds[int(key)][(state, reason)] += us / 1e6
     ids = sorted(set(seconds) | set(calls) | set(outcomes))
     names = {}
     if ids:
@@ -198,18 +176,6 @@ class QueueReport(BaseModel):
     waiting: list[DepthPoint]
 
 
-_QUEUE_ATTEMPTS = text(
-    """
-    SELECT s.queue, count(*) AS n FROM contact_attempts a JOIN call_sessions s ON s.id = a.call_session_id
-     WHERE a.attempted_at >= :start AND a.attempted_at < :end GROUP BY s.queue
-    """
-)
-_QUEUE_OUTCOMES = text(
-    """
-    SELECT s.queue, o.disposition, count(*) AS n FROM call_outcomes o JOIN call_sessions s ON s.id = o.call_session_id
-     WHERE o.recorded_at >= :start AND o.recorded_at < :end GROUP BY s.queue, o.disposition
-    """
-)
 # One row per (queue, customer called in the period): did a signature / a document arrive within
 # N days after one of their calls there?
 _QUEUE_CONVERSIONS = text(
@@ -248,10 +214,12 @@ async def queue_report(
     conn: AsyncConnection, period: Period, *, conversion_days: int = DEFAULT_CONVERSION_DAYS
 ) -> QueueReport:
     params: dict[str, Any] = {"start": period.start, "end": period.end, "window": timedelta(days=conversion_days)}
-    attempts = {row.queue: int(row.n) for row in await conn.execute(_QUEUE_ATTEMPTS, params)}
+    found = rollups.by(await _counts(conn, period, period.start, "queue"), "queue")
+    attempts = {q: m["attempts"] for q, m in found.items() if m.get("attempts")}
     outcomes: dict[str, dict[str, int]] = defaultdict(dict)
-    for row in await conn.execute(_QUEUE_OUTCOMES, params):
-        outcomes[row.queue][row.disposition] = int(row.n)
+    for q, measures in found.items():
+        if _outcomes(measures):
+            outcomes[q] = _outcomes(measures)
     called: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     for row in await conn.execute(_QUEUE_CONVERSIONS, params):
         called[row.queue].append((bool(row.signed), bool(row.documented)))
@@ -325,18 +293,6 @@ class ComplianceReport(BaseModel):
     refusals: list[RefusalRow]
 
 
-# Per queue and hour (the 23 hours before the period included, for the first hours' rolling window):
-# calls answered by a person (answered, or abandoned by us after the customer picked up) and abandoned.
-_ABANDONED_BY_HOUR = text(
-    """
-    SELECT s.queue, date_trunc('hour', s.started_at AT TIME ZONE 'UTC') AS hour,
-           count(*) FILTER (WHERE s.answered_at IS NOT NULL OR a.abandoned) AS answered,
-           count(*) FILTER (WHERE a.abandoned) AS abandoned
-      FROM call_sessions s LEFT JOIN contact_attempts a ON a.call_session_id = s.id
-     WHERE s.started_at >= :from_at AND s.started_at < :end
-     GROUP BY 1, 2
-    """
-)
 _REFUSALS = text(
     """
     SELECT path, coalesce(blocking_rule, 'unknown') AS reason, count(*) AS n FROM compliance_decisions
@@ -349,9 +305,12 @@ _REFUSALS = text(
 async def compliance_report(conn: AsyncConnection, period: Period) -> ComplianceReport:
     window = timedelta(hours=24)
     params = {"from_at": period.start - window + timedelta(hours=1), "start": period.start, "end": period.end}
-    counts: dict[tuple[str, datetime], tuple[int, int]] = {}
-    for row in await conn.execute(_ABANDONED_BY_HOUR, params):
-        counts[(row.queue, _utc(row.hour))] = (int(row.answered), int(row.abandoned))
+    # Per queue and hour, from 23 hours before the period (for the first hours' rolling window).
+    hourly: dict[tuple[str, datetime], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for c in await _counts(conn, period, params["from_at"], "queue"):
+        if c.grain == "queue" and c.measure in ("calls", "answered", "abandoned"):
+            hourly[(c.key, c.bucket)][c.measure] += c.n
+    counts = {k: (m["answered"], m["abandoned"]) for k, m in hourly.items()}
     hours = rolling_abandoned(counts, period.hours())
     in_period = [(a, b) for (_, h), (a, b) in counts.items() if period.start <= h < period.end]
     answered, abandoned = sum(a for a, _ in in_period), sum(b for _, b in in_period)
@@ -462,28 +421,17 @@ class HourRow(BaseModel):
     contacts: int
 
 
-_CALLS_BY_HOUR = text(
-    """
-    SELECT date_trunc('hour', started_at AT TIME ZONE 'UTC') AS hour, count(*) AS n FROM call_sessions
-     WHERE started_at >= :start AND started_at < :end GROUP BY 1
-    """
-)
-_OUTCOMES_BY_HOUR = text(
-    """
-    SELECT date_trunc('hour', recorded_at AT TIME ZONE 'UTC') AS hour, disposition, count(*) AS n FROM call_outcomes
-     WHERE recorded_at >= :start AND recorded_at < :end GROUP BY 1, 2
-    """
-)
-
-
 async def hourly_report(conn: AsyncConnection, period: Period) -> list[HourRow]:
     """Calls started and contacts made in each hour of the period (every hour listed, zeros included)."""
-    params = {"start": period.start, "end": period.end}
-    calls = {_utc(row.hour): int(row.n) for row in await conn.execute(_CALLS_BY_HOUR, params)}
+    calls: dict[datetime, int] = defaultdict(int)
     contacts: dict[datetime, int] = defaultdict(int)
-    for row in await conn.execute(_OUTCOMES_BY_HOUR, params):
-        if reached(row.disposition):
-            contacts[_utc(row.hour)] += int(row.n)
+    for c in await _counts(conn, period, period.start, "queue"):
+        if c.grain != "queue":
+            continue
+        if c.measure == "calls":
+            calls[c.bucket] += c.n
+        elif c.measure.startswith(OUTCOME) and reached(c.measure.removeprefix(OUTCOME)):
+            contacts[c.bucket] += c.n
     return [HourRow(hour=h, calls=calls.get(h, 0), contacts=contacts.get(h, 0)) for h in period.hours()]
 
 

@@ -9,7 +9,14 @@ from temporalio.client import Client, ScheduleActionStartWorkflow
 from temporalio.service import RPCError
 
 from dialler.config import Settings
-from workers.registry import REBUILD_SCHEDULE_ID, RETENTION_SCHEDULE_ID, ensure_schedules
+from workers.registry import (
+    DEPTH_SCHEDULE_ID,
+    PURGE_SCHEDULE_ID,
+    REBUILD_SCHEDULE_ID,
+    RETENTION_SCHEDULE_ID,
+    ROLLUP_SCHEDULE_ID,
+    ensure_schedules,
+)
 
 
 async def test_the_retention_schedule_is_created_beside_the_rebuild_and_follows_its_setting(
@@ -27,6 +34,14 @@ async def test_the_retention_schedule_is_created_beside_the_rebuild_and_follows_
         retention = await temporal_client.get_schedule_handle(RETENTION_SCHEDULE_ID).describe()
         assert retention.schedule.spec.intervals[0].every == timedelta(seconds=settings.recording_purge_interval_s)
     finally:
-        for schedule_id in (REBUILD_SCHEDULE_ID, RETENTION_SCHEDULE_ID):
+        # Every schedule ensure_schedules made: one left behind would be "already running" for a later
+        # test that creates it and expects its first run at once.
+        for schedule_id in (
+            REBUILD_SCHEDULE_ID,
+            DEPTH_SCHEDULE_ID,
+            ROLLUP_SCHEDULE_ID,
+            RETENTION_SCHEDULE_ID,
+            PURGE_SCHEDULE_ID,
+        ):
             with contextlib.suppress(RPCError):  # not created: nothing to remove
                 await temporal_client.get_schedule_handle(schedule_id).delete()

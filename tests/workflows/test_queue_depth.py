@@ -35,9 +35,7 @@ async def test_the_schedule_samples_every_queue_each_minute(
     schedule = depth_schedule(stores.settings)
     assert schedule.spec.intervals == [ScheduleIntervalSpec(every=timedelta(minutes=1))]
 
-    await _ensure_schedule(
-        temporal_client, DEPTH_SCHEDULE_ID, schedule, trigger_now=True
-    )  # its first run starts at once
+    await _ensure_schedule(temporal_client, DEPTH_SCHEDULE_ID, schedule, trigger_now=True)  # first run at once
     try:
         for _ in range(100):
             if await rows(stores):
