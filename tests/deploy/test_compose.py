@@ -4,6 +4,7 @@ services; and the production env template against the settings' refusals."""
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import subprocess
@@ -44,6 +45,7 @@ def filled_env(text: str) -> str:
                     "DIALLER_TWILIO_TWIML_APP_SID": "AP" + "1" * 32,
                     "DIALLER_SQS_ENDPOINT_URL": "",
                     "TEMPORAL_CODEC_ENDPOINT": "",
+                    "DIALLER_PAYLOAD_KEYS": "prod-1:" + base64.b64encode(b"k" * 32).decode(),
                 }.get(key, "Zq8-long-random-secret-0123456789abcdef0123")
             line = f"{key}={value}"
         lines.append(line)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
@@ -7,6 +8,7 @@ from pydantic import ValidationError
 
 from dialler.compliance.drama import is_drama_number
 from dialler.config import PROJECT_ROOT, Environment, Settings, mask_url
+from dialler.security.keys import DEVELOPMENT_KEYS
 
 # Settings a firm could really run with: nothing at a development default.
 PRODUCTION: dict[str, object] = {
@@ -31,6 +33,7 @@ PRODUCTION: dict[str, object] = {
     "caller_id": "+441612345678",
     "portal_api_key": "real-portal-key",
     "metrics_token": "real-metrics-token",
+    "payload_keys": "prod-1:" + base64.b64encode(b"k" * 32).decode(),
 }
 
 
@@ -67,6 +70,7 @@ def test_production_refuses_every_development_default_at_once_one_line_each() ->
         "twilio_api_key_secret",
         "portal_api_key",
         "metrics_token",
+        "payload_keys",
         "twilio_account_sid",
         "twilio_api_key_sid",
         "twilio_twiml_app_sid",
@@ -103,6 +107,7 @@ def test_production_refuses_every_development_default_at_once_one_line_each() ->
         ({"refresh_token_ttl_s": 7 * 24 * 3600}, "refresh_token_ttl_s"),
         ({"voice_token_ttl_s": 86400}, "voice_token_ttl_s"),
         ({"temporal_api_key": None, "temporal_address": "temporal.internal:7233"}, "temporal_tls"),
+        ({"payload_keys": DEVELOPMENT_KEYS}, "payload_keys"),
     ],
 )
 def test_production_refuses_each_unsafe_setting_naming_it(override: dict[str, object], setting: str) -> None:
