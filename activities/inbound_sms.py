@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from dialler import clock
+from dialler.compliance.reviews import StopReviewInput, open_for_stop
 from dialler.customers.context import forget
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
@@ -26,3 +28,15 @@ class InboundSmsActivities:
         """Opted back in: placed again by the queue rules (which read the opt-out table afresh)."""
         await recompute(self.stores, queue_engine(self.stores), user_ids)
         await forget(self.stores.redis, self.stores.settings.redis_prefix, user_ids)
+
+    @activity.defn
+    async def open_stop_reviews(self, input: StopReviewInput) -> int:
+        """A STOP on the day we called: a review item for the compliance desk (one per call session)."""
+        settings = self.stores.settings
+        async with self.stores.postgres.begin() as conn:
+            return await open_for_stop(
+                conn,
+                message_id=input.message_id,
+                user_ids=input.user_ids,
+                day_start_of=lambda at: clock.day_start(settings, at),
+            )

@@ -125,6 +125,7 @@ def activities_for(
         sms.record_magic_link_result,
         inbound.leave_queues,
         inbound.replace_in_queues,
+        inbound.open_stop_reviews,
         reports.sample_queue_depth,
         reports.roll_report_days,
         recordings.purge_expired_recordings,

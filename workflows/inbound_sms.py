@@ -4,8 +4,9 @@ The webhook has already recorded the text and the opt-out (or opt-in) in Postgre
 "may we contact" check reads, before it starts this workflow (id ``inbound-sms-<MessageSid>``: a
 Twilio retry never fans out twice). Each step is idempotent and retried until it succeeds:
 
-* STOP: out of every queue; the live callback cancelled with the reason; one confirmation per
-  standing opt-out (the text's workflow id is the opt-out episode's).
+* STOP: out of every queue; the live callback cancelled with the reason; a review item when it came
+  on the day of a call to the customer; one confirmation per standing opt-out (the text's workflow
+  id is the opt-out episode's).
 * START (an opt-out lifted): placed again by the queue rules; one confirmation.
 * CANCEL (in reply to a callback text): the callback cancelled; one confirmation.
 """
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from dialler.comms.messages import SendSmsInput, sms_workflow_id
     from dialler.comms.templates import TemplateName
+    from dialler.compliance.reviews import StopReviewInput
     from workflows.callback import CallbackWorkflow
     from workflows.sms import SendSmsWorkflow
 
@@ -53,6 +55,9 @@ class InboundSmsWorkflow:
                 await self._step(InboundSmsActivities.leave_queues, users)
             for user_id in users:
                 await self._cancel_callback(user_id, STOP_REASON)
+            # Added after the first version: fan-outs already recorded replay without it.
+            if users and workflow.patched("stop-after-call-review"):
+                await self._step(InboundSmsActivities.open_stop_reviews, StopReviewInput(input.message_id, users))
             await self._confirm(
                 sms_workflow_id("stop", f"{input.conversation_id}-{input.opt_out_episode}"),
                 SendSmsInput(

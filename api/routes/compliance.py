@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
 
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import MAX_ID, SessionDep, StoresDep, UserIdPath
@@ -138,6 +139,41 @@ async def resolve_review(
     return _read(await reviews.get_item(session, review_id))
 
 
+class ReviewCloseCustomer(BaseModel):
+    reason: str = Field(min_length=1, max_length=dnc.REASON_MAX, description="Why the customer is closed (audited).")
+
+
+@router.post("/reviews/{review_id}/close-customer", response_model=DoNotCallChange)
+async def close_customer_from_review(
+    review_id: ReviewId,
+    body: ReviewCloseCustomer,
+    request: Request,
+    agent: ReviewManager,
+    session: SessionDep,
+    stores: StoresDep,
+) -> DoNotCallChange:
+    """Close the item's customer from the dialler: their number goes on the do-not-call list (source
+    `complaint` for a complaint, else `review`) with the reason, audited against the item, and every
+    customer with that number leaves the queues in this request."""
+    item = (await reviews.get_item(session, review_id)).item
+    user_id, kind = item.user_id, item.kind
+    phone = await dnc.customer_number(stores.replica, user_id)
+    source = "complaint" if kind == reviews.ReviewKind.COMPLAINT.value else "review"
+    ctx = audit_context(request, agent)
+    entry, changed = await dnc.add(session, ctx, phone=phone, reason=body.reason, source=source)
+    await record_ctx(
+        ctx,
+        session=session,
+        action="review.customer_closed",
+        subject_type="review",
+        subject_id=review_id,
+        details={"user_id": user_id, "kind": kind, "source": entry.source, "newly_listed": changed},
+    )
+    await session.commit()
+    replaced = await _replace(stores, phone)
+    return DoNotCallChange(entry=DoNotCallRead.model_validate(entry), changed=changed, customers_replaced=replaced)
+
+
 async def _flag_read(session: SessionDep, user_id: int) -> VulnerableFlagRead:
     flag = await flags.current(session, user_id)
     if flag is None:
@@ -199,7 +235,7 @@ async def list_do_not_call(
     _: DncManager,
     session: SessionDep,
     number: Annotated[str | None, Query(max_length=40, description="Digits the number contains.")] = None,
-    source: Annotated[str | None, Query(pattern="^(tps|customer|agent|complaint)$")] = None,
+    source: Annotated[str | None, Query(pattern="^(tps|customer|agent|complaint|review)$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     after: Annotated[str | None, Query(max_length=16)] = None,
 ) -> DoNotCallPage:

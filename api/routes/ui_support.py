@@ -25,6 +25,7 @@ from dialler.agents.presence import PresenceState, agent_targets, get_presence
 from dialler.agents.schemas import PresenceRead
 from dialler.agents.service import utcnow
 from dialler.audit.service import record_ctx
+from dialler.calls import inbound as inbound_calls
 from dialler.calls.dispositions import (
     AGENT_DISPOSITIONS,
     EFFECTS,
@@ -38,6 +39,7 @@ from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
 from dialler.integrations.twilio_voice import RECORDING_NOTICE
 from dialler.queues.runtime import queue_engine
+from dialler.runtime import Stores
 
 router = APIRouter(tags=["ui"], responses=PROTECTED_RESPONSES)
 
@@ -168,11 +170,23 @@ class SmsStateRead(BaseModel):
     changed_at: datetime | None
 
 
+class InboundCallRead(BaseModel):
+    """A customer ringing us back, routed to this agent: the screen-pop before they answer."""
+
+    call_sid: str
+    user_id: int | None = Field(description="None: a number we do not know.")
+    received_at: datetime
+    customer: CustomerContext | None
+
+
 class LiveRead(BaseModel):
     presence: PresenceRead
     call: CallRead | None = Field(description="The agent's open call session, if any.")
     call_unavailable: bool = Field(description="A session exists but its state could not be read just now.")
     sms: SmsStateRead | None = Field(description="The SMS thread of the customer the agent holds, if any.")
+    inbound: InboundCallRead | None = Field(
+        default=None, description="A returned call routed to the agent just now, with the caller's context."
+    )
     at: datetime
 
 
@@ -210,6 +224,7 @@ async def my_live_state(
         call, unavailable = None, True
     sms = await _sms_state(session, call.user_id) if call is not None else None
     now = utcnow()
+    inbound = await _inbound_for(stores, agent.id, now)
     live = LiveRead(
         presence=PresenceRead(
             agent_id=presence.agent_id,
@@ -223,9 +238,28 @@ async def my_live_state(
         call=call,
         call_unavailable=unavailable,
         sms=sms,
+        inbound=inbound,
         at=now,
     )
     return conditional_json(request, live, ignore=("at",))
+
+
+async def _inbound_for(stores: Stores, agent_id: int, now: datetime) -> InboundCallRead | None:
+    ringing = await inbound_calls.ringing_for(stores.postgres, agent_id, now)
+    if ringing is None:
+        return None
+    customer = None
+    if ringing.user_id is not None:
+        customer = await get_context(
+            redis=stores.redis,
+            prefix=stores.settings.redis_prefix,
+            replica=stores.replica,
+            postgres=stores.postgres,
+            user_id=ringing.user_id,
+        )
+    return InboundCallRead(
+        call_sid=ringing.call_sid, user_id=ringing.user_id, received_at=ringing.received_at, customer=customer
+    )
 
 
 @router.get("/agents/me/customer", response_model=CustomerContext, responses={404: {"description": "No customer"}})

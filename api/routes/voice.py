@@ -28,6 +28,7 @@ from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.calls import answered as answered_calls
+from dialler.calls import inbound as inbound_calls
 from dialler.calls.messages import AbandonedEvent, CallStatusEvent
 from dialler.config import Settings
 from dialler.integrations import twilio_voice
@@ -261,3 +262,41 @@ async def voice_recording(form: TwilioForm, stores: StoresDep, wf: str | None = 
         postgres=stores.postgres, replica=stores.replica, form=form, workflow_id=wf, at=clock.instant()
     )
     return Response(status_code=204)
+
+
+@webhooks.post("/voice/inbound", response_class=Response, responses=TWIML_RESPONSE)
+async def voice_inbound(form: TwilioForm, stores: StoresDep) -> Response:
+    """A call to our number (a customer returning our call): answered here from PostgreSQL and
+    Redis, at once. The agent who last called them if free, else a free agent on their queue, else
+    any free agent, is rung (their workspace shows the customer while it rings); out of hours or
+    with nobody free, the opening hours. Every returned call is recorded with where it went."""
+    settings = stores.settings
+    call_sid, from_ = form.get("CallSid", ""), form.get("From", "")
+    at = clock.instant()
+    routing = await inbound_calls.route(
+        postgres=stores.postgres, replica=stores.replica, redis=stores.redis, settings=settings, from_=from_, at=at
+    )
+    await inbound_calls.record(stores.postgres, call_sid=call_sid, from_=from_, routing=routing, at=at)
+    if routing.agent_id is None:
+        return _opening_hours(settings, closed=routing.outcome == "out_of_hours")
+    hooks = f"{settings.public_base_url.rstrip('/')}/api/v1/webhooks/twilio"
+    wf = f"call-{routing.user_id}" if routing.user_id is not None else f"inbound-{call_sid}"
+    twiml = twilio_voice.ring_agent_for_returned_call(
+        twilio_voice.agent_identity(routing.agent_id),
+        action_url=f"{hooks}/voice/inbound/dialled",
+        recording_callback_url=twilio_voice.recording_callback_url(settings.public_base_url, wf),
+    )
+    return Response(twiml, media_type=TWIML)
+
+
+@webhooks.post("/voice/inbound/dialled", response_class=Response, responses=TWIML_RESPONSE)
+async def voice_inbound_dialled(form: TwilioForm, stores: StoresDep) -> Response:
+    """The returned call's ``<Dial action>``: over after a conversation, else the opening hours."""
+    if form.get("DialCallStatus") == "completed" or form.get("CallStatus") == "completed":
+        return Response(twilio_voice.hang_up(), media_type=TWIML)
+    return _opening_hours(stores.settings, closed=False)
+
+
+def _opening_hours(settings: Settings, *, closed: bool) -> Response:
+    hours = inbound_calls.opening_hours_text(settings)
+    return Response(twilio_voice.opening_hours_message(settings.company_name, hours, closed=closed), media_type=TWIML)

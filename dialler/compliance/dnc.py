@@ -30,7 +30,7 @@ from dialler.compliance.models import DoNotCall
 from dialler.errors import Conflict, Invalid, NotFound
 from dialler.queues.phones import PHONE_REASONS, normalise_phone
 
-MANUAL_SOURCES: Final = ("customer", "complaint")
+MANUAL_SOURCES: Final = ("customer", "complaint", "review")
 REASON_MAX = 2000
 BATCH = 50_000
 INVALID_REPORTED = 1_000  # line numbers reported per upload; the count covers every invalid line
@@ -102,6 +102,19 @@ async def remove(session: AsyncSession, ctx: AuditContext, *, phone: str, reason
     )
     await session.commit()
     return entry
+
+
+_USER_PHONE = text("SELECT phone_number FROM users WHERE id = :id")
+
+
+async def customer_number(replica: AsyncEngine, user_id: int) -> str:
+    """The customer's number as the queues dial it (E.164), or :class:`Invalid` when they have none."""
+    async with replica.connect() as conn:
+        raw = await conn.scalar(_USER_PHONE, {"id": user_id})
+    e164 = normalise_phone(raw).e164 if raw else None
+    if e164 is None:
+        raise Invalid("This customer has no number we could dial: nothing to list.")
+    return e164
 
 
 def _masked(phone: str) -> str:

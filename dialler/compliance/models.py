@@ -18,7 +18,7 @@ class DoNotCall(Base):
 
     phone_e164: Mapped[str] = mapped_column(String(16), primary_key=True)
     user_id: Mapped[int | None] = mapped_column(index=True)
-    source: Mapped[str] = mapped_column(String(16))  # tps | customer | agent | complaint
+    source: Mapped[str] = mapped_column(String(16))  # tps | customer | agent | complaint | review
     reason: Mapped[str | None] = mapped_column(Text)
     added_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))

@@ -10,12 +10,13 @@ deadlines: a prompt acknowledgement (:data:`ACKNOWLEDGE_WITHIN`) and a final res
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -32,6 +33,8 @@ class ReviewKind(StrEnum):
     COMPLAINT = "complaint"
     VULNERABLE = "vulnerable"
     DECEASED = "deceased"
+    # A customer's STOP on the same UK day as a call to them: did the call upset them?
+    STOP_AFTER_CALL = "stop_after_call"
 
 
 class ReviewStatus(StrEnum):
@@ -98,6 +101,55 @@ async def open_for_outcome(
         )
         .on_conflict_do_nothing(constraint="uq_review_items_session_kind")
     )
+
+
+@dataclass(frozen=True)
+class StopReviewInput:
+    """The inbound STOP (its sms_messages id) and the customers of its number: ids only."""
+
+    message_id: int
+    user_ids: list[int]
+
+
+_STOP_AT = text("SELECT created_at FROM sms_messages WHERE id = :id")
+_CALL_THAT_DAY = text(
+    "SELECT id, agent_id FROM call_sessions WHERE user_id = :u AND started_at >= :day_start"
+    " AND started_at <= :stopped_at ORDER BY started_at DESC LIMIT 1"
+)
+
+
+async def open_for_stop(
+    conn: AsyncConnection, *, message_id: int, user_ids: list[int], day_start_of: Callable[[datetime], datetime]
+) -> int:
+    """A review item per customer whose STOP came on the same UK day as a call to them, keyed by that
+    call's session (one per session, however often the fan-out step is retried). ``day_start_of``
+    gives the real instant at which the business day of an instant began. Returns the items opened."""
+    stopped_at = await conn.scalar(_STOP_AT, {"id": message_id})
+    if stopped_at is None:
+        return 0
+    opened = 0
+    for user_id in user_ids:
+        call = (
+            await conn.execute(
+                _CALL_THAT_DAY, {"u": user_id, "day_start": day_start_of(stopped_at), "stopped_at": stopped_at}
+            )
+        ).one_or_none()
+        if call is None:
+            continue
+        result = await conn.execute(
+            insert(ReviewItem)
+            .values(
+                kind=ReviewKind.STOP_AFTER_CALL.value,
+                user_id=user_id,
+                call_session_id=call.id,
+                agent_id=call.agent_id,
+                status=ReviewStatus.OPEN.value,
+                created_at=stopped_at,
+            )
+            .on_conflict_do_nothing(constraint="uq_review_items_session_kind")
+        )
+        opened += result.rowcount or 0
+    return opened
 
 
 @dataclass(frozen=True)

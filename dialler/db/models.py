@@ -3,6 +3,7 @@
 from dialler.agents.models import Agent, PresenceEvent, RefreshToken
 from dialler.audit.models import AuditEntry
 from dialler.callbacks.models import Callback
+from dialler.calls.inbound import InboundCall
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt, CustomerNote
 from dialler.cdc.models import BinlogCheckpoint
 from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
@@ -27,6 +28,7 @@ __all__ = [
     "CustomerFlag",
     "CustomerNote",
     "DoNotCall",
+    "InboundCall",
     "MagicLink",
     "OptOut",
     "PresenceEvent",

@@ -327,3 +327,38 @@ def sign(settings: Settings, url: str, params: Params) -> str:
 def recording_callback_url(base_url: str, workflow_id: str) -> str:
     """Where Twilio posts a recording's status (``recordingStatusCallback`` on a recorded ``<Dial>``)."""
     return f"{base_url.rstrip('/')}/api/v1/webhooks/twilio/voice/recording?wf={workflow_id}"
+
+
+# --- returned calls (a customer rings us) ---------------------------------------------------------
+
+
+def ring_agent_for_returned_call(
+    agent_identity: str, *, action_url: str, recording_callback_url: str | None, timeout_s: int = 15
+) -> str:
+    """A customer rang us and an agent is free: the recording notice, then the agent's browser rung
+    for a short while (the ``action`` says what follows when nobody picks up). No 2-second rule here:
+    the caller chose to ring, and the notice must come before the recorded conversation."""
+    response = VoiceResponse()
+    _say(response, RECORDING_NOTICE)
+    dial = _dial(
+        None,
+        record=True,
+        timeout_s=timeout_s,
+        action_url=action_url,
+        time_limit_s=None,
+        recording_callback_url=recording_callback_url,
+    )
+    dial.client(agent_identity)
+    response.append(dial)
+    return str(response)
+
+
+def opening_hours_message(company_name: str, opening_hours: str, *, closed: bool) -> str:
+    """What a caller hears when nobody can take their call: who we are and when we are open (no
+    marketing)."""
+    response = VoiceResponse()
+    why = "our lines are closed just now" if closed else "all of our advisers are busy just now"
+    _say(response, f"Thank you for calling {company_name}. We are sorry, {why}.")
+    _say(response, f"Our advisers are available {opening_hours}. Please call us back then. Goodbye.")
+    response.hangup()
+    return str(response)

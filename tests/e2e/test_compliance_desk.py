@@ -287,3 +287,45 @@ async def test_a_tps_file_is_streamed_in_reports_bad_lines_and_empties_the_queue
         "/api/v1/compliance/do-not-call/tps", content=file, headers={**cora, "Content-Type": "text/csv"}
     )
     assert (reloaded.json()["loaded"], reloaded.json()["already_listed"]) == (0, 3)
+
+
+async def test_the_desk_closes_a_complainants_number_from_the_dialler_with_a_reason_in_one_request(
+    http: httpx.AsyncClient, stores: Stores, replica_url: str, replica_writer: AsyncEngine
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    [(user_id, typed)] = await _queued_customers(stores, replica_writer, 1)
+    async with stores.postgres.begin() as conn:
+        review_id = await conn.scalar(
+            text(
+                "INSERT INTO review_items (kind, user_id, status, created_at)"
+                " VALUES ('complaint', :u, 'open', now()) RETURNING id"
+            ),
+            {"u": user_id},
+        )
+    engine = queue_engine(stores)
+    sam, cora = await login(http, "sam@rmc.example"), await login(http, "cora@rmc.example")
+    path = f"/api/v1/compliance/reviews/{review_id}/close-customer"
+
+    assert (await http.post(path, json={"reason": "complained about calls"}, headers=sam)).status_code == 403
+    assert (await http.post(path, json={"reason": ""}, headers=cora)).status_code == 422  # a reason is required
+    assert await engine.position(user_id) is not None
+    closed = await http.post(path, json={"reason": "complained about calls: no more calls"}, headers=cora)
+
+    assert closed.status_code == 200, closed.text
+    e164 = normalise_phone(typed).e164
+    assert closed.json()["entry"]["phone_e164"] == e164 and closed.json()["entry"]["source"] == "complaint"
+    assert closed.json()["customers_replaced"] == 1
+    assert await engine.position(user_id) is None  # out of the queues in the same request
+    listed = await http.get("/api/v1/compliance/do-not-call", params={"source": "complaint"}, headers=cora)
+    assert [e["phone_e164"] for e in listed.json()["items"]] == [e164]
+    async with stores.postgres.connect() as conn:
+        audit = (
+            await conn.execute(
+                text(
+                    "SELECT action, subject_id, details FROM audit_log"
+                    " WHERE action LIKE 'review.%' OR action LIKE 'dnc.%' ORDER BY id"
+                )
+            )
+        ).all()
+    assert [a.action for a in audit] == ["dnc.added", "review.customer_closed"]
+    assert audit[1].subject_id == str(review_id) and audit[1].details["user_id"] == user_id

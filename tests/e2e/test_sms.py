@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from dialler import clock
 from dialler.agents.models import Agent
 from dialler.callbacks.messages import BookCallbackInput, callback_workflow_id
 from dialler.calls.models import CallSession
@@ -240,6 +241,54 @@ async def test_inbound_stop_opts_out_at_once_everywhere_and_confirms_once(
     async with stores.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(OptOut)) == 0
     assert confirmation.conversation_id == (await outbound(stores, "start_confirmation"))[0].conversation_id
+
+
+async def _called(stores: Stores, customer: Customer, at: datetime, agent: int) -> uuid.UUID:
+    """A call session to the customer started at ``at`` (the call itself is beside the point here)."""
+    session_id = uuid.uuid4()
+    async with stores.sessions() as session:
+        session.add(
+            CallSession(
+                id=session_id,
+                workflow_id=f"call-{customer.user_id}",
+                user_id=customer.user_id,
+                agent_id=agent,
+                queue="unsigned",
+                phone_e164=customer.e164,
+                status="closed",
+                started_at=at,
+            )
+        )
+        await session.commit()
+    return session_id
+
+
+async def test_a_stop_on_the_day_of_a_call_reaches_the_review_queue_once_and_an_older_call_does_not(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_writer: AsyncEngine, settings: Settings
+) -> None:
+    today, earlier = await queued_customer(stores, replica_writer, 1), await queued_customer(stores, replica_writer, 3)
+    priya = await agent_id(stores, PRIYA)
+    called_today = await _called(stores, today, clock.instant() - timedelta(minutes=5), priya)
+    await _called(stores, earlier, clock.day_start(settings) - timedelta(hours=1), priya)  # yesterday
+    stop = inbound(settings, today.e164, "STOP")
+
+    assert (await post_twilio(http, settings, INBOUND, stop)).status_code == 200
+    assert (await post_twilio(http, settings, INBOUND, stop)).status_code == 200  # Twilio's retry
+    assert (await post_twilio(http, settings, INBOUND, inbound(settings, today.e164, "STOP"))).status_code == 200
+    assert (await post_twilio(http, settings, INBOUND, inbound(settings, earlier.e164, "STOP"))).status_code == 200
+    await eventually(lambda: out_of_queues(stores, [1, 3]), within=10)
+    cora = await login(http, "cora@rmc.example")
+
+    async def stop_items() -> list[dict]:
+        got = await http.get("/api/v1/compliance/reviews", params={"kind": "stop_after_call"}, headers=cora)
+        assert got.status_code == 200, got.text
+        return list(got.json()["items"])
+
+    [item] = await eventually(stop_items, within=10)
+    assert (item["user_id"], item["call_session_id"], item["agent_id"]) == (1, str(called_today), priya)
+    assert item["status"] == "open"
+    await asyncio.sleep(1.5)  # every fan-out has run: still the one item, none for the older call
+    assert len(await stop_items()) == 1
 
 
 async def test_a_stop_with_no_worker_running_is_recorded_at_once_and_fanned_out_when_one_runs(

@@ -31,6 +31,7 @@ function reviewRow(item) {
   }
   if (can("reviews:manage") && item.status !== "closed") {
     actions.push(h("button", { type: "button", class: "small", onclick: () => askResolution(item.id) }, "Resolve"));
+    actions.push(h("button", { type: "button", class: "small", onclick: () => askClose(item) }, "Close customer"));
   }
   if (can("customer_flags:manage")) {
     actions.push(h("button", { type: "button", class: "small", onclick: () => askFlag(item.user_id, true) }, "Mark vulnerable"));
@@ -106,6 +107,22 @@ function askFlag(userId, vulnerable) {
   $("#flag-reason").focus();
 }
 
+function askClose(item) {
+  const form = $("#close-form");
+  form.hidden = false;
+  form.dataset.reviewId = String(item.id);
+  $("#close-customer").textContent = String(item.user_id);
+  $("#close-reason").focus();
+}
+
+function askRemove(phone) {
+  const form = $("#dnc-remove-form");
+  form.hidden = false;
+  form.dataset.phone = phone;
+  $("#dnc-remove-number").textContent = phone;
+  $("#dnc-remove-reason").focus();
+}
+
 // --- recordings -----------------------------------------------------------------------------------
 
 async function findRecordings(userId) {
@@ -163,9 +180,17 @@ async function loadDnc() {
       $("#dnc-rows"),
       page.items.length
         ? page.items.map((e) =>
-            h("tr", { dataset: { phone: e.phone_e164 } }, h("td", {}, e.phone_e164), h("td", {}, e.source), h("td", {}, e.reason || ""), h("td", {}, ukTime(e.created_at))),
+            h(
+              "tr",
+              { dataset: { phone: e.phone_e164 } },
+              h("td", {}, e.phone_e164),
+              h("td", {}, e.source),
+              h("td", {}, e.reason || ""),
+              h("td", {}, ukTime(e.created_at)),
+              h("td", {}, h("button", { type: "button", class: "small", onclick: () => askRemove(e.phone_e164) }, "Remove")),
+            ),
           )
-        : h("tr", {}, h("td", { colspan: 4 }, "No numbers.")),
+        : h("tr", {}, h("td", { colspan: 5 }, "No numbers.")),
     );
     showError($("#dnc-error"), null);
   } catch (error) {
@@ -201,6 +226,42 @@ async function main() {
         $("#tps-result").textContent = `Customer ${flag.user_id}: ${flag.vulnerable ? "vulnerable, trained agents only" : "vulnerable flag cleared"}.`;
       } catch (error) {
         showError($("#reviews-error"), error);
+      }
+    });
+  });
+  $("#close-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    busy(form.querySelector("button"), async () => {
+      try {
+        const closed = await api.post(`/compliance/reviews/${form.dataset.reviewId}/close-customer`, {
+          reason: $("#close-reason").value,
+        });
+        form.hidden = true;
+        $("#close-reason").value = "";
+        $("#tps-result").textContent = `${closed.entry.phone_e164} listed (${closed.entry.source}); ${closed.customers_replaced} customer(s) left the queues.`;
+        await loadDnc();
+      } catch (error) {
+        showError($("#reviews-error"), error);
+      }
+    });
+  });
+  $("#dnc-remove-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    busy(form.querySelector("button"), async () => {
+      try {
+        const removed = await api.post("/compliance/do-not-call/remove", {
+          phone: form.dataset.phone,
+          reason: $("#dnc-remove-reason").value,
+        });
+        form.hidden = true;
+        $("#dnc-remove-reason").value = "";
+        showError($("#dnc-error"), null);
+        $("#tps-result").textContent = `${removed.entry.phone_e164} removed; ${removed.customers_replaced} customer(s) placed again.`;
+        await loadDnc();
+      } catch (error) {
+        showError($("#dnc-error"), error);
       }
     });
   });

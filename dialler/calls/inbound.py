@@ -1,0 +1,160 @@
+"""Returned calls (journey 7): a customer rings the number we call from.
+
+Answered from PostgreSQL and Redis only, inside Twilio's webhook (no worker in the way, so a caller
+is never left in silence): the caller is identified by the normalised number, the agent who last
+called them is rung if they are free, else any free agent on their queue, else any free agent; out
+of hours or with nobody free they hear the opening hours. Every returned call is a row here (the
+record of contact, not an attempt), and the agent it was routed to sees it on /agents/me/live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dialler import clock
+from dialler.agents.presence import PresenceState, presence_key
+from dialler.comms.service import customers_with_phone
+from dialler.compliance.gate import shared_hours
+from dialler.compliance.gates import CallingRules
+from dialler.config import Settings
+from dialler.db.base import Base
+from dialler.queues.phones import normalise_phone
+
+# How long after it was routed a returned call stays on the agent's screen (the ring plus a margin).
+SCREEN_POP_S = 120
+
+
+class InboundCall(Base):
+    """One call a customer (or an unknown number) made to us, and where it went."""
+
+    __tablename__ = "inbound_calls"
+    __table_args__ = (Index("ix_inbound_calls_agent_received", "agent_id", "received_at"),)
+
+    call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    from_e164: Mapped[str | None] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    # routed_last_agent | routed_queue | routed_any | out_of_hours | nobody_free
+    outcome: Mapped[str] = mapped_column(String(24))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    user_id: int | None
+    agent_id: int | None
+    outcome: str
+
+
+def device_key(settings: Settings, agent_id: int) -> str:
+    # The same key api/routes/voice.py's device-ready heartbeat sets.
+    return f"{settings.redis_prefix}:device:{agent_id}"
+
+
+async def _free(redis: Redis, settings: Settings, agent_id: int) -> bool:
+    """Available (not reserved, on a call or on a break) with a connected browser phone."""
+    state, device = (
+        await redis.hget(presence_key(settings, agent_id), "state"),
+        await redis.exists(device_key(settings, agent_id)),
+    )
+    if not device or state is None:
+        return False
+    state = state.decode() if isinstance(state, bytes) else state
+    return bool(state == PresenceState.AVAILABLE.value)
+
+
+async def _connected_agents(redis: Redis, settings: Settings) -> list[int]:
+    prefix = f"{settings.redis_prefix}:device:"
+    found: list[int] = []
+    async for key in redis.scan_iter(match=prefix + "*", count=500):
+        tail = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
+        if tail.isdigit():
+            found.append(int(tail))
+    return sorted(found)
+
+
+_LAST_CALLED = text(
+    "SELECT agent_id, queue FROM call_sessions WHERE user_id = :u AND agent_id IS NOT NULL"
+    " ORDER BY started_at DESC LIMIT 1"
+)
+_QUEUE_AGENTS = text(
+    "SELECT DISTINCT agent_id FROM call_sessions WHERE queue = :q AND agent_id IS NOT NULL"
+    " AND started_at > now() - interval '30 days'"
+)
+
+
+async def route(
+    *, postgres: AsyncEngine, replica: AsyncEngine, redis: Redis, settings: Settings, from_: str, at: datetime
+) -> Routing:
+    """Who takes this call (``agent_id`` None: nobody — out of hours or nobody free). ``at`` is the
+    real instant; the hours are judged on the business clock."""
+    e164 = normalise_phone(from_).e164
+    users = await customers_with_phone(replica=replica, phone=e164) if e164 else []
+    user_id = users[0] if users else None
+    if not shared_hours(at + clock.offset(settings), CallingRules.from_settings(settings)).allowed:
+        return Routing(user_id, None, "out_of_hours")
+    last_agent, queue_agents = None, set()
+    if user_id is not None:
+        async with postgres.connect() as conn:
+            last = (await conn.execute(_LAST_CALLED, {"u": user_id})).one_or_none()
+            if last is not None:
+                last_agent = int(last.agent_id)
+                queue_agents = {int(r.agent_id) for r in await conn.execute(_QUEUE_AGENTS, {"q": last.queue})}
+    if last_agent is not None and await _free(redis, settings, last_agent):
+        return Routing(user_id, last_agent, "routed_last_agent")
+    connected = await _connected_agents(redis, settings)
+    for agent_id in sorted(queue_agents & set(connected)):
+        if await _free(redis, settings, agent_id):
+            return Routing(user_id, agent_id, "routed_queue")
+    for agent_id in connected:
+        if await _free(redis, settings, agent_id):
+            return Routing(user_id, agent_id, "routed_any")
+    return Routing(user_id, None, "nobody_free")
+
+
+async def record(postgres: AsyncEngine, *, call_sid: str, from_: str, routing: Routing, at: datetime) -> None:
+    """The returned call's row (Twilio's retry of the same webhook changes nothing)."""
+    row = {
+        "call_sid": call_sid,
+        "from_e164": normalise_phone(from_).e164,
+        "user_id": routing.user_id,
+        "agent_id": routing.agent_id,
+        "outcome": routing.outcome,
+        "received_at": at,
+    }
+    async with postgres.begin() as conn:
+        await conn.execute(insert(InboundCall).values(row).on_conflict_do_nothing(index_elements=["call_sid"]))
+
+
+async def ringing_for(postgres: AsyncEngine, agent_id: int, now: datetime) -> InboundCall | None:
+    """The returned call last routed to the agent, while it may still be ringing or in progress."""
+    async with postgres.connect() as conn:
+        row = (
+            await conn.execute(
+                select(InboundCall)
+                .where(
+                    InboundCall.agent_id == agent_id, InboundCall.received_at > now - timedelta(seconds=SCREEN_POP_S)
+                )
+                .order_by(InboundCall.received_at.desc())
+                .limit(1)
+            )
+        ).one_or_none()
+    if row is None:
+        return None
+    return InboundCall(**{c: getattr(row, c) for c in row._fields})
+
+
+def opening_hours_text(settings: Settings) -> str:
+    """The opening hours in words, from the calling hours (the one home of both)."""
+    rules = CallingRules.from_settings(settings)
+    opening, closing = rules.weekday_hours
+    words = f"Monday to Friday from {opening:%H:%M} to {closing:%H:%M}"
+    if rules.saturday_hours is not None:
+        words += f", and Saturday from {rules.saturday_hours[0]:%H:%M} to {rules.saturday_hours[1]:%H:%M}"
+    return words + ", except bank holidays"

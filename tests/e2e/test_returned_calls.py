@@ -1,0 +1,190 @@
+"""Returned calls (journey 7): a customer rings the number we called them from.
+
+The product in Twilio mode against the Twilio emulator, with the real API and worker: the customer's
+call reaches the inbound voice webhook, which rings the agent who called them (their workspace shows
+the customer while it rings); out of hours the caller hears the opening hours; an unknown number
+reaches any free agent without a customer on screen. Every returned call is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import select, text, update
+from temporalio.worker import Worker
+
+from devstack.twilio_emulator.client import EmulatorClient
+from dialler.agents.models import Agent
+from dialler.calls.inbound import opening_hours_text
+from dialler.config import Settings, TelephonyMode
+from dialler.integrations.twilio import TwilioTelephony
+from dialler.integrations.twilio_voice import agent_identity
+from dialler.runtime import Stores
+from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.live_api import eventually
+
+pytestmark = pytest.mark.e2e
+
+PRIYA, TOM = "priya@rmc.example", "tom@rmc.example"
+UNKNOWN = "+447700900123"  # Ofcom drama range: no customer has it
+
+
+@pytest.fixture
+def settings(settings: Settings, emulator: EmulatorClient, request: pytest.FixtureRequest) -> Settings:
+    """Twilio mode against the emulator; ``@pytest.mark.out_of_hours`` moves the business clock from
+    the suite's Wednesday 11:00 to 23:00, when the lines are closed."""
+    update: dict[str, Any] = {"telephony_mode": TelephonyMode.TWILIO, "twilio_api_base_url": emulator.url}
+    if request.node.get_closest_marker("out_of_hours") is not None:
+        update["clock_offset_s"] = settings.clock_offset_s + 12 * 3600
+    return settings.model_copy(update=update)
+
+
+@pytest_asyncio.fixture
+async def telephony(stores: Stores) -> AsyncIterator[TwilioTelephony]:  # type: ignore[override]
+    """The worker places its calls through the emulator (the SDK, as in production)."""
+    twilio = TwilioTelephony(stores.settings)
+    yield twilio
+    await twilio.aclose()
+
+
+async def agent_id(stores: Stores, email: str) -> int:
+    async with stores.postgres.connect() as conn:
+        found = await conn.scalar(select(Agent.id).where(Agent.email == email))
+    assert found is not None
+    return int(found)
+
+
+async def ready(http: httpx.AsyncClient, email: str) -> dict[str, str]:
+    """Available, with the browser phone connected."""
+    headers = await start_available(http, email)
+    assert (await http.post("/api/v1/voice/device-ready", headers=headers)).status_code == 204
+    return headers
+
+
+def ring_us(stores: Stores, emulator: EmulatorClient, from_: str) -> str:
+    url = f"{stores.settings.public_base_url}/api/v1/webhooks/twilio/voice/inbound"
+    return emulator.inbound_call(from_=from_, to=stores.settings.caller_id, url=url)
+
+
+async def inbound_rows(stores: Stores) -> list[tuple[Any, ...]]:
+    async with stores.postgres.connect() as conn:
+        rows = await conn.execute(text("SELECT call_sid, user_id, agent_id, outcome FROM inbound_calls"))
+        return [tuple(r) for r in rows]
+
+
+async def a_call_by_priya(http: httpx.AsyncClient, stores: Stores, replica_url: str, emulator: EmulatorClient) -> dict:
+    """Priya calls a customer (who answers, then hangs up) and records the outcome: the missed-call
+    text's "call us back" is what the customer acts on next."""
+    emulator.script("*", behaviour="answer", answer_after_s=0.3, hangup_after_s=None)
+    await queue_one_customer(stores, replica_url)
+    async with stores.sessions() as session:
+        await session.execute(update(Agent).where(Agent.email == PRIYA).values(progressive_mode=False))
+        await session.commit()
+    headers = await start_available(http, PRIYA)
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    path = f"/api/v1/calls/{offered['session_id']}"
+    assert (await http.post(f"{path}/dial", headers=headers)).status_code == 202
+
+    async def placed() -> str | None:
+        parents = [c["sid"] for c in await asyncio.to_thread(emulator.calls) if not c.get("parent_call_sid")]
+        return parents[0] if parents else None
+
+    try:
+        sid = await eventually(placed, within=20)
+    except AssertionError:
+        raise AssertionError(str(emulator.calls())) from None
+    await asyncio.to_thread(emulator.wait_for, sid, "person_connected", 20.0)
+    await asyncio.to_thread(emulator.customer_hangup, sid)
+    states: list[str] = []
+
+    async def wrap_up() -> bool:
+        states.append((await http.get(path, headers=headers)).json()["state"])
+        return states[-1] == "wrap_up"
+
+    try:
+        await eventually(wrap_up, within=30)
+    except AssertionError:
+        raise AssertionError(f"states: {sorted(set(states))}") from None
+    saved = await http.post(f"{path}/outcome", json={"disposition": "not_interested"}, headers=headers)
+    assert saved.status_code == 200, saved.text
+    async with stores.postgres.connect() as conn:
+        phone = await conn.scalar(
+            text("SELECT phone_e164 FROM call_sessions WHERE id = :s"), {"s": uuid.UUID(offered["session_id"])}
+        )
+    return {"user_id": offered["customer"]["user_id"], "phone": phone}
+
+
+async def test_a_customer_we_called_rings_back_and_reaches_the_agent_who_called_with_their_context_on_screen(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
+) -> None:
+    called = await a_call_by_priya(http, stores, replica_url, emulator)
+    priya_id, tom_id = await agent_id(stores, PRIYA), await agent_id(stores, TOM)
+    # Both free and Tom just as able to take it: the customer must get Priya, who called them.
+    for identity in (agent_identity(priya_id), agent_identity(tom_id)):
+        emulator.device(identity, action="ignore")  # they let it ring: the screen-pop is before answering
+    priya, tom = await ready(http, PRIYA), await ready(http, TOM)
+
+    sid = await asyncio.to_thread(ring_us, stores, emulator, called["phone"])
+    timeline = await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 15.0)
+    [dial] = [e for e in timeline.events if e["kind"] == "dial"]
+    assert agent_identity(priya_id) in str(dial), dial
+    assert "This call is recorded" in " ".join(timeline.said())
+
+    live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+    assert live["inbound"] is not None, live
+    assert live["inbound"]["user_id"] == called["user_id"]
+    assert live["inbound"]["customer"]["user_id"] == called["user_id"]  # the claims, before hello
+    assert (await http.get("/api/v1/agents/me/live", headers=tom)).json()["inbound"] is None
+    assert await inbound_rows(stores) == [(sid, called["user_id"], priya_id, "routed_last_agent")]
+
+    # Nobody picks up: the caller hears the opening hours, not silence.
+    ended = await asyncio.to_thread(emulator.wait_ended, sid, 40.0)
+    assert any("Our advisers are available" in s for s in ended.said()), ended.events
+
+
+async def test_an_unknown_number_reaches_any_free_agent_without_a_customer_on_screen(
+    http: httpx.AsyncClient, stores: Stores, emulator: EmulatorClient
+) -> None:
+    tom_id = await agent_id(stores, TOM)
+    emulator.device(agent_identity(tom_id), action="ignore")
+    tom = await ready(http, TOM)
+
+    sid = await asyncio.to_thread(ring_us, stores, emulator, UNKNOWN)
+    await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 15.0)
+    live = (await http.get("/api/v1/agents/me/live", headers=tom)).json()
+    assert live["inbound"]["call_sid"] == sid and live["inbound"]["user_id"] is None
+    assert live["inbound"]["customer"] is None
+    assert await inbound_rows(stores) == [(sid, None, tom_id, "routed_any")]
+    await asyncio.to_thread(emulator.customer_hangup, sid)
+
+
+async def test_nobody_free_the_caller_hears_who_we_are_and_the_opening_hours(
+    http: httpx.AsyncClient, stores: Stores, emulator: EmulatorClient
+) -> None:
+    # `http` runs the API (the webhook's server); nobody is available.
+    sid = await asyncio.to_thread(ring_us, stores, emulator, UNKNOWN)
+    ended = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
+    said = " ".join(ended.said())
+    assert stores.settings.company_name in said and "busy" in said and "Monday to Friday" in said
+    assert "dial" not in ended.kinds()
+    assert await inbound_rows(stores) == [(sid, None, None, "nobody_free")]
+
+
+@pytest.mark.out_of_hours
+async def test_out_of_hours_the_caller_hears_the_opening_hours_and_no_agent_is_rung(
+    http: httpx.AsyncClient, stores: Stores, emulator: EmulatorClient
+) -> None:
+    await ready(http, TOM)  # someone is even logged in: out of hours still closes the line
+
+    sid = await asyncio.to_thread(ring_us, stores, emulator, UNKNOWN)
+    ended = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
+    said = " ".join(ended.said())
+    assert stores.settings.company_name in said and "closed" in said
+    assert opening_hours_text(stores.settings) in said
+    assert "dial" not in ended.kinds()
+    assert await inbound_rows(stores) == [(sid, None, None, "out_of_hours")]
