@@ -131,6 +131,14 @@ async def test_a_real_request_line_with_a_number_and_a_magic_link_comes_out_mask
     # The real API under uvicorn, its loggers left to the root handler as api/__main__.py does, and the
     # access log turned on (as an operator chasing a problem might): the searched-for number in a query
     # string and a magic link's token in a path are real lines from uvicorn's own code.
+    # Earlier tests in the session may have run uvicorn with its own log config, which disables and
+    # detaches these loggers: give them back to the root handler for this test.
+    saved = []
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.propagate, logger.disabled, logger.handlers[:], logger.level))
+        logger.propagate, logger.disabled, logger.handlers = True, False, []
+        logger.setLevel(logging.INFO)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -151,6 +159,9 @@ async def test_a_real_request_line_with_a_number_and_a_magic_link_comes_out_mask
         server.should_exit = True
         await serving
         sock.close()
+        for logger, propagate, disabled, handlers, level in saved:
+            logger.propagate, logger.disabled, logger.handlers = propagate, disabled, handlers
+            logger.setLevel(level)
 
     lines = root_lines.getvalue()
     access = [json.loads(line) for line in lines.splitlines() if '"uvicorn.access"' in line]

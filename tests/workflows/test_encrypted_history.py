@@ -59,7 +59,9 @@ async def test_a_history_holds_no_plaintext_and_the_codec_reads_it(
         assert secret.encode() not in as_bytes and secret not in as_json
     assert b"binary/encrypted" in as_bytes and b"encryption-key-id" in as_bytes
     # Search attributes stay plain ids and codes: filtering in the UI still works.
-    query = f"UserId = '{user_id}' AND CallbackStatus = 'cancelled'"
+    query = (
+        f"TaskQueue = '{stores.settings.temporal_task_queue}' AND UserId = '{user_id}' AND CallbackStatus = 'cancelled'"
+    )
 
     async def found_by_filter() -> bool:
         return (await raw.count_workflows(query)).count == 1
