@@ -360,7 +360,7 @@ def run(settings: Settings) -> int:
         while not stop["requested"]:
             failure = supervisor.poll()
             if failure is not None:
-                print(failure, file=sys.stderr)
+                log.error("%s", failure)
                 return 1
             time.sleep(0.5)
         return 0

@@ -88,4 +88,5 @@ class Supervisor:
         return now + watch.backoff_s
 
     def _say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+        self.out.write(line + "\n")  # the one line a restart prints, to the terminal the stack runs in
+        self.out.flush()
