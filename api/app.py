@@ -29,6 +29,7 @@ from api.routes import (
     compliance,
     dashboard,
     health,
+    pacing,
     personal_data,
     portal,
     presence,
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(presence.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(queues.router, prefix=API_PREFIX)
+    app.include_router(pacing.router, prefix=API_PREFIX)
     app.include_router(calls.router, prefix=API_PREFIX)
     app.include_router(voice.router, prefix=API_PREFIX)
     app.include_router(voice.webhooks, prefix=API_PREFIX)

@@ -15,7 +15,8 @@ Definitions (shown on the screen too):
 * **contact rate** = outcomes today whose disposition reached the customer (``Effects.contact``) ÷
   outcomes today;
 * **abandoned rate (24 h)** = abandoned calls ÷ calls answered (by a person) among the sessions started
-  in the last 24 h, the Ofcom measure;
+  in the last 24 h, over every queue; per queue, Ofcom's measure against the queue's ceiling, and why
+  its progressive dialling is paused (``dialler.pacing``: the answering-machine adjustment with AMD on);
 * **drain rate** = customers taken from a queue (call sessions started) in the last 15 minutes,
   expressed per hour.
 """
@@ -43,6 +44,8 @@ from dialler.agents.presence import PresenceState, list_presence
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.cdc import metrics as cdc_metrics
 from dialler.config import Settings
+from dialler.pacing import service as pacing
+from dialler.pacing.abandon_rate import PacingVerdict
 from dialler.queues.keys import QUEUES, QueueKeys
 
 log = logging.getLogger("dialler.dashboard")
@@ -75,12 +78,26 @@ class Board(BaseModel):
     counts: dict[str, int]
 
 
+class QueuePacing(BaseModel):
+    """A queue's abandoned-call rate over 24 h against its ceiling (dialler.pacing), with the reason
+    its progressive dialling is paused."""
+
+    abandoned: int
+    live_answered: int
+    machine: int
+    rate: float | None
+    ceiling: float
+    state: str
+    reason: str | None
+
+
 class QueueRow(BaseModel):
     queue: str
     depth: int | None
     taken_15m: int | None
     drain_per_hour: int | None
     temporal_url: str
+    pacing: QueuePacing | None = None
 
 
 class Outcomes(BaseModel):
@@ -230,6 +247,11 @@ async def queue_rows(*, postgres: AsyncEngine, redis: Redis, settings: Settings,
         depths = {q: int(c) for q, c in zip(QUEUES, counts, strict=True)}
     except (RedisError, OSError):
         depths = None
+    paced: dict[str, PacingVerdict] | None
+    try:
+        paced = await pacing.verdicts(postgres, now=now, amd_on=settings.answering_machine_detection)
+    except (SQLAlchemyError, OSError):
+        paced = None
     taken: dict[str, int] | None
     try:
         async with postgres.connect() as conn:
@@ -248,9 +270,22 @@ async def queue_rows(*, postgres: AsyncEngine, redis: Redis, settings: Settings,
             taken_15m=None if taken is None else taken.get(q, 0),
             drain_per_hour=None if taken is None else round(taken.get(q, 0) * per_hour),
             temporal_url=temporal_search_url(settings, "QueueType", q),
+            pacing=None if paced is None else _pacing(paced[q]),
         )
         for q in QUEUES
     ]
+
+
+def _pacing(v: PacingVerdict) -> QueuePacing:
+    return QueuePacing(
+        abandoned=v.rate.inputs.abandoned,
+        live_answered=v.rate.inputs.live_answered,
+        machine=v.rate.inputs.machine,
+        rate=v.rate.rate,
+        ceiling=float(v.ceiling),
+        state=v.state.value,
+        reason=v.reason,
+    )
 
 
 async def outcomes_today(*, postgres: AsyncEngine, since: datetime) -> Outcomes:

@@ -5,6 +5,8 @@
   browser or a worker died: the reaper should return them), and for the callbacks queue the age of
   the oldest callback waiting to be called (PostgreSQL: due or open since);
 * calls (PostgreSQL, last 24 h): answered, abandoned, and the abandoned rate, the Ofcom measure;
+  per queue (dialler.pacing), the rate with the answering-machine adjustment, the queue's ceiling,
+  and 1 when its progressive dialling is paused because the rate reached the ceiling;
 * callbacks (PostgreSQL): due now, late (still not called ``callback_grace_s`` after due), missed today.
 
 Families carry no customer data: counts and ages only. Names are listed in :data:`FAMILIES`, which
@@ -22,8 +24,11 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from dialler import clock
 from dialler.config import Settings
 from dialler.dashboard import abandoned_24h, day_start
+from dialler.pacing import service as pacing
+from dialler.pacing.abandon_rate import PacingVerdict
 from dialler.queues.keys import QUEUES, QueueKeys
 
 # The metric families this module exports, and those of the API, the worker (Temporal SDK) and CDC.
@@ -35,6 +40,9 @@ FLOOR_FAMILIES = (
     "dialler_calls_answered_24h",
     "dialler_calls_abandoned_24h",
     "dialler_calls_abandoned_rate_24h",
+    "dialler_queue_abandoned_rate_24h",
+    "dialler_queue_abandoned_ceiling",
+    "dialler_queue_progressive_paused",
     "dialler_callbacks_due",
     "dialler_callbacks_late",
     "dialler_callbacks_missed_today",
@@ -121,6 +129,9 @@ async def _postgres_families(postgres: AsyncEngine, settings: Settings) -> list[
         ),
         GaugeMetricFamily("dialler_callbacks_missed_today", "Callbacks missed today (UK day)", value=int(row.missed)),
     ]
+    families += _pacing_families(
+        await pacing.verdicts(postgres, now=clock.instant(), amd_on=settings.answering_machine_detection)
+    )
     if abandoned.rate is not None:  # no answered calls: no rate (not 0, which would hide a silent floor)
         families.append(
             GaugeMetricFamily(
@@ -130,6 +141,30 @@ async def _postgres_families(postgres: AsyncEngine, settings: Settings) -> list[
             )
         )
     return families
+
+
+def _pacing_families(verdicts: dict[str, PacingVerdict]) -> list[Metric]:
+    rate = GaugeMetricFamily(
+        "dialler_queue_abandoned_rate_24h",
+        "Ofcom's abandoned-call rate per queue, last 24 h (AMD-adjusted when AMD is on); absent with no live call",
+        labels=["queue"],
+    )
+    ceiling = GaugeMetricFamily(
+        "dialler_queue_abandoned_ceiling",
+        "The abandoned rate at which a queue's progressive dialling pauses",
+        labels=["queue"],
+    )
+    paused = GaugeMetricFamily(
+        "dialler_queue_progressive_paused",
+        "1 when a queue's progressive dialling is paused by its ceiling",
+        labels=["queue"],
+    )
+    for queue, v in verdicts.items():
+        if v.rate.rate is not None:
+            rate.add_metric([queue], v.rate.rate)
+        ceiling.add_metric([queue], float(v.ceiling))
+        paused.add_metric([queue], 1.0 if v.paused else 0.0)
+    return [rate, ceiling, paused]
 
 
 class Families:

@@ -42,6 +42,7 @@ class Permission(StrEnum):
     SMS_READ_ALL = "sms:read_all"
     DASHBOARD_READ = "dashboard:read"
     REBUILD_TRIGGER = "rebuild:trigger"
+    PACING_MANAGE = "pacing:manage"  # a queue's abandoned-call ceiling (never above Ofcom's 3 %)
     DNC_MANAGE = "dnc:manage"  # do-not-call list entries
     AUDIT_READ = "audit:read"
     REPORTS_READ = "reports:read"  # every report over any period, and their CSV exports
@@ -87,6 +88,7 @@ _SUPERVISOR: frozenset[Permission] = _AGENT | {
     Permission.SMS_READ_ALL,
     Permission.DASHBOARD_READ,
     Permission.REBUILD_TRIGGER,
+    Permission.PACING_MANAGE,
     Permission.DNC_MANAGE,
     Permission.AUDIT_READ,
     Permission.REPORTS_READ,

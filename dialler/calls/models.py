@@ -18,6 +18,8 @@ class CallSession(Timestamped, Base):
         Index("uq_call_sessions_open_user", "user_id", unique=True, postgresql_where=text("closed_at IS NULL")),
         Index("ix_call_sessions_user_started", "user_id", "started_at"),
         Index("ix_call_sessions_agent_started", "agent_id", "started_at"),
+        # The abandoned rate per queue over a rolling 24 h (dialler.pacing), read before progressive calls.
+        Index("ix_call_sessions_queue_started", "queue", "started_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

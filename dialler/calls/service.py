@@ -36,6 +36,8 @@ from dialler.calls.view import open_view, read_view
 from dialler.compliance import gate, gates
 from dialler.customers.context import CustomerContext, get_context
 from dialler.errors import Conflict
+from dialler.pacing import service as pacing
+from dialler.pacing.abandon_rate import progressive_paused
 from dialler.queues.eligibility import QUEUE_PRIORITY
 from dialler.queues.engine import AgentAlreadyHoldsLease, AgentNotAvailable, Lease, QueueEngine, StaleLease
 from dialler.runtime import Stores
@@ -139,9 +141,11 @@ async def take_next_call(
         return NoneEligible(f"Outside calling hours: {window.explanation}", until)
     if not agent.queues:
         return NoneEligible("You are not assigned to any queue; ask a supervisor.")
+    # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
+    queues: list[str] = [q for q in QUEUE_PRIORITY if q in agent.queues]
+    if agent.progressive_mode:
+        queues = await progressive_queues(stores, queues)
     try:
-        # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
-        queues = [q for q in QUEUE_PRIORITY if q in agent.queues]
         offer = await engine.next_call_detailed(
             agent_id=agent.id,
             queues=queues,
@@ -169,6 +173,19 @@ async def take_next_call(
     return await _open(
         stores=stores, engine=engine, start_session=start_session, agent=agent, lease=offer.lease, resumed=False
     )
+
+
+async def progressive_queues(stores: Stores, queues: list[str]) -> list[str]:
+    """The queues a progressive agent may be given a call from: those whose abandoned rate is under
+    its ceiling (Ofcom's persistent-misuse rule, dialler.pacing). A progressive session dials as it
+    starts, so this is the one place a progressive call begins. None left: refused, with the reason."""
+    found = await pacing.verdicts(
+        stores.postgres, now=clock.instant(), amd_on=stores.settings.answering_machine_detection
+    )
+    paused = [found[q] for q in queues if q in found and found[q].paused]
+    if paused and len(paused) == len(queues):
+        raise progressive_paused(paused)
+    return [q for q in queues if not (q in found and found[q].paused)]
 
 
 async def _open(

@@ -9,7 +9,7 @@ from dialler.cdc.models import BinlogCheckpoint
 from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
 from dialler.compliance.models import ComplianceDecision, CustomerFlag, DoNotCall, OptOut, ReviewItem
 from dialler.db.base import Base
-from dialler.queues.models import QueueRebuild
+from dialler.queues.models import QueueRebuild, QueueSetting
 from dialler.recordings.models import CallRecording
 from dialler.reports.models import ConversionEvent, QueueDepthSample
 
@@ -34,6 +34,7 @@ __all__ = [
     "PresenceEvent",
     "QueueDepthSample",
     "QueueRebuild",
+    "QueueSetting",
     "RefreshToken",
     "ReviewItem",
     "SmsConversation",

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -22,3 +23,23 @@ class QueueRebuild(Base):
     finished_at: Mapped[datetime | None]
     counts: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     drift: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class QueueSetting(Base):
+    """A queue's settings, one row per queue once someone sets one (no row: every default applies).
+
+    Settings here may only make a rule stricter: the abandoned-call ceiling is checked against Ofcom's
+    3 % by ``dialler.pacing.abandon_rate.validate_ceiling`` and again by the database."""
+
+    __tablename__ = "queue_settings"
+    __table_args__ = (
+        CheckConstraint(
+            "abandon_rate_ceiling IS NULL OR (abandon_rate_ceiling >= 0 AND abandon_rate_ceiling <= 0.03)",
+            name="abandon_rate_ceiling_within_ofcom",
+        ),
+    )
+
+    queue: Mapped[str] = mapped_column(String(32), primary_key=True)
+    abandon_rate_ceiling: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    updated_at: Mapped[datetime]
+    updated_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))

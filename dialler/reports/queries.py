@@ -24,12 +24,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialler.calls.dispositions import EFFECTS, Disposition
+from dialler.pacing.abandon_rate import DEFAULT_CEILING, OFCOM_LIMIT
 from dialler.queues.keys import QUEUES
 from dialler.reports import rollups
 from dialler.reports.periods import Period
 
-OFCOM_CEILING = 0.03
-TARGET_CEILING = 0.01
+# One home for both numbers: dialler.pacing (the ceiling that pauses progressive dialling, per queue).
+OFCOM_CEILING = float(OFCOM_LIMIT)
+TARGET_CEILING = float(DEFAULT_CEILING)
 DEFAULT_CONVERSION_DAYS = 7
 
 
