@@ -83,6 +83,7 @@ const S = {
   voice: null,
   sms: null,
   rules: new Map(),
+  pacingPaused: null, // the server's reason while this agent's queues are at their abandoned-rate ceiling
 };
 
 // --- status ---------------------------------------------------------------------------------------
@@ -205,15 +206,30 @@ async function nextCall(button) {
         if (autoDialling()) scheduleAutoNext(AUTO_NEXT_RETRY_S);
         return;
       }
+      S.pacingPaused = null;
       S.offered = offered;
       showCustomer(offered.customer);
       announce(`Next customer: ${offered.customer.first_name} ${offered.customer.last_name}`);
       S.live.now();
     } catch (error) {
+      if (pacingPause(error)) return;
       showError($("#call-error"), error);
     }
   });
   renderCall();
+}
+
+// The server refuses progressive calls while the abandoned rate of every queue this agent works is at
+// its ceiling (Ofcom; api 409 progressive_paused): say why, and ask again later (the 24 h window moves).
+function pacingPause(error) {
+  if (!error || error.code !== "progressive_paused") return false;
+  const first = !S.pacingPaused;
+  S.pacingPaused = error.message;
+  if (first) announce(error.message);
+  if (autoDialling()) scheduleAutoNext(AUTO_NEXT_RETRY_S);
+  else showError($("#call-error"), error); // a click on "Next call" with auto-dial off
+  progressiveTick();
+  return true;
 }
 
 async function dial(button) {
@@ -300,9 +316,14 @@ function progressiveTick() {
   } else {
     cancelAutoNext();
   }
+  if (S.pacingPaused && S.autoDial && !S.call) {
+    const left = S.autoNextAt ? Math.max(0, Math.ceil((S.autoNextAt - Date.now()) / 1000)) : 0;
+    text = `${S.pacingPaused} Asking again in ${left} s.`;
+  }
   if (autoDialling() && S.call && S.call.state === "reserved" && !S.dialAsked.has(S.call.session_id)) {
     dial($("#dial"));
   }
+  $("#progressive-text").classList.toggle("progressive-paused", Boolean(S.pacingPaused && S.autoDial && !S.call));
   $("#progressive-text").textContent = text;
 }
 

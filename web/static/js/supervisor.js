@@ -117,10 +117,21 @@ function renderBoard(d) {
   fill($("#board-rows"), rows.length ? rows : h("tr", {}, h("td", { colspan: "5", class: "empty" }, "No active agents.")));
 }
 
+// Ofcom's abandoned rate per queue over 24 h against the queue's ceiling (api: /pacing/queues); a
+// paused queue gets a row of its own saying why its progressive dialling stopped.
+function pacingCell(p) {
+  if (!p) return h("td", { class: "num pacing" }, "n/a");
+  return h(
+    "td",
+    { class: `num pacing${p.state === "paused" ? " bad" : ""}`, title: `${p.abandoned} abandoned, ${p.live_answered} put through, ${p.machine} machines` },
+    `${percent(p.rate)} / ${percent(p.ceiling)}`,
+  );
+}
+
 function renderQueues(d) {
-  fill(
-    $("#queue-rows"),
-    d.queues.map((q) =>
+  const rows = [];
+  for (const q of d.queues) {
+    rows.push(
       h(
         "tr",
         { dataset: { queue: q.queue } },
@@ -128,9 +139,14 @@ function renderQueues(d) {
         h("td", { class: "num depth" }, orNa(q.depth)),
         h("td", { class: "num" }, orNa(q.taken_15m)),
         h("td", { class: "num" }, orNa(q.drain_per_hour)),
+        pacingCell(q.pacing),
       ),
-    ),
-  );
+    );
+    if (q.pacing && q.pacing.state === "paused") {
+      rows.push(h("tr", { class: "pacing-paused", dataset: { pausedQueue: q.queue } }, h("td", { colspan: "5", class: "reason bad", role: "status" }, q.pacing.reason)));
+    }
+  }
+  fill($("#queue-rows"), rows);
 }
 
 function renderOutcomes(d) {
