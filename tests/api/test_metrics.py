@@ -127,6 +127,13 @@ async def test_metrics_expose_the_api_floor_and_cdc_families_after_a_journey(
     assert samples[("dialler_calls_answered_24h", ())] == 41
     assert samples[("dialler_calls_abandoned_24h", ())] == 1
     assert abs(samples[("dialler_calls_abandoned_rate_24h", ())] - 1 / 41) < 1e-9
+    # Per queue (dialler.pacing): 1 of 41 live calls on unsigned ≥ its 1 % ceiling: progressive paused.
+    unsigned, callbacks = (("queue", "unsigned"),), (("queue", "callbacks"),)
+    assert abs(samples[("dialler_queue_abandoned_rate_24h", unsigned)] - 1 / 41) < 1e-9
+    assert ("dialler_queue_abandoned_rate_24h", callbacks) not in samples  # no live call: no rate, not 0
+    assert samples[("dialler_queue_abandoned_ceiling", unsigned)] == 0.01
+    assert samples[("dialler_queue_progressive_paused", unsigned)] == 1
+    assert samples[("dialler_queue_progressive_paused", callbacks)] == 0
     assert samples[("dialler_callbacks_due", ())] == 1
     assert samples[("dialler_callbacks_late", ())] == 1  # 20 minutes > the 10-minute grace
     assert samples[("dialler_callbacks_missed_today", ())] in (0, 1)  # 1 unless the UK day began < 3 h ago
