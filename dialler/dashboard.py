@@ -14,9 +14,10 @@ Definitions (shown on the screen too):
   (``dialler.clock``: the real clock in production, shifted on a demo stack);
 * **contact rate** = outcomes today whose disposition reached the customer (``Effects.contact``) ÷
   outcomes today;
-* **abandoned rate (24 h)** = abandoned calls ÷ calls answered (by a person) among the sessions started
-  in the last 24 h, over every queue; per queue, Ofcom's measure against the queue's ceiling, and why
-  its progressive dialling is paused (``dialler.pacing``: the answering-machine adjustment with AMD on);
+* **abandoned rate (24 h)** = Ofcom's measure (``dialler.pacing``, AMD-adjusted when AMD is on):
+  abandoned calls ÷ live calls (answered by a person, drops included) among the sessions started in
+  the last 24 h, over every queue; and per queue, against the queue's ceiling, with the reason its
+  progressive dialling is paused;
 * **drain rate** = customers taken from a queue (call sessions started) in the last 15 minutes,
   expressed per hour.
 """
@@ -45,13 +46,12 @@ from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.cdc import metrics as cdc_metrics
 from dialler.config import Settings
 from dialler.pacing import service as pacing
-from dialler.pacing.abandon_rate import PacingVerdict
+from dialler.pacing.abandon_rate import PacingVerdict, RateInputs, abandon_rate
 from dialler.queues.keys import QUEUES, QueueKeys
 
 log = logging.getLogger("dialler.dashboard")
 
 DRAIN_WINDOW = timedelta(minutes=15)
-ABANDON_WINDOW = timedelta(hours=24)
 LIST_LIMIT = 10
 SQS_TIMEOUT_S = 2.0
 
@@ -315,21 +315,21 @@ def _reached(code: str) -> bool:
         return False
 
 
-async def abandoned_24h(*, postgres: AsyncEngine, now: datetime) -> Abandoned:
-    async with postgres.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT count(*) FILTER (WHERE s.answered_at IS NOT NULL OR a.abandoned) AS answered,"
-                    " count(*) FILTER (WHERE a.abandoned) AS abandoned"
-                    " FROM call_sessions s LEFT JOIN contact_attempts a ON a.call_session_id = s.id"
-                    " WHERE s.started_at >= :since"
-                ),
-                {"since": now - ABANDON_WINDOW},
-            )
-        ).one()
-    answered, abandoned = int(row.answered), int(row.abandoned)
-    return Abandoned(answered=answered, abandoned=abandoned, rate=(abandoned / answered) if answered else None)
+async def abandoned_24h(*, postgres: AsyncEngine, now: datetime, amd_on: bool) -> Abandoned:
+    """Every queue's calls together, by Ofcom's measure (dialler.pacing): ``answered`` is the live
+    calls, drops included, machines not; ``rate`` is AMD-adjusted when AMD is on."""
+    per_queue = await pacing.rate_inputs(postgres, now=now, amd_on=amd_on)
+    total = RateInputs(
+        abandoned=sum(i.abandoned for i in per_queue.values()),
+        live_answered=sum(i.live_answered for i in per_queue.values()),
+        machine=sum(i.machine for i in per_queue.values()),
+        amd_on=amd_on,
+    )
+    return Abandoned(
+        answered=total.live_answered + total.abandoned,
+        abandoned=total.abandoned,
+        rate=abandon_rate(total).rate,
+    )
 
 
 async def callbacks_summary(*, postgres: AsyncEngine, settings: Settings, since: datetime) -> Callbacks:
@@ -511,7 +511,7 @@ async def snapshot(
     queues, outcomes, abandoned, callbacks, cdc, rebuild = await asyncio.gather(
         queue_rows(postgres=postgres, redis=redis, settings=settings, now=now),
         _part("outcomes", outcomes_today(postgres=postgres, since=since)),
-        _part("abandoned", abandoned_24h(postgres=postgres, now=now)),
+        _part("abandoned", abandoned_24h(postgres=postgres, now=now, amd_on=settings.answering_machine_detection)),
         _part("callbacks", callbacks_summary(postgres=postgres, settings=settings, since=since)),
         cdc_status(redis=redis, settings=settings, dlq_depth=dlq_depth),
         _part("rebuild", last_rebuild(postgres=postgres, settings=settings)),

@@ -97,7 +97,7 @@ async def _queue_families(redis: Redis, settings: Settings) -> list[Metric]:
 
 async def _postgres_families(postgres: AsyncEngine, settings: Settings) -> list[Metric]:
     now = datetime.now(UTC)
-    abandoned = await abandoned_24h(postgres=postgres, now=now)
+    abandoned = await abandoned_24h(postgres=postgres, now=now, amd_on=settings.answering_machine_detection)
     async with postgres.connect() as conn:
         row = (
             await conn.execute(

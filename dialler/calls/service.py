@@ -143,8 +143,11 @@ async def take_next_call(
         return NoneEligible("You are not assigned to any queue; ask a supervisor.")
     # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
     queues: list[str] = [q for q in QUEUE_PRIORITY if q in agent.queues]
+    paused: list[str] = []
     if agent.progressive_mode:
-        queues = await progressive_queues(stores, queues)
+        open_queues = await progressive_queues(stores, queues)
+        paused = [q for q in queues if q not in open_queues]
+        queues = open_queues
     try:
         offer = await engine.next_call_detailed(
             agent_id=agent.id,
@@ -169,6 +172,8 @@ async def take_next_call(
             )
             if n
         ]
+        if paused:  # the agent's other queues are at their abandoned-rate ceiling: say so too
+            held_back.append(f"progressive paused on {', '.join(paused)} (abandoned rate at its ceiling)")
         return NoneEligible(reason + (f" ({'; '.join(held_back)})." if held_back else "."))
     return await _open(
         stores=stores, engine=engine, start_session=start_session, agent=agent, lease=offer.lease, resumed=False

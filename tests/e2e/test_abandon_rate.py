@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -24,19 +25,25 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from devstack.twilio_emulator.client import EmulatorClient
+from dialler import clock
 from dialler.agents.models import Agent
+from dialler.calls.messages import CallSessionInput
+from dialler.calls.service import CallOffered, NoneEligible, take_next_call
 from dialler.config import Settings, TelephonyMode
 from dialler.integrations.twilio import TwilioTelephony
 from dialler.integrations.twilio_voice import agent_identity
+from dialler.queues.engine import QueueEntry
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.live_api import eventually, login
+from tests.support.pacing import seed_calls
 
 pytestmark = pytest.mark.e2e
 
 AGENT = "tom@rmc.example"  # works the unsigned queue only
 SUPERVISOR = "sam@rmc.example"
+PRIYA = "priya@rmc.example"  # works unsigned and callbacks
 
 
 @pytest.fixture
@@ -188,3 +195,42 @@ async def test_the_rate_ceiling_pauses_progressive_dialling_and_says_why(
     preview = await http.post("/api/v1/agents/me/next-call", headers=agent_headers)
     assert preview.status_code == 200, preview.text
     assert preview.json()["customer"] is not None
+
+
+async def test_a_progressive_agent_is_offered_only_queues_under_their_ceiling(
+    http: httpx.AsyncClient, stores: Stores, replica_url: str
+) -> None:
+    """Priya works unsigned and callbacks; unsigned is at its ceiling. With nobody due on callbacks she
+    is told why nobody comes; with a callback due she is offered it, never an unsigned customer."""
+    await queue_one_customer(stores, replica_url)
+    await seed_calls(stores, queue="unsigned", at=clock.instant() - timedelta(hours=1), live=4, abandoned=1)  # 20 %
+    async with stores.sessions() as session:
+        await session.execute(update(Agent).where(Agent.email == PRIYA).values(progressive_mode=True))
+        await session.commit()
+        priya = await session.scalar(select(Agent).where(Agent.email == PRIYA))
+    assert priya is not None and priya.queues == ["unsigned", "callbacks"]
+    await start_available(http, PRIYA)
+    engine = queue_engine(stores)
+    started: list[CallSessionInput] = []
+
+    async def start_session(input: CallSessionInput) -> bool:  # the workflow's start, recorded
+        started.append(input)
+        return True
+
+    async def next_call() -> CallOffered | NoneEligible:
+        async with stores.sessions() as session:
+            return await take_next_call(
+                session=session, stores=stores, start_session=start_session, engine=engine, agent=priya
+            )
+
+    nobody = await next_call()
+    assert isinstance(nobody, NoneEligible), nobody
+    assert "progressive paused on unsigned (abandoned rate at its ceiling)" in nobody.reason
+    assert started == [] and await engine.lease_of_agent(priya.id) is None
+
+    [(user_id, _)] = await engine.page("unsigned", offset=0, limit=1)
+    await engine.upsert(QueueEntry(user_id, "callbacks", score=0.0))  # a callback falls due
+    offered = await next_call()
+    assert isinstance(offered, CallOffered), offered
+    assert (offered.lease.queue, offered.lease.user_id) == ("callbacks", user_id)
+    assert [(s.queue, s.progressive) for s in started] == [("callbacks", True)]
