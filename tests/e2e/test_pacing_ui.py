@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -14,7 +15,7 @@ from sqlalchemy import text
 
 from dialler import clock
 from dialler.runtime import Stores
-from tests.support.browser import ConsoleErrors, open_page, sign_in
+from tests.support.browser import ConsoleErrors, assert_fits, open_page, sign_in
 from tests.support.pacing import seed_calls
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +35,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 async def test_a_queue_at_its_ceiling_shows_paused_with_the_reason_on_the_board_and_the_agents_screen(
-    live_api: str, stores: Stores, browser: Browser
+    live_api: str, stores: Stores, browser: Browser, tmp_path: Path
 ) -> None:
     # 1 abandoned of 10 live calls in the last 24 h on the unsigned queue: 10 %, over the default 1 %.
     await seed_calls(stores, queue="unsigned", at=clock.instant() - timedelta(hours=3), live=9, abandoned=1)
@@ -44,10 +45,13 @@ async def test_a_queue_at_its_ceiling_shows_paused_with_the_reason_on_the_board_
 
     board_ctx, board = await open_page(browser, console, "supervisor")
     await sign_in(board, live_api, "sam@rmc.example")
-    await expect(board.locator('#queue-rows tr[data-queue="unsigned"] td.pacing')).to_have_text("10.0% / 1.0%")
+    unsigned = board.locator('#queue-rows tr[data-queue="unsigned"] td.pacing')
+    await expect(unsigned.locator(".rate")).to_have_text("10.0%")
+    await expect(unsigned.locator(".ceiling")).to_have_text("max 1.0%")
     await expect(board.locator('#queue-rows tr[data-paused-queue="unsigned"]')).to_contain_text(REASON)
-    await expect(board.locator('#queue-rows tr[data-queue="callbacks"] td.pacing')).to_have_text("n/a / 1.0%")
+    await expect(board.locator('#queue-rows tr[data-queue="callbacks"] td.pacing .rate')).to_have_text("n/a")
     await expect(board.locator("#queue-rows tr.pacing-paused")).to_have_count(1)
+    await assert_fits(board)  # the extra column and the reason row keep the board on a laptop screen
 
     agent_ctx, agent = await open_page(browser, console, "agent")
     await sign_in(agent, live_api, "tom@rmc.example")
@@ -55,6 +59,8 @@ async def test_a_queue_at_its_ceiling_shows_paused_with_the_reason_on_the_board_
     await expect(agent.locator("#progressive-text")).to_contain_text(REASON, timeout=15_000)
     await expect(agent.locator("#progressive-text")).to_contain_text("Asking again in")
     await expect(agent.locator("#customer-name")).to_have_count(0)
+    await agent.screenshot(path=str(tmp_path / "agent-progressive-paused.png"))
+    await board.screenshot(path=str(tmp_path / "supervisor-progressive-paused.png"))
 
     # The refusal itself is the one failed request the browser logs (a 409 is the server's answer).
     others = [e for e in console.errors if "status of 409" not in e]

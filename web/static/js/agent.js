@@ -200,13 +200,13 @@ async function nextCall(button) {
   await busy(button, async () => {
     try {
       const offered = await api.post("/agents/me/next-call");
+      S.pacingPaused = null; // answered: not (or no longer) paused
       if (!offered.customer) {
         const until = offered.until ? ` Next allowed at ${ukTime(offered.until)}.` : "";
         $("#next-call-message").textContent = (offered.reason || "Nobody to call right now.") + until;
         if (autoDialling()) scheduleAutoNext(AUTO_NEXT_RETRY_S);
         return;
       }
-      S.pacingPaused = null;
       S.offered = offered;
       showCustomer(offered.customer);
       announce(`Next customer: ${offered.customer.first_name} ${offered.customer.last_name}`);
@@ -316,14 +316,15 @@ function progressiveTick() {
   } else {
     cancelAutoNext();
   }
-  if (S.pacingPaused && S.autoDial && !S.call) {
+  const pacingPaused = Boolean(S.pacingPaused && autoDialling() && p && p.state === "available" && !S.call);
+  if (pacingPaused) {
     const left = S.autoNextAt ? Math.max(0, Math.ceil((S.autoNextAt - Date.now()) / 1000)) : 0;
     text = `${S.pacingPaused} Asking again in ${left} s.`;
   }
   if (autoDialling() && S.call && S.call.state === "reserved" && !S.dialAsked.has(S.call.session_id)) {
     dial($("#dial"));
   }
-  $("#progressive-text").classList.toggle("progressive-paused", Boolean(S.pacingPaused && S.autoDial && !S.call));
+  $("#progressive-text").classList.toggle("progressive-paused", pacingPaused);
   $("#progressive-text").textContent = text;
 }
 

@@ -124,7 +124,8 @@ function pacingCell(p) {
   return h(
     "td",
     { class: `num pacing${p.state === "paused" ? " bad" : ""}`, title: `${p.abandoned} abandoned, ${p.live_answered} put through, ${p.machine} machines` },
-    `${percent(p.rate)} / ${percent(p.ceiling)}`,
+    h("span", { class: "rate" }, percent(p.rate)),
+    h("span", { class: "ceiling hint" }, `max ${percent(p.ceiling)}`),
   );
 }
 
