@@ -1,6 +1,6 @@
 """queue_settings: each queue's abandoned-call ceiling (at most Ofcom's 3 %); call_sessions by queue and start
 
-Revision ID: 0012
+Revision ID: 0011
 Revises: 0010
 """
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
