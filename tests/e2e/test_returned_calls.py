@@ -16,6 +16,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import select, text, update
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from devstack.twilio_emulator.client import EmulatorClient
@@ -188,3 +189,100 @@ async def test_out_of_hours_the_caller_hears_the_opening_hours_and_no_agent_is_r
     assert opening_hours_text(stores.settings) in said
     assert "dial" not in ended.kinds()
     assert await inbound_rows(stores) == [(sid, None, None, "out_of_hours")]
+
+
+async def test_the_agent_who_called_answers_the_returned_call_and_closes_it_with_an_outcome_counted_as_contact(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
+    temporal_client: Client,
+) -> None:
+    called = await a_call_by_priya(http, stores, replica_url, emulator)
+    user_id, priya_id = called["user_id"], await agent_id(stores, PRIYA)
+    emulator.device(agent_identity(priya_id), action="manual")  # Priya answers when the test says so
+    priya = await ready(http, PRIYA)
+    attempts_before = await attempts_of(stores, user_id)
+
+    sid = await asyncio.to_thread(ring_us, stores, emulator, called["phone"])
+    timeline = await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 15.0)
+    [dial] = [e for e in timeline.events if e["kind"] == "dial"]
+
+    async def held_with_the_customer_on_screen() -> dict | None:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        ok = live["presence"]["state"] == "reserved" and live["inbound"] and live["inbound"]["customer"]
+        return live if ok else None
+
+    live = await eventually(held_with_the_customer_on_screen, within=15)  # the screen-pop, before hello
+    assert live["inbound"]["customer"]["user_id"] == user_id and live["call"] is None
+    # Nothing else is offered to her while it rings.
+    offered = await http.post("/api/v1/agents/me/next-call", headers=priya)
+    assert offered.status_code == 409 or offered.json()["customer"] is None, offered.text
+
+    await asyncio.to_thread(emulator.accept, dial["call_sid"])
+    await asyncio.to_thread(emulator.wait_for, sid, "person_connected", 15.0)
+
+    async def on_the_call() -> dict | None:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        ok = live["presence"]["state"] == "on_call" and live["call"] and live["call"]["state"] == "in_progress"
+        return live if ok else None
+
+    call = (await eventually(on_the_call, within=15))["call"]
+    assert call["queue"] == "inbound" and call["user_id"] == user_id
+    path = f"/api/v1/calls/{call['session_id']}"
+    refused = await http.post(f"{path}/outcome", json={"disposition": "not_interested"}, headers=priya)
+    assert refused.status_code == 409, refused.text  # hang up first, as on any call
+
+    await asyncio.to_thread(emulator.customer_hangup, sid)
+
+    async def wrapping_up() -> dict | None:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        ok = live["presence"]["state"] == "wrap_up" and live["call"] and live["call"]["state"] == "wrap_up"
+        return live if ok else None
+
+    await eventually(wrapping_up, within=20)
+    # "No answer" describes a call we placed: not an outcome of one the customer made.
+    wrong = await http.post(f"{path}/outcome", json={"disposition": "no_answer"}, headers=priya)
+    assert wrong.status_code == 422, wrong.text
+    saved = await http.post(
+        f"{path}/outcome",
+        json={"disposition": "docs_promised", "notes": "will send the bank statements"},
+        headers=priya,
+    )
+    assert saved.status_code == 200, saved.text
+
+    async def available() -> bool:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        return live["presence"]["state"] == "available" and live["call"] is None and live["inbound"] is None
+
+    await eventually(available, within=20)
+    async with stores.postgres.connect() as conn:
+        outcome = (
+            await conn.execute(
+                text(
+                    "SELECT o.disposition, o.user_id, o.agent_id, s.queue, s.closed_at IS NOT NULL AS closed"
+                    " FROM call_outcomes o JOIN call_sessions s ON s.id = o.call_session_id"
+                    " WHERE s.twilio_call_sid = :sid"
+                ),
+                {"sid": sid},
+            )
+        ).one()
+        answered, ended = (
+            await conn.execute(text("SELECT answered_at, ended_at FROM inbound_calls WHERE call_sid = :s"), {"s": sid})
+        ).one()
+    assert tuple(outcome) == ("docs_promised", user_id, priya_id, "inbound", True)
+    assert answered is not None and ended is not None and answered < ended
+    # A contact (the outcome), never an attempt: the caps on our calls count only the calls we make.
+    assert await attempts_of(stores, user_id) == attempts_before == 1
+
+    # Supervisors find it in the Temporal UI by agent and queue, with its outcome.
+    query = f"AgentId = '{priya_id}' AND QueueType = 'inbound' AND Disposition = 'docs_promised'"
+    found = [w async for w in temporal_client.list_workflows(query)]
+    assert [w.id for w in found] == [f"inbound-call-{sid}"]
+
+
+async def attempts_of(stores: Stores, user_id: int) -> int:
+    async with stores.postgres.connect() as conn:
+        count = await conn.scalar(text("SELECT count(*) FROM contact_attempts WHERE user_id = :u"), {"u": user_id})
+    return int(count or 0)
