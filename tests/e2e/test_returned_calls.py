@@ -8,6 +8,7 @@ reaches any free agent without a customer on screen. Every returned call is reco
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, async_playwright, expect
 from sqlalchemy import select, text, update
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -26,13 +28,16 @@ from dialler.config import Settings, TelephonyMode
 from dialler.integrations.twilio import TwilioTelephony
 from dialler.integrations.twilio_voice import agent_identity
 from dialler.runtime import Stores
+from tests.support.browser import ConsoleErrors, assert_labelled, open_page, shot, sign_in
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.live_api import eventually
 
 pytestmark = pytest.mark.e2e
 
 PRIYA, TOM = "priya@rmc.example", "tom@rmc.example"
-UNKNOWN = "+447700900123"  # Ofcom drama range: no customer has it
+UNKNOWN = "+447700900123"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run"]  # Ofcom drama range: no customer has it
 
 
 @pytest.fixture
@@ -286,3 +291,77 @@ async def attempts_of(stores: Stores, user_id: int) -> int:
     async with stores.postgres.connect() as conn:
         count = await conn.scalar(text("SELECT count(*) FROM contact_attempts WHERE user_id = :u"), {"u": user_id})
     return int(count or 0)
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+async def test_in_chromium_the_agent_sees_the_screen_pop_while_it_rings_answers_and_saves_the_outcome(
+    live_api: str,
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
+    browser: Browser,
+) -> None:
+    called = await a_call_by_priya(http, stores, replica_url, emulator)
+    priya_id = await agent_id(stores, PRIYA)
+    emulator.device(agent_identity(priya_id), action="manual")
+    await start_available(http, PRIYA)
+
+    console = ConsoleErrors()
+    page_context, page = await open_page(browser, console, "agent-returned-call")
+    await sign_in(page, live_api, PRIYA)
+    await expect(page).to_have_url(re.compile(r"/agent$"))
+    await expect(page.locator("#status-now")).to_contain_text("Available")
+
+    async def device_ready() -> bool:  # the page's emulated phone reports itself connected
+        return bool(await stores.redis.exists(f"{stores.settings.redis_prefix}:device:{priya_id}"))
+
+    await eventually(device_ready, within=15)
+    sid = await asyncio.to_thread(ring_us, stores, emulator, called["phone"])
+    timeline = await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 15.0)
+    [dial] = [e for e in timeline.events if e["kind"] == "dial"]
+
+    # The screen-pop, before she answers: who is calling, how our last call ended, their claims.
+    pop = page.locator("#returned-call")
+    await expect(pop).to_contain_text("is calling you back")
+    name = (await page.locator("#customer-name").text_content() or "").strip()
+    assert name and name in (await pop.text_content() or "")
+    await expect(page.locator("#returned-call-last")).to_contain_text("Not interested")
+    await expect(page.locator("#customer-body")).to_contain_text("Claims (")
+    await expect(page.get_by_role("button", name="Next call")).to_be_disabled()
+    await shot(page, "returned-call-screen-pop")
+
+    await asyncio.to_thread(emulator.accept, dial["call_sid"])
+    await expect(page.locator("#call-state-text")).to_contain_text("Connected")
+    await expect(page.locator("#returned-call-note")).to_be_visible()
+    await expect(page.locator("#customer-name")).to_have_text(name)
+
+    await asyncio.to_thread(emulator.customer_hangup, sid)
+    await expect(page.locator("#call-state-text")).to_contain_text("Wrap-up", timeout=20_000)
+    await expect(page.locator('input[name="disposition"][value="no_answer"]')).to_be_disabled()
+    await page.get_by_label("Documents promised").check()
+    await page.get_by_role("button", name="Save outcome").click()
+    await expect(page.locator("#next-call-message")).to_contain_text("Documents promised")
+    await expect(page.locator("#status-now")).to_contain_text("Available", timeout=20_000)
+    await expect(pop).to_have_count(0)
+
+    async with stores.postgres.connect() as conn:
+        saved = await conn.scalar(
+            text(
+                "SELECT o.disposition FROM call_outcomes o JOIN call_sessions s ON s.id = o.call_session_id"
+                " WHERE s.twilio_call_sid = :sid"
+            ),
+            {"sid": sid},
+        )
+    assert saved == "docs_promised"
+    await assert_labelled(page)
+    await page_context.close()
+    assert not console.errors, console.errors
