@@ -305,20 +305,24 @@ async def voice_inbound(request: Request, form: TwilioForm, stores: StoresDep) -
 
 
 async def _follow_returned_call(request: Request, settings: Settings, call: inbound_calls.InboundCall) -> bool:
-    """Start the call's workflow, for at most START_TIMEOUT_S (the caller hears nothing meanwhile)."""
+    """Start the call's workflow, connecting to Temporal included, for at most START_TIMEOUT_S: the
+    caller hears nothing until the TwiML is returned."""
     input = inbound_calls.workflow_input(call, settings)
-    temporal = await temporal_or_none(request)
-    if input is None or temporal is None:
+    if input is None:
         return False
+
+    async def start() -> bool:
+        temporal = await temporal_or_none(request)
+        if temporal is None:
+            return False
+        await inbound_call_client.start_inbound_call(temporal, task_queue=settings.temporal_task_queue, input=input)
+        return True
+
     try:
-        await asyncio.wait_for(
-            inbound_call_client.start_inbound_call(temporal, task_queue=settings.temporal_task_queue, input=input),
-            START_TIMEOUT_S,
-        )
+        return await asyncio.wait_for(start(), START_TIMEOUT_S)
     except (RPCError, TimeoutError) as exc:
         log.warning("the returned call's workflow did not start: %s", type(exc).__name__)
         return False
-    return True
 
 
 @webhooks.post("/voice/inbound/status", status_code=204)

@@ -21,6 +21,7 @@ from sqlalchemy import select, text, update
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from api.routes.voice import START_TIMEOUT_S
 from devstack.twilio_emulator.client import EmulatorClient
 from dialler.agents.models import Agent
 from dialler.calls.inbound import opening_hours_text
@@ -36,6 +37,8 @@ pytestmark = pytest.mark.e2e
 
 PRIYA, TOM = "priya@rmc.example", "tom@rmc.example"
 UNKNOWN = "+447700900123"
+# A non-routable address: a connection to it hangs (as to a Temporal that is down) rather than failing fast.
+UNREACHABLE_TEMPORAL = "10.255.255.1:7233"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run"]  # Ofcom drama range: no customer has it
 
@@ -43,10 +46,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run"]  # Ofcom dra
 @pytest.fixture
 def settings(settings: Settings, emulator: EmulatorClient, request: pytest.FixtureRequest) -> Settings:
     """Twilio mode against the emulator; ``@pytest.mark.out_of_hours`` moves the business clock from
-    the suite's Wednesday 11:00 to 23:00, when the lines are closed."""
+    the suite's Wednesday 11:00 to 23:00, when the lines are closed; ``@pytest.mark.temporal_down``
+    points the API at a Temporal that never answers."""
     update: dict[str, Any] = {"telephony_mode": TelephonyMode.TWILIO, "twilio_api_base_url": emulator.url}
     if request.node.get_closest_marker("out_of_hours") is not None:
         update["clock_offset_s"] = settings.clock_offset_s + 12 * 3600
+    if request.node.get_closest_marker("temporal_down") is not None:
+        update["temporal_address"] = UNREACHABLE_TEMPORAL
     return settings.model_copy(update=update)
 
 
@@ -365,3 +371,23 @@ async def test_in_chromium_the_agent_sees_the_screen_pop_while_it_rings_answers_
     await assert_labelled(page)
     await page_context.close()
     assert not console.errors, console.errors
+
+
+@pytest.mark.temporal_down
+async def test_with_temporal_down_the_returned_call_is_still_routed_at_once_recorded_and_popped(
+    http: httpx.AsyncClient, stores: Stores, emulator: EmulatorClient
+) -> None:
+    tom_id = await agent_id(stores, TOM)
+    emulator.device(agent_identity(tom_id), action="ignore")
+    tom = await ready(http, TOM)
+
+    sid = await asyncio.to_thread(ring_us, stores, emulator, UNKNOWN)
+    timeline = await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 20.0)
+    # The caller heard the recording notice once the webhook stopped waiting for Temporal: the wait is
+    # bounded, and nothing else of the call needs Temporal.
+    first_words = next(e for e in timeline.events if e["kind"] == "say_start")
+    assert first_words["elapsed"] < START_TIMEOUT_S + 1.5, timeline.events
+    assert await inbound_rows(stores) == [(sid, None, tom_id, "routed_any")]
+    live = (await http.get("/api/v1/agents/me/live", headers=tom)).json()
+    assert live["inbound"]["call_sid"] == sid  # the screen-pop reads PostgreSQL only
+    await asyncio.to_thread(emulator.customer_hangup, sid)
