@@ -158,6 +158,19 @@ async def test_a_customer_we_called_rings_back_and_reaches_the_agent_who_called_
     ended = await asyncio.to_thread(emulator.wait_ended, sid, 40.0)
     assert any("Our advisers are available" in s for s in ended.said()), ended.events
 
+    # Priya was held while it rang, and is free again, with the call off her screen; no session opened.
+    async def freed() -> bool:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        return live["presence"]["state"] == "available" and live["inbound"] is None
+
+    await eventually(freed, within=20)
+    async with stores.postgres.connect() as conn:
+        answered, ended_at = (
+            await conn.execute(text("SELECT answered_at, ended_at FROM inbound_calls WHERE call_sid = :s"), {"s": sid})
+        ).one()
+        sessions = await conn.scalar(text("SELECT count(*) FROM call_sessions WHERE queue = 'inbound'"))
+    assert answered is None and ended_at is not None and sessions == 0
+
 
 async def test_an_unknown_number_reaches_any_free_agent_without_a_customer_on_screen(
     http: httpx.AsyncClient, stores: Stores, emulator: EmulatorClient
@@ -283,6 +296,25 @@ async def test_the_agent_who_called_answers_the_returned_call_and_closes_it_with
             await conn.execute(text("SELECT answered_at, ended_at FROM inbound_calls WHERE call_sid = :s"), {"s": sid})
         ).one()
     assert tuple(outcome) == ("docs_promised", user_id, priya_id, "inbound", True)
+
+    # Recorded (CMCOB 2.3.2), after the notice, and the recording is the returned call's session's.
+    said = (await asyncio.to_thread(emulator.timeline, sid)).said()
+    assert said and said[0].startswith("This call is recorded"), said
+
+    async def recording() -> tuple | None:
+        async with stores.postgres.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT r.user_id, s.queue FROM call_recordings r"
+                        " JOIN call_sessions s ON s.id = r.call_session_id WHERE r.call_sid = :sid"
+                    ),
+                    {"sid": sid},
+                )
+            ).one_or_none()
+        return tuple(row) if row else None
+
+    assert await eventually(recording, within=20) == (user_id, "inbound")
     assert answered is not None and ended is not None and answered < ended
     # A contact (the outcome), never an attempt: the caps on our calls count only the calls we make.
     assert await attempts_of(stores, user_id) == attempts_before == 1
@@ -350,7 +382,8 @@ async def test_in_chromium_the_agent_sees_the_screen_pop_while_it_rings_answers_
     await expect(page.locator("#returned-call-note")).to_be_visible()
     await expect(page.locator("#customer-name")).to_have_text(name)
 
-    await asyncio.to_thread(emulator.customer_hangup, sid)
+    await page.get_by_role("button", name="Hang up").click()  # the agent ends it: the caller's leg goes
+    await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
     await expect(page.locator("#call-state-text")).to_contain_text("Wrap-up", timeout=20_000)
     await expect(page.locator('input[name="disposition"][value="no_answer"]')).to_be_disabled()
     await page.get_by_label("Documents promised").check()
