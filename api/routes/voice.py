@@ -285,8 +285,10 @@ async def voice_inbound(request: Request, form: TwilioForm, stores: StoresDep) -
     await inbound_calls.record(stores.postgres, call_sid=call_sid, from_=from_, routing=routing, at=at)
     if routing.agent_id is None:
         return _opening_hours(settings, closed=routing.outcome == "out_of_hours")
-    call = await inbound_calls.find(stores.postgres, call_sid)  # as recorded (a Twilio retry: the first)
-    assert call is not None and call.agent_id is not None
+    # As recorded: a Twilio retry of this webhook rings the agent the first request chose.
+    call = await inbound_calls.find(stores.postgres, call_sid)
+    if call is None or call.agent_id is None:
+        return _opening_hours(settings, closed=False)
     started = await _follow_returned_call(request, settings, call)
     hooks = f"{settings.public_base_url.rstrip('/')}/api/v1/webhooks/twilio"
     wf = inbound_call_workflow_id(call_sid)
