@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.callbacks import CallbackActivities
@@ -35,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
         CallState,
         CallStatusEvent,
         FinishInput,
+        FollowUp,
+        FollowUpInput,
         OutcomeAccepted,
         OutcomeInput,
         PresenceInput,
@@ -45,6 +48,9 @@ with workflow.unsafe.imports_passed_through():
         OpenReturnedSession,
         ReturnedCallStep,
     )
+    from dialler.comms.messages import SendSmsInput, magic_link_workflow_id
+    from workflows.magic_link import MagicLinkWorkflow
+    from workflows.sms import SendSmsWorkflow
 
 QUICK = timedelta(seconds=15)
 FINISH_TIMEOUT = timedelta(seconds=30)
@@ -275,7 +281,34 @@ class InboundCallWorkflow:
             retry_policy=RETRY,
         )
         self._set_state(CallState.CLOSED)
+        if EFFECTS[disposition].sends_sms is not None:
+            await self._follow_up(EFFECTS[disposition].sends_sms)
         return OutcomeAccepted(input.session_id, str(disposition))
+
+    async def _follow_up(self, kind: str) -> None:
+        """The text the outcome promises (documents promised: the upload link), as after any call: in
+        a workflow of its own, under the same ids as a call session's, so it is never sent twice."""
+        input = self._input
+        assert input.user_id is not None
+        plan: FollowUp | None = await self._local(
+            CallActivities.plan_follow_up, FollowUpInput(input.user_id, input.agent_id, kind)
+        )
+        if plan is None:
+            return
+        if plan.link is not None:
+            await workflow.start_child_workflow(
+                MagicLinkWorkflow.run,
+                plan.link,
+                id=magic_link_workflow_id(input.user_id, plan.link.purpose, input.session_id[:12]),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+        elif plan.template is not None:
+            await workflow.start_child_workflow(
+                SendSmsWorkflow.run,
+                SendSmsInput(user_id=input.user_id, template=plan.template, agent_id=input.agent_id),
+                id=f"sms-call-{input.session_id}",
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
 
     def _end(self, reason: str) -> None:
         self._end_reason = reason

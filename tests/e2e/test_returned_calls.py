@@ -319,6 +319,28 @@ async def test_the_agent_who_called_answers_the_returned_call_and_closes_it_with
     # A contact (the outcome), never an attempt: the caps on our calls count only the calls we make.
     assert await attempts_of(stores, user_id) == attempts_before == 1
 
+    # Documents promised: the upload link follows, as after any call (when something is pending).
+    async with stores.replica.connect() as conn:
+        pending = await conn.scalar(
+            text(
+                "SELECT count(*) FROM claim_requirements r JOIN claims c ON c.id = r.claim_id"
+                " WHERE c.user_id = :u AND r.status = 'PENDING' AND r.deleted_at IS NULL AND c.deleted_at IS NULL"
+            ),
+            {"u": user_id},
+        )
+
+    async def upload_links() -> int | None:
+        async with stores.postgres.connect() as conn:
+            n = await conn.scalar(
+                text("SELECT count(*) FROM magic_links WHERE user_id = :u AND purpose = 'upload'"), {"u": user_id}
+            )
+        return int(n or 0) or None
+
+    if pending:
+        assert await eventually(upload_links, within=20) == 1
+    else:
+        assert await upload_links() is None
+
     # Supervisors find it in the Temporal UI by agent and queue, with its outcome.
     query = f"AgentId = '{priya_id}' AND QueueType = 'inbound' AND Disposition = 'docs_promised'"
     found = [w async for w in temporal_client.list_workflows(query)]

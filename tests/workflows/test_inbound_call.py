@@ -20,7 +20,15 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from dialler.calls.messages import CallStatusEvent, FinishInput, FinishResult, OutcomeInput, PresenceInput
+from dialler.calls.messages import (
+    CallStatusEvent,
+    FinishInput,
+    FinishResult,
+    FollowUp,
+    FollowUpInput,
+    OutcomeInput,
+    PresenceInput,
+)
 from dialler.calls.returned import (
     InboundCallInput,
     OpenReturnedSession,
@@ -74,7 +82,12 @@ def stubs(recorded: Recorded) -> list[Any]:
         recorded.calls.append(("finish_session", input))
         return FinishResult(requeued=True)
 
-    return [set_presence, open_returned_session, record_returned_step, hangup, finish_session]
+    @activity.defn(name="plan_follow_up")
+    async def plan_follow_up(input: FollowUpInput) -> FollowUp | None:
+        recorded.calls.append(("plan_follow_up", input))
+        return None  # nothing pending to upload: no text (the texts themselves: tests/workflows/test_magic_link.py)
+
+    return [set_presence, open_returned_session, record_returned_step, hangup, finish_session, plan_follow_up]
 
 
 @pytest.fixture
@@ -183,6 +196,8 @@ async def test_an_answered_returned_call_is_a_session_closed_with_an_outcome_cou
         "docs_promised",
         "will post them",
     )
+    # Documents promised: the upload link is planned, as after any call.
+    assert [(f.user_id, f.kind) for f in recorded.of("plan_follow_up")] == [(USER, "upload_link")]
     steps = [(s.state, s.session_id) for s in recorded.of("record_returned_step")]
     assert steps == [(s, opened.session_id) for s in ("in_progress", "ended", "wrap_up")]
     description = await handle.describe()
