@@ -96,9 +96,11 @@ async def _connected_agents(redis: Redis, settings: Settings) -> list[int]:
     return sorted(found)
 
 
+# The agent who last called them, and the queue they were called from: our calls, not their returned
+# ones (a returned call's session is filed under the ``inbound`` queue, which is nobody's queue).
 _LAST_CALLED = text(
     "SELECT agent_id, queue FROM call_sessions WHERE user_id = :u AND agent_id IS NOT NULL"
-    " ORDER BY started_at DESC LIMIT 1"
+    f" AND queue <> '{RETURNED_QUEUE}' ORDER BY started_at DESC LIMIT 1"
 )
 _QUEUE_AGENTS = text(
     "SELECT DISTINCT agent_id FROM call_sessions WHERE queue = :q AND agent_id IS NOT NULL"
