@@ -223,7 +223,8 @@ class CallActivities:
                 )
                 is False
             )
-            if input.end_reason is not None and phone and not refused:  # a call was dialled: it counts
+            dialled = input.end_reason is not None and not input.returned_call
+            if dialled and phone and not refused:  # a call was dialled: it counts
                 await conn.execute(
                     insert(ContactAttempt)
                     .values(

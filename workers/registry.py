@@ -27,6 +27,7 @@ from activities.callbacks import CallbackActivities
 from activities.calls import CallActivities
 from activities.cdc import CdcActivities
 from activities.erasure import ErasureActivities
+from activities.inbound_call import InboundCallActivities
 from activities.inbound_sms import InboundSmsActivities
 from activities.queues import QueueActivities
 from activities.recordings import RecordingActivities
@@ -46,6 +47,7 @@ from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.cdc_ingest import CdcIngestWorkflow
 from workflows.erasure import ErasureWorkflow
+from workflows.inbound_call import InboundCallWorkflow
 from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_depth import QueueDepthSampleWorkflow
@@ -74,6 +76,7 @@ def workflows() -> Sequence[type]:
         SendSmsWorkflow,
         MagicLinkWorkflow,
         InboundSmsWorkflow,
+        InboundCallWorkflow,
         QueueDepthSampleWorkflow,
         RecordingRetentionWorkflow,
         RetentionWorkflow,
@@ -91,6 +94,7 @@ def activities_for(
     sms = SmsActivities(stores, telephony)
     cdc = CdcActivities(stores)
     inbound = InboundSmsActivities(stores)
+    returned = InboundCallActivities(stores)
     reports = ReportActivities(stores)
     recordings = RecordingActivities(stores)
     retention = RetentionActivities(stores)
@@ -126,6 +130,8 @@ def activities_for(
         inbound.leave_queues,
         inbound.replace_in_queues,
         inbound.open_stop_reviews,
+        returned.open_returned_session,
+        returned.record_returned_step,
         reports.sample_queue_depth,
         reports.roll_report_days,
         recordings.purge_expired_recordings,

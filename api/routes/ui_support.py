@@ -222,6 +222,8 @@ async def my_live_state(
         call, unavailable = await open_call_of(stores, await temporal_or_none(request), agent.id), False
     except Unavailable:
         call, unavailable = None, True
+    if call is None and not unavailable:
+        call = await _returned_call_of(stores, agent.id)
     sms = await _sms_state(session, call.user_id) if call is not None else None
     now = utcnow()
     inbound = await _inbound_for(stores, agent.id, now)
@@ -242,6 +244,31 @@ async def my_live_state(
         at=now,
     )
     return conditional_json(request, live, ignore=("at",))
+
+
+async def _returned_call_of(stores: Stores, agent_id: int) -> CallRead | None:
+    """The returned call the agent answered, as a call like any other (hang up, outcome): read from
+    its session's row, which its InboundCallWorkflow keeps (no lease names it)."""
+    row = await inbound_calls.open_returned_session_of(stores.postgres, agent_id)
+    if row is None or row.agent_id is None:
+        return None
+    deadline = None
+    if row.status == "wrap_up" and row.ended_at is not None:
+        deadline = row.ended_at + timedelta(seconds=stores.settings.wrap_up_timeout_s)
+    return CallRead(
+        session_id=str(row.id),
+        workflow_id=row.workflow_id,
+        user_id=row.user_id,
+        agent_id=row.agent_id,
+        queue=row.queue,
+        state=row.status,
+        end_reason=row.end_reason,
+        disposition=None,
+        answered=True,
+        started_at=row.started_at,
+        wrap_up_deadline=deadline,
+        dispositions=list(AGENT_DISPOSITIONS),
+    )
 
 
 async def _inbound_for(stores: Stores, agent_id: int, now: datetime) -> InboundCallRead | None:

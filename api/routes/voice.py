@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from twilio.base.exceptions import TwilioRestException
 
 from api.auth import PROTECTED_RESPONSES, require
-from api.deps import SettingsDep, StoresDep, TemporalDep
+from api.deps import SettingsDep, StoresDep, TemporalDep, temporal_or_none
 from api.errors import Forbidden
 from api.middleware import public_origin
 from dialler import clock
@@ -30,13 +30,14 @@ from dialler.agents.permissions import Permission
 from dialler.calls import answered as answered_calls
 from dialler.calls import inbound as inbound_calls
 from dialler.calls.messages import AbandonedEvent, CallStatusEvent
+from dialler.calls.returned import call_sid_of, inbound_call_workflow_id
 from dialler.config import Settings
 from dialler.integrations import twilio_voice
 from dialler.integrations.twilio import twilio_client
 from dialler.queues.runtime import queue_engine
 from dialler.recordings import service as recordings
 from dialler.runtime import Stores
-from workflows import call_session_client
+from workflows import call_session_client, inbound_call_client
 
 log = logging.getLogger("dialler.api.voice")
 router = APIRouter(prefix="/voice", tags=["voice"], responses=PROTECTED_RESPONSES)
@@ -47,6 +48,8 @@ DEDUP_TTL_S = 24 * 3600
 # the start of the information message after the agent's phone has rung out.
 MESSAGE_START_ALLOWANCE_S = 0.5
 SIGNAL_TIMEOUT_S = 5.0
+# How long the inbound webhook waits to start a returned call's workflow before answering without it.
+START_TIMEOUT_S = 2.0
 
 
 class VoiceTokenRead(BaseModel):
@@ -265,11 +268,14 @@ async def voice_recording(form: TwilioForm, stores: StoresDep, wf: str | None = 
 
 
 @webhooks.post("/voice/inbound", response_class=Response, responses=TWIML_RESPONSE)
-async def voice_inbound(form: TwilioForm, stores: StoresDep) -> Response:
+async def voice_inbound(request: Request, form: TwilioForm, stores: StoresDep) -> Response:
     """A call to our number (a customer returning our call): answered here from PostgreSQL and
     Redis, at once. The agent who last called them if free, else a free agent on their queue, else
     any free agent, is rung (their workspace shows the customer while it rings); out of hours or
-    with nobody free, the opening hours. Every returned call is recorded with where it went."""
+    with nobody free, the opening hours. Every returned call is recorded with where it went; one
+    that rings an agent is followed by its InboundCallWorkflow (session, presence, outcome). The
+    caller never waits on Temporal: when it cannot be reached the call is still routed and recorded,
+    and the agent leg's first status callback starts the workflow instead."""
     settings = stores.settings
     call_sid, from_ = form.get("CallSid", ""), form.get("From", "")
     at = clock.instant()
@@ -279,14 +285,73 @@ async def voice_inbound(form: TwilioForm, stores: StoresDep) -> Response:
     await inbound_calls.record(stores.postgres, call_sid=call_sid, from_=from_, routing=routing, at=at)
     if routing.agent_id is None:
         return _opening_hours(settings, closed=routing.outcome == "out_of_hours")
+    # As recorded: a Twilio retry of this webhook rings the agent the first request chose.
+    call = await inbound_calls.find(stores.postgres, call_sid)
+    if call is None or call.agent_id is None:
+        return _opening_hours(settings, closed=False)
+    started = await _follow_returned_call(request, settings, call)
     hooks = f"{settings.public_base_url.rstrip('/')}/api/v1/webhooks/twilio"
-    wf = f"call-{routing.user_id}" if routing.user_id is not None else f"inbound-{call_sid}"
+    wf = inbound_call_workflow_id(call_sid)
     twiml = twilio_voice.ring_agent_for_returned_call(
-        twilio_voice.agent_identity(routing.agent_id),
+        twilio_voice.agent_identity(call.agent_id),
         action_url=f"{hooks}/voice/inbound/dialled",
-        recording_callback_url=twilio_voice.recording_callback_url(settings.public_base_url, wf),
+        recording_callback_url=twilio_voice.recording_callback_url(
+            settings.public_base_url, f"call-{call.user_id}" if call.user_id is not None else wf
+        ),
+        timeout_s=inbound_calls.RING_TIMEOUT_S,
+        status_callback_url=f"{hooks}/voice/inbound/status?wf={wf}",
     )
+    if not started:
+        log.warning("returned call %s routed without its workflow (Temporal unavailable)", wf)
     return Response(twiml, media_type=TWIML)
+
+
+async def _follow_returned_call(request: Request, settings: Settings, call: inbound_calls.InboundCall) -> bool:
+    """Start the call's workflow, connecting to Temporal included, for at most START_TIMEOUT_S: the
+    caller hears nothing until the TwiML is returned."""
+    input = inbound_calls.workflow_input(call, settings)
+    if input is None:
+        return False
+
+    async def start() -> bool:
+        temporal = await temporal_or_none(request)
+        if temporal is None:
+            return False
+        await inbound_call_client.start_inbound_call(temporal, task_queue=settings.temporal_task_queue, input=input)
+        return True
+
+    try:
+        return await asyncio.wait_for(start(), START_TIMEOUT_S)
+    except (RPCError, TimeoutError) as exc:
+        log.warning("the returned call's workflow did not start: %s", type(exc).__name__)
+        return False
+
+
+@webhooks.post("/voice/inbound/status", status_code=204)
+async def voice_inbound_status(wf: str, form: TwilioForm, stores: StoresDep, temporal: TemporalDep) -> Response:
+    """A status of the agent's leg of a returned call: a signal to the call's workflow, which it
+    starts if the inbound webhook could not (signal-with-start). A status for a workflow that has
+    closed is acknowledged and dropped."""
+    call_sid = call_sid_of(wf)
+    call = await inbound_calls.find(stores.postgres, call_sid) if call_sid else None
+    input = inbound_calls.workflow_input(call, stores.settings) if call is not None else None
+    status = form.get("CallStatus")
+    if input is None or not status:
+        return Response(status_code=204)  # no returned call rang an agent under this id
+    seen = f"{stores.settings.redis_prefix}:twilio:seen:{form.get('CallSid', '')}:{status}"
+    if await stores.redis.exists(seen):
+        return Response(status_code=204)
+    event = CallStatusEvent(
+        call_sid=form.get("CallSid", ""),
+        status=status,
+        sequence=int(form.get("SequenceNumber") or 0),
+        duration_s=int(form["CallDuration"]) if form.get("CallDuration", "").isdigit() else None,
+    )
+    await inbound_call_client.call_status(
+        temporal, task_queue=stores.settings.temporal_task_queue, input=input, event=event
+    )  # an RPCError is a 503: not seen, and Twilio's retry delivers it
+    await stores.redis.set(seen, "1", ex=DEDUP_TTL_S)
+    return Response(status_code=204)
 
 
 @webhooks.post("/voice/inbound/dialled", response_class=Response, responses=TWIML_RESPONSE)

@@ -8,17 +8,26 @@ record of contact, not an attempt), and the agent it was routed to sees it on /a
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, select, text
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, and_, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dialler import clock
 from dialler.agents.presence import PresenceState, presence_key
+from dialler.calls.models import CallSession
+from dialler.calls.returned import (
+    RETURNED_QUEUE,
+    InboundCallInput,
+    OpenReturnedSession,
+    ReturnedCallStep,
+    returned_session_id,
+)
 from dialler.comms.service import customers_with_phone
 from dialler.compliance.gate import shared_hours
 from dialler.compliance.gates import CallingRules
@@ -26,8 +35,13 @@ from dialler.config import Settings
 from dialler.db.base import Base
 from dialler.queues.phones import normalise_phone
 
-# How long after it was routed a returned call stays on the agent's screen (the ring plus a margin).
+# How long after it was routed a returned call stays on the agent's screen (the ring plus a margin)
+# when its workflow never says that it ended (Temporal was away).
 SCREEN_POP_S = 120
+# How long the agent's phone rings for a returned call before the caller hears the opening hours.
+RING_TIMEOUT_S = 15
+# No returned call is on anybody's screen after this, whatever its rows say.
+MAX_RETURNED_CALL_H = 12
 
 
 class InboundCall(Base):
@@ -43,6 +57,9 @@ class InboundCall(Base):
     # routed_last_agent | routed_queue | routed_any | out_of_hours | nobody_free
     outcome: Mapped[str] = mapped_column(String(24))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Written by the call's InboundCallWorkflow: the agent took it / the ring or the conversation ended.
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +96,11 @@ async def _connected_agents(redis: Redis, settings: Settings) -> list[int]:
     return sorted(found)
 
 
+# The agent who last called them, and the queue they were called from: our calls, not their returned
+# ones (a returned call's session is filed under the ``inbound`` queue, which is nobody's queue).
 _LAST_CALLED = text(
     "SELECT agent_id, queue FROM call_sessions WHERE user_id = :u AND agent_id IS NOT NULL"
-    " ORDER BY started_at DESC LIMIT 1"
+    f" AND queue <> '{RETURNED_QUEUE}' ORDER BY started_at DESC LIMIT 1"
 )
 _QUEUE_AGENTS = text(
     "SELECT DISTINCT agent_id FROM call_sessions WHERE queue = :q AND agent_id IS NOT NULL"
@@ -133,13 +152,26 @@ async def record(postgres: AsyncEngine, *, call_sid: str, from_: str, routing: R
 
 
 async def ringing_for(postgres: AsyncEngine, agent_id: int, now: datetime) -> InboundCall | None:
-    """The returned call last routed to the agent, while it may still be ringing or in progress."""
+    """The returned call routed to the agent that is on their screen: ringing (for at most
+    SCREEN_POP_S when its workflow never says it ended), in conversation, or in wrap-up until its
+    session is closed with an outcome."""
+    session_open = (
+        select(CallSession.id)
+        .where(CallSession.twilio_call_sid == InboundCall.call_sid, CallSession.closed_at.is_(None))
+        .exists()
+    )
+    live = and_(
+        InboundCall.ended_at.is_(None),
+        or_(InboundCall.answered_at.is_not(None), InboundCall.received_at > now - timedelta(seconds=SCREEN_POP_S)),
+    )
     async with postgres.connect() as conn:
         row = (
             await conn.execute(
                 select(InboundCall)
                 .where(
-                    InboundCall.agent_id == agent_id, InboundCall.received_at > now - timedelta(seconds=SCREEN_POP_S)
+                    InboundCall.agent_id == agent_id,
+                    InboundCall.received_at > now - timedelta(hours=MAX_RETURNED_CALL_H),
+                    or_(live, session_open),
                 )
                 .order_by(InboundCall.received_at.desc())
                 .limit(1)
@@ -148,6 +180,99 @@ async def ringing_for(postgres: AsyncEngine, agent_id: int, now: datetime) -> In
     if row is None:
         return None
     return InboundCall(**{c: getattr(row, c) for c in row._fields})
+
+
+async def open_returned_session_of(postgres: AsyncEngine, agent_id: int) -> CallSession | None:
+    """The agent's open returned-call session (answered, not yet closed with an outcome)."""
+    async with postgres.connect() as conn:
+        row = (
+            await conn.execute(
+                select(CallSession)
+                .where(
+                    CallSession.agent_id == agent_id,
+                    CallSession.queue == RETURNED_QUEUE,
+                    CallSession.closed_at.is_(None),
+                )
+                .order_by(CallSession.started_at.desc())
+                .limit(1)
+            )
+        ).one_or_none()
+    return None if row is None else CallSession(**{c: getattr(row, c) for c in row._fields})
+
+
+async def find(postgres: AsyncEngine, call_sid: str) -> InboundCall | None:
+    async with postgres.connect() as conn:
+        row = (await conn.execute(select(InboundCall).where(InboundCall.call_sid == call_sid))).one_or_none()
+    return None if row is None else InboundCall(**{c: getattr(row, c) for c in row._fields})
+
+
+def workflow_input(call: InboundCall, settings: Settings) -> InboundCallInput | None:
+    """What the call's InboundCallWorkflow starts from (None: nobody was rung, nothing to follow)."""
+    if call.agent_id is None:
+        return None
+    return InboundCallInput(
+        call_sid=call.call_sid,
+        session_id=returned_session_id(call.call_sid),
+        agent_id=call.agent_id,
+        user_id=call.user_id,
+        routing=call.outcome,
+        received_at=call.received_at,
+        ring_timeout_s=RING_TIMEOUT_S,
+        wrap_up_timeout_s=settings.wrap_up_timeout_s,
+    )
+
+
+async def open_returned_session(postgres: AsyncEngine, *, call: OpenReturnedSession) -> bool:
+    """The returned call's session, once the agent has answered: a call session like any other
+    (the outcome API, reports and recordings find it), filed under the ``inbound`` queue. False when
+    the customer already has an open session (a colleague holds them): the call goes on, without
+    an outcome of its own. Idempotent."""
+    async with postgres.begin() as conn:
+        phone = await conn.scalar(select(InboundCall.from_e164).where(InboundCall.call_sid == call.call_sid))
+        await conn.execute(
+            insert(CallSession)
+            .values(
+                id=uuid.UUID(call.session_id),
+                workflow_id=call.workflow_id,
+                user_id=call.user_id,
+                agent_id=call.agent_id,
+                queue=RETURNED_QUEUE,
+                phone_e164=phone or "",
+                lease_token=None,
+                status="in_progress",
+                twilio_call_sid=call.call_sid,
+                progressive=False,
+                started_at=call.started_at,
+                answered_at=call.answered_at,
+            )
+            .on_conflict_do_nothing()
+        )
+        mine = await conn.scalar(select(CallSession.id).where(CallSession.id == uuid.UUID(call.session_id)))
+    return mine is not None
+
+
+async def record_step(postgres: AsyncEngine, step: ReturnedCallStep) -> None:
+    """The returned call's progress on its row and its session's (each write idempotent)."""
+    call_values: dict[str, object] = {}
+    session_values: dict[str, object] = {"status": step.state, "updated_at": step.at}
+    if step.state == "in_progress":
+        call_values["answered_at"] = step.at
+    if step.state in ("ended", "closed"):
+        call_values["ended_at"] = step.at
+        session_values.update(ended_at=step.at, end_reason=step.end_reason)
+    async with postgres.begin() as conn:
+        for column, value in call_values.items():
+            await conn.execute(
+                update(InboundCall)
+                .where(InboundCall.call_sid == step.call_sid, getattr(InboundCall, column).is_(None))
+                .values({column: value})
+            )
+        if step.session_id is not None:
+            await conn.execute(
+                update(CallSession)
+                .where(CallSession.id == uuid.UUID(step.session_id), CallSession.closed_at.is_(None))
+                .values(**session_values)
+            )
 
 
 def opening_hours_text(settings: Settings) -> str:

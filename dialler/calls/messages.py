@@ -178,6 +178,9 @@ class FinishInput:
     answered: bool
     abandoned: bool
     finished_at: datetime
+    # A call the customer made to us (InboundCallWorkflow): a contact, never an attempt (the caps and
+    # gaps count the calls we make).
+    returned_call: bool = False
 
 
 @dataclass(frozen=True)

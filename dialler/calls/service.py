@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, get_presence, presence_key, set_presence
+from dialler.calls import inbound
 from dialler.calls.messages import CallSessionInput, CallSessionView, call_workflow_id
 from dialler.calls.view import open_view, read_view
 from dialler.compliance import gate, gates
@@ -120,6 +121,9 @@ async def take_next_call(
                 )
         if held is not None:
             raise AlreadyHoldingCustomer(held.user_id)
+        if await inbound.ringing_for(stores.postgres, agent.id, datetime.now(UTC)) is not None:
+            # Held by a returned call's workflow while the customer's call rings for them.
+            raise NextCallRefused("A customer who is calling us back is ringing for you: answer it first.")
         # Stored "reserved" with no lease behind it (written before the lease was the reservation), or
         # a lease that just lapsed: nobody is held, so the agent is simply available.
         presence = await set_presence(

@@ -333,11 +333,17 @@ def recording_callback_url(base_url: str, workflow_id: str) -> str:
 
 
 def ring_agent_for_returned_call(
-    agent_identity: str, *, action_url: str, recording_callback_url: str | None, timeout_s: int = 15
+    agent_identity: str,
+    *,
+    action_url: str,
+    recording_callback_url: str | None,
+    timeout_s: int = 15,
+    status_callback_url: str | None = None,
 ) -> str:
     """A customer rang us and an agent is free: the recording notice, then the agent's browser rung
     for a short while (the ``action`` says what follows when nobody picks up). No 2-second rule here:
-    the caller chose to ring, and the notice must come before the recorded conversation."""
+    the caller chose to ring, and the notice must come before the recorded conversation. The agent
+    leg's statuses (rung, answered, ended) go to ``status_callback_url``: the call's workflow."""
     response = VoiceResponse()
     _say(response, RECORDING_NOTICE)
     dial = _dial(
@@ -348,7 +354,15 @@ def ring_agent_for_returned_call(
         time_limit_s=None,
         recording_callback_url=recording_callback_url,
     )
-    dial.client(agent_identity)
+    if status_callback_url is None:
+        dial.client(agent_identity)
+    else:
+        dial.client(
+            agent_identity,
+            status_callback=status_callback_url,
+            status_callback_event=_STATUS_EVENTS,
+            status_callback_method="POST",
+        )
     response.append(dial)
     return str(response)
 

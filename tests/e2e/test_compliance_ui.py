@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, async_playwright, expect
@@ -22,8 +23,12 @@ from dialler.calls.dispositions import Disposition
 from dialler.calls.models import CallOutcome, CallSession
 from dialler.compliance import reviews
 from dialler.config import Settings
+from dialler.queues.phones import normalise_phone
+from dialler.queues.rebuild import recompute
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.browser import ConsoleErrors, assert_labelled, open_page, shot, sign_in
+from tests.support.call_sessions import start_available
 from tests.support.live_api import eventually
 from tests.support.recordings import recorded_call
 
@@ -152,3 +157,79 @@ async def test_a_compliance_officer_filters_reviews_plays_a_recording_to_its_mid
     await assert_labelled(page)
     await context.close()
     assert not console.errors, console.errors
+
+
+async def test_a_compliance_officer_handles_a_complaint_keeps_a_vulnerable_customer_from_untrained_agents_and_lists_a_queued_number(  # noqa: E501
+    live_api: str, http: httpx.AsyncClient, stores: Stores, replica_url: str, browser: Browser
+) -> None:
+    """Grace's Friday (journey 8), screen by screen: the complaint acknowledged then resolved with what
+    was done; its customer marked vulnerable, after which an untrained agent's next call never offers
+    them and a trained agent's does; a queued customer's number added to do-not-call, after which
+    they are in no queue."""
+    await seed_replica(replica_url, users=20, seed=5)
+    engine = queue_engine(stores)
+    await recompute(stores, engine, list(range(1, 21)))
+    queued = sorted(await engine.snapshot("unsigned"))
+    assert len(queued) >= 2, queued
+    complainant, listed = queued[0], queued[1]
+    # Only these two are callable: what each agent is offered next is then theirs to tell.
+    everyone_else = [u for u in range(1, 21) if u not in (complainant, listed)]
+    await engine.remove_many(everyone_else)
+    await review_item(stores, complainant, Disposition.COMPLAINT, "unhappy about the number of calls")
+    async with stores.replica.connect() as conn:
+        raw_phone = await conn.scalar(text("SELECT phone_number FROM users WHERE id = :u"), {"u": listed})
+    listed_e164 = normalise_phone(raw_phone).e164
+    assert listed_e164 is not None
+
+    console = ConsoleErrors()
+    context, page = await open_page(browser, console, "compliance-handles")
+    await sign_in(page, live_api, "cora@rmc.example")
+    await page.get_by_label("Status").select_option("")  # any status: the item stays listed as it moves on
+    row = page.locator(f'#review-rows tr[data-kind="complaint"]:has(td:text-is("{complainant}"))')
+    await expect(row).to_have_count(1)
+
+    # Handle the complaint: acknowledged (DISP: promptly), then resolved with what was done.
+    await row.get_by_role("button", name="Acknowledge").click()
+    await expect(row).to_contain_text(re.compile("in progress", re.I))
+    await row.get_by_role("button", name="Resolve").click()
+    await page.locator("#resolve-text").fill("apologised; calls limited to one a week at the customer's request")
+    await page.locator("#resolve-form").get_by_role("button", name="Resolve").click()
+    await expect(row).to_contain_text(re.compile("closed", re.I))
+    async with stores.postgres.connect() as conn:
+        handled = (
+            await conn.execute(
+                text(
+                    "SELECT acknowledged_at IS NOT NULL, resolved_at IS NOT NULL, resolution FROM review_items"
+                    " WHERE user_id = :u AND kind = 'complaint'"
+                ),
+                {"u": complainant},
+            )
+        ).one()
+    assert tuple(handled) == (True, True, "apologised; calls limited to one a week at the customer's request")
+
+    # Mark the complainant vulnerable.
+    await row.get_by_role("button", name="Mark vulnerable").click()
+    await page.locator("#flag-reason").fill("mentioned a recent bereavement on the call")
+    await page.get_by_role("button", name="Confirm").click()
+    await expect(page.locator("#tps-result")).to_contain_text(f"Customer {complainant}: vulnerable")
+
+    # List the other queued customer's number, as a customer would say it.
+    await page.get_by_label("Number", exact=True).fill(raw_phone)
+    await page.get_by_label("Reason", exact=True).fill("asked on the phone never to be called")
+    await page.get_by_role("button", name="Add number").click()
+    await expect(page.locator("#tps-result")).to_contain_text("1 customer(s) left the queues")
+    await expect(page.locator(f'#dnc-rows tr[data-phone="{listed_e164}"]')).to_be_visible()
+    assert await engine.position(listed) is None  # in no queue
+    await assert_labelled(page)
+    await context.close()
+    assert not console.errors, console.errors
+
+    # Tom is not trained for vulnerable customers: the complainant is not offered to him (and the
+    # listed customer is in no queue); Priya is trained, and gets them.
+    tom = await start_available(http, "tom@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=tom)).json()
+    assert offered["customer"] is None, offered
+    assert "needing an agent trained for vulnerable customers" in offered["reason"], offered
+    priya = await start_available(http, "priya@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=priya)).json()
+    assert offered["customer"]["user_id"] == complainant, offered

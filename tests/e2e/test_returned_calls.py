@@ -8,6 +8,7 @@ reaches any free agent without a customer on screen. Every returned call is reco
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,9 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, async_playwright, expect
 from sqlalchemy import select, text, update
+from temporalio.client import Client
 from temporalio.worker import Worker
 
+from api.routes.voice import START_TIMEOUT_S
 from devstack.twilio_emulator.client import EmulatorClient
 from dialler.agents.models import Agent
 from dialler.calls.inbound import opening_hours_text
@@ -25,22 +29,30 @@ from dialler.config import Settings, TelephonyMode
 from dialler.integrations.twilio import TwilioTelephony
 from dialler.integrations.twilio_voice import agent_identity
 from dialler.runtime import Stores
+from tests.support.browser import ConsoleErrors, assert_labelled, open_page, shot, sign_in
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.live_api import eventually
 
 pytestmark = pytest.mark.e2e
 
 PRIYA, TOM = "priya@rmc.example", "tom@rmc.example"
-UNKNOWN = "+447700900123"  # Ofcom drama range: no customer has it
+UNKNOWN = "+447700900123"
+# A non-routable address: a connection to it hangs (as to a Temporal that is down) rather than failing fast.
+UNREACHABLE_TEMPORAL = "10.255.255.1:7233"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run"]  # Ofcom drama range: no customer has it
 
 
 @pytest.fixture
 def settings(settings: Settings, emulator: EmulatorClient, request: pytest.FixtureRequest) -> Settings:
     """Twilio mode against the emulator; ``@pytest.mark.out_of_hours`` moves the business clock from
-    the suite's Wednesday 11:00 to 23:00, when the lines are closed."""
+    the suite's Wednesday 11:00 to 23:00, when the lines are closed; ``@pytest.mark.temporal_down``
+    points the API at a Temporal that never answers."""
     update: dict[str, Any] = {"telephony_mode": TelephonyMode.TWILIO, "twilio_api_base_url": emulator.url}
     if request.node.get_closest_marker("out_of_hours") is not None:
         update["clock_offset_s"] = settings.clock_offset_s + 12 * 3600
+    if request.node.get_closest_marker("temporal_down") is not None:
+        update["temporal_address"] = UNREACHABLE_TEMPORAL
     return settings.model_copy(update=update)
 
 
@@ -146,6 +158,19 @@ async def test_a_customer_we_called_rings_back_and_reaches_the_agent_who_called_
     ended = await asyncio.to_thread(emulator.wait_ended, sid, 40.0)
     assert any("Our advisers are available" in s for s in ended.said()), ended.events
 
+    # Priya was held while it rang, and is free again, with the call off her screen; no session opened.
+    async def freed() -> bool:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        return live["presence"]["state"] == "available" and live["inbound"] is None
+
+    await eventually(freed, within=20)
+    async with stores.postgres.connect() as conn:
+        answered, ended_at = (
+            await conn.execute(text("SELECT answered_at, ended_at FROM inbound_calls WHERE call_sid = :s"), {"s": sid})
+        ).one()
+        sessions = await conn.scalar(text("SELECT count(*) FROM call_sessions WHERE queue = 'inbound'"))
+    assert answered is None and ended_at is not None and sessions == 0
+
 
 async def test_an_unknown_number_reaches_any_free_agent_without_a_customer_on_screen(
     http: httpx.AsyncClient, stores: Stores, emulator: EmulatorClient
@@ -188,3 +213,236 @@ async def test_out_of_hours_the_caller_hears_the_opening_hours_and_no_agent_is_r
     assert opening_hours_text(stores.settings) in said
     assert "dial" not in ended.kinds()
     assert await inbound_rows(stores) == [(sid, None, None, "out_of_hours")]
+
+
+async def test_the_agent_who_called_answers_the_returned_call_and_closes_it_with_an_outcome_counted_as_contact(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
+    temporal_client: Client,
+) -> None:
+    called = await a_call_by_priya(http, stores, replica_url, emulator)
+    user_id, priya_id = called["user_id"], await agent_id(stores, PRIYA)
+    emulator.device(agent_identity(priya_id), action="manual")  # Priya answers when the test says so
+    priya = await ready(http, PRIYA)
+    attempts_before = await attempts_of(stores, user_id)
+
+    sid = await asyncio.to_thread(ring_us, stores, emulator, called["phone"])
+    timeline = await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 15.0)
+    [dial] = [e for e in timeline.events if e["kind"] == "dial"]
+
+    async def held_with_the_customer_on_screen() -> dict | None:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        ok = live["presence"]["state"] == "reserved" and live["inbound"] and live["inbound"]["customer"]
+        return live if ok else None
+
+    live = await eventually(held_with_the_customer_on_screen, within=15)  # the screen-pop, before hello
+    assert live["inbound"]["customer"]["user_id"] == user_id and live["call"] is None
+    # Nothing else is offered to her while it rings.
+    offered = await http.post("/api/v1/agents/me/next-call", headers=priya)
+    assert offered.status_code == 409 or offered.json()["customer"] is None, offered.text
+
+    await asyncio.to_thread(emulator.accept, dial["call_sid"])
+    await asyncio.to_thread(emulator.wait_for, sid, "person_connected", 15.0)
+
+    async def on_the_call() -> dict | None:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        ok = live["presence"]["state"] == "on_call" and live["call"] and live["call"]["state"] == "in_progress"
+        return live if ok else None
+
+    call = (await eventually(on_the_call, within=15))["call"]
+    assert call["queue"] == "inbound" and call["user_id"] == user_id
+    path = f"/api/v1/calls/{call['session_id']}"
+    refused = await http.post(f"{path}/outcome", json={"disposition": "not_interested"}, headers=priya)
+    assert refused.status_code == 409, refused.text  # hang up first, as on any call
+
+    await asyncio.to_thread(emulator.customer_hangup, sid)
+
+    async def wrapping_up() -> dict | None:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        ok = live["presence"]["state"] == "wrap_up" and live["call"] and live["call"]["state"] == "wrap_up"
+        return live if ok else None
+
+    await eventually(wrapping_up, within=20)
+    # "No answer" describes a call we placed: not an outcome of one the customer made.
+    wrong = await http.post(f"{path}/outcome", json={"disposition": "no_answer"}, headers=priya)
+    assert wrong.status_code == 422, wrong.text
+    saved = await http.post(
+        f"{path}/outcome",
+        json={"disposition": "docs_promised", "notes": "will send the bank statements"},
+        headers=priya,
+    )
+    assert saved.status_code == 200, saved.text
+
+    async def available() -> bool:
+        live = (await http.get("/api/v1/agents/me/live", headers=priya)).json()
+        return live["presence"]["state"] == "available" and live["call"] is None and live["inbound"] is None
+
+    await eventually(available, within=20)
+    async with stores.postgres.connect() as conn:
+        outcome = (
+            await conn.execute(
+                text(
+                    "SELECT o.disposition, o.user_id, o.agent_id, s.queue, s.closed_at IS NOT NULL AS closed"
+                    " FROM call_outcomes o JOIN call_sessions s ON s.id = o.call_session_id"
+                    " WHERE s.twilio_call_sid = :sid"
+                ),
+                {"sid": sid},
+            )
+        ).one()
+        answered, ended = (
+            await conn.execute(text("SELECT answered_at, ended_at FROM inbound_calls WHERE call_sid = :s"), {"s": sid})
+        ).one()
+    assert tuple(outcome) == ("docs_promised", user_id, priya_id, "inbound", True)
+
+    # Recorded (CMCOB 2.3.2), after the notice, and the recording is the returned call's session's.
+    said = (await asyncio.to_thread(emulator.timeline, sid)).said()
+    assert said and said[0].startswith("This call is recorded"), said
+
+    async def recording() -> tuple | None:
+        async with stores.postgres.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT r.user_id, s.queue FROM call_recordings r"
+                        " JOIN call_sessions s ON s.id = r.call_session_id WHERE r.call_sid = :sid"
+                    ),
+                    {"sid": sid},
+                )
+            ).one_or_none()
+        return tuple(row) if row else None
+
+    assert await eventually(recording, within=20) == (user_id, "inbound")
+    assert answered is not None and ended is not None and answered < ended
+    # A contact (the outcome), never an attempt: the caps on our calls count only the calls we make.
+    assert await attempts_of(stores, user_id) == attempts_before == 1
+
+    # Documents promised: the upload link follows, as after any call (when something is pending).
+    async with stores.replica.connect() as conn:
+        pending = await conn.scalar(
+            text(
+                "SELECT count(*) FROM claim_requirements r JOIN claims c ON c.id = r.claim_id"
+                " WHERE c.user_id = :u AND r.status = 'PENDING' AND r.deleted_at IS NULL AND c.deleted_at IS NULL"
+            ),
+            {"u": user_id},
+        )
+
+    async def upload_links() -> int | None:
+        async with stores.postgres.connect() as conn:
+            n = await conn.scalar(
+                text("SELECT count(*) FROM magic_links WHERE user_id = :u AND purpose = 'upload'"), {"u": user_id}
+            )
+        return int(n or 0) or None
+
+    if pending:
+        assert await eventually(upload_links, within=20) == 1
+    else:
+        assert await upload_links() is None
+
+    # Supervisors find it in the Temporal UI by agent and queue, with its outcome.
+    query = f"AgentId = '{priya_id}' AND QueueType = 'inbound' AND Disposition = 'docs_promised'"
+    found = [w async for w in temporal_client.list_workflows(query)]
+    assert [w.id for w in found] == [f"inbound-call-{sid}"]
+
+
+async def attempts_of(stores: Stores, user_id: int) -> int:
+    async with stores.postgres.connect() as conn:
+        count = await conn.scalar(text("SELECT count(*) FROM contact_attempts WHERE user_id = :u"), {"u": user_id})
+    return int(count or 0)
+
+
+@pytest_asyncio.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+async def test_in_chromium_the_agent_sees_the_screen_pop_while_it_rings_answers_and_saves_the_outcome(
+    live_api: str,
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
+    browser: Browser,
+) -> None:
+    called = await a_call_by_priya(http, stores, replica_url, emulator)
+    priya_id = await agent_id(stores, PRIYA)
+    emulator.device(agent_identity(priya_id), action="manual")
+    await start_available(http, PRIYA)
+
+    console = ConsoleErrors()
+    page_context, page = await open_page(browser, console, "agent-returned-call")
+    await sign_in(page, live_api, PRIYA)
+    await expect(page).to_have_url(re.compile(r"/agent$"))
+    await expect(page.locator("#status-now")).to_contain_text("Available")
+
+    async def device_ready() -> bool:  # the page's emulated phone reports itself connected
+        return bool(await stores.redis.exists(f"{stores.settings.redis_prefix}:device:{priya_id}"))
+
+    await eventually(device_ready, within=15)
+    sid = await asyncio.to_thread(ring_us, stores, emulator, called["phone"])
+    timeline = await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 15.0)
+    [dial] = [e for e in timeline.events if e["kind"] == "dial"]
+
+    # The screen-pop, before she answers: who is calling, how our last call ended, their claims.
+    pop = page.locator("#returned-call")
+    await expect(pop).to_contain_text("is calling you back")
+    name = (await page.locator("#customer-name").text_content() or "").strip()
+    assert name and name in (await pop.text_content() or "")
+    await expect(page.locator("#returned-call-last")).to_contain_text("Not interested")
+    await expect(page.locator("#customer-body")).to_contain_text("Claims (")
+    await expect(page.get_by_role("button", name="Next call")).to_be_disabled()
+    await shot(page, "returned-call-screen-pop")
+
+    await asyncio.to_thread(emulator.accept, dial["call_sid"])
+    await expect(page.locator("#call-state-text")).to_contain_text("Connected")
+    await expect(page.locator("#returned-call-note")).to_be_visible()
+    await expect(page.locator("#customer-name")).to_have_text(name)
+
+    await page.get_by_role("button", name="Hang up").click()  # the agent ends it: the caller's leg goes
+    await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
+    await expect(page.locator("#call-state-text")).to_contain_text("Wrap-up", timeout=20_000)
+    await expect(page.locator('input[name="disposition"][value="no_answer"]')).to_be_disabled()
+    await page.get_by_label("Documents promised").check()
+    await page.get_by_role("button", name="Save outcome").click()
+    await expect(page.locator("#next-call-message")).to_contain_text("Documents promised")
+    await expect(page.locator("#status-now")).to_contain_text("Available", timeout=20_000)
+    await expect(pop).to_have_count(0)
+
+    async with stores.postgres.connect() as conn:
+        saved = await conn.scalar(
+            text(
+                "SELECT o.disposition FROM call_outcomes o JOIN call_sessions s ON s.id = o.call_session_id"
+                " WHERE s.twilio_call_sid = :sid"
+            ),
+            {"sid": sid},
+        )
+    assert saved == "docs_promised"
+    await assert_labelled(page)
+    await page_context.close()
+    assert not console.errors, console.errors
+
+
+@pytest.mark.temporal_down
+async def test_with_temporal_down_the_returned_call_is_still_routed_at_once_recorded_and_popped(
+    http: httpx.AsyncClient, stores: Stores, emulator: EmulatorClient
+) -> None:
+    tom_id = await agent_id(stores, TOM)
+    emulator.device(agent_identity(tom_id), action="ignore")
+    tom = await ready(http, TOM)
+
+    sid = await asyncio.to_thread(ring_us, stores, emulator, UNKNOWN)
+    timeline = await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 20.0)
+    # The caller heard the recording notice once the webhook stopped waiting for Temporal: the wait is
+    # bounded, and nothing else of the call needs Temporal.
+    first_words = next(e for e in timeline.events if e["kind"] == "say_start")
+    assert first_words["elapsed"] < START_TIMEOUT_S + 1.5, timeline.events
+    assert await inbound_rows(stores) == [(sid, None, tom_id, "routed_any")]
+    live = (await http.get("/api/v1/agents/me/live", headers=tom)).json()
+    assert live["inbound"]["call_sid"] == sid  # the screen-pop reads PostgreSQL only
+    await asyncio.to_thread(emulator.customer_hangup, sid)

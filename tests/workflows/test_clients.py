@@ -25,6 +25,7 @@ from workflows import (
     call_session_client,
     callback_client,
     erasure_client,
+    inbound_call_client,
     inbound_sms_client,
     magic_link_client,
     queue_rebuild_client,
@@ -33,6 +34,7 @@ from workflows import (
 from workflows.call_session import CallSessionWorkflow
 from workflows.callback import CallbackWorkflow
 from workflows.erasure import ErasureWorkflow
+from workflows.inbound_call import InboundCallWorkflow
 from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
@@ -53,6 +55,7 @@ def definition(cls: type) -> workflow._Definition:
         (call_session_client.WORKFLOW, CallSessionWorkflow),
         (inbound_sms_client.WORKFLOW, InboundSmsWorkflow),
         (erasure_client.WORKFLOW, ErasureWorkflow),
+        (inbound_call_client.WORKFLOW, InboundCallWorkflow),
     ],
 )
 def test_a_client_names_its_workflow_as_registered(client_name: str, cls: type) -> None:
@@ -75,6 +78,11 @@ def test_the_signals_updates_and_queries_the_clients_name_exist() -> None:
     } <= set(session.signals)
     assert call_session_client.OUTCOME_UPDATE in session.updates
     assert call_session_client.VIEW_QUERY in session.queries
+    # A returned call's session takes the call session's hang-up, outcome and view (the same API).
+    returned = definition(InboundCallWorkflow)
+    assert {inbound_call_client.CALL_STATUS_SIGNAL, call_session_client.HANG_UP_SIGNAL} <= set(returned.signals)
+    assert call_session_client.OUTCOME_UPDATE in returned.updates
+    assert call_session_client.VIEW_QUERY in returned.queries
 
 
 async def test_a_magic_link_started_and_marked_used_through_its_client(

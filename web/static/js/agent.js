@@ -36,6 +36,7 @@ const AUTO_NEXT_DELAY_S = 5;
 const AUTO_NEXT_RETRY_S = 20;
 const CALL_STATES = ["reserved", "on_call", "wrap_up"];
 const LIVE_CALL = ["dialing", "ringing", "in_progress"];
+const RETURNED_QUEUE = "inbound"; // the queue of a returned call's session (the customer rang us)
 const CALL_STATE_TEXT = {
   reserved: "Reserved for you — ready to call",
   dialing: "Dialling…",
@@ -141,6 +142,7 @@ function renderCall() {
     if (LIVE_CALL.includes(state) && S.config.recording_notice) {
       lines.push(h("p", { class: "hint", id: "say-first" }, `Say first: "${S.config.recording_notice}"`));
     }
+    if (call.queue === RETURNED_QUEUE) lines.push(h("p", { class: "hint", id: "returned-call-note" }, "A returned call: the customer rang us."));
     const facts = [`Queue: ${label(QUEUE_LABELS, call.queue)}`];
     if (call.end_reason) facts.push(`Result: ${END_TEXT[call.end_reason] || words(call.end_reason)}`);
     if (state !== "reserved") facts.push(call.answered ? "Answered" : "Not answered");
@@ -150,12 +152,41 @@ function renderCall() {
       const left = (Date.parse(call.wrap_up_deadline) - serverNow()) / 1000;
       lines.push(h("p", { class: "hint", id: "wrap-up-left" }, `Save the outcome within ${duration(left)}`));
     }
+  } else if (S.inbound) {
+    lines.push(...returnedCallPop(S.inbound));
   } else if (S.callUnavailable) {
     lines.push(h("p", { class: "call-line" }, "Call state unavailable for a moment; your clicks still count."));
   } else {
     lines.push(h("p", { class: "call-line call-idle", id: "call-state-text" }, "No call"));
   }
   fill($("#call-state"), lines);
+}
+
+// A customer ringing us back, routed to this agent: who it is and how our last call ended, before
+// they answer (the customer's claims fill the customer panel at the same time).
+function returnedCallPop(inbound) {
+  const customer = inbound.customer;
+  const who = customer ? `${customer.first_name} ${customer.last_name}` : "An unknown number";
+  const last = customer && customer.recent_attempts.length ? customer.recent_attempts[0] : null;
+  return [
+    h("p", { class: "call-line call-ringing", id: "returned-call" }, `${who} is calling you back — answer your phone`),
+    h(
+      "p",
+      { class: "hint", id: "returned-call-last" },
+      last ? `Our last call: ${label(DISPOSITION_LABELS, last.result)}, ${ukTime(last.attempted_at)}` : "No earlier call on record.",
+    ),
+  ];
+}
+
+function onInboundChange(previous, inbound) {
+  if (inbound && (!previous || previous.call_sid !== inbound.call_sid)) {
+    const who = inbound.customer ? `${inbound.customer.first_name} ${inbound.customer.last_name}` : "an unknown number";
+    announce(`Returned call from ${who}`, { toast: true });
+  }
+  // The caller's context while it rings and for the whole call (no lease names a returned call's customer).
+  if (inbound && inbound.customer && (!S.call || S.call.user_id === inbound.user_id)) {
+    if (S.customerFor !== inbound.user_id) showCustomer(inbound.customer);
+  }
 }
 
 // "Why not now / next allowed at": the compliance gate's own reasons (the dial refused at the last
@@ -440,6 +471,7 @@ function showCustomer(customer) {
 async function ensureCustomer() {
   const call = S.call;
   if (!call || S.customerFor === call.user_id || S.customerLoading === call.user_id) return;
+  if (call.queue === RETURNED_QUEUE) return; // its customer comes with the returned call (onInboundChange)
   if (S.offered && S.offered.customer && S.offered.customer.user_id === call.user_id) {
     showCustomer(S.offered.customer);
     return;
@@ -548,7 +580,7 @@ function renderOutcomeState() {
     const rule = S.rules.get(input.value);
     const needsAnswer = rule.needs_answered_call && !(call && call.answered) && !live;
     // "No answer", "voicemail", "busy": only once a call was dialled (never rung: nothing to report).
-    const needsDial = rule.needs_dialled_call && !(call && call.end_reason);
+    const needsDial = rule.needs_dialled_call && !(call && call.end_reason && call.queue !== RETURNED_QUEUE);
     input.disabled = needsAnswer || needsDial;
     if (needsDial && input.checked) input.checked = false;
     if (needsAnswer && input.checked) input.checked = false;
@@ -669,9 +701,12 @@ function onLive(live) {
   S.presence = live.presence;
   S.call = live.call;
   S.callUnavailable = live.call_unavailable;
+  const previousInbound = S.inbound;
+  S.inbound = live.inbound || null;
   onCallChange(previous, S.call);
   if (S.call) ensureCustomer();
-  else if (!CALL_STATES.includes(S.presence.state)) showCustomer(null); // redraws the hint too
+  else if (!S.inbound && !CALL_STATES.includes(S.presence.state)) showCustomer(null); // redraws the hint too
+  onInboundChange(previousInbound, S.inbound);
   if (!S.call && previous) resetOutcome();
   if (S.sms) S.sms.sync(live.sms);
   renderStatus();

@@ -117,6 +117,7 @@ export const QUEUE_LABELS = {
   callbacks: "Callbacks",
   unsigned: "Unsigned",
   outstanding_requests: "Outstanding requests",
+  inbound: "Returned calls",
 };
 
 export const DISPOSITION_LABELS = {
