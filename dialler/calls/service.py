@@ -10,8 +10,13 @@ anything half-done:
 * between the lease and the workflow's start: the lease names a session nobody started. The agent's
   next click starts it (``take_next_call`` finds the lease and resumes), and if they never click, the
   lease expires and puts the customer back: the agent is available again by that alone;
-* the start refused (Temporal down, the customer's last session still finishing): the lease is
-  given back in one atomic step (``QueueEngine.give_back``), restoring the customer's placement;
+* the start refused (Temporal down): the lease is given back in one atomic step
+  (``QueueEngine.give_back``), restoring the customer's placement;
+* the customer's last session still open (its lease lapsed while its worker was away, so the queue
+  offered them again): the customer is not put back at the head (every next call would meet them
+  again, a 409 loop); the lease goes back to that session (``reclaim_for``, fenced by its own token)
+  or, with none to give it to, the customer waits out of the queues until that session closes and
+  places them. The agent is offered the next customer;
 * after the start: the session owns the lease and the agent, and Temporal keeps it going.
 
 The customer's context is read while the workflow starts: the agent waits for the slower of the
@@ -20,6 +25,7 @@ two, not for both."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -31,14 +37,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, get_presence, presence_key, set_presence
+from dialler.calls.leases import open_session_of_user, reclaim_for
 from dialler.calls.messages import CallSessionInput, CallSessionView, call_workflow_id
 from dialler.calls.view import open_view, read_view
 from dialler.compliance import gate, gates
 from dialler.customers.context import CustomerContext, get_context
 from dialler.errors import Conflict
 from dialler.queues.eligibility import QUEUE_PRIORITY
-from dialler.queues.engine import AgentAlreadyHoldsLease, AgentNotAvailable, Lease, QueueEngine, StaleLease
+from dialler.queues.engine import (
+    AgentAlreadyHoldsLease,
+    AgentNotAvailable,
+    Lease,
+    NextCall,
+    QueueEngine,
+    StaleLease,
+)
 from dialler.runtime import Stores
+
+log = logging.getLogger("dialler.calls")
+# Customers skipped in one next-call because their last session is still open: each is taken out of
+# the queues as it is met, so a few tries reach a free one unless many sessions are stranded at once.
+BUSY_CUSTOMERS_SKIPPED = 5
 
 
 class StartSession(Protocol):
@@ -113,9 +132,11 @@ async def take_next_call(
                 held = None  # it lapsed meanwhile and put the customer back: the agent holds nobody
             else:
                 held = replace(held, expires_at=renewed.expires_at)
-                return await _open(
+                resumed = await _open(
                     stores=stores, engine=engine, start_session=start_session, agent=agent, lease=held, resumed=True
                 )
+                assert resumed is not None  # a resumed lease whose session runs is the agent's own call
+                return resumed
         if held is not None:
             raise AlreadyHoldingCustomer(held.user_id)
         # Stored "reserved" with no lease behind it (written before the lease was the reservation), or
@@ -131,7 +152,6 @@ async def take_next_call(
         )
     if presence.state is not PresenceState.AVAILABLE:
         raise NextCallRefused(f"Only an available agent can take a next call (you are {presence.state.value}).")
-    now = datetime.now(UTC)
     window = gate.shared_hours(clock.now(settings), gates.CallingRules.from_settings(settings))
     if not window.allowed:
         # The text names the time on the business clock; ``until`` is a real instant, as in every answer.
@@ -139,44 +159,53 @@ async def take_next_call(
         return NoneEligible(f"Outside calling hours: {window.explanation}", until)
     if not agent.queues:
         return NoneEligible("You are not assigned to any queue; ask a supervisor.")
-    try:
-        # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
-        queues = [q for q in QUEUE_PRIORITY if q in agent.queues]
-        offer = await engine.next_call_detailed(
-            agent_id=agent.id,
-            queues=queues,
-            trained_vulnerable=agent.trained_vulnerable,
-            now=now.timestamp(),
-            session_id=str(uuid.uuid4()),
-            presence_key=presence_key(settings, agent.id),  # still available, checked with the lease
-        )
-    except AgentAlreadyHoldsLease as exc:
-        raise AlreadyHoldingCustomer(exc.user_id) from None
-    except AgentNotAvailable as exc:
-        raise NextCallRefused(f"Only an available agent can take a next call (you are {exc.state}).") from None
-    if offer.lease is None:
-        reason = "Nobody in your queues can be called right now"
-        held_back = [
-            f"{n} {what}"
-            for n, what in (
-                (offer.blocked_not_before, "waiting for their next allowed time"),
-                (offer.blocked_vulnerable, "needing an agent trained for vulnerable customers"),
-                (offer.blocked_reserved, "reserved for another agent's callback"),
+    # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
+    queues = [q for q in QUEUE_PRIORITY if q in agent.queues]
+    for _ in range(BUSY_CUSTOMERS_SKIPPED):
+        try:
+            offer = await engine.next_call_detailed(
+                agent_id=agent.id,
+                queues=queues,
+                trained_vulnerable=agent.trained_vulnerable,
+                now=datetime.now(UTC).timestamp(),
+                session_id=str(uuid.uuid4()),
+                presence_key=presence_key(settings, agent.id),  # still available, checked with the lease
             )
-            if n
-        ]
-        return NoneEligible(reason + (f" ({'; '.join(held_back)})." if held_back else "."))
-    return await _open(
-        stores=stores, engine=engine, start_session=start_session, agent=agent, lease=offer.lease, resumed=False
-    )
+        except AgentAlreadyHoldsLease as exc:
+            raise AlreadyHoldingCustomer(exc.user_id) from None
+        except AgentNotAvailable as exc:
+            raise NextCallRefused(f"Only an available agent can take a next call (you are {exc.state}).") from None
+        if offer.lease is None:
+            return _nobody(offer)
+        offered = await _open(
+            stores=stores, engine=engine, start_session=start_session, agent=agent, lease=offer.lease, resumed=False
+        )
+        if offered is not None:
+            return offered
+    raise NextCallRefused("The customers at the head of your queues all have a call in progress; try again.")
+
+
+def _nobody(offer: NextCall) -> NoneEligible:
+    reason = "Nobody in your queues can be called right now"
+    held_back = [
+        f"{n} {what}"
+        for n, what in (
+            (offer.blocked_not_before, "waiting for their next allowed time"),
+            (offer.blocked_vulnerable, "needing an agent trained for vulnerable customers"),
+            (offer.blocked_reserved, "reserved for another agent's callback"),
+        )
+        if n
+    ]
+    return NoneEligible(reason + (f" ({'; '.join(held_back)})." if held_back else "."))
 
 
 async def _open(
     *, stores: Stores, engine: QueueEngine, start_session: StartSession, agent: Agent, lease: Lease, resumed: bool
-) -> CallOffered:
+) -> CallOffered | None:
     """Start the session the lease names and read the customer's context meanwhile. A new lease whose
     session cannot start is given back at once; a resumed one whose session already runs is the
-    agent's call in progress."""
+    agent's call in progress. None: the customer's last session is still open (see the module's
+    docstring), the lease went to it, and the caller offers the next customer."""
     redis, settings = stores.redis, stores.settings
     assert lease.session_id is not None
     session_id = lease.session_id
@@ -235,9 +264,26 @@ async def _open(
     if not started:
         if resumed:
             raise AlreadyHoldingCustomer(lease.user_id)
-        await _give_back(engine, lease)
-        raise NextCallRefused("That customer already has a call in progress; try next call again.")
+        await _leave_to_open_session(stores, engine, lease)
+        return None
     return CallOffered(session_id=session_id, workflow_id=call_workflow_id(lease.user_id), lease=lease, context=context)
+
+
+async def _leave_to_open_session(stores: Stores, engine: QueueEngine, lease: Lease) -> None:
+    """The customer's last session is still open: end our lease without placing them, and give the
+    lease back to that session (its agent, its token), as its own renewal would when it resumes."""
+    with suppress(StaleLease):
+        await engine.release(user_id=lease.user_id, token=lease.token, requeue=None, now=datetime.now(UTC).timestamp())
+    async with stores.sessions() as session:
+        open_call = await open_session_of_user(session, lease.user_id)
+    if open_call is not None and open_call.lease_token is not None:
+        await reclaim_for(engine, open_call, datetime.now(UTC))
+    log.warning(
+        "customer %s still has a session open: skipped for agent %s (lease %s)",
+        lease.user_id,
+        lease.agent_id,
+        "returned to it" if open_call is not None else "held until it closes",
+    )
 
 
 async def _give_back(engine: QueueEngine, lease: Lease) -> None:

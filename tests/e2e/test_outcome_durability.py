@@ -1,0 +1,135 @@
+"""Nothing lost, nobody double-booked, under crashes (issue 19): an outcome answered 2xx while the
+worker is SIGKILLed is applied exactly once when a worker comes back, even after the wrap-up limit;
+a next call that meets a customer whose session is still open skips them instead of a 409 loop.
+
+The real API over HTTP, the real worker in a process of its own (so that it can be SIGKILLed), the
+Temporal dev server, PostgreSQL, Redis and MariaDB, with the simulated carrier's signed webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from dialler.calls.messages import OutcomeAccepted, call_workflow_id
+from dialler.config import Settings
+from dialler.queues.runtime import queue_engine
+from dialler.runtime import Stores
+from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.journeys import talk_then_hang_up
+from tests.support.live_api import eventually
+from tests.support.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.e2e
+
+WRAP_UP_S = 30  # the shortest wrap-up the settings allow: the worker stays down longer than this
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"wrap_up_timeout_s": WRAP_UP_S})
+
+
+async def _presence(http: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    state: str = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"]
+    return state
+
+
+async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_applied_once(
+    http: httpx.AsyncClient,
+    stores: Stores,
+    settings: Settings,
+    replica_url: str,
+    temporal_client: Client,
+    tmp_path: Path,
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    worker = WorkerProcess(settings, tmp_path)
+    with worker:
+        offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+        session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+        await talk_then_hang_up(http, headers, session_id)
+        call = (await http.get(f"/api/v1/calls/{session_id}", headers=headers)).json()
+        wrap_up_ends = datetime.fromisoformat(call["wrap_up_deadline"])
+
+        worker.kill()  # SIGKILL, in wrap-up: no worker polls the session's task queue
+
+        url = f"/api/v1/calls/{session_id}/outcome"
+        posted = await http.post(url, json={"disposition": "do_not_call", "notes": "asked us to stop"}, headers=headers)
+        assert posted.status_code == 202, posted.text
+        assert posted.json()["disposition"] == "do_not_call"
+        # The agent's second click (no answer seen) is the same request, not a second outcome...
+        again = await http.post(url, json={"disposition": "do_not_call", "notes": "asked us to stop"}, headers=headers)
+        assert again.status_code == 202, again.text
+        # ...and a different outcome for the same call is refused: one outcome per call.
+        other = await http.post(url, json={"disposition": "busy"}, headers=headers)
+        assert other.status_code == 409, other.text
+
+        # The worker stays down past the wrap-up limit (the session's timer fires with nobody to run it).
+        await asyncio.sleep(max(0.0, (wrap_up_ends - datetime.now(UTC)).total_seconds()) + 3)
+        assert (await _presence(http, headers)) == "wrap_up"
+
+        worker.start()  # a worker comes back: the session resumes and takes the kept outcome
+        handle = temporal_client.get_workflow_handle(call_workflow_id(user_id), result_type=OutcomeAccepted)
+        result = await asyncio.wait_for(handle.result(), 60)
+        assert result.disposition == "do_not_call"
+        assert await _presence(http, headers) == "available"
+
+    async with stores.postgres.connect() as conn:
+        outcomes = (await conn.execute(text("SELECT disposition, notes FROM call_outcomes"))).all()
+        session = (await conn.execute(text("SELECT status, phone_e164 FROM call_sessions"))).one()
+        listed = (
+            await conn.execute(text("SELECT source, reason FROM do_not_call WHERE user_id = :u"), {"u": user_id})
+        ).all()
+        attempts = await conn.scalar(text("SELECT count(*) FROM contact_attempts"))
+        kept = (await conn.execute(text("SELECT claimed_at FROM received_outcomes"))).one()
+    assert [tuple(o) for o in outcomes] == [("do_not_call", "asked us to stop")]  # once, and not no_outcome
+    assert session.status == "closed"
+    assert [tuple(row) for row in listed] == [("agent", "do_not_call")]  # the number is on do-not-call, once
+    assert attempts == 1
+    assert kept.claimed_at is not None
+    engine = queue_engine(stores)
+    assert await engine.lease_of(user_id) is None and await engine.position(user_id) is None  # never called again
+
+
+async def test_next_call_skips_a_customer_whose_session_is_still_open(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, settings: Settings, replica_url: str
+) -> None:
+    """Priya's session outlives its lease (its worker was away longer than the lease): the customer is
+    back at the head of the queue. Tom's next call meets them: he gets the next customer, and the first
+    goes back to Priya's session, not to the head of the queue (every next call would meet them again)."""
+    await queue_one_customer(stores, replica_url)
+    priya = await start_available(http, "priya@rmc.example")
+    tom = await start_available(http, "tom@rmc.example")
+    engine = queue_engine(stores)
+
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=priya)).json()
+    held_user = offered["customer"]["user_id"]
+    lease = await engine.lease_of(held_user)
+    assert lease is not None
+
+    async def session_opened() -> bool:
+        async with stores.postgres.connect() as conn:
+            return bool(await conn.scalar(text("SELECT count(*) FROM call_sessions WHERE closed_at IS NULL")))
+
+    await eventually(session_opened)
+    # The lease lapses (as when the session's worker is away longer than the TTL): the customer is
+    # put back where they were, at the head of the queue, while their session is still open.
+    assert await engine.reap_expired(now=time.time() + settings.lease_ttl_s + 60) == [held_user]
+    assert await engine.position(held_user) is not None
+
+    second = await http.post("/api/v1/agents/me/next-call", headers=tom)
+
+    assert second.status_code == 200, second.text
+    assert second.json()["customer"]["user_id"] != held_user
+    assert await engine.position(held_user) is None  # not at the head of the queue again
+    back = await engine.lease_of(held_user)
+    assert back is not None and (back.agent_id, back.token) == (lease.agent_id, lease.token)  # Priya's session's
