@@ -93,10 +93,10 @@ async def submit_outcome(
     return accepted
 
 
-async def outcome_received(client: Client, workflow_id: str) -> None:
+async def outcome_received(client: Client, workflow_id: str, *, rpc_timeout: timedelta | None = None) -> None:
     """Tell the session an outcome is kept for it (``dialler.calls.received``) that the Update could
     not deliver. A signal is durable without a worker: the session takes the outcome when it resumes."""
-    await session_handle(client, workflow_id).signal(OUTCOME_RECEIVED_SIGNAL)
+    await session_handle(client, workflow_id).signal(OUTCOME_RECEIVED_SIGNAL, rpc_timeout=rpc_timeout)
 
 
 async def call_status(client: Client, workflow_id: str, event: CallStatusEvent) -> None:

@@ -363,8 +363,9 @@ async def submit_outcome(
                 "The outcome could not be recorded right now; it was not kept: try again.", dependency="temporal"
             ) from None
         if not finished:
-            with suppress(RPCError):  # durable without a worker; failing, the session still looks at wrap-up's end
-                await call_session_client.outcome_received(temporal, owner.workflow_id)
+            if not isinstance(exc, RPCError):  # Temporal answers but no worker does: a signal waits for one
+                with suppress(RPCError):  # failing, the session still looks for it before closing
+                    await call_session_client.outcome_received(temporal, owner.workflow_id, rpc_timeout=QUERY_TIMEOUT)
             response.status_code = status.HTTP_202_ACCEPTED
         return Accepted(session_id=session_id, state=CallState.CLOSED, disposition=outcome.disposition)
     except WorkflowUpdateFailedError as exc:

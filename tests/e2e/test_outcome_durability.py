@@ -8,14 +8,18 @@ Temporal dev server, PostgreSQL, Redis and MariaDB, with the simulated carrier's
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 from sqlalchemy import text
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from dialler.calls.messages import OutcomeAccepted, call_workflow_id
@@ -25,6 +29,7 @@ from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.journeys import talk_then_hang_up
 from tests.support.live_api import eventually
+from tests.support.proxy import CuttableProxy
 from tests.support.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.e2e
@@ -32,9 +37,22 @@ pytestmark = pytest.mark.e2e
 WRAP_UP_S = 30  # the shortest wrap-up the settings allow: the worker stays down longer than this
 
 
+@pytest_asyncio.fixture
+async def temporal_link(temporal_env: WorkflowEnvironment) -> AsyncIterator[CuttableProxy]:
+    """The API's way to Temporal, which a test can cut (the worker and the test reach it directly)."""
+    host, port = temporal_env.client.service_client.config.target_host.rsplit(":", 1)
+    proxy = CuttableProxy(host, int(port))
+    await proxy.start()
+    yield proxy
+    await proxy.close()
+
+
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"wrap_up_timeout_s": WRAP_UP_S})
+def settings(settings: Settings, temporal_link: CuttableProxy) -> Settings:
+    """The API's settings: a short wrap-up, and Temporal through the cuttable link."""
+    return settings.model_copy(
+        update={"wrap_up_timeout_s": WRAP_UP_S, "temporal_address": f"127.0.0.1:{temporal_link.port}"}
+    )
 
 
 async def _presence(http: httpx.AsyncClient, headers: dict[str, str]) -> str:
@@ -42,17 +60,23 @@ async def _presence(http: httpx.AsyncClient, headers: dict[str, str]) -> str:
     return state
 
 
+@pytest.mark.parametrize("temporal_reachable", [True, False], ids=["worker-killed", "worker-killed-and-temporal-cut"])
 async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_applied_once(
+    temporal_reachable: bool,
     http: httpx.AsyncClient,
     stores: Stores,
     settings: Settings,
     replica_url: str,
     temporal_client: Client,
+    temporal_link: CuttableProxy,
     tmp_path: Path,
 ) -> None:
+    """Worker killed: Temporal holds the Update and a signal until a worker comes back. Temporal cut
+    from the API as well: neither reaches it, and the session finds the kept outcome at wrap-up's end."""
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
-    worker = WorkerProcess(settings, tmp_path)
+    direct = temporal_client.service_client.config.target_host
+    worker = WorkerProcess(settings.model_copy(update={"temporal_address": direct}), tmp_path)
     with worker:
         offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
         session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
@@ -61,9 +85,13 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
         wrap_up_ends = datetime.fromisoformat(call["wrap_up_deadline"])
 
         worker.kill()  # SIGKILL, in wrap-up: no worker polls the session's task queue
+        if not temporal_reachable:
+            await temporal_link.cut()
 
         url = f"/api/v1/calls/{session_id}/outcome"
-        posted = await http.post(url, json={"disposition": "do_not_call", "notes": "asked us to stop"}, headers=headers)
+        posted = await http.post(
+            url, json={"disposition": "do_not_call", "notes": "asked us to stop"}, headers=headers, timeout=30
+        )
         assert posted.status_code == 202, posted.text
         assert posted.json()["disposition"] == "do_not_call"
         # The agent's second click (no answer seen) is the same request, not a second outcome...
@@ -73,6 +101,8 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
         other = await http.post(url, json={"disposition": "busy"}, headers=headers)
         assert other.status_code == 409, other.text
 
+        if not temporal_reachable:
+            await temporal_link.restore()
         # The worker stays down past the wrap-up limit (the session's timer fires with nobody to run it).
         await asyncio.sleep(max(0.0, (wrap_up_ends - datetime.now(UTC)).total_seconds()) + 3)
         assert (await _presence(http, headers)) == "wrap_up"
@@ -80,6 +110,10 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
         worker.start()  # a worker comes back: the session resumes and takes the kept outcome
         handle = temporal_client.get_workflow_handle(call_workflow_id(user_id), result_type=OutcomeAccepted)
         result = await asyncio.wait_for(handle.result(), 60)
+        if os.environ.get("RECORD_HISTORY_TO"):  # how tests/workflows/histories/call-session-new-kept-*.json were made
+            name = f"call-session-new-kept-outcome-{'signalled' if temporal_reachable else 'found'}.json"
+            history = (await handle.fetch_history()).to_json()
+            await asyncio.to_thread((Path(os.environ["RECORD_HISTORY_TO"]) / name).write_text, history)
         assert result.disposition == "do_not_call"
         assert await _presence(http, headers) == "available"
 
