@@ -268,8 +268,10 @@ class CallActivities:
                     agent_id=input.agent_id,
                     at=input.finished_at,
                 )
-            # An outcome the API kept for this session is applied now, with this one: never withdrawn later.
-            await received.mark_claimed(conn, session_id=input.session_id, at=input.finished_at)
+            # The outcome the API kept for this session is applied now: never withdrawn later.
+            await received.mark_claimed(
+                conn, session_id=input.session_id, disposition=disposition.value, at=input.finished_at
+            )
             await conn.execute(
                 update(CallSession)
                 .where(CallSession.id == session_id, CallSession.closed_at.is_(None))

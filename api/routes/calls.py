@@ -381,18 +381,19 @@ async def submit_outcome(
 
 async def _keep(session: AsyncSession, stores: Stores, session_id: str, outcome: OutcomeInput) -> bool | None:
     """Keep the outcome before delivering it, when the session's view says the session will take it
-    (the same rule as its Update): True if kept now, False if the same one was kept before, None if not
-    kept (no view, or the view refuses it: then the session's own answer decides)."""
+    (the same rule as its Update): True if kept now, False if the same one was kept before (a repeat),
+    None if not kept (no view, or the view refuses it: then the session's own answer decides)."""
     view = await read_view(stores.redis, stores.settings, session_id)
     if view is None:
         return None
     try:
         check_submission(outcome, SessionFacts.from_view(view), now=datetime.now(UTC))
+    except OutcomeRefused:
+        return False if await received.is_kept(session=session, session_id=session_id, outcome=outcome) else None
+    try:
         stored = await received.keep(session=session, session_id=session_id, outcome=outcome, at=datetime.now(UTC))
-    except OutcomeRefused as exc:
-        if exc.kind == "OutcomeAlreadyRecorded" and view.disposition is None:
-            raise _refused(exc) from None  # a different outcome is kept for this session
-        return None
+    except OutcomeRefused as exc:  # a different outcome is kept for this call
+        raise _refused(exc) from None
     await session.commit()
     return stored
 

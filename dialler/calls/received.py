@@ -23,11 +23,10 @@ from dialler.calls.outcomes import OutcomeRefused
 async def keep(*, session: AsyncSession, session_id: str, outcome: OutcomeInput, at: datetime) -> bool:
     """Keep the outcome for the session (the caller commits). True if this call stored it; False if
     the same outcome was already kept (a repeat). Raises OutcomeRefused for a different one."""
-    key = uuid.UUID(session_id)
     stored = await session.scalar(
         insert(ReceivedOutcome)
         .values(
-            call_session_id=key,
+            call_session_id=uuid.UUID(session_id),
             agent_id=outcome.agent_id,
             disposition=outcome.disposition,
             notes=outcome.notes,
@@ -39,10 +38,15 @@ async def keep(*, session: AsyncSession, session_id: str, outcome: OutcomeInput,
     )
     if stored is not None:
         return True
-    kept = await session.get(ReceivedOutcome, key, populate_existing=True)
-    if kept is not None and _as_outcome(kept) == outcome:
+    if await is_kept(session=session, session_id=session_id, outcome=outcome):
         return False
     raise OutcomeRefused("OutcomeAlreadyRecorded", "the outcome of this call is already recorded")
+
+
+async def is_kept(*, session: AsyncSession, session_id: str, outcome: OutcomeInput) -> bool:
+    """This very outcome is kept for the session (a repeat of the request that kept it)."""
+    kept = await session.get(ReceivedOutcome, uuid.UUID(session_id), populate_existing=True)
+    return kept is not None and _as_outcome(kept) == outcome
 
 
 async def withdraw(*, session: AsyncSession, session_id: str) -> bool:
@@ -84,9 +88,11 @@ async def claim(conn: AsyncConnection, *, session_id: str, at: datetime) -> Rece
     return ReceivedOutcomeRead(outcome, row.received_at)
 
 
-async def mark_claimed(conn: AsyncConnection, *, session_id: str, at: datetime) -> None:
-    """In the transaction that applies the session's outcome: a kept one can no longer be withdrawn."""
-    await conn.execute(_claiming(session_id, at))
+async def mark_claimed(conn: AsyncConnection, *, session_id: str, disposition: str, at: datetime) -> None:
+    """In the transaction that applies the session's outcome: the kept one it is (the Update brought
+    it) can no longer be withdrawn. One kept too late for a session closing without it stays
+    unclaimed: the API withdraws it and tells the agent the call has finished."""
+    await conn.execute(_claiming(session_id, at).where(ReceivedOutcome.disposition == disposition))
 
 
 def _claiming(session_id: str, at: datetime) -> Update:

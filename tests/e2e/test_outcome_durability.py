@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from dialler.calls.messages import OutcomeAccepted, call_workflow_id
+from dialler.calls.view import update_view
 from dialler.config import Settings
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
@@ -132,6 +133,44 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
     assert kept.claimed_at is not None
     engine = queue_engine(stores)
     assert await engine.lease_of(user_id) is None and await engine.position(user_id) is None  # never called again
+
+
+async def test_an_outcome_the_session_refuses_is_never_kept_and_a_repeat_is_the_same_request(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+) -> None:
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+    url = f"/api/v1/calls/{session_id}/outcome"
+
+    async def kept() -> list[tuple[str, bool]]:
+        async with stores.postgres.connect() as conn:
+            rows = await conn.execute(text("SELECT disposition, claimed_at IS NOT NULL FROM received_outcomes"))
+            return [(r[0], r[1]) for r in rows]
+
+    # Never dialled: "no answer" is refused by the view's facts, and nothing is kept.
+    never_rung = await http.post(url, json={"disposition": "no_answer"}, headers=headers)
+    assert never_rung.status_code == 422, never_rung.text
+    assert await kept() == []
+    # A view lagging the session (it says answered; the session knows better): the API keeps the
+    # outcome, the session refuses it, and the API withdraws it before answering: never applied later.
+    await update_view(stores.redis, stores.settings, session_id, answered=True)
+    lagging = await http.post(url, json={"disposition": "not_interested"}, headers=headers)
+    assert lagging.status_code == 422 and "answered" in lagging.text, lagging.text
+    assert await kept() == []
+
+    taken = await http.post(url, json={"disposition": "wrong_number"}, headers=headers)
+    assert taken.status_code == 200, taken.text
+    handle = temporal_client.get_workflow_handle(call_workflow_id(user_id), result_type=OutcomeAccepted)
+    assert (await handle.result()).disposition == "wrong_number"
+    repeat = await http.post(url, json={"disposition": "wrong_number"}, headers=headers)
+    assert repeat.status_code == 200, repeat.text  # the same request, answered the same
+    different = await http.post(url, json={"disposition": "busy"}, headers=headers)
+    assert different.status_code in (404, 409), different.text
+    assert await kept() == [("wrong_number", True)]
+    async with stores.postgres.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM call_outcomes")) == 1
 
 
 async def test_next_call_skips_a_customer_whose_session_is_still_open(
