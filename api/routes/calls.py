@@ -50,7 +50,7 @@ STATE_UNAVAILABLE = "The call's state is not available right now; try again in a
 UPDATE_TIMEOUT = timedelta(seconds=20)
 # An outcome kept in PostgreSQL need not hold the agent long: past this, it is answered 202 and the
 # session takes it when it resumes.
-KEPT_UPDATE_TIMEOUT = timedelta(seconds=5)
+KEPT_UPDATE_TIMEOUT = timedelta(seconds=10)
 
 
 class LeaseRead(BaseModel):
@@ -109,6 +109,10 @@ class Accepted(BaseModel):
     session_id: str
     state: str = Field(description=f"One of: {', '.join(CallState)}")
     disposition: str | None = Field(default=None, description="The outcome recorded (outcome only)")
+    kept: bool = Field(
+        default=False,
+        description="Outcome only (202): the session was unreachable; the outcome is kept and applied when it resumes",
+    )
 
 
 @router.post(
@@ -367,7 +371,9 @@ async def submit_outcome(
                 with suppress(RPCError):  # failing, the session still looks for it before closing
                     await call_session_client.outcome_received(temporal, owner.workflow_id, rpc_timeout=QUERY_TIMEOUT)
             response.status_code = status.HTTP_202_ACCEPTED
-        return Accepted(session_id=session_id, state=CallState.CLOSED, disposition=outcome.disposition)
+        return Accepted(
+            session_id=session_id, state=CallState.CLOSED, disposition=outcome.disposition, kept=not finished
+        )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if not isinstance(cause, ApplicationError):

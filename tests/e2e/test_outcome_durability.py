@@ -94,7 +94,7 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
             url, json={"disposition": "do_not_call", "notes": "asked us to stop"}, headers=headers, timeout=30
         )
         assert posted.status_code == 202, posted.text
-        assert posted.json()["disposition"] == "do_not_call"
+        assert (posted.json()["disposition"], posted.json()["kept"]) == ("do_not_call", True)
         # The agent's second click (no answer seen) is the same request, not a second outcome...
         again = await http.post(url, json={"disposition": "do_not_call", "notes": "asked us to stop"}, headers=headers)
         assert again.status_code == 202, again.text
