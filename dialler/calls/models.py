@@ -90,7 +90,8 @@ class ReceivedOutcome(Base):
     the session applies it: an outcome answered 2xx survives a worker that is away (the session takes
     it from here when it resumes, or at the end of wrap-up, instead of closing as ``no_outcome``).
     ``claimed_at`` is set when the session takes it (by the Update or from here); from then on the
-    API cannot withdraw it."""
+    API cannot withdraw it. Its notes are blanked when the session applies it (they are then in
+    ``call_outcomes``, under retention and erasure): only an outcome still waiting holds them."""
 
     __tablename__ = "received_outcomes"
 

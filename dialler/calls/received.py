@@ -9,6 +9,7 @@ refused is withdrawn by the API, unless the session has already claimed it (then
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import Update, delete, func, select, update
@@ -46,7 +47,11 @@ async def keep(*, session: AsyncSession, session_id: str, outcome: OutcomeInput,
 async def is_kept(*, session: AsyncSession, session_id: str, outcome: OutcomeInput) -> bool:
     """This very outcome is kept for the session (a repeat of the request that kept it)."""
     kept = await session.get(ReceivedOutcome, uuid.UUID(session_id), populate_existing=True)
-    return kept is not None and _as_outcome(kept) == outcome
+    if kept is None:
+        return False
+    if kept.claimed_at is not None and kept.notes is None:  # applied: its notes live in call_outcomes only
+        return _as_outcome(kept) == replace(outcome, notes=None)
+    return _as_outcome(kept) == outcome
 
 
 async def withdraw(*, session: AsyncSession, session_id: str) -> bool:
@@ -91,8 +96,9 @@ async def claim(conn: AsyncConnection, *, session_id: str, at: datetime) -> Rece
 async def mark_claimed(conn: AsyncConnection, *, session_id: str, disposition: str, at: datetime) -> None:
     """In the transaction that applies the session's outcome: the kept one it is (the Update brought
     it) can no longer be withdrawn. One kept too late for a session closing without it stays
-    unclaimed: the API withdraws it and tells the agent the call has finished."""
-    await conn.execute(_claiming(session_id, at).where(ReceivedOutcome.disposition == disposition))
+    unclaimed: the API withdraws it and tells the agent the call has finished. The notes are blanked:
+    from now on they live in ``call_outcomes`` alone, where retention and erasure find them."""
+    await conn.execute(_claiming(session_id, at).where(ReceivedOutcome.disposition == disposition).values(notes=None))
 
 
 def _claiming(session_id: str, at: datetime) -> Update:

@@ -125,12 +125,12 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
             await conn.execute(text("SELECT source, reason FROM do_not_call WHERE user_id = :u"), {"u": user_id})
         ).all()
         attempts = await conn.scalar(text("SELECT count(*) FROM contact_attempts"))
-        kept = (await conn.execute(text("SELECT claimed_at FROM received_outcomes"))).one()
+        kept = (await conn.execute(text("SELECT claimed_at, notes FROM received_outcomes"))).one()
     assert [tuple(o) for o in outcomes] == [("do_not_call", "asked us to stop")]  # once, and not no_outcome
     assert session.status == "closed"
     assert [tuple(row) for row in listed] == [("agent", "do_not_call")]  # the number is on do-not-call, once
     assert attempts == 1
-    assert kept.claimed_at is not None
+    assert kept.claimed_at is not None and kept.notes is None  # applied: the notes live in call_outcomes alone
     engine = queue_engine(stores)
     assert await engine.lease_of(user_id) is None and await engine.position(user_id) is None  # never called again
 
