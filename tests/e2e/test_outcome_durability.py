@@ -22,7 +22,8 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from dialler.calls.messages import OutcomeAccepted, call_workflow_id
+from dialler.calls import received
+from dialler.calls.messages import OutcomeAccepted, OutcomeInput, call_workflow_id
 from dialler.calls.view import update_view
 from dialler.config import Settings
 from dialler.queues.runtime import queue_engine
@@ -32,6 +33,7 @@ from tests.support.journeys import talk_then_hang_up
 from tests.support.live_api import eventually
 from tests.support.proxy import CuttableProxy
 from tests.support.worker_process import WorkerProcess
+from workflows import call_session_client
 
 pytestmark = pytest.mark.e2e
 
@@ -133,6 +135,40 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
     assert kept.claimed_at is not None and kept.notes is None  # applied: the notes live in call_outcomes alone
     engine = queue_engine(stores)
     assert await engine.lease_of(user_id) is None and await engine.position(user_id) is None  # never called again
+
+
+async def test_a_session_told_of_a_kept_outcome_takes_it_at_once(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+) -> None:
+    """The signal the API sends when its Update times out: the session (here still reserved: the agent
+    skips the customer) takes the kept outcome then, not at the end of the preview or wrap-up."""
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+    lease = await queue_engine(stores).lease_of(user_id)
+    assert lease is not None
+    async with stores.sessions() as session:
+        skip = OutcomeInput(agent_id=lease.agent_id, disposition="wrong_number", notes="not the customer")
+        assert await received.keep(session=session, session_id=session_id, outcome=skip, at=datetime.now(UTC))
+        await session.commit()
+
+    told = time.monotonic()
+    await call_session_client.outcome_received(temporal_client, call_workflow_id(user_id))
+    handle = temporal_client.get_workflow_handle(call_workflow_id(user_id), result_type=OutcomeAccepted)
+    assert (await asyncio.wait_for(handle.result(), 30)).disposition == "wrong_number"
+    assert time.monotonic() - told < stores.settings.preview_limit_s  # taken when told, not at the limit
+    if os.environ.get(
+        "RECORD_HISTORY_TO"
+    ):  # how tests/workflows/histories/call-session-new-kept-outcome-told.json was made
+        history = (await handle.fetch_history()).to_json()
+        await asyncio.to_thread(
+            (Path(os.environ["RECORD_HISTORY_TO"]) / "call-session-new-kept-outcome-told.json").write_text, history
+        )
+    async with stores.postgres.connect() as conn:
+        outcomes = (await conn.execute(text("SELECT disposition, notes FROM call_outcomes"))).all()
+    assert [tuple(o) for o in outcomes] == [("wrong_number", "not the customer")]
+    assert await _presence(http, headers) == "available"
 
 
 async def test_an_outcome_the_session_refuses_is_never_kept_and_a_repeat_is_the_same_request(

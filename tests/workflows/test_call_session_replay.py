@@ -24,7 +24,9 @@ then decoded with the development key): answered → hang-up → wrap-up → the
 agent's ``do_not_call`` kept by the API → the wrap-up limit passes → a worker comes back. "found": the
 API could not reach Temporal either, and the session takes the kept outcome (the patch's marker and
 its local activity) instead of closing as ``no_outcome``. "signalled": Temporal held the Update and
-the ``outcome_received`` signal, and the Update is taken first.
+the ``outcome_received`` signal, and the Update is taken first. ``call-session-new-kept-outcome-told.json``
+(same test file): reserved → an outcome kept → ``outcome_received`` → taken at once (the patch's branch
+in the reserved wait) → closed ``wrong_number``.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def test_the_hangup_grace_generation_is_recorded() -> None:
         "call-session-new-preview-expired",
         "call-session-new-kept-outcome-found",
         "call-session-new-kept-outcome-signalled",
+        "call-session-new-kept-outcome-told",
     ],
 )
 async def test_the_patched_histories_replay(name: str) -> None:

@@ -572,7 +572,7 @@ async function submitOutcome(event) {
       const saved = await api.post(`/calls/${encodeURIComponent(call.session_id)}/outcome`, body);
       const when = body.callback_at ? ` — callback ${ukTime(body.callback_at)}` : "";
       // Kept: the call's session was unreachable (a restart); it applies the outcome when it resumes.
-      const later = saved && saved.kept ? " (it takes effect in a moment; you stay in wrap-up until then)" : "";
+      const later = saved && saved.kept ? " (it takes effect when the system catches up; you stay in wrap-up until then)" : "";
       announce(`Outcome saved: ${label(DISPOSITION_LABELS, rule.code)}${when}${later}`, { toast: true, tone: "ok" });
       $("#next-call-message").textContent = `Last call: ${label(DISPOSITION_LABELS, rule.code)}${when}.`;
       resetOutcome();
