@@ -95,7 +95,9 @@ class ReceivedOutcome(Base):
 
     __tablename__ = "received_outcomes"
 
-    call_session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("call_sessions.id"), primary_key=True)
+    # No foreign key to call_sessions: an outcome can be kept before the session's worker has written
+    # its row (the agent skips a customer while the worker is down from the start).
+    call_session_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
     disposition: Mapped[str] = mapped_column(String(32))
     notes: Mapped[str | None] = mapped_column(Text)

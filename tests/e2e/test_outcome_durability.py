@@ -26,6 +26,7 @@ from dialler.calls import received
 from dialler.calls.messages import OutcomeAccepted, OutcomeInput, call_workflow_id
 from dialler.calls.view import update_view
 from dialler.config import Settings
+from dialler.integrations.simulated import SimulatedTelephony
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
@@ -33,6 +34,7 @@ from tests.support.journeys import talk_then_hang_up
 from tests.support.live_api import eventually
 from tests.support.proxy import CuttableProxy
 from tests.support.worker_process import WorkerProcess
+from workers.worker import build_worker
 from workflows import call_session_client
 
 pytestmark = pytest.mark.e2e
@@ -135,6 +137,33 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
     assert kept.claimed_at is not None and kept.notes is None  # applied: the notes live in call_outcomes alone
     engine = queue_engine(stores)
     assert await engine.lease_of(user_id) is None and await engine.position(user_id) is None  # never called again
+
+
+async def test_a_customer_skipped_before_any_worker_ran_the_session_is_skipped_once_one_does(
+    http: httpx.AsyncClient,
+    stores: Stores,
+    replica_url: str,
+    temporal_client: Client,
+    telephony: SimulatedTelephony,
+) -> None:
+    """No worker has run the session yet (it has no row in PostgreSQL, only its view): the agent's
+    outcome is still kept (202), and applied when a worker starts."""
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+
+    skipped = await http.post(
+        f"/api/v1/calls/{session_id}/outcome", json={"disposition": "wrong_number"}, headers=headers
+    )
+    assert skipped.status_code == 202, skipped.text
+
+    async with build_worker(temporal_client, stores, telephony, task_queue=stores.settings.temporal_task_queue):
+        handle = temporal_client.get_workflow_handle(call_workflow_id(user_id), result_type=OutcomeAccepted)
+        assert (await asyncio.wait_for(handle.result(), 30)).disposition == "wrong_number"
+    async with stores.postgres.connect() as conn:
+        assert (await conn.execute(text("SELECT disposition FROM call_outcomes"))).scalars().all() == ["wrong_number"]
+    assert await _presence(http, headers) == "available"
 
 
 async def test_a_session_told_of_a_kept_outcome_takes_it_at_once(

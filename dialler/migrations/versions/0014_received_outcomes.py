@@ -25,9 +25,6 @@ def upgrade() -> None:
         sa.Column("callback_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["call_session_id"], ["call_sessions.id"], name=op.f("fk_received_outcomes_call_session_id_call_sessions")
-        ),
         sa.ForeignKeyConstraint(["agent_id"], ["agents.id"], name=op.f("fk_received_outcomes_agent_id_agents")),
         sa.PrimaryKeyConstraint("call_session_id", name=op.f("pk_received_outcomes")),
     )
