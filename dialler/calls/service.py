@@ -44,14 +44,7 @@ from dialler.compliance import gate, gates
 from dialler.customers.context import CustomerContext, get_context
 from dialler.errors import Conflict
 from dialler.queues.eligibility import QUEUE_PRIORITY
-from dialler.queues.engine import (
-    AgentAlreadyHoldsLease,
-    AgentNotAvailable,
-    Lease,
-    NextCall,
-    QueueEngine,
-    StaleLease,
-)
+from dialler.queues.engine import AgentAlreadyHoldsLease, AgentNotAvailable, Lease, QueueEngine, StaleLease
 from dialler.runtime import Stores
 
 log = logging.getLogger("dialler.calls")
@@ -119,6 +112,19 @@ async def session_owner(*, session: AsyncSession, stores: Stores, session_id: st
 async def take_next_call(
     *, session: AsyncSession, stores: Stores, start_session: StartSession, engine: QueueEngine, agent: Agent
 ) -> CallOffered | NoneEligible:
+    """The agent's next customer, skipping any whose last session is still open (``_open``)."""
+    for _ in range(BUSY_CUSTOMERS_SKIPPED):
+        offered = await _offer_next_call(
+            session=session, stores=stores, start_session=start_session, engine=engine, agent=agent
+        )
+        if offered is not None:
+            return offered
+    raise NextCallRefused("The customers at the head of your queues all have a call in progress; try again.")
+
+
+async def _offer_next_call(
+    *, session: AsyncSession, stores: Stores, start_session: StartSession, engine: QueueEngine, agent: Agent
+) -> CallOffered | NoneEligible | None:
     redis, settings = stores.redis, stores.settings
     presence = await get_presence(session=session, redis=redis, settings=settings, agent_id=agent.id)
     if presence.state is PresenceState.RESERVED:
@@ -132,11 +138,9 @@ async def take_next_call(
                 held = None  # it lapsed meanwhile and put the customer back: the agent holds nobody
             else:
                 held = replace(held, expires_at=renewed.expires_at)
-                resumed = await _open(
+                return await _open(
                     stores=stores, engine=engine, start_session=start_session, agent=agent, lease=held, resumed=True
                 )
-                assert resumed is not None  # a resumed lease whose session runs is the agent's own call
-                return resumed
         if held is not None:
             raise AlreadyHoldingCustomer(held.user_id)
         # Stored "reserved" with no lease behind it (written before the lease was the reservation), or
@@ -152,6 +156,7 @@ async def take_next_call(
         )
     if presence.state is not PresenceState.AVAILABLE:
         raise NextCallRefused(f"Only an available agent can take a next call (you are {presence.state.value}).")
+    now = datetime.now(UTC)
     window = gate.shared_hours(clock.now(settings), gates.CallingRules.from_settings(settings))
     if not window.allowed:
         # The text names the time on the business clock; ``until`` is a real instant, as in every answer.
@@ -159,44 +164,36 @@ async def take_next_call(
         return NoneEligible(f"Outside calling hours: {window.explanation}", until)
     if not agent.queues:
         return NoneEligible("You are not assigned to any queue; ask a supervisor.")
-    # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
-    queues = [q for q in QUEUE_PRIORITY if q in agent.queues]
-    for _ in range(BUSY_CUSTOMERS_SKIPPED):
-        try:
-            offer = await engine.next_call_detailed(
-                agent_id=agent.id,
-                queues=queues,
-                trained_vulnerable=agent.trained_vulnerable,
-                now=datetime.now(UTC).timestamp(),
-                session_id=str(uuid.uuid4()),
-                presence_key=presence_key(settings, agent.id),  # still available, checked with the lease
+    try:
+        # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
+        queues = [q for q in QUEUE_PRIORITY if q in agent.queues]
+        offer = await engine.next_call_detailed(
+            agent_id=agent.id,
+            queues=queues,
+            trained_vulnerable=agent.trained_vulnerable,
+            now=now.timestamp(),
+            session_id=str(uuid.uuid4()),
+            presence_key=presence_key(settings, agent.id),  # still available, checked with the lease
+        )
+    except AgentAlreadyHoldsLease as exc:
+        raise AlreadyHoldingCustomer(exc.user_id) from None
+    except AgentNotAvailable as exc:
+        raise NextCallRefused(f"Only an available agent can take a next call (you are {exc.state}).") from None
+    if offer.lease is None:
+        reason = "Nobody in your queues can be called right now"
+        held_back = [
+            f"{n} {what}"
+            for n, what in (
+                (offer.blocked_not_before, "waiting for their next allowed time"),
+                (offer.blocked_vulnerable, "needing an agent trained for vulnerable customers"),
+                (offer.blocked_reserved, "reserved for another agent's callback"),
             )
-        except AgentAlreadyHoldsLease as exc:
-            raise AlreadyHoldingCustomer(exc.user_id) from None
-        except AgentNotAvailable as exc:
-            raise NextCallRefused(f"Only an available agent can take a next call (you are {exc.state}).") from None
-        if offer.lease is None:
-            return _nobody(offer)
-        offered = await _open(
-            stores=stores, engine=engine, start_session=start_session, agent=agent, lease=offer.lease, resumed=False
-        )
-        if offered is not None:
-            return offered
-    raise NextCallRefused("The customers at the head of your queues all have a call in progress; try again.")
-
-
-def _nobody(offer: NextCall) -> NoneEligible:
-    reason = "Nobody in your queues can be called right now"
-    held_back = [
-        f"{n} {what}"
-        for n, what in (
-            (offer.blocked_not_before, "waiting for their next allowed time"),
-            (offer.blocked_vulnerable, "needing an agent trained for vulnerable customers"),
-            (offer.blocked_reserved, "reserved for another agent's callback"),
-        )
-        if n
-    ]
-    return NoneEligible(reason + (f" ({'; '.join(held_back)})." if held_back else "."))
+            if n
+        ]
+        return NoneEligible(reason + (f" ({'; '.join(held_back)})." if held_back else "."))
+    return await _open(
+        stores=stores, engine=engine, start_session=start_session, agent=agent, lease=offer.lease, resumed=False
+    )
 
 
 async def _open(
