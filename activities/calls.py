@@ -16,6 +16,7 @@ from dialler import clock
 from dialler.agents.errors import AgentsError
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, set_presence
+from dialler.calls import received
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.leases import open_session_of, reclaim_for
 from dialler.calls.messages import (
@@ -26,8 +27,10 @@ from dialler.calls.messages import (
     OpenSessionInput,
     PlaceCallInput,
     PresenceInput,
+    ReceivedOutcomeRead,
     RenewLeaseInput,
     SessionProgress,
+    TakeReceivedInput,
 )
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
 from dialler.calls.view import update_view
@@ -266,6 +269,10 @@ class CallActivities:
                     agent_id=input.agent_id,
                     at=input.finished_at,
                 )
+            # The outcome the API kept for this session is applied now: never withdrawn later.
+            await received.mark_claimed(
+                conn, session_id=input.session_id, disposition=disposition.value, at=input.finished_at
+            )
             await conn.execute(
                 update(CallSession)
                 .where(CallSession.id == session_id, CallSession.closed_at.is_(None))
@@ -284,6 +291,13 @@ class CallActivities:
             await self._move_agent(PresenceInput(input.agent_id, "wrap_up"))
         await self._move_agent(PresenceInput(input.agent_id, "available"))
         return result
+
+    @activity.defn
+    async def take_received_outcome(self, input: TakeReceivedInput) -> ReceivedOutcomeRead | None:
+        """The outcome the API kept for this session while it could not deliver it (claimed: from now
+        on it is this session's to apply), or None."""
+        async with self.stores.postgres.begin() as conn:
+            return await received.claim(conn, session_id=input.session_id, at=datetime.now(UTC))
 
     @activity.defn
     async def plan_follow_up(self, input: FollowUpInput) -> FollowUp | None:

@@ -111,6 +111,7 @@ def activities_for(
         calls.renew_lease,
         calls.set_presence,
         calls.finish_session,
+        calls.take_received_outcome,
         calls.plan_follow_up,
         calls.hangup,
         callbacks.prepare,

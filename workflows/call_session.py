@@ -4,7 +4,11 @@
         └──────────────── outcome (agent skipped the call) / wrap-up timeout (no_outcome) ───┘
 
 Twilio status callbacks arrive as signals (repeats and out-of-order ones are ignored: a status never
-moves the call backwards); the agent's outcome is an Update validated before it is accepted. The
+moves the call backwards); the agent's outcome is an Update validated before it is accepted. The API
+keeps the outcome in PostgreSQL before it delivers it (``dialler.calls.received``): when the Update
+cannot reach the session (its worker is away), the ``outcome_received`` signal says one is waiting,
+and before closing as ``no_outcome`` the session always looks for one: an outcome answered 2xx is
+applied, once, whenever the worker comes back. The
 agent's screen reads the view each progress step writes to Redis (dialler.calls.view); the Query
 gives the live state where there is none. Every side effect is an idempotent activity; the lease is
 renewed while the session lives, and released (requeue or removal) when it closes.
@@ -24,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.calls import CallActivities
     from dialler import search_attributes as sa
     from dialler.callbacks.messages import BookCallbackInput, SettleCallbackInput
-    from dialler.calls.dispositions import EFFECTS, Disposition, InvalidOutcome, check_outcome
+    from dialler.calls.dispositions import EFFECTS, Disposition
     from dialler.calls.messages import (
         END_REASONS,
         TWILIO_STATUS_RANK,
@@ -42,9 +46,12 @@ with workflow.unsafe.imports_passed_through():
         OutcomeInput,
         PlaceCallInput,
         PresenceInput,
+        ReceivedOutcomeRead,
         RenewLeaseInput,
         SessionProgress,
+        TakeReceivedInput,
     )
+    from dialler.calls.outcomes import OutcomeRefused, SessionFacts, check_submission
     from dialler.comms.messages import SendSmsInput, magic_link_workflow_id
     from workflows.magic_link import MagicLinkWorkflow
     from workflows.sms import SendSmsWorkflow
@@ -74,6 +81,11 @@ COMPLETED_ANSWERED_PATCH = "completed-with-duration-answered"
 # The marker of the preview limit: a customer reserved and not dialled within preview_limit_s goes back
 # to the queue with no attempt (an agent could hold one indefinitely). Part of recorded histories.
 PREVIEW_LIMIT_PATCH = "preview-limit"
+# The marker of outcomes kept by the API: before closing as no_outcome (wrap-up or preview limit over),
+# and when told one is waiting, the session takes the outcome the API kept for it (one posted while the
+# worker was away was refused, and the session closed as no_outcome: a do-not-call was lost). Part of
+# recorded histories: never rename.
+RECEIVED_OUTCOME_PATCH = "outcome-kept-by-api"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -102,6 +114,7 @@ class CallSessionWorkflow:
         self._hung_up = False
         self._wrap_up_deadline: datetime | None = None
         self._preview_expired = False
+        self._outcome_waiting = False  # the API kept an outcome it could not deliver by the Update
 
     @workflow.run
     async def run(self, input: CallSessionInput) -> OutcomeAccepted:
@@ -138,8 +151,11 @@ class CallSessionWorkflow:
             preview_ends = workflow.now() + timedelta(seconds=input.preview_limit_s)
         while not (self._dial_requested or self._outcome):
             await self._renewing_lease_until(
-                lambda: self._dial_requested or self._outcome is not None, deadline=preview_ends
+                lambda: self._dial_requested or self._outcome is not None or self._outcome_waiting,
+                deadline=preview_ends,
             )
+            if self._outcome_waiting and not self._dial_requested:
+                await self._take_received_outcome()
             waiting = not (self._dial_requested or self._outcome)
             if preview_ends is not None and waiting and workflow.now() >= preview_ends:
                 workflow.logger.info("preview limit reached: the customer goes back to the queue")
@@ -178,8 +194,14 @@ class CallSessionWorkflow:
         if self._outcome is None and not self._abandoned and not self._preview_expired:
             self._wrap_up_deadline = workflow.now() + timedelta(seconds=input.wrap_up_timeout_s)
             await self._enter_wrap_up()
-            await self._renewing_lease_until(lambda: self._outcome is not None, deadline=self._wrap_up_deadline)
+            wrapped_up = lambda: self._outcome is not None or self._outcome_waiting  # noqa: E731
+            await self._renewing_lease_until(wrapped_up, deadline=self._wrap_up_deadline)
+            while self._outcome_waiting and self._outcome is None:
+                await self._take_received_outcome()
+                await self._renewing_lease_until(wrapped_up, deadline=self._wrap_up_deadline)
 
+        if self._outcome is None and not self._abandoned:
+            await self._take_received_outcome()  # one kept while the worker was away is not lost
         outcome = self._outcome or OutcomeInput(agent_id=input.agent_id, disposition=Disposition.NO_OUTCOME)
         return await self._close(outcome)
 
@@ -229,6 +251,11 @@ class CallSessionWorkflow:
             self._end(END_REASONS[event.status])
 
     @workflow.signal
+    def outcome_received(self) -> None:
+        """The API kept an outcome for this session that the Update could not deliver."""
+        self._outcome_waiting = True
+
+    @workflow.signal
     def abandoned(self, event: AbandonedEvent) -> None:
         """Progressive call answered with no agent within the limit: the information message played."""
         if self._state in _LIVE_CALL:
@@ -244,27 +271,21 @@ class CallSessionWorkflow:
 
     @submit_outcome.validator
     def _validate_outcome(self, outcome: OutcomeInput) -> None:
-        assert self._input is not None
-        if outcome.agent_id != self._input.agent_id:
-            raise ApplicationError("only the agent on this call can record its outcome", type="NotYourCall")
-        if self._outcome is not None or self._state == CallState.CLOSED:
-            raise ApplicationError("the outcome of this call is already recorded", type="OutcomeAlreadyRecorded")
-        if self._state in _LIVE_CALL:
-            raise ApplicationError("hang up before recording the outcome", type="CallInProgress")
-        if self._abandoned:
-            raise ApplicationError("an abandoned call is recorded by the system", type="CallAbandoned")
         try:
-            check_outcome(
-                outcome.disposition,
-                callback_at_given=outcome.callback_at is not None,
-                notes=outcome.notes,
-                answered=self._answered,
-                dialled=self._end_reason is not None,
-            )
-        except InvalidOutcome as exc:
-            raise ApplicationError(str(exc), type="InvalidOutcome") from None
-        if outcome.callback_at is not None and outcome.callback_at <= workflow.now():
-            raise ApplicationError("the callback time must be in the future", type="InvalidOutcome")
+            check_submission(outcome, self._facts(), now=workflow.now())
+        except OutcomeRefused as exc:
+            raise ApplicationError(exc.message, type=exc.kind) from None
+
+    def _facts(self) -> SessionFacts:
+        assert self._input is not None
+        return SessionFacts(
+            agent_id=self._input.agent_id,
+            state=str(self._state),
+            recorded=self._outcome is not None,
+            answered=self._answered,
+            dialled=self._end_reason is not None,
+            abandoned=self._abandoned,
+        )
 
     @workflow.query
     def view(self) -> CallSessionView:
@@ -318,6 +339,25 @@ class CallSessionWorkflow:
         if self._call_sid is None:
             self._call_sid = call_sid
         await self._progress(presence=on_call)
+
+    async def _take_received_outcome(self) -> None:
+        """Take the outcome the API kept for this session, if any, judged by the same rule as the
+        Update at the moment the API took it (a callback time is "in the future" as of then)."""
+        assert self._input is not None
+        self._outcome_waiting = False
+        if self._outcome is not None or not workflow.patched(RECEIVED_OUTCOME_PATCH):
+            return
+        kept: ReceivedOutcomeRead | None = await self._local(
+            CallActivities.take_received_outcome, TakeReceivedInput(self._input.session_id)
+        )
+        if kept is None or self._outcome is not None:  # none, or the Update brought it meanwhile
+            return
+        try:
+            check_submission(kept.outcome, self._facts(), now=kept.received_at)
+        except OutcomeRefused as exc:  # the API checked it by the same rule: never expected
+            workflow.logger.error("kept outcome refused by the session: %s", exc.kind)
+            return
+        self._outcome = kept.outcome
 
     def _end(self, reason: str) -> None:
         self._end_reason = reason

@@ -31,6 +31,7 @@ HANG_UP_SIGNAL = "hang_up"
 CALL_STATUS_SIGNAL = "call_status"
 ABANDONED_SIGNAL = "abandoned"
 OUTCOME_UPDATE = "submit_outcome"
+OUTCOME_RECEIVED_SIGNAL = "outcome_received"
 VIEW_QUERY = "view"
 
 
@@ -90,6 +91,12 @@ async def submit_outcome(
         OUTCOME_UPDATE, outcome, result_type=OutcomeAccepted, rpc_timeout=rpc_timeout
     )
     return accepted
+
+
+async def outcome_received(client: Client, workflow_id: str, *, rpc_timeout: timedelta | None = None) -> None:
+    """Tell the session an outcome is kept for it (``dialler.calls.received``) that the Update could
+    not deliver. A signal is durable without a worker: the session takes the outcome when it resumes."""
+    await session_handle(client, workflow_id).signal(OUTCOME_RECEIVED_SIGNAL, rpc_timeout=rpc_timeout)
 
 
 async def call_status(client: Client, workflow_id: str, event: CallStatusEvent) -> None:

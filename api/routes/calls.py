@@ -5,7 +5,8 @@ does the work. An agent acts only on their own session (object-level checks, aud
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -25,8 +26,10 @@ from api.errors import Conflict, Forbidden, NotFound, Unavailable, Unprocessable
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission, permissions_of
 from dialler.audit.service import record_ctx
+from dialler.calls import received
 from dialler.calls.dispositions import AGENT_DISPOSITIONS
 from dialler.calls.messages import CallSessionView, CallState, DialRequest, OutcomeInput, call_workflow_id
+from dialler.calls.outcomes import OutcomeRefused, SessionFacts, check_submission
 from dialler.calls.service import (
     NoneEligible,
     SessionOwner,
@@ -45,6 +48,9 @@ router = APIRouter(tags=["calls"], responses=PROTECTED_RESPONSES)
 QUERY_TIMEOUT = timedelta(seconds=5)
 STATE_UNAVAILABLE = "The call's state is not available right now; try again in a moment."
 UPDATE_TIMEOUT = timedelta(seconds=20)
+# An outcome kept in PostgreSQL need not hold the agent long: past this, it is answered 202 and the
+# session takes it when it resumes.
+KEPT_UPDATE_TIMEOUT = timedelta(seconds=10)
 
 
 class LeaseRead(BaseModel):
@@ -103,6 +109,10 @@ class Accepted(BaseModel):
     session_id: str
     state: str = Field(description=f"One of: {', '.join(CallState)}")
     disposition: str | None = Field(default=None, description="The outcome recorded (outcome only)")
+    kept: bool = Field(
+        default=False,
+        description="Outcome only (202): the session was unreachable; the outcome is kept and applied when it resumes",
+    )
 
 
 @router.post(
@@ -316,43 +326,96 @@ async def end_call(
     return Accepted(session_id=session_id, state=CallState.ENDED)
 
 
-@router.post("/calls/{session_id}/outcome", response_model=Accepted)
+@router.post(
+    "/calls/{session_id}/outcome",
+    response_model=Accepted,
+    responses={202: {"description": "Kept: the session was unreachable and applies it, once, when it resumes"}},
+)
 async def submit_outcome(
     session_id: str,
     body: OutcomeCreate,
     request: Request,
+    response: Response,
     session: SessionDep,
     stores: StoresDep,
     temporal: TemporalDep,
     agent: Annotated[Agent, Depends(require(Permission.CALLS_WORK))],
 ) -> Accepted:
-    """Record the call's outcome (validated by the session: disposition list, required fields)."""
+    """Record the call's outcome (validated by the session: disposition list, required fields).
+
+    200: the session recorded it. 202: the session could not be reached (its worker is restarting):
+    the outcome is kept in our database, committed, and the session applies it exactly once when it
+    resumes (even after the wrap-up limit). The same outcome posted again is the same request."""
     owner = await _own_session(request, session_id, stores, temporal, agent, session, act=True)
+    outcome = OutcomeInput(
+        agent_id=agent.id, disposition=body.disposition, notes=body.notes, callback_at=body.callback_at
+    )
+    kept = await _keep(session, stores, session_id, outcome)
     try:
         accepted = await call_session_client.submit_outcome(
             temporal,
             owner.workflow_id,
-            OutcomeInput(
-                agent_id=agent.id, disposition=body.disposition, notes=body.notes, callback_at=body.callback_at
-            ),
-            rpc_timeout=UPDATE_TIMEOUT,
+            outcome,
+            rpc_timeout=KEPT_UPDATE_TIMEOUT if kept is not None else UPDATE_TIMEOUT,
         )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
+    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        finished = isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND
+        if finished and not await _taken_by_session(session, session_id, kept):
             raise NotFound("That call session has finished.") from None
-        raise Unavailable(
-            "The outcome could not be recorded right now; it was not lost: try again.", dependency="temporal"
-        ) from None
-    except WorkflowUpdateRPCTimeoutOrCancelledError:  # no worker took it in time (e.g. one is restarting)
-        raise Unavailable(
-            "The call session did not answer in time; try again (an outcome already recorded is refused as such).",
-            dependency="temporal",
-        ) from None
+        if kept is None:  # no view to judge it by: nothing was kept, so the agent must try again
+            raise Unavailable(
+                "The outcome could not be recorded right now; it was not kept: try again.", dependency="temporal"
+            ) from None
+        if not finished:
+            if not isinstance(exc, RPCError):  # Temporal answers but no worker does: a signal waits for one
+                with suppress(RPCError):  # failing, the session still looks for it before closing
+                    await call_session_client.outcome_received(temporal, owner.workflow_id, rpc_timeout=QUERY_TIMEOUT)
+            response.status_code = status.HTTP_202_ACCEPTED
+        return Accepted(
+            session_id=session_id, state=CallState.CLOSED, disposition=outcome.disposition, kept=not finished
+        )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
-        if isinstance(cause, ApplicationError):
-            if cause.type in ("InvalidOutcome", "CallAbandoned"):
-                raise Unprocessable(cause.message) from None
-            raise Conflict(cause.message) from None
-        raise
+        if not isinstance(cause, ApplicationError):
+            raise
+        refusal = OutcomeRefused(cause.type or "", cause.message)
+        if await _taken_by_session(session, session_id, kept):
+            return Accepted(session_id=session_id, state=CallState.CLOSED, disposition=outcome.disposition)
+        raise _refused(refusal) from None
     return Accepted(session_id=accepted.session_id, state=CallState.CLOSED, disposition=accepted.disposition)
+
+
+async def _keep(session: AsyncSession, stores: Stores, session_id: str, outcome: OutcomeInput) -> bool | None:
+    """Keep the outcome before delivering it, when the session's view says the session will take it
+    (the same rule as its Update): True if kept now, False if the same one was kept before (a repeat),
+    None if not kept (no view, or the view refuses it: then the session's own answer decides)."""
+    view = await read_view(stores.redis, stores.settings, session_id)
+    if view is None:
+        return None
+    try:
+        check_submission(outcome, SessionFacts.from_view(view), now=datetime.now(UTC))
+    except OutcomeRefused:
+        return False if await received.is_kept(session=session, session_id=session_id, outcome=outcome) else None
+    try:
+        stored = await received.keep(session=session, session_id=session_id, outcome=outcome, at=datetime.now(UTC))
+    except OutcomeRefused as exc:  # a different outcome is kept for this call
+        raise _refused(exc) from None
+    await session.commit()
+    return stored
+
+
+async def _taken_by_session(session: AsyncSession, session_id: str, kept: bool | None) -> bool:
+    """After the session refused or could not be asked: whether it has already taken the kept outcome
+    (then it is applied, and the agent is answered so). An outcome this request kept and the session
+    has not taken is withdrawn, so that it is never applied after a refusal."""
+    if kept is None:
+        return False
+    if kept:
+        withdrawn = await received.withdraw(session=session, session_id=session_id)
+        await session.commit()
+        return not withdrawn
+    return await received.is_claimed(session=session, session_id=session_id)
+
+
+def _refused(refusal: OutcomeRefused) -> Exception:
+    return Unprocessable(refusal.message) if refusal.invalid else Conflict(refusal.message)

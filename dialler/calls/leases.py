@@ -44,6 +44,17 @@ async def open_session_of(session: AsyncSession, user_id: int, token: int) -> Ca
     ).scalar_one_or_none()
 
 
+async def open_session_of_user(session: AsyncSession, user_id: int) -> CallSession | None:
+    """The customer's open call session, whoever holds it (at most one: ``uq_call_sessions_open_user``)."""
+    return (
+        await session.execute(
+            select(CallSession).where(
+                CallSession.user_id == user_id, CallSession.closed_at.is_(None), CallSession.agent_id.is_not(None)
+            )
+        )
+    ).scalar_one_or_none()
+
+
 async def reclaim_for(engine: QueueEngine, call: CallSession, now: datetime) -> str | None:
     """Re-take (or renew) an open session's lease; None when the fence refuses it."""
     assert call.agent_id is not None and call.lease_token is not None

@@ -98,6 +98,21 @@ class OutcomeAccepted:
 
 
 @dataclass(frozen=True)
+class TakeReceivedInput:
+    """The session asks for the outcome the API kept for it (``dialler.calls.received``)."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
+class ReceivedOutcomeRead:
+    """An outcome the API kept for the session, and when it took it (the moment its rules are judged at)."""
+
+    outcome: OutcomeInput
+    received_at: datetime
+
+
+@dataclass(frozen=True)
 class CallSessionView:
     """The live state for the agent's screen (Query)."""
 

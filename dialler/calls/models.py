@@ -85,3 +85,24 @@ class CustomerNote(Base):
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
+
+
+class ReceivedOutcome(Base):
+    """An outcome the API accepted for a session, kept from the moment the agent was answered until
+    the session applies it: an outcome answered 2xx survives a worker that is away (the session takes
+    it from here when it resumes, or at the end of wrap-up, instead of closing as ``no_outcome``).
+    ``claimed_at`` is set when the session takes it (by the Update or from here); from then on the
+    API cannot withdraw it. Its notes are blanked when the session applies it (they are then in
+    ``call_outcomes``, under retention and erasure): only an outcome still waiting holds them."""
+
+    __tablename__ = "received_outcomes"
+
+    # No foreign key to call_sessions: an outcome can be kept before the session's worker has written
+    # its row (the agent skips a customer while the worker is down from the start).
+    call_session_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    disposition: Mapped[str] = mapped_column(String(32))
+    notes: Mapped[str | None] = mapped_column(Text)
+    callback_at: Mapped[datetime | None]
+    received_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None]

@@ -10,8 +10,13 @@ anything half-done:
 * between the lease and the workflow's start: the lease names a session nobody started. The agent's
   next click starts it (``take_next_call`` finds the lease and resumes), and if they never click, the
   lease expires and puts the customer back: the agent is available again by that alone;
-* the start refused (Temporal down, the customer's last session still finishing): the lease is
-  given back in one atomic step (``QueueEngine.give_back``), restoring the customer's placement;
+* the start refused (Temporal down): the lease is given back in one atomic step
+  (``QueueEngine.give_back``), restoring the customer's placement;
+* the customer's last session still open (its lease lapsed while its worker was away, so the queue
+  offered them again): the customer is not put back at the head (every next call would meet them
+  again, a 409 loop); the lease goes back to that session (``reclaim_for``, fenced by its own token)
+  or, with none to give it to, the customer waits out of the queues until that session closes and
+  places them. The agent is offered the next customer;
 * after the start: the session owns the lease and the agent, and Temporal keeps it going.
 
 The customer's context is read while the workflow starts: the agent waits for the slower of the
@@ -20,6 +25,7 @@ two, not for both."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass, replace
@@ -32,6 +38,7 @@ from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, get_presence, presence_key, set_presence
 from dialler.calls import inbound
+from dialler.calls.leases import open_session_of_user, reclaim_for
 from dialler.calls.messages import CallSessionInput, CallSessionView, call_workflow_id
 from dialler.calls.view import open_view, read_view
 from dialler.compliance import gate, gates
@@ -42,6 +49,11 @@ from dialler.pacing.abandon_rate import progressive_paused
 from dialler.queues.eligibility import QUEUE_PRIORITY
 from dialler.queues.engine import AgentAlreadyHoldsLease, AgentNotAvailable, Lease, QueueEngine, StaleLease
 from dialler.runtime import Stores
+
+log = logging.getLogger("dialler.calls")
+# Customers skipped in one next-call because their last session is still open: each is taken out of
+# the queues as it is met, so a few tries reach a free one unless many sessions are stranded at once.
+BUSY_CUSTOMERS_SKIPPED = 5
 
 
 class StartSession(Protocol):
@@ -103,6 +115,19 @@ async def session_owner(*, session: AsyncSession, stores: Stores, session_id: st
 async def take_next_call(
     *, session: AsyncSession, stores: Stores, start_session: StartSession, engine: QueueEngine, agent: Agent
 ) -> CallOffered | NoneEligible:
+    """The agent's next customer, skipping any whose last session is still open (``_open``)."""
+    for _ in range(BUSY_CUSTOMERS_SKIPPED):
+        offered = await _offer_next_call(
+            session=session, stores=stores, start_session=start_session, engine=engine, agent=agent
+        )
+        if offered is not None:
+            return offered
+    raise NextCallRefused("The customers at the head of your queues all have a call in progress; try again.")
+
+
+async def _offer_next_call(
+    *, session: AsyncSession, stores: Stores, start_session: StartSession, engine: QueueEngine, agent: Agent
+) -> CallOffered | NoneEligible | None:
     redis, settings = stores.redis, stores.settings
     presence = await get_presence(session=session, redis=redis, settings=settings, agent_id=agent.id)
     if presence.state is PresenceState.RESERVED:
@@ -199,10 +224,11 @@ async def progressive_queues(stores: Stores, queues: list[str]) -> list[str]:
 
 async def _open(
     *, stores: Stores, engine: QueueEngine, start_session: StartSession, agent: Agent, lease: Lease, resumed: bool
-) -> CallOffered:
+) -> CallOffered | None:
     """Start the session the lease names and read the customer's context meanwhile. A new lease whose
     session cannot start is given back at once; a resumed one whose session already runs is the
-    agent's call in progress."""
+    agent's call in progress. None: the customer's last session is still open (see the module's
+    docstring), the lease went to it, and the caller offers the next customer."""
     redis, settings = stores.redis, stores.settings
     assert lease.session_id is not None
     session_id = lease.session_id
@@ -261,9 +287,26 @@ async def _open(
     if not started:
         if resumed:
             raise AlreadyHoldingCustomer(lease.user_id)
-        await _give_back(engine, lease)
-        raise NextCallRefused("That customer already has a call in progress; try next call again.")
+        await _leave_to_open_session(stores, engine, lease)
+        return None
     return CallOffered(session_id=session_id, workflow_id=call_workflow_id(lease.user_id), lease=lease, context=context)
+
+
+async def _leave_to_open_session(stores: Stores, engine: QueueEngine, lease: Lease) -> None:
+    """The customer's last session is still open: end our lease without placing them, and give the
+    lease back to that session (its agent, its token), as its own renewal would when it resumes."""
+    with suppress(StaleLease):
+        await engine.release(user_id=lease.user_id, token=lease.token, requeue=None, now=datetime.now(UTC).timestamp())
+    async with stores.sessions() as session:
+        open_call = await open_session_of_user(session, lease.user_id)
+    if open_call is not None and open_call.lease_token is not None:
+        await reclaim_for(engine, open_call, datetime.now(UTC))
+    log.warning(
+        "customer %s still has a session open: skipped for agent %s (lease %s)",
+        lease.user_id,
+        lease.agent_id,
+        "returned to it" if open_call is not None else "held until it closes",
+    )
 
 
 async def _give_back(engine: QueueEngine, lease: Lease) -> None:

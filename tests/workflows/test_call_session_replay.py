@@ -17,6 +17,16 @@ before it → answered → outcome ``not_interested`` → closed.
 
 ``call-session-new-preview-expired.json`` was recorded with ``PREVIEW_LIMIT_PATCH``
 (tests/e2e/test_call_session.py): reserved → not dialled within the preview limit → closed, no outcome.
+
+``call-session-new-kept-outcome-found.json`` and ``-signalled.json`` were recorded with
+``RECEIVED_OUTCOME_PATCH`` by tests/e2e/test_outcome_durability.py (``RECORD_HISTORY_TO=<dir>``, payloads
+then decoded with the development key): answered → hang-up → wrap-up → the worker SIGKILLed → the
+agent's ``do_not_call`` kept by the API → the wrap-up limit passes → a worker comes back. "found": the
+API could not reach Temporal either, and the session takes the kept outcome (the patch's marker and
+its local activity) instead of closing as ``no_outcome``. "signalled": Temporal held the Update and
+the ``outcome_received`` signal, and the Update is taken first. ``call-session-new-kept-outcome-told.json``
+(same test file): reserved → an outcome kept → ``outcome_received`` → taken at once (the patch's branch
+in the reserved wait) → closed ``wrong_number``.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from workflows.call_session import (
     HANGUP_GRACE_PATCH,
     LIVE_STATUS_PATCH,
     PREVIEW_LIMIT_PATCH,
+    RECEIVED_OUTCOME_PATCH,
     CallSessionWorkflow,
 )
 
@@ -78,7 +89,14 @@ def test_the_hangup_grace_generation_is_recorded() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["call-session-new-carrier-leg-gone", "call-session-new-completed-answered", "call-session-new-preview-expired"],
+    [
+        "call-session-new-carrier-leg-gone",
+        "call-session-new-completed-answered",
+        "call-session-new-preview-expired",
+        "call-session-new-kept-outcome-found",
+        "call-session-new-kept-outcome-signalled",
+        "call-session-new-kept-outcome-told",
+    ],
 )
 async def test_the_patched_histories_replay(name: str) -> None:
     assert COMPLETED_ANSWERED_PATCH == "completed-with-duration-answered"  # never rename
@@ -87,3 +105,26 @@ async def test_the_patched_histories_replay(name: str) -> None:
     history = WorkflowHistory.from_json(name, text)
     result = await Replayer(workflows=[CallSessionWorkflow]).replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+def test_the_kept_outcome_generation_is_recorded() -> None:
+    """The "found" history took the kept outcome past the wrap-up limit (the patched branch), and
+    closed with it: do_not_call, not no_outcome."""
+    assert RECEIVED_OUTCOME_PATCH == "outcome-kept-by-api"  # part of recorded histories: never rename
+    events = json.loads((HISTORIES / "call-session-new-kept-outcome-found.json").read_text())["events"]
+    patches = [
+        json.loads(base64.b64decode(e["markerRecordedEventAttributes"]["details"]["patch-data"]["payloads"][0]["data"]))
+        for e in events
+        if e.get("markerRecordedEventAttributes", {}).get("markerName") == "core_patch"
+    ]
+    assert RECEIVED_OUTCOME_PATCH in [p["id"] for p in patches]
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED" not in [e["eventType"] for e in events]  # none came
+    dispositions = [
+        json.loads(base64.b64decode(f["Disposition"]["data"]))
+        for e in events
+        if "upsertWorkflowSearchAttributesEventAttributes" in e
+        for f in [e["upsertWorkflowSearchAttributesEventAttributes"]["searchAttributes"]["indexedFields"]]
+        if "Disposition" in f
+    ]
+    assert dispositions == ["do_not_call"]
+    assert call_statuses("call-session-new-kept-outcome-found")[-2:] == ["wrap_up", "closed"]

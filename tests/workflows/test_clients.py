@@ -75,6 +75,7 @@ def test_the_signals_updates_and_queries_the_clients_name_exist() -> None:
         call_session_client.HANG_UP_SIGNAL,
         call_session_client.CALL_STATUS_SIGNAL,
         call_session_client.ABANDONED_SIGNAL,
+        call_session_client.OUTCOME_RECEIVED_SIGNAL,
     } <= set(session.signals)
     assert call_session_client.OUTCOME_UPDATE in session.updates
     assert call_session_client.VIEW_QUERY in session.queries

@@ -623,9 +623,11 @@ async function submitOutcome(event) {
   if (rule.needs_callback_time) body.callback_at = $("#callback-time").value;
   await busy($("#save-outcome"), async () => {
     try {
-      await api.post(`/calls/${encodeURIComponent(call.session_id)}/outcome`, body);
+      const saved = await api.post(`/calls/${encodeURIComponent(call.session_id)}/outcome`, body);
       const when = body.callback_at ? ` — callback ${ukTime(body.callback_at)}` : "";
-      announce(`Outcome saved: ${label(DISPOSITION_LABELS, rule.code)}${when}`, { toast: true, tone: "ok" });
+      // Kept: the call's session was unreachable (a restart); it applies the outcome when it resumes.
+      const later = saved && saved.kept ? " (it takes effect when the system catches up; you stay in wrap-up until then)" : "";
+      announce(`Outcome saved: ${label(DISPOSITION_LABELS, rule.code)}${when}${later}`, { toast: true, tone: "ok" });
       $("#next-call-message").textContent = `Last call: ${label(DISPOSITION_LABELS, rule.code)}${when}.`;
       resetOutcome();
       S.offered = null;
