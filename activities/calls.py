@@ -98,7 +98,7 @@ class CallActivities:
         never placed again (:mod:`dialler.outbound.attempts`)."""
         key = attempts.dial_key(input.session_id)
         try:
-            async with attempts.exclusive(self.stores.postgres, key):
+            async with attempts.exclusive(self.stores.carrier_locks, key):
                 return await self._dial_once(input, key)
         except attempts.AttemptBusy as exc:
             raise ApplicationError(str(exc), type="DialUnderWay") from None

@@ -121,15 +121,25 @@ class SmsActivities:
         return await get_or_create_conversation(session=session, phone=phone, user_id=sms.user_id)
 
     async def _deliver(
-        self, session: AsyncSession, message: SmsMessage, *, body: str | None = None, carrier_key: str | None = None
+        self,
+        session: AsyncSession,
+        message: SmsMessage,
+        *,
+        body: str | None = None,
+        carrier_key: str | None = None,
+        locked: bool = False,
     ) -> SmsOutcome:
         """Hand a pending message to the carrier, once (whichever worker retries this: see
-        :mod:`dialler.outbound.attempts`), unless the number may not be texted (now)."""
+        :mod:`dialler.outbound.attempts`), unless the number may not be texted (now). ``locked``: the
+        caller holds a lock that covers this message (a magic link's)."""
         if message.status != "pending":  # a retry after the carrier took it (or it was refused)
             return SmsOutcome(_outcome_of(message.status), message.id)
         key = attempts.sms_key(message.id)
+        if locked:
+            return await self._deliver_once(session, message, key, body=body or message.body, carrier_key=carrier_key)
+        await session.commit()  # no pooled connection held while the lock is taken
         try:
-            async with attempts.exclusive(self.stores.postgres, key):
+            async with attempts.exclusive(self.stores.carrier_locks, key):
                 await session.refresh(message)  # as the try before us left it
                 if message.status != "pending":
                     return SmsOutcome(_outcome_of(message.status), message.id)
@@ -215,7 +225,8 @@ class SmsActivities:
         except in the text itself (the stored copy of the text has it redacted)."""
         key = f"{input.workflow_id}:sms"
         try:
-            async with attempts.exclusive(self.stores.postgres, f"link:{input.workflow_id}"):
+            # One lock for the link and its text: a try still alive keeps a second one from re-issuing.
+            async with attempts.exclusive(self.stores.carrier_locks, f"link:{input.workflow_id}"):
                 return await self._issue_once(input, key)
         except attempts.AttemptBusy as exc:
             raise ApplicationError(str(exc), type="SendUnderWay") from None
@@ -300,7 +311,9 @@ class SmsActivities:
             await session.commit()
             # The carrier key follows the token: a retry that had to issue a new token sends the new
             # one rather than being deduplicated into the text that never went out.
-            outcome = await self._deliver(session, message, body=body, carrier_key=f"{key}:{link.token_hash[:12]}")
+            outcome = await self._deliver(
+                session, message, body=body, carrier_key=f"{key}:{link.token_hash[:12]}", locked=True
+            )
             if outcome.status != SendStatus.SENT:
                 await magic_links.withdraw(session=session, link_id=link.id, now=datetime.now(UTC))
                 await session.commit()

@@ -67,7 +67,8 @@ def body_digest(body: str) -> str:
 
 @asynccontextmanager
 async def exclusive(engine: AsyncEngine, key: str) -> AsyncIterator[None]:
-    """Hold the key's lock for the block, or raise :class:`AttemptBusy` at once."""
+    """Hold the key's lock for the block, or raise :class:`AttemptBusy` at once. ``engine`` is
+    ``Stores.carrier_locks``: the block uses the main pool, and must not wait on its own."""
     async with engine.begin() as conn:
         held = await conn.scalar(
             text("SELECT pg_try_advisory_xact_lock(:ns, hashtext(:key))"), {"ns": _LOCK_NAMESPACE, "key": key}
