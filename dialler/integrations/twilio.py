@@ -263,7 +263,15 @@ class TwilioTelephony:
         # Twilio cannot filter calls on their creation time (StartTime is empty until a queued call is
         # dialled), so the newest calls to the number are read and filtered here.
         calls = await self._run("list calls", lambda: self._client.calls.list(to=to, from_=from_, limit=RECONCILE_PAGE))
-        ours = [c for c in calls if c.date_created is not None and c.date_created >= since and c.sid not in exclude]
+        # Only calls placed through the REST API (a browser phone's call to the number is a child leg).
+        ours = [
+            c
+            for c in calls
+            if c.direction == "outbound-api"
+            and c.date_created is not None
+            and c.date_created >= since
+            and c.sid not in exclude
+        ]
         if not ours:
             return None
         earliest = min(ours, key=lambda c: c.date_created)
