@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from dialler import clock
+from dialler import clock, failpoints
 from dialler.agents.errors import AgentsError
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, set_presence
@@ -43,6 +43,7 @@ from dialler.compliance.models import ComplianceDecision, DoNotCall
 from dialler.compliance.records import record_decision
 from dialler.customers.context import forget
 from dialler.integrations.twilio import Telephony, TelephonyError
+from dialler.outbound import attempts
 from dialler.queues import rebuild
 from dialler.queues.eligibility import ACTIVE_CLAIM_STATUSES
 from dialler.queues.engine import StaleLease
@@ -96,19 +97,43 @@ class CallActivities:
 
     @activity.defn
     async def place_call(self, input: PlaceCallInput) -> str:
+        """Dial the customer, once: whichever worker retries this, a call the carrier has is adopted,
+        never placed again (:mod:`dialler.outbound.attempts`)."""
+        key = attempts.dial_key(input.session_id)
+        try:
+            async with attempts.exclusive(self.stores.carrier_locks, key):
+                return await self._dial_once(input, key)
+        except attempts.AttemptBusy as exc:
+            raise ApplicationError(str(exc), type="DialUnderWay") from None
+
+    async def _dial_once(self, input: PlaceCallInput, key: str) -> str:
         settings = self.stores.settings
+        session_id = uuid.UUID(input.session_id)
         async with self.stores.postgres.connect() as conn:
-            existing = await conn.scalar(
-                select(CallSession.twilio_call_sid).where(CallSession.id == uuid.UUID(input.session_id))
-            )
-        if existing:
-            return existing  # a retry after the carrier accepted the call: never ring twice
+            stored = await conn.scalar(select(CallSession.twilio_call_sid).where(CallSession.id == session_id))
+        if stored:
+            return stored  # a retry after the sid was stored (or a status callback recorded it)
+        earlier = await attempts.find(self.stores.postgres, key)
+        if earlier is not None:  # an earlier try began this dial and never recorded its end
+            sid = earlier.sid or await self._carrier_has(session_id, earlier.started_at)
+            if sid is not None:
+                await self._store_sid(session_id, key, sid)
+                return sid
         lease = await self.engine.lease_of(input.user_id)
         if lease is None or lease.agent_id != input.agent_id or lease.token != input.lease_token:
             raise ApplicationError(
                 "the customer is not leased to this agent any more", type="LeaseLost", non_retryable=True
             )
         phone = await self._last_check(input)
+        async with self.stores.postgres.begin() as conn:
+            # The session names the number dialled: it is the one a retry asks the carrier about.
+            await conn.execute(
+                update(CallSession)
+                .where(CallSession.id == session_id, CallSession.phone_e164 != phone)
+                .values(phone_e164=phone)
+            )
+        await attempts.begin(self.stores.postgres, key, channel="voice")
+        await failpoints.reach(settings, "dial.before_create")
         twiml_url, status_url = webhook_urls(settings.public_base_url, input.workflow_id, input.session_id)
         try:
             sid = await self.telephony.place_call(
@@ -121,11 +146,43 @@ class CallActivities:
             )
         except TelephonyError as exc:
             raise ApplicationError(str(exc), type="TelephonyRejected", non_retryable=not exc.is_retryable) from None
+        await failpoints.reach(settings, "dial.before_store")
+        await self._store_sid(session_id, key, sid)
+        return sid
+
+    async def _carrier_has(self, session_id: uuid.UUID, since: datetime) -> str | None:
+        """The call an earlier try of this dial placed, if the carrier has one: to this session's number
+        from our caller id since the try began, and not a call another session owns."""
+        since = since - attempts.CLOCK_SKEW
+        async with self.stores.postgres.connect() as conn:
+            phone = await conn.scalar(select(CallSession.phone_e164).where(CallSession.id == session_id))
+            owned = await conn.scalars(
+                select(CallSession.twilio_call_sid).where(
+                    CallSession.phone_e164 == phone,
+                    CallSession.id != session_id,
+                    CallSession.twilio_call_sid.is_not(None),
+                    CallSession.started_at >= since - timedelta(days=1),
+                )
+            )
+            exclude = frozenset(sid for sid in owned if sid)
+        if not phone:
+            return None
+        try:
+            return await self.telephony.find_call(
+                to=phone, from_=self.stores.settings.caller_id, since=since, exclude=exclude
+            )
+        except TelephonyError as exc:
+            # Not knowing whether the customer was rung is no reason to ring her: try again later.
+            raise ApplicationError(str(exc), type="TelephonyUnavailable") from None
+
+    async def _store_sid(self, session_id: uuid.UUID, key: str, sid: str) -> None:
         async with self.stores.postgres.begin() as conn:
             await conn.execute(
-                update(CallSession).where(CallSession.id == uuid.UUID(input.session_id)).values(twilio_call_sid=sid)
+                update(CallSession)
+                .where(CallSession.id == session_id, CallSession.twilio_call_sid.is_(None))
+                .values(twilio_call_sid=sid)
             )
-        return sid
+        await attempts.settle(self.stores.postgres, key, sid)
 
     @activity.defn
     async def record_progress(self, input: SessionProgress) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from dialler import failpoints
 from dialler.calls.models import ContactAttempt
 from dialler.comms import magic_links
 from dialler.comms.errors import CommsError
@@ -41,7 +42,8 @@ from dialler.comms.service import (
 )
 from dialler.comms.templates import TemplateContext, TemplateName, describe_validity, render
 from dialler.customers.context import forget
-from dialler.integrations.twilio import Telephony, TelephonyError
+from dialler.integrations.twilio import SmsSent, Telephony, TelephonyError
+from dialler.outbound import attempts
 from dialler.runtime import Stores
 
 SMS_STATUS_PATH = "/api/v1/webhooks/twilio/sms-status"
@@ -119,13 +121,42 @@ class SmsActivities:
         return await get_or_create_conversation(session=session, phone=phone, user_id=sms.user_id)
 
     async def _deliver(
-        self, session: AsyncSession, message: SmsMessage, *, body: str | None = None, carrier_key: str | None = None
+        self,
+        session: AsyncSession,
+        message: SmsMessage,
+        *,
+        body: str | None = None,
+        carrier_key: str | None = None,
+        locked: bool = False,
     ) -> SmsOutcome:
-        """Hand a pending message to the carrier, unless the number may not be texted (now)."""
+        """Hand a pending message to the carrier, once (whichever worker retries this: see
+        :mod:`dialler.outbound.attempts`), unless the number may not be texted (now). ``locked``: the
+        caller holds a lock that covers this message (a magic link's)."""
         if message.status != "pending":  # a retry after the carrier took it (or it was refused)
             return SmsOutcome(_outcome_of(message.status), message.id)
+        key = attempts.sms_key(message.id)
+        if locked:
+            return await self._deliver_once(session, message, key, body=body or message.body, carrier_key=carrier_key)
+        await session.commit()  # no pooled connection held while the lock is taken
+        try:
+            async with attempts.exclusive(self.stores.carrier_locks, key):
+                await session.refresh(message)  # as the try before us left it
+                if message.status != "pending":
+                    return SmsOutcome(_outcome_of(message.status), message.id)
+                return await self._deliver_once(
+                    session, message, key, body=body or message.body, carrier_key=carrier_key
+                )
+        except attempts.AttemptBusy as exc:
+            raise ApplicationError(str(exc), type="SendUnderWay") from None
+
+    async def _deliver_once(
+        self, session: AsyncSession, message: SmsMessage, key: str, *, body: str, carrier_key: str | None
+    ) -> SmsOutcome:
         conversation = await session.get(SmsConversation, message.conversation_id)
         assert conversation is not None
+        if (earlier := await self._sent_before(key, conversation.phone_e164)) is not None:
+            await self._record_sent(session, message, key, earlier)
+            return SmsOutcome(SendStatus.SENT, message.id)
         blocked = await send_blocked_reason(
             session=session,
             phone=conversation.phone_e164,
@@ -139,10 +170,12 @@ class SmsActivities:
             activity.logger.info("text %s blocked: %s", message.id, blocked)
             return SmsOutcome(SendStatus.BLOCKED, message.id, blocked)
         settings = self.stores.settings
+        await attempts.begin(self.stores.postgres, key, channel="sms", digest=attempts.body_digest(body))
+        await failpoints.reach(settings, "sms.before_create")
         try:
             sent = await self.telephony.send_sms(
                 to=conversation.phone_e164,
-                body=body or message.body,
+                body=body,
                 status_callback=sms_status_url(settings.public_base_url, message.id),
                 idempotency_key=carrier_key or message.idempotency_key or f"sms-{message.id}",
             )
@@ -153,6 +186,26 @@ class SmsActivities:
             await apply_status(session=session, message_id=message.id, status=status, at=datetime.now(UTC))
             await session.commit()
             return SmsOutcome(_outcome_of(status), message.id, exc.message)
+        await failpoints.reach(settings, "sms.before_store")
+        await self._record_sent(session, message, key, sent)
+        return SmsOutcome(SendStatus.SENT, message.id)
+
+    async def _sent_before(self, key: str, phone: str) -> SmsSent | None:
+        """The text an earlier try of this send handed to the carrier, if the carrier has it."""
+        earlier = await attempts.find(self.stores.postgres, key)
+        if earlier is None or earlier.body_digest is None:
+            return None
+        if earlier.sid is not None:
+            return SmsSent(sid=earlier.sid, status="queued")
+        try:
+            return await self.telephony.find_sms(
+                to=phone, since=earlier.started_at - attempts.CLOCK_SKEW, digest=earlier.body_digest
+            )
+        except TelephonyError as exc:
+            # Not knowing whether the customer has the text is no reason to text her again: later.
+            raise ApplicationError(str(exc), type="TelephonyUnavailable") from None
+
+    async def _record_sent(self, session: AsyncSession, message: SmsMessage, key: str, sent: SmsSent) -> None:
         now = datetime.now(UTC)
         await apply_status(session=session, message_id=message.id, sid=sent.sid, status=sent.status or "queued", at=now)
         # A status callback may have moved it further already: the sid is recorded either way.
@@ -162,7 +215,7 @@ class SmsActivities:
             .values(twilio_sid=sent.sid)
         )
         await session.commit()
-        return SmsOutcome(SendStatus.SENT, message.id)
+        await attempts.settle(self.stores.postgres, key, sent.sid)
 
     # --- magic links -------------------------------------------------------------------------------
 
@@ -170,12 +223,30 @@ class SmsActivities:
     async def issue_magic_link(self, input: IssueMagicLinkInput) -> MagicLinkIssued:
         """Create the link and text it, in one step: the token never leaves this activity in clear
         except in the text itself (the stored copy of the text has it redacted)."""
-        link_in, key = input.link, f"{input.workflow_id}:sms"
+        key = f"{input.workflow_id}:sms"
+        try:
+            # One lock for the link and its text: a try still alive keeps a second one from re-issuing.
+            async with attempts.exclusive(self.stores.carrier_locks, f"link:{input.workflow_id}"):
+                return await self._issue_once(input, key)
+        except attempts.AttemptBusy as exc:
+            raise ApplicationError(str(exc), type="SendUnderWay") from None
+
+    async def _issue_once(self, input: IssueMagicLinkInput, key: str) -> MagicLinkIssued:
+        link_in = input.link
         settings = self.stores.settings
         now = datetime.now(UTC)
         ttl = timedelta(seconds=link_in.ttl_s)
         async with self.stores.sessions() as session:
             message = await session.scalar(select(SmsMessage).where(SmsMessage.idempotency_key == key))
+            if message is not None and message.status == "pending":
+                # An earlier try issued the link and may have texted it: if the carrier has that text,
+                # the customer holds a live link, and issuing another would send her a second one.
+                conversation = await session.get(SmsConversation, message.conversation_id)
+                assert conversation is not None
+                sms_key = attempts.sms_key(message.id)
+                if (earlier := await self._sent_before(sms_key, conversation.phone_e164)) is not None:
+                    await self._record_sent(session, message, sms_key, earlier)
+                    await session.refresh(message)
             if message is not None and message.status != "pending":
                 link = await session.scalar(select(MagicLink).where(MagicLink.workflow_id == input.workflow_id))
                 assert link is not None
@@ -240,7 +311,9 @@ class SmsActivities:
             await session.commit()
             # The carrier key follows the token: a retry that had to issue a new token sends the new
             # one rather than being deduplicated into the text that never went out.
-            outcome = await self._deliver(session, message, body=body, carrier_key=f"{key}:{link.token_hash[:12]}")
+            outcome = await self._deliver(
+                session, message, body=body, carrier_key=f"{key}:{link.token_hash[:12]}", locked=True
+            )
             if outcome.status != SendStatus.SENT:
                 await magic_links.withdraw(session=session, link_id=link.id, now=datetime.now(UTC))
                 await session.commit()

@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     portal_base_url: str = "https://portal.example.co.uk"
     portal_api_key: SecretStr = SecretStr("dev-portal-key")
     metrics_token: SecretStr = SecretStr("dev-metrics-token")
+    # Crash tests only (dialler.failpoints): named points where a worker stops and waits to be killed.
+    # Refused in production.
+    fail_points: list[str] = []
 
     # Personal data (dialler.security): AES-256-GCM keys for Temporal payloads and CDC personal fields.
     # Comma-separated "key-id:base64-of-32-bytes"; the first encrypts, all decrypt (rotation: add the new
@@ -296,6 +299,10 @@ class Settings(BaseSettings):
             lines.append(f"caller_id: {self.caller_id} is in an Ofcom drama range; set the real CLI{why}")
         if self.telephony_mode != TelephonyMode.TWILIO:
             lines.append(f"telephony_mode: {self.telephony_mode.value} places no real calls; set twilio{why}")
+        if self.fail_points:
+            lines.append(
+                f"fail_points: {', '.join(self.fail_points)} stop calls and texts half-way; leave it empty{why}"
+            )
         if self.twilio_api_base_url:
             lines.append(f"twilio_api_base_url: points Twilio at {self.twilio_api_base_url}; leave it empty{why}")
         if self.refresh_token_ttl_s > MAX_PRODUCTION_REFRESH_TTL_S:

@@ -32,6 +32,9 @@ class Stores:
     replica: AsyncEngine
     redis: Redis
     sessions: async_sessionmaker[AsyncSession]
+    # The connections that hold a call's or a text's lock while the carrier is asked (outbound.attempts):
+    # a pool of their own, so that a try holding one never waits on a try waiting for one.
+    carrier_locks: AsyncEngine
     _sqs: Any = field(default=None, repr=False)
 
     @classmethod
@@ -50,10 +53,13 @@ class Stores:
                 socket_timeout=settings.redis_timeout_s,
             ),
             sessions=session_factory(postgres),
+            carrier_locks=create_postgres_engine(settings, pool_size=2, max_overflow=18),
         )
 
     async def close(self) -> None:
-        await asyncio.gather(self.postgres.dispose(), self.replica.dispose(), self.redis.aclose())
+        await asyncio.gather(
+            self.postgres.dispose(), self.carrier_locks.dispose(), self.replica.dispose(), self.redis.aclose()
+        )
 
     def sqs(self) -> Any:
         # One boto3 client per process (they are thread-safe and slow to build); blocking: call its

@@ -11,6 +11,7 @@ The control API (no auth; bind to 127.0.0.1) is for tests and the demo — see `
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,6 +66,7 @@ def build_app(emulator: Emulator) -> FastAPI:
         if not (one.get("Url") or one.get("Twiml")):
             return _error(400, 21205, "Url parameter is required.")
         leg = em.create_call(params)
+        await _hold_answer(em, "calls")
         return JSONResponse(_call_json(em, leg), status_code=201)
 
     @app.get(base + "/Calls.json")
@@ -180,6 +182,7 @@ def build_app(emulator: Emulator) -> FastAPI:
         if em.scripts.customer(to).sms is SmsFate.UNSUBSCRIBED:
             return _error(400, 21610, "Attempt to send to unsubscribed recipient")
         message = em.create_message(params)
+        await _hold_answer(em, "messages")
         return JSONResponse(_message_json(em, message), status_code=201)
 
     @app.get(base + "/Messages.json")
@@ -191,7 +194,9 @@ def build_app(emulator: Emulator) -> FastAPI:
         found = [
             m
             for m in reversed(list(em.messages.values()))
-            if one.get("To") in (None, m.to) and one.get("From") in (None, m.from_)
+            if one.get("To") in (None, m.to)
+            and one.get("From") in (None, m.from_)
+            and _time_ok(m.date_sent, one, "DateSent")
         ]
         return _page(request, "messages", [_message_json(em, m) for m in found], one)
 
@@ -239,6 +244,15 @@ def build_app(emulator: Emulator) -> FastAPI:
                 return JSONResponse({"error": f"unknown knob {key}"}, status_code=400)
             setattr(em.knobs, key, float(value))
         return JSONResponse(vars(em.knobs))
+
+    @app.post("/_emulator/hold-next/{resource}")
+    async def hold_next(resource: str, request: Request) -> Response:
+        """``{"seconds": 30}``: the next ``resource`` (calls, messages) created is created at once, and
+        its answer to the REST client waits that long (the client may be gone by then)."""
+        if resource not in {"calls", "messages"}:
+            return JSONResponse({"error": f"unknown resource {resource}"}, status_code=400)
+        em.held_answers[resource] = float((await request.json())["seconds"])
+        return JSONResponse({"resource": resource, "seconds": em.held_answers[resource]})
 
     @app.post("/_emulator/scripts")
     async def set_script(request: Request) -> Response:
@@ -381,6 +395,12 @@ async def _intake(em: Emulator, request: Request, account: str) -> tuple[dict[st
     if account != em.account_sid:
         return params, _not_found(request)
     return params, None
+
+
+async def _hold_answer(em: Emulator, resource: str) -> None:
+    seconds = em.held_answers.pop(resource, 0.0)
+    if seconds > 0:
+        await asyncio.sleep(seconds)
 
 
 def _one(params: dict[str, list[str]]) -> dict[str, str]:

@@ -81,6 +81,11 @@ class EmulatorClient:
         ``answer_after_s``, ``hangup_after_s``, ``answered_by``, ``amd_after_s``, ``sms``."""
         return dict(self._post("/scripts", {"number": number, **fields}))
 
+    def hold_next_answer(self, resource: str, seconds: float) -> None:
+        """The next ``resource`` (``calls``, ``messages``) is created at once and answered ``seconds``
+        later: the window in which Twilio has accepted a request and the client has not heard back."""
+        self._post(f"/hold-next/{resource}", {"seconds": seconds})
+
     def demo_rules(self, on: bool) -> None:
         self._post("/scripts", {"demo_rules": on})
 

@@ -188,6 +188,9 @@ class Emulator:
         self.webhooks: deque[dict[str, Any]] = deque(maxlen=WEBHOOK_LOG_SIZE)  # the latest, for debugging
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: httpx.AsyncClient | None = None
+        # "calls" / "messages" → seconds the answer to the next create waits, once it has been created:
+        # a crash test's window "Twilio accepted, the caller has not heard back".
+        self.held_answers: dict[str, float] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -217,6 +220,7 @@ class Emulator:
         self.scripts.reset()
         self.scripts.demo_rules = self._demo_rules
         self.knobs = Knobs()
+        self.held_answers.clear()
 
     async def aclose(self) -> None:
         await self.reset()

@@ -9,6 +9,7 @@ from dialler.cdc.models import BinlogCheckpoint
 from dialler.comms.models import MagicLink, SmsConversation, SmsMessage
 from dialler.compliance.models import ComplianceDecision, CustomerFlag, DoNotCall, OptOut, ReviewItem
 from dialler.db.base import Base
+from dialler.outbound.models import CarrierAttempt
 from dialler.queues.models import QueueRebuild, QueueSetting
 from dialler.recordings.models import CallRecording
 from dialler.reports.models import ConversionEvent, QueueDepthSample
@@ -21,6 +22,7 @@ __all__ = [
     "CallOutcome",
     "CallRecording",
     "CallSession",
+    "CarrierAttempt",
     "Callback",
     "ComplianceDecision",
     "ContactAttempt",

@@ -227,6 +227,14 @@ class SimulatedTelephony:
         log.info("simulated call %s to %s: %s", sid, mask_phone(to), call.plan.outcome)
         return sid
 
+    async def find_call(self, *, to: str, from_: str, since: datetime, exclude: frozenset[str]) -> str | None:
+        # The simulated carrier lives in this process: another process's calls died with it, and a
+        # re-dial here with the same idempotency key is the same call (its sid derives from the key).
+        return None
+
+    async def find_sms(self, *, to: str, since: datetime, digest: str) -> SmsSent | None:
+        return None
+
     async def hangup(self, call_sid: str) -> None:
         call = self.calls.get(call_sid)
         if call is None:

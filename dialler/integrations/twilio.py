@@ -15,10 +15,12 @@ Callers (activities) get a :class:`TelephonyError` for every failure and decide 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,9 +52,11 @@ CALL_STATUS_EVENTS: Final = ("ringing", "answered", "completed")
 # Twilio answers in well under a second; a request that takes longer than this is treated as lost
 # (retryable) rather than left to block an activity slot.
 DEFAULT_TIMEOUT_S: Final = 15.0
-# Twilio's REST API has no idempotency key for Calls or Messages. Remembering the sids we created
-# lets a retried activity on the same worker (for example after its completion failed to reach
-# Temporal) get the same call instead of ringing the customer twice. Bounded: it is a memo, not state.
+# Twilio's REST API has no idempotency key for Calls or Messages. What keeps a retry (on any worker)
+# from ringing or texting twice is the durable record and reconciliation in dialler.outbound.attempts;
+# this memo only spares a same-process retry a round trip. Bounded: it is a memo, not state.
+# How many of the latest calls or texts to one number reconciliation reads (newest first).
+RECONCILE_PAGE: Final = 50
 IDEMPOTENCY_MEMO_SIZE: Final = 10_000
 # "Call is not in-progress" and "not found": the call has already ended, which is what hangup wants.
 _ALREADY_ENDED_CODES: Final = frozenset({21220, 20404})
@@ -112,6 +116,16 @@ class Telephony(Protocol):
         """Start an outbound call to ``to`` (E.164); Twilio fetches ``twiml_url`` on answer.
 
         Returns the call sid."""
+        ...
+
+    async def find_call(self, *, to: str, from_: str, since: datetime, exclude: frozenset[str]) -> str | None:
+        """The sid of the earliest call to ``to`` from ``from_`` the carrier created at or after ``since``,
+        other than those in ``exclude``; None when it has none (a request that never reached it)."""
+        ...
+
+    async def find_sms(self, *, to: str, since: datetime, digest: str) -> SmsSent | None:
+        """The earliest text to ``to`` from our number created at or after ``since`` whose body's SHA-256
+        is ``digest``; None when the carrier has none."""
         ...
 
     async def hangup(self, call_sid: str) -> None:
@@ -244,6 +258,43 @@ class TwilioTelephony:
         self._remember(key, sid)
         log.info("placed call %s to %s (amd=%s)", sid, mask_phone(to), machine_detection)
         return sid
+
+    async def find_call(self, *, to: str, from_: str, since: datetime, exclude: frozenset[str]) -> str | None:
+        # Twilio cannot filter calls on their creation time (StartTime is empty until a queued call is
+        # dialled), so the newest calls to the number are read and filtered here.
+        calls = await self._run("list calls", lambda: self._client.calls.list(to=to, from_=from_, limit=RECONCILE_PAGE))
+        # Only calls placed through the REST API (a browser phone's call to the number is a child leg).
+        ours = [
+            c
+            for c in calls
+            if c.direction == "outbound-api"
+            and c.date_created is not None
+            and c.date_created >= since
+            and c.sid not in exclude
+        ]
+        if not ours:
+            return None
+        earliest = min(ours, key=lambda c: c.date_created)
+        log.info("found call %s to %s placed by an earlier try", earliest.sid, mask_phone(to))
+        return str(earliest.sid)
+
+    async def find_sms(self, *, to: str, since: datetime, digest: str) -> SmsSent | None:
+        messages = await self._run(
+            "list messages",
+            lambda: self._client.messages.list(to=to, from_=self._settings.caller_id, limit=RECONCILE_PAGE),
+        )
+        ours = [
+            m
+            for m in messages
+            if m.date_created is not None
+            and m.date_created >= since
+            and hashlib.sha256((m.body or "").encode()).hexdigest() == digest
+        ]
+        if not ours:
+            return None
+        earliest = min(ours, key=lambda m: m.date_created)
+        log.info("found SMS %s to %s sent by an earlier try", earliest.sid, mask_phone(to))
+        return SmsSent(sid=str(earliest.sid), status=str(earliest.status))
 
     async def hangup(self, call_sid: str) -> None:
         try:

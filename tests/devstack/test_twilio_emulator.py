@@ -601,3 +601,60 @@ async def test_a_message_body_is_redacted_as_twilio_redacts_it(emulator: Emulato
         twilio.messages(message.sid).update(body="something else")
     assert refused.value.status == 400
     assert not await redact_message_body(settings, "SM" + "0" * 32)  # Twilio no longer has it
+
+
+async def test_reconciliation_finds_the_call_and_text_an_earlier_request_made_and_only_those(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    """What a retried dial or text asks Twilio (dialler.outbound.attempts): calls to the number from our
+    caller ID since the request began (not those other sessions own), texts by the digest of their
+    body; and the emulator's held answer, during which Twilio has a call its requester never heard of."""
+    import asyncio
+    import hashlib
+    from datetime import UTC, datetime, timedelta
+
+    from dialler.integrations.twilio import TwilioTelephony
+
+    emulator.script(CUSTOMER, behaviour="no-answer")
+    settings = Settings(_env_file=None, twilio_api_base_url=emulator.url, caller_id=OUR_NUMBER)  # type: ignore[call-arg]
+    telephony = TwilioTelephony(settings)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    try:
+        assert await telephony.find_call(to=CUSTOMER, from_=OUR_NUMBER, since=since, exclude=frozenset()) is None
+        emulator.hold_next_answer("calls", 1.5)
+        placing = asyncio.create_task(
+            telephony.place_call(
+                to=CUSTOMER,
+                from_=OUR_NUMBER,
+                twiml_url=hooks.url + "/voice",
+                status_callback=hooks.url + "/status",
+                machine_detection=False,
+                idempotency_key="held",
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not placing.done()  # the answer is held…
+        found = await telephony.find_call(to=CUSTOMER, from_=OUR_NUMBER, since=since, exclude=frozenset())
+        assert found is not None  # …and Twilio already has the call
+        assert await placing == found
+        other = _call(twilio, hooks)  # a later call to the same number, owned elsewhere
+        assert (
+            await telephony.find_call(to=CUSTOMER, from_=OUR_NUMBER, since=since, exclude=frozenset({found})) == other
+        )
+        assert await telephony.find_call(to=OTHER, from_=OUR_NUMBER, since=since, exclude=frozenset()) is None
+        later = datetime.now(UTC) + timedelta(minutes=1)
+        assert await telephony.find_call(to=CUSTOMER, from_=OUR_NUMBER, since=later, exclude=frozenset()) is None
+
+        body = "We tried to call you"
+        sent = await telephony.send_sms(to=CUSTOMER, body=body, status_callback=hooks.url + "/sms", idempotency_key="s")
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        texted = await telephony.find_sms(to=CUSTOMER, since=since, digest=digest)
+        assert texted is not None and texted.sid == sent.sid
+        other_digest = hashlib.sha256(b"another text").hexdigest()
+        assert await telephony.find_sms(to=CUSTOMER, since=since, digest=other_digest) is None
+        assert await telephony.find_sms(to=CUSTOMER, since=later, digest=digest) is None
+        await asyncio.sleep(0.5)  # sent (DateSent is set) 0.1 s after it was queued
+        assert [m.sid for m in twilio.messages.list(to=CUSTOMER, date_sent_after=since)] == [sent.sid]
+        assert twilio.messages.list(to=CUSTOMER, date_sent_after=later) == []
+    finally:
+        await telephony.aclose()

@@ -104,6 +104,7 @@ def test_production_refuses_every_development_default_at_once_one_line_each() ->
         ({"caller_id": "+447700900999"}, "caller_id"),
         ({"telephony_mode": "simulated"}, "telephony_mode"),
         ({"twilio_api_base_url": "http://127.0.0.1:4010"}, "twilio_api_base_url"),
+        ({"fail_points": ["dial.before_create"]}, "fail_points"),
         ({"refresh_token_ttl_s": 7 * 24 * 3600}, "refresh_token_ttl_s"),
         ({"voice_token_ttl_s": 86400}, "voice_token_ttl_s"),
         ({"temporal_api_key": None, "temporal_address": "temporal.internal:7233"}, "temporal_tls"),

@@ -31,9 +31,9 @@ from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.journeys import talk_then_hang_up
+from tests.support.killable_worker import WorkerProcess
 from tests.support.live_api import eventually
 from tests.support.proxy import CuttableProxy
-from tests.support.worker_process import WorkerProcess
 from workers.worker import build_worker
 from workflows import call_session_client
 

@@ -1,88 +1,71 @@
-"""The real Temporal worker in a process of its own, so that a test can SIGKILL it (no shutdown code
-runs, as when a machine dies) and start another later on the same task queue.
-
-The child is ``python -m tests.support.worker_process <settings file>``: the test's Settings (pickled:
-its secrets included), the production ``build_worker`` with every workflow and activity, and the
-simulated carrier every e2e test uses (calls answer after a short ring and talk until hung up). It
-prints ``ready`` once it polls."""
+"""The real worker (``python -m workers.worker``) in a process of its own, for tests that kill it."""
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
+import time
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
-import httpx
+from pydantic import SecretStr
 
+from devstack import services
 from dialler.config import PROJECT_ROOT, Settings
 
-READY = "ready"
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``DIALLER_*`` variables that make a process's ``Settings()`` equal ``settings`` (every field
+    that differs from its default)."""
+    env: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        value: Any = getattr(settings, name)
+        if value == field.default:
+            continue
+        if isinstance(value, SecretStr):
+            if value.get_secret_value() == field.default.get_secret_value():
+                continue
+            value = value.get_secret_value()
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, list | dict):
+            value = json.dumps(value)
+        elif value is None:
+            value = ""
+        env[f"DIALLER_{name.upper()}"] = str(value)
+    return env
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.settings_file = run_dir / "worker-settings.pickle"
-        self.settings_file.write_bytes(pickle.dumps(settings))
-        self.process: subprocess.Popen[str] | None = None
+    """One worker process, started with ``settings``; its log is ``log``."""
 
-    def start(self, timeout: float = 60) -> None:
-        assert self.process is None or self.process.poll() is not None, "a worker process is already running"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.worker_process", str(self.settings_file)],
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = _readline(self.process, timeout)
-        if line.strip() != READY:
-            self.kill()
-            raise RuntimeError(f"the worker process did not start (it said {line!r})")
+    def __init__(self, group: services.ProcessGroup, name: str, settings: Settings) -> None:
+        # No metrics endpoint: its default port is the machine's, and two workers may overlap here.
+        quiet = {"DIALLER_WORKER_METRICS_ADDRESS": "", "DIALLER_LOG_LEVEL": "INFO"}
+        env = {**quiet, **settings_env(settings), "PYTHONPATH": str(PROJECT_ROOT)}
+        self.log: Path = group.log_path(name)
+        self.proc: subprocess.Popen[bytes] = group.start(name, [sys.executable, "-m", "workers.worker"], env=env)
 
-    def kill(self) -> None:
-        """SIGKILL: the worker stops at once, mid-task, with nothing handed back."""
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+    def logged(self, text: str) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the worker exited ({self.proc.returncode}): {self.tail()}")
+        return self.log.exists() and text in self.log.read_text(errors="replace")
 
-    def __enter__(self) -> WorkerProcess:
-        self.start()
-        return self
+    def wait_logged(self, text: str, within_s: float = 60.0) -> None:
+        deadline = time.monotonic() + within_s
+        while not self.logged(text):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the worker did not log {text!r} within {within_s} s: {self.tail()}")
+            time.sleep(0.05)
 
-    def __exit__(self, *exc: object) -> None:
-        self.kill()
+    def kill(self) -> int:
+        """SIGKILL: no clean-up, no goodbye to Temporal, connections dropped by the kernel."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        return self.proc.wait(timeout=10)
 
-
-def _readline(process: subprocess.Popen[str], timeout: float) -> str:
-    import selectors
-
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            return ""
-    return process.stdout.readline()
-
-
-async def _serve(settings: Settings) -> None:
-    from dialler.integrations.simulated import CallOutcome, CallPlan, CallScript, SimulatedTelephony
-    from dialler.runtime import Stores, connect_temporal
-    from workers.worker import build_worker
-
-    client = await connect_temporal(settings)
-    stores = Stores.open(settings)
-    http = httpx.AsyncClient(timeout=10)
-    telephony = SimulatedTelephony(settings, http, CallScript(CallPlan(CallOutcome.ANSWERED, ring_s=0.3, talk_s=120)))
-    async with build_worker(client, stores, telephony):
-        print(READY, flush=True)
-        await asyncio.Event().wait()  # until killed
-
-
-if __name__ == "__main__":
-    loaded: Settings = pickle.loads(Path(sys.argv[1]).read_bytes())
-    asyncio.run(_serve(loaded))
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
