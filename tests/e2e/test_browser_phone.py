@@ -71,11 +71,17 @@ async def browser() -> AsyncIterator[Browser]:
         await browser.close()
 
 
-async def phone_ready(page: Page, emulator: EmulatorClient, identity: str) -> dict[str, Any]:
-    """The screen says its phone is ready, and the emulator has this browser registered, free."""
+async def phone_ready(page: Page, emulator: EmulatorClient, stores: Stores, agent: int) -> dict[str, Any]:
+    """The screen says its phone is ready, the emulator has this browser registered and free, and
+    the product counts on it (the heartbeat the screen sends once registered)."""
     await expect(page.locator("#device-status")).to_contain_text("Phone ready")
-    browser = (await asyncio.to_thread(emulator.device_state, identity))["browser"]
+    browser = (await asyncio.to_thread(emulator.device_state, agent_identity(agent)))["browser"]
     assert browser is not None and browser["online"] and browser["call_sid"] is None, browser
+
+    async def counted_on() -> bool:
+        return bool(await stores.redis.exists(device_key(stores.settings, agent)))
+
+    assert await eventually(counted_on, within=5)
     return dict(browser)
 
 
@@ -110,12 +116,11 @@ async def test_click_to_dial_rings_the_browser_which_accepts_mutes_and_hangs_up(
     live_api: str, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient, browser: Browser
 ) -> None:
     await queue_one_customer(stores, replica_url)
-    identity = agent_identity(await agent_id(stores, AGENT))
+    priya = await agent_id(stores, AGENT)
     console = ConsoleErrors()
     context, page = await open_page(browser, console, "agent")
     await sign_in(page, live_api, AGENT)
-    await phone_ready(page, emulator, identity)
-    assert await stores.redis.exists(device_key(stores.settings, await agent_id(stores, AGENT)))
+    await phone_ready(page, emulator, stores, priya)
 
     await page.get_by_role("button", name="Available").click()
     await page.get_by_role("button", name="Next call").click()
@@ -164,7 +169,7 @@ async def test_progressive_dials_only_with_the_browser_registered_and_bridges_th
     async with stores.sessions() as session:
         await session.execute(update(Agent).where(Agent.email == AGENT).values(progressive_mode=True))
         await session.commit()
-    identity = agent_identity(await agent_id(stores, AGENT))
+    priya = await agent_id(stores, AGENT)
     console = ConsoleErrors()
     context, page = await open_page(browser, console, "agent")
     await sign_in(page, live_api, AGENT)
@@ -175,7 +180,7 @@ async def test_progressive_dials_only_with_the_browser_registered_and_bridges_th
     await expect(page.locator("#status-now")).to_contain_text("Available")
 
     # Before anyone is dialled: this browser registered with the emulator and free.
-    await phone_ready(page, emulator, identity)
+    await phone_ready(page, emulator, stores, priya)
     assert await asyncio.to_thread(emulator.calls) == []
     await toggle.click()  # auto-dial on
 
@@ -199,8 +204,7 @@ async def test_a_closed_page_stops_being_a_ready_phone_within_seconds(
     console = ConsoleErrors()
     context, page = await open_page(browser, console, "agent")
     await sign_in(page, live_api, AGENT)
-    await phone_ready(page, emulator, identity)
-    assert await stores.redis.exists(device_key(stores.settings, priya))
+    await phone_ready(page, emulator, stores, priya)
 
     await page.close()
 

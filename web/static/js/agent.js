@@ -198,6 +198,9 @@ async function nextCall(button) {
   cancelAutoNext();
   await busy(button, async () => {
     try {
+      // In progressive mode the session dials as soon as it is offered, and the customer may answer
+      // before this request returns: the phone takes the bridge when it rings.
+      if (S.voice && S.me && S.me.progressive_mode) S.voice.expect(null);
       const offered = await api.post("/agents/me/next-call");
       if (!offered.customer) {
         const until = offered.until ? ` Next allowed at ${ukTime(offered.until)}.` : "";
@@ -206,9 +209,6 @@ async function nextCall(button) {
         return;
       }
       S.offered = offered;
-      // In progressive mode the session dials at once: the phone takes the bridge when it rings,
-      // even before the next live update says so.
-      if (S.voice && S.me && S.me.progressive_mode) S.voice.expect(offered.session_id);
       showCustomer(offered.customer);
       announce(`Next customer: ${offered.customer.first_name} ${offered.customer.last_name}`);
       S.live.now();

@@ -16,6 +16,7 @@ const SDK = "/static/vendor/twilio-voice-sdk/twilio.min.js";
 const READY_EVERY_MS = 30_000;
 const EXPECT_FOR_MS = 120_000;
 const HANGUP_WAIT_MS = 1000;
+const SETTLE_MS = 5000;
 
 function loadSdk() {
   if (window.Twilio && window.Twilio.Device) return Promise.resolve(window.Twilio);
@@ -161,8 +162,9 @@ export function setupVoice({ status, mute, onError, config }) {
 
   return {
     ready: () => registered,
+    /** The agent asked for a call (sessionId, or null while the next customer is being taken). */
     expect(sessionId) {
-      expecting = { sessionId, until: Date.now() + EXPECT_FOR_MS };
+      expecting = { sessionId, at: Date.now(), until: Date.now() + EXPECT_FOR_MS };
     },
     /** Hangs up this browser's leg; resolves once it has gone out (at most HANGUP_WAIT_MS), so that the
      * phone, not the session's hang-up of the whole call, ends the agent's side first. */
@@ -177,7 +179,8 @@ export function setupVoice({ status, mute, onError, config }) {
       if ((!call || !["dialing", "ringing", "in_progress"].includes(call.state)) && current) {
         current.disconnect();
       }
-      if (!call) expecting = null;
+      // A live update requested before the agent asked may still say "no call": only a later one counts.
+      if (!call && expecting && Date.now() - expecting.at > SETTLE_MS) expecting = null;
       setMute();
     },
   };
