@@ -11,7 +11,9 @@ Twilio, so these routes answer CORS for the allowed origins (the product's UI).
 ``DELETE /device/v1/registrations/{id}``   unregister (``Device.destroy``; a closed tab)
 ``GET …/registrations/{id}/events?after``  long poll (the heartbeat): ``incoming`` (``call_sid``,
                                            ``parameters``), ``cancel``, ``disconnect``,
-                                           ``unregistered``
+                                           ``unregistered``; ``registered`` false with
+                                           ``reason`` replaced / destroyed / unknown
+                                           (forgotten by a restart: register again)
 ``POST /device/v1/calls/{sid}/accept``     ``Call.accept`` (the agent is on the line)
 ``POST /device/v1/calls/{sid}/reject``     ``Call.reject`` (``DialCallStatus`` busy)
 ``POST /device/v1/calls/{sid}/disconnect`` ``Call.disconnect`` (the agent hangs up)
@@ -123,9 +125,8 @@ def device_router(em: Emulator) -> APIRouter:
         if isinstance(identity, JSONResponse):
             return identity
         device = em.browsers.get(identity, device_id)
-        if device is not None and not device.destroyed:
-            device.destroyed = True
-            device.push("unregistered", reason="destroyed")
+        if device is not None:
+            device.end("destroyed")
         return Response(status_code=204)
 
     @router.get("/registrations/{device_id}/events")
@@ -134,8 +135,11 @@ def device_router(em: Emulator) -> APIRouter:
         if isinstance(identity, JSONResponse):
             return identity
         device = em.browsers.get(identity, device_id)
-        if device is None or device.destroyed:
-            return _refused(404, 31404, "This device is not registered: register again.")
+        if device is None:
+            # Not an error status: the emulator restarted or was reset, and the browser registers again.
+            return JSONResponse({"events": [], "registered": False, "reason": "unknown"})
+        if device.destroyed:
+            return JSONResponse({"events": device.since(after), "registered": False, "reason": device.gone_reason})
         device.polling += 1
         found: list[dict[str, Any]] = []
         try:
@@ -148,7 +152,7 @@ def device_router(em: Emulator) -> APIRouter:
         finally:
             device.polling -= 1
             device.last_seen = time.monotonic()
-        return JSONResponse({"events": found, "registered": not device.destroyed})
+        return JSONResponse({"events": found, "registered": not device.destroyed, "reason": device.gone_reason})
 
     @router.post("/calls/{sid}/{action}")
     async def act(sid: str, action: str, request: Request) -> Response:

@@ -72,6 +72,7 @@ class BrowserDevice:
     last_seen: float = field(default_factory=time.monotonic)
     polling: int = 0  # polls in flight: a browser waiting on one is there
     destroyed: bool = False  # unregistered by the browser, or replaced by a newer registration
+    gone_reason: str = ""  # "destroyed", "replaced", or "unknown" (forgotten by a reset)
     events: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -82,6 +83,11 @@ class BrowserDevice:
         if self.destroyed:
             return False
         return self.polling > 0 or time.monotonic() - self.last_seen <= HEARTBEAT_GRACE_S
+
+    def end(self, reason: str) -> None:
+        if not self.destroyed:
+            self.destroyed, self.gone_reason = True, reason
+            self.push("unregistered", reason=reason)
 
     def push(self, kind: str, **detail: Any) -> None:
         self.seq += 1
@@ -127,8 +133,7 @@ class BrowserDevices:
     def register(self, identity: str) -> BrowserDevice:
         old = self.by_identity.get(identity)
         if old is not None:
-            old.destroyed = True
-            old.push("unregistered", reason="replaced")
+            old.end("replaced")
         device = BrowserDevice(identity)
         self.by_identity[identity] = device
         return device
@@ -143,6 +148,7 @@ class BrowserDevices:
 
     def reset(self) -> None:
         for device in self.by_identity.values():
-            device.destroyed = True
+            # Forgotten, as by a restart: a poll waiting now answers "unknown", and the browser registers again.
+            device.destroyed, device.gone_reason = True, "unknown"
             device.changed.set()
         self.by_identity.clear()

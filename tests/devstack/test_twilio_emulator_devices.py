@@ -168,8 +168,13 @@ def test_an_unregistered_browser_is_offline_at_once(
     device = register(phone, settings)
     assert phone.delete(f"/registrations/{device}", headers=bearer(settings)).status_code == 204
     assert not emulator.device_state(IDENTITY)["browser"]["online"]
-    polled = phone.get(f"/registrations/{device}/events", headers=bearer(settings))
-    assert polled.status_code == 404
+    polled = phone.get(f"/registrations/{device}/events", headers=bearer(settings)).json()
+    assert (polled["registered"], polled["reason"]) == (False, "destroyed")
+    assert [e["type"] for e in polled["events"]] == ["unregistered"]
+
+    emulator.reset()  # a restart forgets it: the browser is told to register again
+    forgotten = phone.get(f"/registrations/{device}/events", headers=bearer(settings)).json()
+    assert (forgotten["registered"], forgotten["reason"]) == (False, "unknown")
 
 
 def test_cors_answers_the_uis_origin_only_and_only_on_the_device_api(emulator: EmulatorClient) -> None:
@@ -181,3 +186,21 @@ def test_cors_answers_the_uis_origin_only_and_only_on_the_device_api(emulator: E
     assert "authorization" in ours.headers["access-control-allow-headers"].lower()
     assert theirs.status_code == 403 and "access-control-allow-origin" not in theirs.headers
     assert "access-control-allow-origin" not in rest.headers
+
+
+def test_a_browser_that_goes_during_a_call_ends_its_side_of_the_bridge(
+    emulator: EmulatorClient, settings: Settings, twilio: Client, phone: httpx.Client
+) -> None:
+    emulator.script(CUSTOMER, answer_after_s=0.1, hangup_after_s=None)
+    device = register(phone, settings)
+    sid = dial_the_agent(twilio)
+    incoming = next_event(phone, settings, device, 0)
+    assert phone.post(f"/calls/{incoming['call_sid']}/accept", headers=bearer(settings)).is_success
+    emulator.wait_for(sid, "person_connected")
+
+    # No more polls (the tab crashed, the laptop lost its network): the agent's side ends by itself.
+    timeline = emulator.wait_for(sid, "bridge_ended", within_s=HEARTBEAT_GRACE_S + 3)
+
+    gone = timeline.first("agent_device_gone")
+    bridge = timeline.first("bridge_ended")
+    assert gone is not None and bridge is not None and bridge["by"] == "agent"

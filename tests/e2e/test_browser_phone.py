@@ -221,3 +221,27 @@ async def test_a_closed_page_stops_being_a_ready_phone_within_seconds(
     assert await eventually(offline, within=HEARTBEAT_GRACE_S + 2)
     assert not console.errors, "\n".join(console.errors)
     await context.close()
+
+
+async def test_the_phone_registers_again_when_the_emulator_forgets_it(
+    live_api: str, worker: Worker, stores: Stores, emulator: EmulatorClient, browser: Browser
+) -> None:
+    """A developer restarts the emulator (or a test resets it): the screen's phone registers again by
+    itself, as the Voice SDK reconnects to Twilio, and is rung, not the identity's script."""
+    priya = await agent_id(stores, AGENT)
+    console = ConsoleErrors()
+    context, page = await open_page(browser, console, "agent")
+    await sign_in(page, live_api, AGENT)
+    first = await phone_ready(page, emulator, stores, priya)
+
+    await asyncio.to_thread(emulator.reset)
+
+    async def registered_again() -> dict[str, Any] | None:
+        state = (await asyncio.to_thread(emulator.device_state, agent_identity(priya)))["browser"]
+        return state if state is not None and state["online"] else None
+
+    again = await eventually(registered_again, within=20)
+    assert again["device_id"] != first["device_id"]
+    await expect(page.locator("#device-status")).to_contain_text("Phone ready")
+    assert not console.errors, "\n".join(console.errors)
+    await context.close()

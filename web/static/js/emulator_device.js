@@ -161,7 +161,13 @@ export class Device extends Emitter {
 
   async register() {
     this.state = "registering";
-    const answer = await this._send("POST", "/registrations");
+    let answer;
+    try {
+      answer = await this._send("POST", "/registrations");
+    } catch (error) {
+      this.state = "unregistered";
+      throw error;
+    }
     this._deviceId = answer.device_id;
     this._after = 0;
     this.state = "registered";
@@ -200,6 +206,11 @@ export class Device extends Emitter {
     }
   }
 
+  _lost() {
+    this.state = "unregistered";
+    this.emit("unregistered");
+  }
+
   _scheduleExpiry() {
     clearTimeout(this._expiryTimer);
     const exp = expiryMs(this._token);
@@ -236,10 +247,24 @@ export class Device extends Emitter {
           this._after = Math.max(this._after, event.seq);
           this._event(event);
         }
-        if (!answer.registered) this._unregistered();
+        if (!answer.registered && answer.reason === "unknown" && this._deviceId === id) {
+          // The emulator forgot this registration (restarted or reset): register again, as the SDK
+          // reconnects to Twilio on its own.
+          this._deviceId = null;
+          this.register().catch((failed) => {
+            this._lost();
+            this.emit("error", failed);
+          });
+          return;
+        }
+        if (!answer.registered) {
+          this._deviceId = null;
+          this._unregistered(); // replaced by a newer registration of this agent (another tab)
+          return;
+        }
       } catch (error) {
         if (this._deviceId !== id) return; // stopped on purpose
-        if (error.code === 31404 || error.code === 20104 || error.code === 20101) {
+        if (error.code === 20104 || error.code === 20101) {
           this._deviceId = null;
           this._unregistered();
           this.emit("error", error);
