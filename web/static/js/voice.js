@@ -175,12 +175,16 @@ export function setupVoice({ status, mute, onError, config }) {
     },
     /** Follows the session: once it has ended, no audio may stay open. */
     sync(call) {
-      if (call && call.progressive && call.state !== "closed") this.expect(call.session_id);
+      // A live update requested before the agent asked may still say "no call": only a later one counts.
+      const settling = !call && expecting && Date.now() - expecting.at <= SETTLE_MS;
+      if (settling) return;
+      if (call && call.progressive && call.state !== "closed" && (!expecting || expecting.sessionId !== call.session_id)) {
+        this.expect(call.session_id);
+      }
       if ((!call || !["dialing", "ringing", "in_progress"].includes(call.state)) && current) {
         current.disconnect();
       }
-      // A live update requested before the agent asked may still say "no call": only a later one counts.
-      if (!call && expecting && Date.now() - expecting.at > SETTLE_MS) expecting = null;
+      if (!call) expecting = null;
       setMute();
     },
   };
