@@ -7,7 +7,7 @@
 // the Device receives that call and, because the agent asked for it, accepts it. Hang up
 // disconnects here and tells the session. The access token is renewed before it expires
 // (tokenWillExpire); while registered the browser reports itself ready every 30 s (the server uses
-// that for progressive mode), and says it has gone when the page closes or the phone unregisters.
+// that for progressive mode), and says it has gone when the page closes.
 
 import * as api from "./api.js";
 import { announce, fill, h } from "./ui.js";
@@ -97,8 +97,7 @@ export function setupVoice({ status, mute, onError, config }) {
       });
       device.on("unregistered", () => {
         registered = false;
-        clearInterval(heartbeat);
-        gone();
+        clearInterval(heartbeat); // the readiness lapses with the last heartbeat (another tab may hold it)
         show("Phone offline", "warn");
       });
       device.on("error", fail);
