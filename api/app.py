@@ -121,5 +121,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(codec.router)  # at /codec: the Temporal UI's codec endpoint is http://<api>/codec
     # Routers above this line; every route's required permission goes into its OpenAPI description.
     document_security(app)
-    web.install(app)  # the UI's pages and /static, after the API so that nothing shadows it
+    web.install(app, settings)  # the UI's pages and /static, after the API so that nothing shadows it
     return app

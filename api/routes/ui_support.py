@@ -37,6 +37,7 @@ from dialler.calls.dispositions import (
 from dialler.compliance import gates
 from dialler.config import Settings
 from dialler.customers.context import CustomerContext, get_context
+from dialler.integrations import twilio_voice
 from dialler.integrations.twilio_voice import RECORDING_NOTICE
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
@@ -76,10 +77,10 @@ class UiConfigRead(BaseModel):
     dispositions: list[DispositionRead]
     features: dict[str, bool]
     sms_routes: list[str] = Field(description="`METHOD path` of the SMS routes this server has.")
-    emulated_phone: bool = Field(
-        default=False,
-        description="Twilio mode against the local Twilio emulator (development): the emulator's scripted "
-        "device answers for the agent's browser phone.",
+    phone_emulator_url: str | None = Field(
+        default=None,
+        description="Development against the local Twilio emulator only: its base URL, where the agent's "
+        "browser phone registers instead of Twilio (the same Device/Call flow). Null in production.",
     )
     recording_notice: str = Field(
         default=RECORDING_NOTICE,
@@ -134,7 +135,7 @@ async def ui_config(
         dispositions=disposition_rules(),
         features={name: f"{m} {p}" in served for name, (m, p) in OPTIONAL_ROUTES.items()},
         sms_routes=sorted(r for r in served if " /api/v1/sms" in r),
-        emulated_phone=settings.environment != "production" and bool(settings.twilio_api_base_url),
+        phone_emulator_url=twilio_voice.browser_phone_emulator_url(settings),
     )
 
 

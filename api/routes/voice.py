@@ -81,6 +81,14 @@ async def device_ready(
     return Response(status_code=204)
 
 
+@router.delete("/device-ready", status_code=204)
+async def device_gone(stores: StoresDep, agent: Annotated[Agent, Depends(require(Permission.VOICE_TOKEN))]) -> Response:
+    """The agent's browser phone has gone (its page closed, or it unregistered): no progressive call
+    is bridged to it from now on, rather than until its last heartbeat runs out."""
+    await stores.redis.delete(device_key(stores.settings, agent.id))
+    return Response(status_code=204)
+
+
 async def twilio_form(request: Request) -> dict[str, str]:
     """The webhook's form, once its signature over our public URL is verified (403 otherwise)."""
     settings: Settings = request.app.state.settings

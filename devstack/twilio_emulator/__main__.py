@@ -32,6 +32,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--public-url", help="base URL the emulator is reached at (recording URLs)")
     parser.add_argument("--voice-url", help="where inbound calls to any of our numbers are posted")
     parser.add_argument("--sms-url", help="where inbound SMS to any of our numbers are posted")
+    parser.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="a UI origin whose browser phones may register (default: any http origin on this machine)",
+    )
     parser.add_argument("--no-demo-rules", action="store_true", help="every number answers unless scripted")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -46,7 +53,13 @@ def main(argv: list[str] | None = None) -> None:
         default_sms_url=args.sms_url,
         demo_rules=not args.no_demo_rules,
     )
-    uvicorn.run(build_app(emulator), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        build_app(emulator, cors_origins=args.cors_origin or ()),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -21,6 +22,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from devstack.twilio_emulator import audio
+from devstack.twilio_emulator.device_api import DeviceCors, device_router
 from devstack.twilio_emulator.engine import (
     API_VERSION,
     E164,
@@ -38,8 +40,11 @@ from devstack.twilio_emulator.scripts import CustomerScript, DeviceScript, SmsFa
 __all__ = ["build_app"]
 
 
-def build_app(emulator: Emulator) -> FastAPI:
+def build_app(emulator: Emulator, *, cors_origins: Sequence[str] = ()) -> FastAPI:
+    """``cors_origins``: the UIs whose browser phones may use the device API (default: any served
+    from this machine)."""
     app = FastAPI(title="Twilio emulator", openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_middleware(DeviceCors, origins=cors_origins)
     app.state.emulator = emulator
     base = f"/{API_VERSION}/Accounts/{{account}}"
     em = emulator
@@ -290,13 +295,20 @@ def build_app(emulator: Emulator) -> FastAPI:
 
     @app.get("/_emulator/devices/{identity}")
     async def get_device(identity: str) -> dict[str, Any]:
-        """The device's script and its incoming (ringing) calls, for a browser adapter to poll."""
+        """The device's script, its incoming (ringing) calls, and its browser registration (None
+        when no browser ever registered this identity)."""
         ringing = [
             {"call_sid": leg.sid, "parent_call_sid": leg.parent_sid, "from": leg.from_}
             for leg in em.calls.values()
             if leg.to == f"client:{identity}" and leg.status == "ringing" and not leg.ended.is_set()
         ]
-        return {"identity": identity, **em.scripts.device(identity).to_json(), "incoming": ringing}
+        browser = em.browsers.of(identity)
+        return {
+            "identity": identity,
+            **em.scripts.device(identity).to_json(),
+            "incoming": ringing,
+            "browser": None if browser is None else browser.to_json(),
+        }
 
     @app.post("/_emulator/numbers/{number}")
     async def set_number(number: str, request: Request) -> dict[str, Any]:
@@ -370,6 +382,8 @@ def build_app(emulator: Emulator) -> FastAPI:
         except (KeyError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"call_sid": leg.sid})
+
+    app.include_router(device_router(em))  # the browser phone's signalling (device_api.py)
 
     @app.api_route("/{rest:path}", methods=["GET", "POST", "DELETE"])
     async def anything_else(rest: str, request: Request) -> Response:

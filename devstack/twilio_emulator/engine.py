@@ -35,6 +35,7 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
+from devstack.twilio_emulator.devices import BrowserDevice, BrowserDevices
 from devstack.twilio_emulator.scripts import Behaviour, DeviceAction, Scripts, SmsFate
 from devstack.twilio_emulator.timeline import Timeline
 
@@ -177,6 +178,8 @@ class Emulator:
         self.auth_token = auth_token
         self.public_url = public_url.rstrip("/")
         self.credentials = {(account_sid, auth_token), *(api_keys or {}).items()}
+        self.api_keys = dict(api_keys or {})  # sid -> secret: they sign REST requests and access tokens
+        self.browsers = BrowserDevices()
         self.scripts = Scripts(demo_rules=demo_rules)
         self._demo_rules = demo_rules
         self.knobs = Knobs()
@@ -218,6 +221,7 @@ class Emulator:
         self.webhooks.clear()
         self.numbers.clear()
         self.scripts.reset()
+        self.browsers.reset()
         self.scripts.demo_rules = self._demo_rules
         self.knobs = Knobs()
         self.held_answers.clear()
@@ -735,6 +739,10 @@ class Emulator:
         return leg.answered.is_set() and not leg.ended.is_set()
 
     async def _run_device(self, leg: Leg, identity: str) -> None:
+        browser = self.browsers.of(identity)
+        if browser is not None:  # a browser registered this identity: it, not a script, decides
+            await self._ring_browser(leg, identity, browser)
+            return
         script = self.scripts.device(identity)
         leg.start_time = datetime.now(UTC)
         self._status(leg, "initiated")
@@ -766,6 +774,43 @@ class Emulator:
             leg.end_by = "agent"
             return
         await asyncio.Event().wait()  # connected until either side hangs up
+
+    async def _ring_browser(self, leg: Leg, identity: str, browser: BrowserDevice) -> None:
+        """Ring a registered browser phone: it accepts, rejects or hangs up through the device API
+        (``device_api.py``); a browser that stops polling is gone, and so is its call."""
+        leg.start_time = datetime.now(UTC)
+        self._status(leg, "initiated")
+        if not browser.online:
+            leg.timeline.add("agent_offline", leg.label, identity=identity, device="browser")
+            await asyncio.sleep(0.05)
+            leg.final_status = "no-answer"
+            return
+        self._status(leg, "ringing")
+        leg.timeline.add("agent_ringing", leg.label, identity=identity, device="browser")
+        leg.decision = asyncio.get_running_loop().create_future()
+        browser.call_sid = leg.sid
+        params = {"CallSid": leg.sid, "AccountSid": self.account_sid, "From": leg.from_, "To": leg.to}
+        browser.push("incoming", call_sid=leg.sid, parameters=params)
+        try:
+            if await leg.decision == "reject":
+                leg.timeline.add("agent_rejected", leg.label, identity=identity, device="browser")
+                leg.final_status = "busy"
+                leg.end_by = "agent"
+                return
+            leg.timeline.add("agent_answered", leg.label, identity=identity, device="browser")
+            self._answer_child(leg)
+            # Connected until either side hangs up, or the browser goes (its liveness is time-based).
+            while True:
+                await asyncio.sleep(0.25)
+                if not browser.online:
+                    break
+            leg.timeline.add("agent_device_gone", leg.label, identity=identity)
+            leg.end_by = "agent"
+        finally:
+            if browser.call_sid == leg.sid:
+                browser.call_sid = None
+            # What the SDK tells the browser when the other side ends it (ignored for a call it ended).
+            browser.push("disconnect" if leg.answered_mono is not None else "cancel", call_sid=leg.sid)
 
     async def _run_number(self, leg: Leg) -> None:
         script = self.scripts.customer(leg.to)

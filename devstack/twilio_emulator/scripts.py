@@ -1,7 +1,8 @@
 """What the people and phones at the far end do: customers by number, agent devices by identity.
 
 A customer (an E.164 number) is scripted by a :class:`CustomerScript`; an agent's browser phone
-(``client:agent-<id>``) by a :class:`DeviceScript`. Tests set them per number / identity through the
+(``client:agent-<id>``) by a :class:`DeviceScript` — until a real browser registers that identity
+(``devices.py``), which then decides for itself. Tests set them per number / identity through the
 control API; everything else follows the **demo rules** on the number's last digit, the same as the
 in-worker simulator's ``CallScript.standard()`` (``dialler/integrations/simulated.py``):
 

@@ -13,7 +13,9 @@ Event kinds (``leg`` says which leg: ``customer`` or ``agent`` / ``number``):
 ``ringing``, ``answered``, ``amd`` (``answered_by``), ``twiml`` (``url``), ``say_start`` /
 ``say_end`` (``text``), ``play_start`` / ``play_end`` (``url``), ``pause_start`` / ``pause_end``,
 ``dial`` (``to``), ``agent_ringing``, ``agent_answered``, ``agent_rejected``, ``agent_offline``,
-``agent_no_answer``, ``person_connected`` (the bridge), ``bridge_ended``, ``recording`` (``sid``),
+``agent_no_answer`` (``device``: ``browser`` when a registered browser phone took part),
+``agent_muted`` / ``agent_unmuted``, ``agent_device_gone`` (the browser stopped polling mid-call),
+``person_connected`` (the bridge), ``bridge_ended``, ``recording`` (``sid``),
 ``redirect``, ``hangup`` (``by``: customer, agent, caller, dial, api, twiml, end-of-twiml,
 application-error), ``bridge_ended`` (``by``: agent, caller, redirect, time-limit),
 ``ended`` (``status``).

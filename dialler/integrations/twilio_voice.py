@@ -17,7 +17,7 @@ from twilio.jwt.access_token.grants import VoiceGrant
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
-from dialler.config import Settings
+from dialler.config import Environment, Settings
 from dialler.integrations.twilio import CALL_STATUS_EVENTS
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "VOICE",
     "abandoned_message",
     "agent_identity",
+    "browser_phone_emulator_url",
     "announcement",
     "bridge_to_agent",
     "dial_customer",
@@ -73,6 +74,16 @@ def voice_access_token(settings: Settings, identity: str, ttl_s: int) -> str:
     token.add_grant(VoiceGrant(outgoing_application_sid=settings.twilio_twiml_app_sid, incoming_allow=True))
     jwt = token.to_jwt()
     return jwt.decode() if isinstance(jwt, bytes) else str(jwt)
+
+
+def browser_phone_emulator_url(settings: Settings) -> str | None:
+    """The local Twilio emulator the agent's browser phone registers with instead of Twilio
+    (``web/static/js/emulator_device.js``), or None: only outside production, and only when the SDK
+    is pointed at an emulator (production refuses ``twilio_api_base_url``, dialler/config.py). The
+    UI is told it, and the pages' Content-Security-Policy lets them connect to it."""
+    if settings.environment == Environment.PRODUCTION or not settings.twilio_api_base_url:
+        return None
+    return settings.twilio_api_base_url.rstrip("/")
 
 
 # --- TwiML ---------------------------------------------------------------------------------------

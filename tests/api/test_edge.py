@@ -196,6 +196,27 @@ async def test_production_sends_hsts_and_hides_the_api_docs(settings: Settings) 
     assert (enabled, development) == (200, 200)
 
 
+async def test_pages_may_connect_to_the_twilio_emulator_in_development_only(settings: Settings) -> None:
+    """The browser phone registers with the local emulator in development (emulator_device.js): the
+    pages may call its origin then, and never in production, whatever the settings say."""
+    emulated = settings.model_copy(update={"twilio_api_base_url": "http://127.0.0.1:4010/"})
+    async with app_client(emulated) as http:
+        development = (await http.get("/agent")).headers["Content-Security-Policy"]
+    async with app_client(emulated.model_copy(update={"environment": Environment.PRODUCTION})) as http:
+        production = (await http.get("/agent")).headers["Content-Security-Policy"]
+
+    connect = next(d for d in development.split("; ") if d.startswith("connect-src"))
+    assert connect.split() == [
+        "connect-src",
+        "'self'",
+        "https://*.twilio.com",
+        "wss://*.twilio.com",
+        "http://127.0.0.1:4010",
+    ]
+    assert development.replace(" http://127.0.0.1:4010", "") == CSP  # nothing else widened
+    assert production == CSP
+
+
 # Health -------------------------------------------------------------------------------------------
 
 

@@ -8,12 +8,15 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
 from dialler import clock
 from dialler.agents.models import Role
 from dialler.callbacks.models import Callback
+from dialler.calls.inbound import device_key
 from dialler.compliance import gates
-from dialler.config import Settings
+from dialler.config import Environment, Settings
+from dialler.integrations import twilio_voice
 from dialler.runtime import Stores
 from tests.support.api_agents import LoginAs
 
@@ -61,6 +64,38 @@ async def test_ui_config_derives_each_dispositions_fields_from_the_validator(
     assert rules["signed_on_call"]["needs_answered_call"] and not rules["no_answer"]["needs_answered_call"]
     assert config["break_reasons"] and config["telephony_mode"] == "simulated"
     assert config["features"] == {"callbacks_mine": True}
+    assert config["phone_emulator_url"] is None  # no Twilio emulator: no browser phone adapter
+
+
+class TestAgainstTheTwilioEmulator:
+    """Development with the SDK pointed at the local emulator: the browser phone registers there."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"twilio_api_base_url": "http://127.0.0.1:4010/"})
+
+    async def test_ui_config_names_the_emulator_to_the_browser_phone_but_never_in_production(
+        self, client: httpx.AsyncClient, login_as: LoginAs, settings: Settings
+    ) -> None:
+        agent = await login_as()
+
+        config = (await client.get("/api/v1/ui/config", headers=agent.headers)).json()
+
+        assert config["phone_emulator_url"] == "http://127.0.0.1:4010"
+        production = settings.model_copy(update={"environment": Environment.PRODUCTION})
+        assert twilio_voice.browser_phone_emulator_url(production) is None
+
+    async def test_a_phone_that_has_gone_is_not_ready_at_once(
+        self, client: httpx.AsyncClient, login_as: LoginAs, stores: Stores
+    ) -> None:
+        agent = await login_as()
+        key = device_key(stores.settings, agent.agent.id)
+
+        assert (await client.post("/api/v1/voice/device-ready", headers=agent.headers)).status_code == 204
+        ready = await stores.redis.exists(key)
+        assert (await client.delete("/api/v1/voice/device-ready", headers=agent.headers)).status_code == 204
+
+        assert ready and not await stores.redis.exists(key)
 
 
 async def test_live_state_is_a_conditional_get(client: httpx.AsyncClient, login_as: LoginAs) -> None:

@@ -230,6 +230,9 @@ async function nextCall(button) {
   cancelAutoNext();
   await busy(button, async () => {
     try {
+      // In progressive mode the session dials as soon as it is offered, and the customer may answer
+      // before this request returns: the phone takes the bridge when it rings.
+      if (S.voice && S.me && S.me.progressive_mode) S.voice.expect(null);
       const offered = await api.post("/agents/me/next-call");
       S.pacingPaused = null; // answered: not (or no longer) paused
       if (!offered.customer) {
@@ -292,7 +295,7 @@ async function hangUp(button) {
   showError($("#call-error"), null);
   await busy(button, async () => {
     try {
-      if (S.voice) S.voice.hangup();
+      if (S.voice) await S.voice.hangup();
       await api.post(`/calls/${encodeURIComponent(call.session_id)}/hangup`);
       S.live.now();
     } catch (error) {
@@ -318,10 +321,16 @@ function cancelAutoNext() {
 }
 
 // The server bridges an answered progressive call only to an agent whose screen says it is ready
-// (within 2 s of answer, or the call is abandoned): a heartbeat while auto-dial is on.
+// (within 2 s of answer, or the call is abandoned): a heartbeat while auto-dial is on. With a browser
+// phone, voice.js says so (and only while the phone is registered).
 const DEVICE_READY_EVERY_MS = 20_000;
 
+function phoneReady() {
+  return !S.voice || S.voice.ready();
+}
+
 function deviceReadyHeartbeat() {
+  if (S.voice) return;
   if (!autoDialling() || (S.deviceReadyAt && Date.now() - S.deviceReadyAt < DEVICE_READY_EVERY_MS)) return;
   S.deviceReadyAt = Date.now();
   api.post("/voice/device-ready").catch(() => { S.deviceReadyAt = null; });
@@ -336,7 +345,10 @@ function progressiveTick() {
   toggle.textContent = S.autoDial ? "Pause auto-dial" : "Resume auto-dial";
   const p = S.presence;
   let text = S.autoDial ? "Progressive mode: calls are taken and dialled for you." : "Auto-dial paused.";
-  if (autoDialling() && p && p.state === "available" && !S.call) {
+  if (autoDialling() && p && p.state === "available" && !S.call && !phoneReady()) {
+    cancelAutoNext(); // nobody is dialled for a phone that could not take the call
+    text = "Progressive mode: waiting for your phone to connect.";
+  } else if (autoDialling() && p && p.state === "available" && !S.call) {
     scheduleAutoNext(AUTO_NEXT_DELAY_S);
     const left = Math.ceil((S.autoNextAt - Date.now()) / 1000);
     text = `Progressive mode: next call in ${Math.max(0, left)} s.`;
@@ -352,7 +364,7 @@ function progressiveTick() {
     const left = S.autoNextAt ? Math.max(0, Math.ceil((S.autoNextAt - Date.now()) / 1000)) : 0;
     text = `${S.pacingPaused} Asking again in ${left} s.`;
   }
-  if (autoDialling() && S.call && S.call.state === "reserved" && !S.dialAsked.has(S.call.session_id)) {
+  if (autoDialling() && phoneReady() && S.call && S.call.state === "reserved" && !S.dialAsked.has(S.call.session_id)) {
     dial($("#dial"));
   }
   $("#progressive-text").classList.toggle("progressive-paused", pacingPaused);
@@ -763,17 +775,14 @@ async function main() {
     cancelAutoNext();
     progressiveTick();
   });
-  if (S.config.emulated_phone) {
-    // The Twilio emulator's scripted device answers for this browser: report it ready, as voice.js does.
-    const ready = () => api.post("/voice/device-ready").catch(() => {});
-    ready();
-    setInterval(ready, 30000);
-  } else if (S.config.telephony_mode === "twilio") {
+  if (S.config.telephony_mode === "twilio") {
+    // Twilio's SDK, or against the local emulator its adapter: voice.js runs the one flow on either.
     const { setupVoice } = await import("./voice.js");
     S.voice = setupVoice({
       status: $("#device-status"),
       mute: $("#mute"),
       onError: (error) => showError($("#call-error"), error),
+      config: S.config,
     });
   }
   S.sms = setupSms({ config: S.config, card: $("#sms-card"), body: $("#sms-body") });

@@ -224,7 +224,7 @@ export async function signOut() {
   location.assign("/");
 }
 
-async function send(path, { method = "GET", body, raw, rawType, etag, signal } = {}) {
+async function send(path, { method = "GET", body, raw, rawType, etag, signal, keepalive = false } = {}) {
   if (!session) {
     toSignIn();
     throw new ApiError(401, "unauthorized", "Not signed in.");
@@ -244,6 +244,7 @@ async function send(path, { method = "GET", body, raw, rawType, etag, signal } =
       body: raw !== undefined ? raw : body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
       signal,
+      keepalive, // a request that must outlive the page (sent from pagehide)
     });
   };
   let response = await attempt();

@@ -1,11 +1,13 @@
-// The agent's browser phone in `twilio` mode, with the Twilio Voice JS SDK (vendored, loaded only here).
+// The agent's browser phone in `twilio` mode: the Twilio Voice JS SDK (vendored, loaded only here)
+// against Twilio, or, in development against the local Twilio emulator, emulator_device.js (the same
+// Device/Call interface over the emulator's device API). One flow either way.
 //
 // How a call flows: the agent presses Call -> the API asks the call session to dial -> Twilio rings
 // the customer -> on answer our TwiML bridges the customer to this browser (<Client>agent_<id>) ->
 // the Device receives that call and, because the agent asked for it, accepts it. Hang up
 // disconnects here and tells the session. The access token is renewed before it expires
 // (tokenWillExpire); while registered the browser reports itself ready every 30 s (the server uses
-// that for progressive mode).
+// that for progressive mode), and says it has gone when the page closes.
 
 import * as api from "./api.js";
 import { announce, fill, h } from "./ui.js";
@@ -13,6 +15,8 @@ import { announce, fill, h } from "./ui.js";
 const SDK = "/static/vendor/twilio-voice-sdk/twilio.min.js";
 const READY_EVERY_MS = 30_000;
 const EXPECT_FOR_MS = 120_000;
+const HANGUP_WAIT_MS = 1000;
+const SETTLE_MS = 5000;
 
 function loadSdk() {
   if (window.Twilio && window.Twilio.Device) return Promise.resolve(window.Twilio);
@@ -25,7 +29,17 @@ function loadSdk() {
   });
 }
 
-export function setupVoice({ status, mute, onError }) {
+/** The Device constructor for this server: Twilio's, or the emulator adapter's in development. */
+async function deviceFactory(config) {
+  if (config.phone_emulator_url) {
+    const { Device } = await import("./emulator_device.js");
+    return (token, options) => new Device(token, { ...options, emulatorUrl: config.phone_emulator_url });
+  }
+  const Twilio = await loadSdk();
+  return (token, options) => new Twilio.Device(token, options);
+}
+
+export function setupVoice({ status, mute, onError, config }) {
   let device = null;
   let current = null; // the active Twilio Call
   let registered = false;
@@ -68,8 +82,8 @@ export function setupVoice({ status, mute, onError }) {
   async function connect() {
     show("Connecting your phone…");
     try {
-      const Twilio = await loadSdk();
-      device = new Twilio.Device(await token(), {
+      const makeDevice = await deviceFactory(config);
+      device = makeDevice(await token(), {
         closeProtection: "A call is in progress: leaving will end it.",
         codecPreferences: ["opus", "pcmu"],
         tokenRefreshMs: 60_000,
@@ -83,7 +97,7 @@ export function setupVoice({ status, mute, onError }) {
       });
       device.on("unregistered", () => {
         registered = false;
-        clearInterval(heartbeat);
+        clearInterval(heartbeat); // the readiness lapses with the last heartbeat (another tab may hold it)
         show("Phone offline", "warn");
       });
       device.on("error", fail);
@@ -104,6 +118,18 @@ export function setupVoice({ status, mute, onError }) {
   function ready() {
     api.post("/voice/device-ready").catch(() => {});
   }
+
+  // keepalive: still sent while the page closes, so progressive mode stops counting on this browser
+  // at once rather than when the last heartbeat runs out.
+  function gone() {
+    api.call("/voice/device-ready", { method: "DELETE", keepalive: true }).catch(() => {});
+  }
+
+  window.addEventListener("pagehide", () => {
+    if (!device) return;
+    gone();
+    device.destroy();
+  });
 
   function incoming(call) {
     // Only the call the agent asked for (or a progressive call) is taken; anything else is refused.
@@ -135,15 +161,25 @@ export function setupVoice({ status, mute, onError }) {
 
   return {
     ready: () => registered,
+    /** The agent asked for a call (sessionId, or null while the next customer is being taken). */
     expect(sessionId) {
-      expecting = { sessionId, until: Date.now() + EXPECT_FOR_MS };
+      expecting = { sessionId, at: Date.now(), until: Date.now() + EXPECT_FOR_MS };
     },
+    /** Hangs up this browser's leg; resolves once it has gone out (at most HANGUP_WAIT_MS), so that the
+     * phone, not the session's hang-up of the whole call, ends the agent's side first. */
     hangup() {
-      if (current) current.disconnect();
+      if (!current) return Promise.resolve();
+      const sent = Promise.resolve(current.disconnect());
+      return Promise.race([sent, new Promise((resolve) => setTimeout(resolve, HANGUP_WAIT_MS))]);
     },
     /** Follows the session: once it has ended, no audio may stay open. */
     sync(call) {
-      if (call && call.progressive && call.state !== "closed") this.expect(call.session_id);
+      // A live update requested before the agent asked may still say "no call": only a later one counts.
+      const settling = !call && expecting && Date.now() - expecting.at <= SETTLE_MS;
+      if (settling) return;
+      if (call && call.progressive && call.state !== "closed" && (!expecting || expecting.sessionId !== call.session_id)) {
+        this.expect(call.session_id);
+      }
       if ((!call || !["dialing", "ringing", "in_progress"].includes(call.state)) && current) {
         current.disconnect();
       }
