@@ -170,6 +170,9 @@ function returnedCallPop(inbound) {
   const last = customer && customer.recent_attempts.length ? customer.recent_attempts[0] : null;
   return [
     h("p", { class: "call-line call-ringing", id: "returned-call" }, `${who} is calling you back — answer your phone`),
+    ...(S.voice && S.voice.ringing()
+      ? [h("button", { type: "button", id: "answer-returned-call", class: "primary", onclick: () => S.voice.answer() }, "Answer")]
+      : []),
     h(
       "p",
       { class: "hint", id: "returned-call-last" },
@@ -783,6 +786,8 @@ async function main() {
       mute: $("#mute"),
       onError: (error) => showError($("#call-error"), error),
       config: S.config,
+      isReturnedCall: () => Boolean(S.inbound),
+      onRinging: renderCall,
     });
   }
   S.sms = setupSms({ config: S.config, card: $("#sms-card"), body: $("#sms-body") });

@@ -17,6 +17,9 @@ const READY_EVERY_MS = 30_000;
 const EXPECT_FOR_MS = 120_000;
 const HANGUP_WAIT_MS = 1000;
 const SETTLE_MS = 5000;
+// How long a call nobody asked for rings here before it is refused, unless the page knows it for a
+// customer ringing us back (the live view shows a returned call within a poll or two).
+const UNASKED_GRACE_MS = 5000;
 
 function loadSdk() {
   if (window.Twilio && window.Twilio.Device) return Promise.resolve(window.Twilio);
@@ -39,9 +42,10 @@ async function deviceFactory(config) {
   return (token, options) => new Twilio.Device(token, options);
 }
 
-export function setupVoice({ status, mute, onError, config }) {
+export function setupVoice({ status, mute, onError, config, isReturnedCall = () => false, onRinging = () => {} }) {
   let device = null;
   let current = null; // the active Twilio Call
+  let ringing = null; // a call the agent did not ask for, held while the page decides (a returned call)
   let registered = false;
   let expecting = null; // {sessionId, until}
   let heartbeat = null;
@@ -132,11 +136,33 @@ export function setupVoice({ status, mute, onError, config }) {
   });
 
   function incoming(call) {
-    // Only the call the agent asked for (or a progressive call) is taken; anything else is refused.
-    if (!expecting || Date.now() > expecting.until) {
-      call.reject();
+    if (expecting && Date.now() <= expecting.until) {
+      take(call);
       return;
     }
+    // Not asked for: a customer ringing us back is answered by the agent (the screen-pop is on the
+    // page); anything else is refused once the page has had a moment to learn of a returned call.
+    ringing = call;
+    show("Incoming call", "warn");
+    const gone = () => {
+      if (ringing === call) ringing = null;
+      onRinging();
+    };
+    call.on("cancel", gone);
+    call.on("disconnect", gone);
+    call.on("reject", gone);
+    setTimeout(() => {
+      if (ringing === call && !isReturnedCall()) {
+        ringing = null;
+        call.reject();
+        show(registered ? "Phone ready" : "Phone offline", registered ? "ok" : "warn");
+      }
+      onRinging();
+    }, UNASKED_GRACE_MS);
+    onRinging();
+  }
+
+  function take(call) {
     current = call;
     call.on("accept", () => {
       show("On the phone", "ok");
@@ -161,6 +187,15 @@ export function setupVoice({ status, mute, onError, config }) {
 
   return {
     ready: () => registered,
+    /** A call the agent did not ask for is ringing here (a returned call, to answer with a click). */
+    ringing: () => ringing !== null,
+    /** The agent answers the call ringing here. */
+    answer() {
+      if (!ringing) return;
+      const call = ringing;
+      ringing = null;
+      take(call);
+    },
     /** The agent asked for a call (sessionId, or null while the next customer is being taken). */
     expect(sessionId) {
       expecting = { sessionId, at: Date.now(), until: Date.now() + EXPECT_FOR_MS };
