@@ -150,7 +150,14 @@ async def test_a_customer_skipped_before_any_worker_ran_the_session_is_skipped_o
     outcome is still kept (202), and applied when a worker starts."""
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
-    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    # The API's first link to Temporal (through the test's proxy, served by this test's event loop) may
+    # have timed out while the fixtures above held the loop: as a client should, honour Retry-After.
+    for _ in range(10):
+        answer = await http.post("/api/v1/agents/me/next-call", headers=headers)
+        if answer.status_code != 503:
+            break
+        await asyncio.sleep(float(answer.headers["Retry-After"]))
+    offered = answer.json()
     session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
 
     skipped = await http.post(
