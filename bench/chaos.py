@@ -64,6 +64,7 @@ FAULT_KINDS = (
     "replica_outage",
 )
 APP = ("api", "worker", "publisher")
+SESSION_LIMIT_S = 300.0  # an agent gives up on a session that has not moved on in this long
 PASSWORD = "chaos-agent-password-1"
 TEXT = "Hello from RMC Claims about your claim. Reply STOP to opt out."
 # After answered calls: what the agent records (weights), callback_requested with a time in 2-4 min.
@@ -92,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cdc-writes-per-s", type=float, default=1.0)
     p.add_argument("--text-share", type=float, default=0.1, help="share of calls after which the agent texts")
     p.add_argument("--api-workers", type=int, default=1)
+    p.add_argument(
+        "--rebuild-interval-s", type=int, default=900, help="DIALLER_QUEUE_REBUILD_INTERVAL_S (the scheduled rebuild)"
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="run directory (default .run/chaos/<time>)")
     p.add_argument("--keep", action="store_true", help="keep the PostgreSQL database and the run directory")
@@ -230,6 +234,8 @@ async def bring_up(args: argparse.Namespace, run_dir: Path, log: Log) -> Stack:
         telephony_mode="twilio",
         twilio_api_base_url=f"http://127.0.0.1:{emulator_port}",
         lease_ttl_s=args.lease_ttl_s,
+        queue_rebuild_interval_s=args.rebuild_interval_s,
+        rebuild_processes=1,
         login_max_attempts=1000,
         publisher_metrics_port=0,
         log_level="WARNING",
@@ -441,41 +447,60 @@ async def state_of(i: int, client: Client, log: Log, sid: str) -> dict[str, Any]
     return r.json() if r.status_code == 200 else None
 
 
-async def wait_state(
-    i: int, client: Client, log: Log, sid: str, states: set[str], within: float
-) -> dict[str, Any] | None:
-    deadline = time.monotonic() + within
-    view = None
-    while time.monotonic() < deadline:
-        view = await state_of(i, client, log, sid)
-        if view is not None and view["state"] in states:
-            return view
-        await asyncio.sleep(0.5)
-    return view
-
-
 async def work_session(
     i: int, client: Client, log: Log, rng: random.Random, sid: str, user_id: int | None, args: argparse.Namespace | None
 ) -> None:
-    view = await state_of(i, client, log, sid)
-    state = view["state"] if view else "reserved"
-    if state == "reserved":
-        await call(client, log, "dial", "POST", f"/api/v1/calls/{sid}/dial", i, session_id=sid, user_id=user_id)
-        view = await wait_state(i, client, log, sid, {"in_progress", "ended", "wrap_up", "closed"}, 90)
-    if view is not None and view["state"] == "in_progress":
-        await asyncio.sleep(rng.uniform(0.5, 2.0))  # the conversation
-        await call(client, log, "hangup", "POST", f"/api/v1/calls/{sid}/hangup", i, session_id=sid, user_id=user_id)
-        view = await wait_state(i, client, log, sid, {"wrap_up", "closed"}, 90)
-    if view is None or view["state"] != "wrap_up":
-        log.write("session_left", agent=i, session_id=sid, user_id=user_id, state=view["state"] if view else None)
-        return
-    answered = bool(view.get("answered"))
+    """Take the call from wherever it stands to its outcome, as an agent at the workspace would: dial
+    when reserved, talk and hang up when live, record the outcome in wrap-up. A request that fails
+    (the API restarting, Temporal down) is tried again on the next look; after SESSION_LIMIT_S the
+    agent gives up on this session (logged: the session is stuck, not the agent's doing)."""
+    deadline = time.monotonic() + SESSION_LIMIT_S
+    last_act = 0.0
+    talked = False
+    state = None
+    while time.monotonic() < deadline:
+        view = await state_of(i, client, log, sid)
+        if view is None:
+            await asyncio.sleep(1)
+            continue
+        state = view["state"]
+        acting = time.monotonic() - last_act > 2
+        if state == "reserved" and acting:
+            last_act = time.monotonic()
+            await call(client, log, "dial", "POST", f"/api/v1/calls/{sid}/dial", i, session_id=sid, user_id=user_id)
+        elif state == "in_progress" and acting:
+            if not talked:
+                await asyncio.sleep(rng.uniform(0.5, 2.0))  # the conversation
+                talked = True
+            last_act = time.monotonic()
+            await call(client, log, "hangup", "POST", f"/api/v1/calls/{sid}/hangup", i, session_id=sid, user_id=user_id)
+        elif state == "wrap_up":
+            await record_outcome(i, client, log, rng, sid, user_id, bool(view.get("answered")), args)
+            return
+        elif state == "closed":
+            log.write("session_left", agent=i, session_id=sid, user_id=user_id, state=state)
+            return
+        await asyncio.sleep(0.5)
+    log.write("session_stuck", agent=i, session_id=sid, user_id=user_id, state=state)
+    await asyncio.sleep(5)
+
+
+async def record_outcome(
+    i: int,
+    client: Client,
+    log: Log,
+    rng: random.Random,
+    sid: str,
+    user_id: int | None,
+    answered: bool,
+    args: argparse.Namespace | None,
+) -> None:
     choices = ANSWERED if answered else UNANSWERED
     disposition = rng.choices(list(choices), weights=list(choices.values()))[0]
     payload: dict[str, Any] = {"disposition": disposition}
     if disposition == "callback_requested":
         payload["callback_at"] = (datetime.now(UTC) + timedelta(seconds=rng.uniform(90, 180))).isoformat()
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + SESSION_LIMIT_S
     while time.monotonic() < deadline:
         r = await call(
             client, log, "outcome", "POST", f"/api/v1/calls/{sid}/outcome", i,
@@ -494,7 +519,7 @@ async def work_session(
 
 async def finish(i: int, client: Client, log: Log) -> None:
     """At the end: an agent still holding a customer finishes that call; one who cannot is stuck."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     rng = random.Random(i)
     while time.monotonic() < deadline:
         r = await call(client, log, "current", "GET", "/api/v1/calls/current", i)
@@ -505,7 +530,7 @@ async def finish(i: int, client: Client, log: Log) -> None:
             await work_session(i, client, log, rng, view["session_id"], view["user_id"], None)
         else:
             await asyncio.sleep(1)
-    log.write("agent_stuck", agent=i, why="still holding a customer 120 s after the run stopped")
+    log.write("agent_stuck", agent=i, why="still holding a customer 180 s after the run stopped")
 
 
 async def cdc_writer(stack: Stack, log: Log, floor: Floor, rate: float, users: int, seed: Any) -> None:
