@@ -512,7 +512,7 @@ async def record_outcome(
         await asyncio.sleep(1)
     if args is not None and user_id is not None and rng.random() < args.text_share:
         await call(
-            client, log, "text", "POST", f"/api/v1/customers/{user_id}/messages", i,
+            client, log, "text", "POST", f"/api/v1/sms/customers/{user_id}/messages", i,
             req={"json": {"text": TEXT}}, user_id=user_id,
         )  # fmt: skip
 
@@ -678,6 +678,23 @@ async def fill_queues(stack: Stack, admin: Client, log: Log) -> None:
     raise RuntimeError(f"the queues were not filled within 300 s: {r.text[:300]}")
 
 
+async def cdc_settled(admin: Client, log: Log, within_s: float = 90.0) -> None:
+    """Wait until the consumer has applied the writers' last changes: its applied count unchanged for
+    three looks two seconds apart (the publisher's lag under a second), or ``within_s``."""
+    deadline = time.monotonic() + within_s
+    seen: list[int] = []
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = await admin.request("GET", "/api/v1/cdc/status")
+        if r.status_code == 200:
+            status = r.json()
+            seen.append(status["records_applied"])
+            if len(seen) >= 3 and len(set(seen[-3:])) == 1 and (status.get("publisher_lag_s") or 0) < 1:
+                break
+        await asyncio.sleep(2)
+    log.write("cdc_settled", status=status)
+
+
 async def final_rebuild(stack: Stack, admin: Client, log: Log) -> dict[str, Any] | None:
     before = await admin.request("GET", "/api/v1/queues/rebuild/last")
     before_id = before.json().get("run_id") if before.status_code == 200 else None
@@ -785,7 +802,7 @@ async def run(args: argparse.Namespace) -> chaos_check.Report:
         log.write("stopping", assignments=floor.assignments)
         floor.stop.set()
         await asyncio.gather(*agents, writer, return_exceptions=True)
-        await asyncio.sleep(5)  # the last changes through CDC
+        await cdc_settled(admin, log)
         rebuild = await final_rebuild(stack, admin, log)
         final = await read_final(stack, admin, emails)
         final["drift"] = rebuild.get("drift") if rebuild else None
