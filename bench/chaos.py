@@ -384,12 +384,14 @@ async def call(
 @dataclass
 class Floor:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_supervising: bool = False  # set last: the processes are looked after until the very end
     assignments: int = 0
 
 
 async def agent_loop(i: int, stack: Stack, email: str, log: Log, floor: Floor, args: argparse.Namespace) -> None:
     rng = random.Random(f"{args.seed}-{i}")
     client = Client(stack.base_url, email)
+    client.recorded = set()  # type: ignore[attr-defined]
     try:
         while not floor.stop.is_set():
             try:
@@ -474,6 +476,8 @@ async def work_session(
                 talked = True
             last_act = time.monotonic()
             await call(client, log, "hangup", "POST", f"/api/v1/calls/{sid}/hangup", i, session_id=sid, user_id=user_id)
+        elif state == "wrap_up" and sid in client.recorded:  # type: ignore[attr-defined]
+            pass  # recorded (2xx) already: the session is closing; wait for it, never a second outcome
         elif state == "wrap_up":
             await record_outcome(i, client, log, rng, sid, user_id, bool(view.get("answered")), args)
             return
@@ -508,6 +512,8 @@ async def record_outcome(
             disposition=disposition, callback_at=payload.get("callback_at"),
         )  # fmt: skip
         if r is not None and r.status_code < 500:
+            if r.status_code < 300:
+                client.recorded.add(sid)  # type: ignore[attr-defined]
             break
         await asyncio.sleep(1)
     if args is not None and user_id is not None and rng.random() < args.text_share:
@@ -629,14 +635,14 @@ async def recovered(log_path: Path, since: float, timeout: float, log: Log) -> N
         await asyncio.sleep(0.5)
 
 
-async def chaos_loop(stack: Stack, log: Log, floor: Floor, args: argparse.Namespace, end_at: float) -> None:
+async def chaos_loop(stack: Stack, log: Log, floor: Floor, args: argparse.Namespace) -> None:
     rng = random.Random(f"faults-{args.seed}")
     kinds = [k for k in args.kinds.split(",") if k]
     left = {k: args.faults_each for k in kinds}
-    while not floor.stop.is_set() and any(left.values()) and time.monotonic() < end_at:
+    # Every planned fault is injected, even past --minutes (the agents work on until the last has
+    # been recovered from); --minutes is the least the agents work.
+    while not floor.stop.is_set() and any(left.values()):
         await asyncio.sleep(rng.uniform(*args.gap_s))
-        if time.monotonic() >= end_at:
-            break
         pool = [k for k, n in left.items() if n > 0]
         kind = rng.choice(pool)
         left[kind] -= 1
@@ -656,9 +662,33 @@ async def supervise(stack: Stack, floor: Floor, log: Log) -> None:
             log.write("supervisor", line=line)
         out.seek(0)
         out.truncate()
-        if floor.stop.is_set() and floor.stop_supervising:  # type: ignore[attr-defined]
+        if floor.stop.is_set() and floor.stop_supervising:
             return
         await asyncio.sleep(0.3)
+
+
+async def rebuild_watch(admin: Client, log: Log, floor: Floor) -> None:
+    """Log every rebuild's report as it appears (the scheduled ones and the harness's): the checker
+    holds each to drift 0, except the first after a Redis flush, which refills what the flush lost."""
+    seen: str | None = None
+    while not floor.stop_supervising:
+        with contextlib.suppress(httpx.HTTPError):
+            r = await admin.request("GET", "/api/v1/queues/rebuild/last")
+            if r.status_code == 200 and r.json().get("run_id") != seen:
+                seen = r.json().get("run_id")
+                log_rebuild(log, r.json())
+        await asyncio.sleep(2)
+
+
+def log_rebuild(log: Log, report: dict[str, Any]) -> None:
+    log.write(
+        "rebuild_report",
+        run_id=report.get("run_id"),
+        trigger=report.get("trigger"),
+        fill=report.get("fill"),
+        drift_total=report.get("drift_total"),
+        drift=report.get("drift"),
+    )
 
 
 async def admin_client(stack: Stack, email: str) -> Client:
@@ -695,11 +725,11 @@ async def cdc_settled(admin: Client, log: Log, within_s: float = 90.0) -> None:
     log.write("cdc_settled", status=status)
 
 
-async def final_rebuild(stack: Stack, admin: Client, log: Log) -> dict[str, Any] | None:
+async def final_rebuild(stack: Stack, admin: Client, log: Log, purpose: str) -> dict[str, Any] | None:
     before = await admin.request("GET", "/api/v1/queues/rebuild/last")
     before_id = before.json().get("run_id") if before.status_code == 200 else None
     r = await admin.request("POST", "/api/v1/queues/rebuild")
-    log.write("rebuild_start", status=r.status_code, purpose="final drift check")
+    log.write("rebuild_start", status=r.status_code, purpose=purpose)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         last = await admin.request("GET", "/api/v1/queues/rebuild/last")
@@ -787,36 +817,44 @@ async def run(args: argparse.Namespace) -> chaos_check.Report:
     log.write("start", args={k: str(v) for k, v in vars(args).items()})
     stack = await bring_up(args, out, log)
     floor = Floor()
-    floor.stop_supervising = False  # type: ignore[attr-defined]
+    watcher: asyncio.Task[None] | None = None
     supervisor = asyncio.create_task(supervise(stack, floor, log))
     try:
         emails, admin_email = await create_people(stack, args.agents)
         admin = await admin_client(stack, admin_email)
         await fill_queues(stack, admin, log)
+        watcher = asyncio.create_task(rebuild_watch(await admin_client(stack, admin_email), log, floor))
         end_at = time.monotonic() + args.minutes * 60
         agents = [asyncio.create_task(agent_loop(i, stack, e, log, floor, args)) for i, e in enumerate(emails)]
         writer = asyncio.create_task(cdc_writer(stack, log, floor, args.cdc_writes_per_s, args.users, args.seed))
-        await chaos_loop(stack, log, floor, args, end_at)
+        await chaos_loop(stack, log, floor, args)
         while time.monotonic() < end_at:
             await asyncio.sleep(1)
         log.write("stopping", assignments=floor.assignments)
         floor.stop.set()
         await asyncio.gather(*agents, writer, return_exceptions=True)
         await cdc_settled(admin, log)
-        rebuild = await final_rebuild(stack, admin, log)
+        # A first rebuild refills what a late Redis flush lost (one after a flush is exempt from the
+        # drift rule); the second, after CDC has settled again, is the drift check proper.
+        settle = await final_rebuild(stack, admin, log, "settle")
+        if settle:
+            log_rebuild(log, settle)
+        await cdc_settled(admin, log)
+        rebuild = await final_rebuild(stack, admin, log, "final drift check")
+        if rebuild:
+            log_rebuild(log, rebuild)
         final = await read_final(stack, admin, emails)
         final["drift"] = rebuild.get("drift") if rebuild else None
-        final["drift_total"] = (
-            sum(d.get("added", 0) + d.get("removed", 0) + d.get("rescored", 0) for d in rebuild["drift"].values())
-            if rebuild and isinstance(rebuild.get("drift"), dict)
-            else None
-        )
+        final["drift_total"] = rebuild.get("drift_total") if rebuild else None
+        final["rebuild_run_id"] = rebuild.get("run_id") if rebuild else None
         log.write("final", **final)
         await admin.aclose()
     finally:
         floor.stop.set()
-        floor.stop_supervising = True  # type: ignore[attr-defined]
+        floor.stop_supervising = True
         await asyncio.gather(supervisor, return_exceptions=True)
+        if watcher is not None:
+            await asyncio.gather(watcher, return_exceptions=True)
         await tear_down(stack, args.keep)
         log.close()
     report = chaos_check.check(chaos_check.read_log(out / "chaos.jsonl"))

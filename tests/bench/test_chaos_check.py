@@ -228,3 +228,28 @@ def test_a_fault_never_recovered_from_is_reported() -> None:
     (recovery,) = report.recoveries
     assert recovery.seconds is None
     assert report.to_json()["recovery"]["kill_api"]["never_recovered"] == 1
+
+
+def _rebuild(t: float, run_id: str, drift_total: int) -> dict[str, Any]:
+    return {"ev": "rebuild_report", "t": t, "run_id": run_id, "trigger": "schedule", "drift_total": drift_total}
+
+
+def test_a_rebuild_during_the_run_that_corrects_the_queues_is_a_violation_of_d() -> None:
+    log = clean_log()
+    log.insert(-1, _rebuild(15.0, "r1", 2))
+    log.insert(-1, _rebuild(16.0, "r1", 2))  # the same report seen twice is one rebuild
+    found = violations(log)
+    assert list(found) == ["d"]
+    assert found["d"] == ["rebuild r1 (schedule) drift 2: None"]
+
+
+def test_the_first_rebuild_after_a_redis_flush_refills_and_is_not_drift() -> None:
+    log = clean_log()
+    log.insert(-1, {"ev": "fault_start", "t": 13.0, "kind": "flush_redis"})
+    log.insert(-1, {"ev": "fault_end", "t": 13.0, "kind": "flush_redis", "started": 13.0})
+    log.insert(-1, _rebuild(15.0, "r1", 150))  # refills what the flush lost
+    report = check(log)
+    assert report.violations == []
+    assert report.refilled == 150
+    log.insert(-1, _rebuild(18.0, "r2", 1))  # the next one must find nothing to correct
+    assert list(violations(log)) == ["d"]
