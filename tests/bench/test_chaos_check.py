@@ -230,26 +230,36 @@ def test_a_fault_never_recovered_from_is_reported() -> None:
     assert report.to_json()["recovery"]["kill_api"]["never_recovered"] == 1
 
 
-def _rebuild(t: float, run_id: str, drift_total: int) -> dict[str, Any]:
-    return {"ev": "rebuild_report", "t": t, "run_id": run_id, "trigger": "schedule", "drift_total": drift_total}
+def _rebuild(t: float, run_id: str, drift_total: int, trigger: str = "schedule") -> dict[str, Any]:
+    return {"ev": "rebuild_report", "t": t, "run_id": run_id, "trigger": trigger, "drift_total": drift_total}
 
 
-def test_a_rebuild_during_the_run_that_corrects_the_queues_is_a_violation_of_d() -> None:
+def test_a_rebuild_after_the_run_that_corrects_the_queues_is_a_violation_of_d() -> None:
     log = clean_log()
-    log.insert(-1, _rebuild(15.0, "r1", 2))
-    log.insert(-1, _rebuild(16.0, "r1", 2))  # the same report seen twice is one rebuild
+    log.insert(-1, {"ev": "stopping", "t": 14.0})
+    log.insert(-1, _rebuild(15.0, "r1", 2, trigger="supervisor"))
+    log.insert(-1, _rebuild(16.0, "r1", 2, trigger="supervisor"))  # the same report seen twice is one rebuild
     found = violations(log)
     assert list(found) == ["d"]
-    assert found["d"] == ["rebuild r1 (schedule) drift 2: None"]
+    assert found["d"] == ["rebuild r1 after the run drift 2: None"]
+
+
+def test_drift_during_the_run_is_reported_not_judged() -> None:
+    log = clean_log()
+    log.insert(-1, _rebuild(8.0, "r0", 3))  # CDC held back by a fault: lag and loss look alike here
+    report = check(log)
+    assert report.violations == []
+    assert report.drift_during_run == [{"run_id": "r0", "t": 8.0, "drift_total": 3}]
 
 
 def test_the_first_rebuild_after_a_redis_flush_refills_and_is_not_drift() -> None:
     log = clean_log()
     log.insert(-1, {"ev": "fault_start", "t": 13.0, "kind": "flush_redis"})
     log.insert(-1, {"ev": "fault_end", "t": 13.0, "kind": "flush_redis", "started": 13.0})
-    log.insert(-1, _rebuild(15.0, "r1", 150))  # refills what the flush lost
+    log.insert(-1, {"ev": "stopping", "t": 14.0})
+    log.insert(-1, _rebuild(15.0, "r1", 150, trigger="supervisor"))  # refills what the flush lost
     report = check(log)
     assert report.violations == []
     assert report.refilled == 150
-    log.insert(-1, _rebuild(18.0, "r2", 1))  # the next one must find nothing to correct
+    log.insert(-1, _rebuild(18.0, "r2", 1, trigger="supervisor"))  # the next one must find nothing to correct
     assert list(violations(log)) == ["d"]

@@ -10,6 +10,8 @@ would run it; it starts and stops everything by PID. The full run and its number
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +38,8 @@ def test_short_chaos_run_finds_no_violation_and_recovers_from_every_fault(tmp_pa
     )
     events = read_log(out / "chaos.jsonl")
     report = check(events)
+    if not report.ok or run.returncode != 0:  # keep the evidence: pytest's tmp dirs are rotated away
+        shutil.copytree(out, ROOT / ".run" / "chaos" / f"short-failed-{os.getpid()}", dirs_exist_ok=True)
     details = "\n".join(str(v) for v in report.violations) or run.stderr[-3000:]
     assert run.returncode == 0, details
     assert {i: report.count(i) for i in INVARIANTS} == dict.fromkeys(INVARIANTS, 0), details
