@@ -238,6 +238,7 @@ async def bring_up(args: argparse.Namespace, run_dir: Path, log: Log) -> Stack:
         rebuild_processes=1,
         login_max_attempts=1000,
         publisher_metrics_port=0,
+        worker_metrics_address=f"127.0.0.1:{services.free_port()}",  # never the default's fixed port
         log_level="WARNING",
     )
     settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
