@@ -907,6 +907,11 @@ async def run(args: argparse.Namespace) -> chaos_check.Report:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # asyncio.run cancels the run: its finally stops everything by PID
+
+    signal.signal(signal.SIGTERM, interrupted)
     report = asyncio.run(run(args))
     print(json.dumps(report.to_json(), indent=2))
     return 0 if report.ok else 1
