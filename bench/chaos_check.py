@@ -226,6 +226,7 @@ def _outcomes(events: list[dict[str, Any]], final: dict[str, Any], report: Repor
         if e["ev"] == "outcome" and _ok(e):
             accepted.setdefault(e["session_id"], e)  # a retry answered 2xx is the same outcome
     report.outcomes_2xx = len(accepted)
+    latest_callback = _latest_callbacks(accepted.values())
     for sid, e in accepted.items():
         found = rows.get(sid, [])
         if len(found) != 1:
@@ -245,12 +246,24 @@ def _outcomes(events: list[dict[str, Any]], final: dict[str, Any], report: Repor
                     "b", f"session {sid} ({e['disposition']}): do-not-call has customer {dnc_users[e['user_id']]}×"
                 )
             )
-        if e["disposition"] == CALLBACK:
+        if e["disposition"] == CALLBACK and sid == latest_callback.get(e["user_id"]):
             booked = [cb for cb in callbacks_by_user[e["user_id"]] if _same_instant(cb["due_at"], e["callback_at"])]
             if len(booked) != 1:
                 report.violations.append(
                     Violation("b", f"session {sid}: callback booked on the call is in callbacks {len(booked)}×")
                 )
+
+
+def _latest_callbacks(accepted: Iterable[dict[str, Any]]) -> dict[Any, str]:
+    """Per customer, the session of the last callback booked. A callback booked on the call that
+    answered an earlier callback moves that customer's one callback (one live callback per customer,
+    workflow id callback-<user id>): the mirror then holds the later time, and the earlier booking is
+    superseded, not lost."""
+    latest: dict[Any, tuple[float, str]] = {}
+    for e in accepted:
+        if e["disposition"] == CALLBACK and (e["user_id"] not in latest or e["t"] > latest[e["user_id"]][0]):
+            latest[e["user_id"]] = (e["t"], e["session_id"])
+    return {user: sid for user, (_, sid) in latest.items()}
 
 
 def _same_instant(a: str, b: str) -> bool:
@@ -270,14 +283,15 @@ def _callbacks(events: list[dict[str, Any]], final: dict[str, Any], report: Repo
     seen: set[str] = set()
     from datetime import datetime
 
+    latest = _latest_callbacks(e for e in events if e["ev"] == "outcome" and _ok(e))
     for e in events:
         if e["ev"] != "outcome" or not _ok(e) or e.get("disposition") != CALLBACK or e["session_id"] in seen:
             continue
         seen.add(e["session_id"])
         report.callbacks_booked += 1
         due = datetime.fromisoformat(e["callback_at"]).timestamp()  # a real instant (the shift is for hours only)
-        if due > end_wall - CALLBACK_SLACK_S:
-            continue  # not due yet when the run ended
+        if due > end_wall - CALLBACK_SLACK_S or e["session_id"] != latest.get(e["user_id"]):
+            continue  # not due yet when the run ended, or moved by a later booking
         mine = [cb for cb in by_user[e["user_id"]] if _same_instant(cb["due_at"], e["callback_at"])]
         if not mine:
             continue  # reported under (b)

@@ -263,3 +263,15 @@ def test_the_first_rebuild_after_a_redis_flush_refills_and_is_not_drift() -> Non
     assert report.refilled == 150
     log.insert(-1, _rebuild(18.0, "r2", 1, trigger="supervisor"))  # the next one must find nothing to correct
     assert list(violations(log)) == ["d"]
+
+
+def test_a_callback_moved_by_a_later_booking_is_superseded_not_lost() -> None:
+    log = clean_log()
+    later = "2026-12-09T11:20:00+00:00"
+    # On the callback call (s4) the customer asks for another time: their one callback moves.
+    log[10] = {**log[10], "disposition": "callback_requested", "callback_at": later}
+    final(log)["call_outcomes"][3]["disposition"] = "callback_requested"
+    final(log)["callbacks"] = [{"user_id": 10, "status": "completed", "due_at": later, "source": "call"}]
+    assert violations(log) == {}
+    final(log)["callbacks"] = [{"user_id": 10, "status": "completed", "due_at": CB_AT, "source": "call"}]
+    assert list(violations(log)) == ["b"]  # the latest booking is the one that must be there
