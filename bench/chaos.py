@@ -180,9 +180,36 @@ def _env_of(values: dict[str, Any]) -> dict[str, str]:
 
 
 async def bring_up(args: argparse.Namespace, run_dir: Path, log: Log) -> Stack:
+    """Start everything; on a failure part-way, stop what was started and drop the database."""
     unique = uuid.uuid4().hex[:8]
     svc = services.ProcessGroup(run_dir / "services", die_with_parent=True)
     app = services.ProcessGroup(run_dir / "app", die_with_parent=True)
+    try:
+        return await _bring_up(args, run_dir, log, unique, svc, app)
+    except BaseException:
+        app.stop_all()
+        svc.stop_all()
+        await _drop_database(f"chaos_{unique}")
+        raise
+
+
+async def _drop_database(name: str) -> None:
+    admin = create_async_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+async def _bring_up(
+    args: argparse.Namespace,
+    run_dir: Path,
+    log: Log,
+    unique: str,
+    svc: services.ProcessGroup,
+    app: services.ProcessGroup,
+) -> Stack:
 
     redis_port = services.free_port()
     (run_dir / "redis").mkdir(parents=True, exist_ok=True)
@@ -845,10 +872,7 @@ async def tear_down(stack: Stack, keep: bool) -> None:
     await stack.proxy.close()
     stack.services.stop_all()
     if not keep:
-        admin = create_async_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{stack.pg_name}" WITH (FORCE)'))
-        await admin.dispose()
+        await _drop_database(stack.pg_name)
 
 
 async def run(args: argparse.Namespace) -> chaos_check.Report:
