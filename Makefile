@@ -8,7 +8,7 @@ INSTALL_LOG := .run/install.log
 # $(call step,what,command): run command quietly, logging its output; print one line.
 step = { mkdir -p .run && printf '%s\n' "$(1)..." && { ( $(2) ) >>$(INSTALL_LOG) 2>&1 || { echo "$(1) failed: see $(INSTALL_LOG)" >&2; exit 1; }; }; }
 
-.PHONY: run demo test lint fmt fuzz bench bench-reports down clean deps system-deps bytecode lock
+.PHONY: run demo test lint fmt fuzz bench bench-reports chaos down clean deps system-deps bytecode lock
 
 # Installs are reproducible: the exact versions (and hashes) of requirements-dev.lock, then our own
 # package without resolving anything again. `make lock` after changing pyproject.toml's dependencies.
@@ -63,6 +63,12 @@ fuzz: deps system-deps
 # p95 per report and period, and the 90-day CSVs (docs/PERFORMANCE.md). BENCH_ARGS="--scale 0.25" for less.
 bench-reports: deps
 	$(BIN)/python bench/reports.py $(BENCH_ARGS)
+
+# The chaos run (docs/RELIABILITY.md): the product on services of its own under simulated agents while
+# processes are SIGKILLed, Temporal restarts, the worker pauses, Redis is flushed and the replica is cut;
+# then the invariant checker. Full size by default; CHAOS_ARGS="--agents 4 --minutes 10 --faults-each 3" for less.
+chaos: deps system-deps bytecode
+	$(BIN)/python bench/chaos.py --agents 8 --users 20000 --minutes 240 --faults-each 20 $(CHAOS_ARGS)
 
 lint: deps
 	$(BIN)/ruff format --check .
