@@ -8,7 +8,7 @@ INSTALL_LOG := .run/install.log
 # $(call step,what,command): run command quietly, logging its output; print one line.
 step = { mkdir -p .run && printf '%s\n' "$(1)..." && { ( $(2) ) >>$(INSTALL_LOG) 2>&1 || { echo "$(1) failed: see $(INSTALL_LOG)" >&2; exit 1; }; }; }
 
-.PHONY: run demo test lint fmt fuzz bench bench-reports chaos down clean deps system-deps bytecode lock
+.PHONY: run demo test lint fmt fuzz bench bench-reports bench-pacing chaos down clean deps system-deps bytecode lock
 
 # Installs are reproducible: the exact versions (and hashes) of requirements-dev.lock, then our own
 # package without resolving anything again. `make lock` after changing pyproject.toml's dependencies.
@@ -63,6 +63,11 @@ fuzz: deps system-deps
 # p95 per report and period, and the 90-day CSVs (docs/PERFORMANCE.md). BENCH_ARGS="--scale 0.25" for less.
 bench-reports: deps
 	$(BIN)/python bench/reports.py $(BENCH_ARGS)
+
+# The pacing simulator (docs/PACING.md): progressive against predictive on the product's pacing
+# functions, 10,000 agent-hours per configuration, and the plot. BENCH_ARGS="--agent-hours 1000" for less.
+bench-pacing: deps
+	$(BIN)/python bench/pacing_sim.py --plot docs/pacing.png $(BENCH_ARGS)
 
 # The chaos run (docs/RELIABILITY.md): the product on services of its own under simulated agents while
 # processes are SIGKILLed, Temporal restarts, the worker pauses, Redis is flushed and the replica is cut;
