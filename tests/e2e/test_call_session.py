@@ -1,5 +1,5 @@
 """A call from next-call to outcome, on the real API, worker, Temporal, PostgreSQL, Redis and MariaDB,
-with simulated telephony going through the signed Twilio webhooks."""
+with the Twilio emulator posting the signed Twilio webhooks."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from devstack import services
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, presence_key, set_presence
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
 from dialler.calls.service import take_next_call
-from dialler.integrations.simulated import SimulatedTelephony
+from dialler.integrations.twilio import TwilioTelephony
 from dialler.queues.engine import QueueEntry
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
@@ -137,7 +138,8 @@ async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
     worker: Worker,
     stores: Stores,
     replica_url: str,
-    telephony: SimulatedTelephony,
+    telephony: TwilioTelephony,
+    emulator: EmulatorClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The carrier may post the call's final status before it answers our hang-up request: the end
@@ -146,7 +148,7 @@ async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
 
     async def hangup_answered_after_the_status(call_sid: str) -> None:
         await hang_up(call_sid)
-        await telephony.wait_ended(call_sid)
+        await asyncio.to_thread(emulator.wait_ended, call_sid)
 
     monkeypatch.setattr(telephony, "hangup", hangup_answered_after_the_status)
     await queue_one_customer(stores, replica_url)
@@ -160,7 +162,7 @@ async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
 
 
 async def test_a_worker_without_the_sandbox_runs_a_call_to_its_outcome(
-    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: SimulatedTelephony
+    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: TwilioTelephony
 ) -> None:
     """``DIALLER_WORKFLOW_SANDBOX=false`` (a production worker saving CPU) runs the same sessions."""
     unsandboxed = dataclasses.replace(stores, settings=stores.settings.model_copy(update={"workflow_sandbox": False}))
@@ -340,7 +342,7 @@ async def test_a_preview_not_dialled_within_the_limit_puts_the_customer_back_wit
     worker: Worker,
     stores: Stores,
     replica_url: str,
-    telephony: SimulatedTelephony,
+    emulator: EmulatorClient,
 ) -> None:
     """An agent cannot hold a customer on screen indefinitely: after the preview limit the customer is
     back in their queue, nothing was dialled or counted, and no text went out."""
@@ -364,7 +366,7 @@ async def test_a_preview_not_dialled_within_the_limit_puts_the_customer_back_wit
     result = await asyncio.wait_for(handle.result(), 30)
 
     assert result.disposition == "no_outcome"
-    assert telephony.calls == {}  # never dialled
+    assert await asyncio.to_thread(emulator.calls) == []  # never dialled
     assert await engine.lease_of(lease.user_id) is None
     assert (await engine.position(lease.user_id))[0] == "unsigned"
     async with stores.postgres.connect() as conn:
@@ -453,7 +455,7 @@ async def test_a_second_open_session_for_the_same_customer_is_refused(
 
 
 async def test_worker_killed_mid_call_loses_nothing(
-    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: SimulatedTelephony
+    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: TwilioTelephony
 ) -> None:
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
