@@ -7,8 +7,10 @@ import asyncio
 import base64
 import dataclasses
 import json
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,6 +34,7 @@ from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.journeys import in_state, talk_then_hang_up
 from tests.support.live_api import eventually, login
+from tests.support.worker_process import start_worker
 from workers.worker import build_worker
 from workflows.call_session import CallSessionWorkflow
 
@@ -455,18 +458,38 @@ async def test_a_second_open_session_for_the_same_customer_is_refused(
 
 
 async def test_worker_killed_mid_call_loses_nothing(
-    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: TwilioTelephony
+    http: httpx.AsyncClient,
+    temporal_client: Client,
+    stores: Stores,
+    replica_url: str,
+    telephony: TwilioTelephony,
+    emulator: EmulatorClient,
+    tmp_path: Path,
 ) -> None:
+    """The worker process is SIGKILLed while the customer and the agent talk: the call stays up at
+    Twilio (the emulator, its own process, as Twilio would), the agent's screen still shows it, her
+    hang-up lands, and a new worker hangs the call up at Twilio and takes the session to its outcome."""
+    emulator.script("*", behaviour="answer", answer_after_s=0.3, hangup_after_s=None)
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
     task_queue = stores.settings.temporal_task_queue
-    async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
+    process = start_worker(stores.settings, tmp_path / "worker.log")
+    try:
         offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
         session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
         await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)
-        await eventually(lambda: in_state(http, headers, session_id, "in_progress"))
-    # The worker is gone. The agent's screen still shows the call (the session's view, not a query that
-    # needs a worker), and the carrier's callbacks and the agent's clicks still land (as signals).
+        await eventually(lambda: in_state(http, headers, session_id, "in_progress"), within=60)
+        [call] = [c for c in await asyncio.to_thread(emulator.calls) if not c["parent_call_sid"]]
+        await asyncio.to_thread(emulator.wait_for, call["sid"], "person_connected")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(process.wait, 10)
+    assert process.returncode == -signal.SIGKILL
+    # The worker is gone; the call is not. The agent's screen still shows it (the session's view, not a
+    # query that needs a worker), and the carrier's callbacks and the agent's clicks still land (signals).
+    await asyncio.sleep(1.0)
+    line = await asyncio.to_thread(emulator.timeline, call["sid"])
+    assert (line.ended, line.status) == (False, "in-progress") and "bridge_ended" not in line.kinds()
     shown = await call_state(http, headers, session_id)
     assert (shown["state"], shown["answered"], shown["user_id"]) == ("in_progress", True, user_id)
     live = (await http.get("/api/v1/agents/me/live", headers=headers)).json()  # the workspace's own poll
@@ -475,11 +498,14 @@ async def test_worker_killed_mid_call_loses_nothing(
     await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
 
     async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
+        ended = await asyncio.to_thread(emulator.wait_ended, call["sid"], 60.0)
         await eventually(lambda: in_state(http, headers, session_id, "wrap_up"))
         wrap_up = await call_state(http, headers, session_id)
         response = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
         assert response.status_code == 200
         await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()
+    hangups = [e for e in ended.events if e["kind"] == "hangup" and e["leg"] == "customer"]
+    assert hangups and hangups[0]["by"] == "api", ended.events  # the product hung up, after the restart
     assert wrap_up["end_reason"] == "completed" and wrap_up["wrap_up_deadline"] is not None
     closed = await call_state(http, headers, session_id)
     assert (closed["state"], closed["disposition"]) == ("closed", "busy")
