@@ -129,7 +129,7 @@ class Telephony(Protocol):
 
 
 class RebasedHttpClient(TwilioHttpClient):
-    """Sends every Twilio request to another scheme and host (a local fake Twilio API).
+    """Sends every Twilio request to another scheme and host (the Twilio emulator in development and tests).
 
     The SDK builds absolute ``https://<product>.twilio.com/...`` URLs per product; rewriting at the
     HTTP layer covers Calls, Messages and any other resource, which ``client.api.base_url`` does not.
