@@ -13,7 +13,7 @@ from dialler.audit.service import AuditContext
 from dialler.comms.models import SmsConversation, SmsMessage
 from dialler.customers import personal_data
 from dialler.customers.personal_data import ErasureInput, ErasureReport, KeptRecording, TwilioErasure
-from dialler.integrations.twilio import delete_recording, records_at_twilio, redact_message_body
+from dialler.integrations.twilio import delete_recording, redact_message_body
 from dialler.recordings import service as recordings
 from dialler.runtime import Stores
 
@@ -25,7 +25,6 @@ class ErasureActivities:
     @activity.defn
     async def erase_at_twilio(self, input: ErasureInput) -> TwilioErasure:
         settings = self.stores.settings
-        at_twilio = records_at_twilio(settings)
         async with self.stores.postgres.connect() as conn:
             sids = (
                 await conn.scalars(
@@ -37,7 +36,7 @@ class ErasureActivities:
             ).all()
         redacted = 0
         for sid in sids:
-            if at_twilio and sid is not None and await redact_message_body(settings, sid):
+            if sid is not None and await redact_message_body(settings, sid):
                 redacted += 1
             activity.heartbeat()
         now = datetime.now(UTC)
@@ -49,8 +48,7 @@ class ErasureActivities:
             retention_months=settings.recording_retention_months,
         )
         for sid in split.erasable:
-            if at_twilio:
-                await delete_recording(settings, sid)
+            await delete_recording(settings, sid)
             await recordings.mark_deleted(self.stores.postgres, sid, at=now)
             activity.heartbeat()
         kept = [KeptRecording(sid, None if at is None else at.date().isoformat()) for sid, at in split.kept]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
-from dialler.integrations.twilio import delete_recording, records_at_twilio
+from dialler.integrations.twilio import delete_recording
 from dialler.recordings import service
 from dialler.recordings.messages import PurgeInput, PurgeResult
 from dialler.runtime import Stores
@@ -29,10 +29,8 @@ class RecordingActivities:
             retention_months=settings.recording_retention_months,
             limit=input.batch,
         )
-        at_twilio = records_at_twilio(settings)
         for recording in due:
-            if at_twilio:
-                await delete_recording(settings, recording.sid)
+            await delete_recording(settings, recording.sid)
             await service.mark_deleted(self.stores.postgres, recording.sid, at=datetime.now(UTC))
             activity.heartbeat()
         activity.logger.info("deleted %d recordings past retention", len(due))

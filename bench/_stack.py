@@ -152,6 +152,7 @@ class Stack:
         self.api_port = api_port or services.free_port()
         self.mariadb_pid: int | None = None
         self.moto_pid: int | None = None
+        self.twilio_url: str | None = None
         self._exit = AsyncExitStack()
 
     async def __aenter__(self) -> Stack:
@@ -174,6 +175,18 @@ class Stack:
                 port = services.free_port()
                 self.moto_pid = services.start_moto(self.group, port).pid
                 self.sqs_endpoint = f"http://127.0.0.1:{port}"
+            # Twilio: the emulator, as in development and the tests (the product has no other telephony).
+            defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+            port = services.free_port()
+            services.start_twilio_emulator(
+                self.group,
+                port,
+                account_sid=defaults.twilio_account_sid,
+                auth_token=defaults.twilio_auth_token.get_secret_value(),
+                api_keys={defaults.twilio_api_key_sid: defaults.twilio_api_key_secret.get_secret_value()},
+                demo_rules=False,
+            )
+            self.twilio_url = f"http://127.0.0.1:{port}"
             if self.want_temporal:
                 from temporalio.testing import WorkflowEnvironment
 
@@ -212,6 +225,7 @@ class Stack:
             cdc_dlq_name=f"cdc-dlq-{self.unique}",
             clock_offset_s=in_hours_offset_s(),
             public_base_url=f"http://127.0.0.1:{self.api_port}",
+            twilio_api_base_url=self.twilio_url,
         )
         values.update(overrides)
         return Settings(**values)

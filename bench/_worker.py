@@ -1,12 +1,13 @@
 """The real Temporal worker (workers.worker.build_worker: every workflow and activity) in its own
-process, for the end-to-end benches, with simulated telephony on a short script.
+process, for the end-to-end benches, with the product's telephony against the bench's Twilio emulator.
 
     DIALLER_*=... python bench/_worker.py [--ring 0.2] [--talk 0.5] [--cdc-ingest]
 
 Differs from ``python -m workers.worker`` only in what it starts besides the worker: no rebuild
 schedule (a 15-minute rebuild falling inside a bench would be measured as noise), the CDC ingest
-workflow only with ``--cdc-ingest``, and a CallScript whose calls all answer after ``--ring`` s and
-end after ``--talk`` s. Stops on SIGTERM/SIGINT.
+workflow only with ``--cdc-ingest``, and the emulator scripted so that every customer answers after
+``--ring`` s and hangs up after ``--talk`` s, and every agent's phone accepts after ``--accept`` s.
+Stops on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 async def serve(args: argparse.Namespace) -> None:
-    import httpx
-
+    from devstack.twilio_emulator.client import EmulatorClient
     from dialler.config import get_settings
-    from dialler.integrations.simulated import CallOutcome, CallPlan, CallScript, SimulatedTelephony
+    from dialler.integrations.twilio import TwilioTelephony
     from dialler.runtime import Stores, connect_temporal
     from workers.registry import ensure_cdc_ingest
     from workers.worker import build_worker
@@ -32,10 +32,13 @@ async def serve(args: argparse.Namespace) -> None:
     settings = get_settings()
     client = await connect_temporal(settings)
     stores = Stores.open(settings)
-    http = httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=200))
-    telephony = SimulatedTelephony(
-        settings, http, CallScript(CallPlan(CallOutcome.ANSWERED, ring_s=args.ring, talk_s=args.talk))
-    )
+    if not settings.twilio_api_base_url:
+        raise SystemExit("bench/_worker.py needs DIALLER_TWILIO_API_BASE_URL: the bench stack's Twilio emulator")
+    emulator = EmulatorClient(settings.twilio_api_base_url)
+    emulator.script("*", behaviour="answer", answer_after_s=args.ring, hangup_after_s=args.talk)
+    emulator.device("*", action="accept", accept_after_s=args.accept)
+    emulator.close()
+    telephony = TwilioTelephony(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,7 +51,6 @@ async def serve(args: argparse.Namespace) -> None:
             await stop.wait()
     finally:
         await telephony.aclose()
-        await http.aclose()
         await stores.close()
 
 
@@ -56,6 +58,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--ring", type=float, default=0.2)
     p.add_argument("--talk", type=float, default=0.5)
+    p.add_argument("--accept", type=float, default=0.1, help="seconds before an agent's phone accepts")
     p.add_argument("--cdc-ingest", action="store_true")
     p.add_argument("--profile", default=None, help="write a cProfile of the worker's event loop thread here")
     args = p.parse_args()

@@ -72,6 +72,8 @@ def api_env(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
         "DIALLER_LOG_LEVEL": "WARNING",
         "DIALLER_LOGIN_MAX_ATTEMPTS": "50",
     }
+    if settings.twilio_api_base_url:  # the bench stack's Twilio emulator
+        env["DIALLER_TWILIO_API_BASE_URL"] = settings.twilio_api_base_url
     return {**os.environ, **env, "PYTHONPATH": str(ROOT)}
 
 

@@ -4,9 +4,10 @@
 
 Services as in bench/api_next_call.py (private MariaDB seeded with ``--users`` and queued by the
 product's recompute, Temporal dev server with WAL, ``bench_*`` PostgreSQL, ``bench:*`` Redis), plus
-the API (uvicorn subprocess) and the real worker (bench/_worker.py subprocess: build_worker with
-SimulatedTelephony; every call answers after ``--ring`` s and the customer hangs up after ``--talk`` s;
-the simulator posts signed Twilio webhooks to the live API).
+the API (uvicorn subprocess), the Twilio emulator (its own process) and the real worker
+(bench/_worker.py subprocess: build_worker with the product's Twilio telephony; every call answers
+after ``--ring`` s and the customer hangs up after ``--talk`` s; the emulator posts signed Twilio
+webhooks to the live API and rings the agent's scripted phone, which accepts after 0.1 s).
 
 Each of ``--agents`` agents loops over HTTP, as the agent UI does:
 next-call -> dial -> the workspace's live poll (GET /agents/me/live with If-None-Match, at once after

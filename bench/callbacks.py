@@ -12,7 +12,7 @@ once the bookings have settled and prints their cost; use it to choose ``--lead`
 
 Private MariaDB (``--callbacks`` customers seeded), Temporal dev server (WAL, in memory), ``bench_*``
 PostgreSQL, ``bench:*`` Redis, the real worker in its own process (bench/_worker.py), and the API so
-that the simulated carrier's SMS status webhooks land (``--no-api``: they fail). The settings' clock
+that the Twilio emulator's SMS status webhooks land (``--no-api``: they fail). The settings' clock
 offset puts the compliance clock on a Wednesday 11:00 in London so calling hours are open.
 
 Every customer gets one callback through ``workflows.callback_client.book_callback`` (CallbackWorkflow: a

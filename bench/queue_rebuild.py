@@ -176,10 +176,8 @@ async def redis_cpu(stores) -> float:  # type: ignore[no-untyped-def]
 
 async def main() -> int:
     args = parse_args()
-    import httpx
-
     from devstack.seed import seed_replica
-    from dialler.integrations.simulated import telephony_for
+    from dialler.integrations.twilio import TwilioTelephony
     from dialler.queues.rebuild import RebuildInput
     from dialler.queues.runtime import queue_engine
     from dialler.runtime import Stores
@@ -198,8 +196,7 @@ async def main() -> int:
         )
         settings = stack.settings()
         stores = Stores.open(settings)
-        http = httpx.AsyncClient(timeout=10)
-        telephony = telephony_for(settings, http)
+        telephony = TwilioTelephony(settings)
         client = stack.env.client
         engine = queue_engine(stores)
         rows = []
@@ -242,7 +239,6 @@ async def main() -> int:
             )
         finally:
             await telephony.aclose()
-            await http.aclose()
             await stores.close()
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -47,16 +47,20 @@ class Endpoints:
     def env(self) -> dict[str, str]:
         env = {"DIALLER_REPLICA_URL": self.replica_url}
         if self.twilio_api_base_url:
-            # The product in Twilio mode, its SDK pointed at the emulator: one telephony code path.
-            env |= {"DIALLER_TELEPHONY_MODE": "twilio", "DIALLER_TWILIO_API_BASE_URL": self.twilio_api_base_url}
+            # The product's one telephony path (the twilio SDK), pointed at the emulator.
+            env |= {"DIALLER_TWILIO_API_BASE_URL": self.twilio_api_base_url}
         return env
 
 
 def uses_emulator(settings: Settings) -> bool:
-    """A development stack talks to the Twilio emulator unless pointed at a Twilio (real or its own)."""
-    from dialler.config import TelephonyMode
-
-    return settings.environment != "production" and settings.telephony_mode is TelephonyMode.SIMULATED
+    """A development stack talks to the Twilio emulator unless pointed at a Twilio: its own emulator
+    (``twilio_api_base_url``) or a real account (an account sid other than the placeholder)."""
+    placeholder = type(settings).model_fields["twilio_account_sid"].default
+    return (
+        settings.environment != "production"
+        and not settings.twilio_api_base_url
+        and settings.twilio_account_sid == placeholder
+    )
 
 
 def ensure_twilio_emulator(settings: Settings, group: ProcessGroup) -> str | None:
@@ -256,10 +260,9 @@ def ports(settings: Settings, endpoints: Endpoints) -> list[tuple[str, str]]:
     return [p for p in found if p is not None]
 
 
-# What a simulated line does, for the banner (the rules themselves: CallScript.standard(), which the
-# emulator's demo rules follow).
+# What an emulated line does, for the banner (the rules themselves: the emulator's DEMO_RULES).
 _LINE_BEHAVIOUR = {
-    "answered": "answer",
+    "answer": "answer",
     "machine": "reach voicemail",
     "no-answer": "ring out (no answer)",
     "busy": "are busy",
@@ -267,13 +270,13 @@ _LINE_BEHAVIOUR = {
 }
 
 
-def simulated_lines() -> str:
-    from dialler.integrations.simulated import CallScript
+def emulated_lines() -> str:
+    from devstack.twilio_emulator.scripts import DEMO_RULES, CustomerScript
 
-    script = CallScript.standard()
-    by_digit = sorted(script.by_last_digit.items())
-    rules = ", ".join(f"…{digit} {_LINE_BEHAVIOUR[str(plan.outcome)]}" for digit, plan in by_digit)
-    return f"{rules}; every other number {_LINE_BEHAVIOUR[str(script.default.outcome)]}s"
+    rules = ", ".join(
+        f"…{digit} {_LINE_BEHAVIOUR[str(script.behaviour)]}" for digit, script in sorted(DEMO_RULES.items())
+    )
+    return f"{rules}; every other number {_LINE_BEHAVIOUR[str(CustomerScript().behaviour)]}s"
 
 
 def calling_hours_note(settings: Settings) -> list[str]:
@@ -297,7 +300,6 @@ def calling_hours_note(settings: Settings) -> list[str]:
 
 def banner(settings: Settings, endpoints: Endpoints) -> str:
     from devstack.demo import DEMO_ACCOUNTS
-    from dialler.config import TelephonyMode
 
     base = settings.public_base_url.rstrip("/")
     logins = "\n".join(f"    {a.role:<10} {a.email:<22} {a.password}" for a in DEMO_ACCOUNTS)
@@ -314,9 +316,9 @@ def banner(settings: Settings, endpoints: Endpoints) -> str:
         *calling_hours_note(settings),
     ]
     if endpoints.twilio_api_base_url:
-        lines.append(f"  Phone lines   Twilio emulator, by the number's last digit: {simulated_lines()}")
-    elif settings.telephony_mode is TelephonyMode.SIMULATED:
-        lines.append(f"  Phone lines   simulated, by the number's last digit: {simulated_lines()}")
+        lines.append(f"  Phone lines   Twilio emulator, by the number's last digit: {emulated_lines()}")
+    else:
+        lines.append("  Phone lines   Twilio (the account in your settings): real calls")
     lines.append(f"  Demo logins (development only):\n{logins}")
     return "\n".join(lines) + "\n"
 

@@ -37,8 +37,19 @@ class Environment(StrEnum):
 
 
 class TelephonyMode(StrEnum):
-    SIMULATED = "simulated"
+    """The product's one telephony: Twilio, through the ``twilio`` SDK and Twilio's webhooks (in
+    development and tests, Twilio's emulator in devstack/, reached through ``twilio_api_base_url``).
+    The in-process simulator ("simulated") is gone: a setting still asking for it is refused."""
+
     TWILIO = "twilio"
+
+
+# What an old .env saying DIALLER_TELEPHONY_MODE=simulated is told.
+SIMULATED_REMOVED = (
+    "telephony_mode: 'simulated' was removed, the product always talks to Twilio; delete "
+    "DIALLER_TELEPHONY_MODE from your .env: `make run` starts the Twilio emulator and points "
+    "twilio_api_base_url at it (or set twilio_api_base_url to an emulator of your own)"
+)
 
 
 class Settings(BaseSettings):
@@ -166,7 +177,7 @@ class Settings(BaseSettings):
     recording_purge_interval_s: int = Field(default=24 * 3600, ge=3600)
 
     # Telephony and SMS
-    telephony_mode: TelephonyMode = TelephonyMode.SIMULATED
+    telephony_mode: TelephonyMode = TelephonyMode.TWILIO
     twilio_account_sid: str = "AC00000000000000000000000000000000"
     twilio_auth_token: SecretStr = SecretStr("dev-twilio-auth-token")
     twilio_api_key_sid: str = "SK00000000000000000000000000000000"
@@ -221,13 +232,20 @@ class Settings(BaseSettings):
     def _fail_closed(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Settings:
         # A typo (``prod``) must not fall back to development: it runs as production and is refused.
         unknown = None
+        simulated = False
         if isinstance(data, dict):
             raw = data.get("environment")
             if raw is not None and not isinstance(raw, Environment) and str(raw) not in set(Environment):
                 unknown = str(raw)
                 data = {**data, "environment": Environment.PRODUCTION}
+            if str(data.get("telephony_mode", "")).strip().lower() == "simulated":
+                # Refused in every environment, with the way forward, among the other refusals.
+                simulated = True
+                data = {k: v for k, v in data.items() if k != "telephony_mode"}
         settings: Settings = handler(data)
         refusals = settings.refusals()
+        if simulated:
+            refusals.insert(0, SIMULATED_REMOVED)
         if unknown is not None:
             refusals.insert(
                 0, f"environment: {unknown!r} is not one of development, test, production (treated as production)"
@@ -297,8 +315,6 @@ class Settings(BaseSettings):
             lines.append(f"clock_offset_s: must be 0 in production, compliance reads the real time{why}")
         if is_drama_number(self.caller_id):
             lines.append(f"caller_id: {self.caller_id} is in an Ofcom drama range; set the real CLI{why}")
-        if self.telephony_mode != TelephonyMode.TWILIO:
-            lines.append(f"telephony_mode: {self.telephony_mode.value} places no real calls; set twilio{why}")
         if self.fail_points:
             lines.append(
                 f"fail_points: {', '.join(self.fail_points)} stop calls and texts half-way; leave it empty{why}"

@@ -6,6 +6,9 @@
 - MariaDB with row binlog, moto SQS and the Temporal dev server: started here, on free ports, under
   ``.run/test-<pid>``, and stopped by PID at the end of the session.
 - Temporal: a fresh task queue per test on the session's dev server.
+- Twilio: the product's one telephony path (the real ``twilio`` SDK) against the Twilio emulator, its
+  own process on a free port, emptied before each test; its webhooks go to ``public_base_url`` (the
+  live API of the end-to-end tests, or nobody).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
@@ -34,7 +36,7 @@ from dialler import search_attributes
 from dialler.config import PROJECT_ROOT, Settings
 from dialler.db.migrate import upgrade
 from dialler.db.models import Base
-from dialler.integrations.simulated import CallOutcome, CallPlan, CallScript, SimulatedTelephony
+from dialler.integrations.twilio import TwilioTelephony
 from dialler.runtime import Stores
 from dialler.security.codec import data_converter
 from tests.support.clock import CLOCK_OFFSET_S
@@ -162,9 +164,10 @@ def settings(
     postgres_url: str,
     sqs_endpoint: str,
     temporal_env: WorkflowEnvironment,
+    emulator: EmulatorClient,
     tmp_path: Path,
 ) -> Settings:
-    """Settings pointing at this session's services, with names unique to this test."""
+    """Settings pointing at this session's services (Twilio: the emulator), with names unique to this test."""
     unique = uuid.uuid4().hex[:10]
     replica = (
         request.getfixturevalue("replica_url")
@@ -186,6 +189,7 @@ def settings(
         cdc_max_receive_count=2,
         clock_offset_s=CLOCK_OFFSET_S,
         public_base_url=f"http://127.0.0.1:{services.free_port()}",
+        twilio_api_base_url=emulator.url,
     )
 
 
@@ -211,17 +215,18 @@ async def _delete_prefix(redis: Redis, prefix: str) -> None:
 
 
 @pytest_asyncio.fixture
-async def telephony(stores: Stores) -> AsyncIterator[SimulatedTelephony]:
-    """Simulated telephony: calls answer after a short ring and talk until hung up."""
-    http = httpx.AsyncClient(timeout=10)
-    sim = SimulatedTelephony(stores.settings, http, CallScript(CallPlan(CallOutcome.ANSWERED, ring_s=0.3, talk_s=120)))
-    yield sim
-    await sim.aclose()
-    await http.aclose()
+async def telephony(stores: Stores, emulator: EmulatorClient) -> AsyncIterator[TwilioTelephony]:
+    """The product's telephony against the emulator, whose customers answer after a short ring and
+    talk until hung up (2 minutes at most); agents' phones accept after 0.5 s. Tests script a number
+    (``emulator.script(number, behaviour="busy")``) or every number (``"*"``) for other outcomes."""
+    emulator.script("*", behaviour="answer", answer_after_s=0.3, hangup_after_s=120)
+    twilio = TwilioTelephony(stores.settings)
+    yield twilio
+    await twilio.aclose()
 
 
 @pytest_asyncio.fixture
-async def worker(temporal_client: Client, stores: Stores, telephony: SimulatedTelephony) -> AsyncIterator[Worker]:
+async def worker(temporal_client: Client, stores: Stores, telephony: TwilioTelephony) -> AsyncIterator[Worker]:
     """The real worker (every workflow and activity) on this test's own task queue."""
     async with build_worker(
         temporal_client, stores, telephony, task_queue=stores.settings.temporal_task_queue

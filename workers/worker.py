@@ -12,7 +12,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-import httpx
 from temporalio.client import Client
 from temporalio.plugin import SimplePlugin
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -20,8 +19,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from dialler.config import Settings, settings_or_exit
-from dialler.integrations.simulated import telephony_for
-from dialler.integrations.twilio import Telephony
+from dialler.integrations.twilio import Telephony, TwilioTelephony
 from dialler.logs import configure_logging
 from dialler.queues.rebuild_pool import RebuildPool
 from dialler.runtime import Stores, connect_temporal
@@ -66,8 +64,8 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    http = httpx.AsyncClient(timeout=10)
-    telephony = telephony_for(settings, http)
+    # The one telephony: Twilio through its SDK (in development, the emulator at twilio_api_base_url).
+    telephony = TwilioTelephony(settings)
     try:
         await on_worker_start(client, settings)
         async with build_worker(client, stores, telephony, warm=True):
@@ -76,7 +74,6 @@ async def serve(settings: Settings) -> None:
             log.info("shutting down")
     finally:
         await telephony.aclose()
-        await http.aclose()
         await stores.close()
 
 

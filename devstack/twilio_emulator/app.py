@@ -28,10 +28,12 @@ from devstack.twilio_emulator.engine import (
     E164,
     ENDED,
     Emulator,
+    Fault,
     Leg,
     Message,
     NumberConfig,
     Recording,
+    RestRequest,
     now_rfc2822,
     rfc2822,
 )
@@ -350,6 +352,28 @@ def build_app(emulator: Emulator, *, cors_origins: Sequence[str] = ()) -> FastAP
     async def calls() -> list[dict[str, Any]]:
         return [_call_json(em, leg) for leg in em.calls.values()]
 
+    @app.post("/_emulator/faults")
+    async def add_faults(request: Request) -> Response:
+        """``{"count": 1, "status": 500, "code": 20500, "message": "...", "delay_s": 0}``: what the next
+        ``count`` REST requests get (``status: null`` with a ``delay_s``: a slow but good answer)."""
+        data = dict(await request.json())
+        count = int(data.pop("count", 1))
+        try:
+            fault = Fault(**data)
+        except TypeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        em.faults.extend([fault] * count)
+        return JSONResponse({"pending": len(em.faults)})
+
+    @app.get("/_emulator/requests")
+    async def rest_requests() -> list[dict[str, Any]]:
+        return [r.to_json() for r in em.requests]
+
+    @app.get("/_emulator/messages")
+    async def messages() -> list[dict[str, Any]]:
+        """Every message, oldest first (the REST list is newest first and paged)."""
+        return [_message_json(em, m) for m in em.messages.values()]
+
     @app.get("/_emulator/webhooks")
     async def webhooks() -> list[dict[str, Any]]:
         return list(em.webhooks)
@@ -402,7 +426,15 @@ async def _intake(em: Emulator, request: Request, account: str) -> tuple[dict[st
     params: dict[str, list[str]] = {}
     for key, value in [*request.query_params.multi_items(), *parse_qsl(body, keep_blank_values=True)]:
         params.setdefault(key, []).append(value)
-    if _basic_auth(request.headers.get("authorization")) not in em.credentials:
+    auth = _basic_auth(request.headers.get("authorization"))
+    em.requests.append(RestRequest(request.method, request.url.path, params, auth[0] if auth else None))
+    if em.faults:
+        fault = em.faults.popleft()
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+        if fault.status is not None:
+            return params, _error(fault.status, fault.code, fault.message)
+    if auth not in em.credentials:
         response = _error(401, 20003, "Authenticate")
         response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
         return params, response

@@ -20,7 +20,25 @@ import httpx
 
 from devstack.twilio_emulator.timeline import seconds_to_person_or_speech, speech_before_person
 
-__all__ = ["EmulatorClient", "Timeline"]
+__all__ = ["EmulatorClient", "RestRequest", "Timeline"]
+
+
+@dataclass(frozen=True)
+class RestRequest:
+    """One REST request the emulator received: ``auth_user`` is the API key (or account) sid it
+    authenticated with; the secret is never kept."""
+
+    method: str
+    path: str
+    params: dict[str, list[str]]
+    auth_user: str | None
+
+    def param(self, name: str) -> str | None:
+        values = self.params.get(name)
+        return values[0] if values else None
+
+    def param_all(self, name: str) -> list[str]:
+        return list(self.params.get(name, []))
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,16 @@ class EmulatorClient:
         """Script a customer: ``behaviour`` (answer, machine, busy, no-answer, failed),
         ``answer_after_s``, ``hangup_after_s``, ``answered_by``, ``amd_after_s``, ``sms``."""
         return dict(self._post("/scripts", {"number": number, **fields}))
+
+    def fail_next(
+        self, count: int = 1, *, status: int = 500, code: int = 20500, message: str = "Internal Server Error"
+    ) -> None:
+        """The next ``count`` REST requests fail with Twilio's error document (an outage, a 429)."""
+        self._post("/faults", {"count": count, "status": status, "code": code, "message": message})
+
+    def delay_next(self, count: int = 1, *, seconds: float) -> None:
+        """The next ``count`` REST requests are answered ``seconds`` late (a client timeout)."""
+        self._post("/faults", {"count": count, "status": None, "delay_s": seconds})
 
     def hold_next_answer(self, resource: str, seconds: float) -> None:
         """The next ``resource`` (``calls``, ``messages``) is created at once and answered ``seconds``
@@ -168,3 +196,16 @@ class EmulatorClient:
 
     def webhooks(self) -> list[dict[str, Any]]:
         return list(self._get("/webhooks"))
+
+    def messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        """Every text sent through the REST API (Twilio's message JSON), oldest first; ``to`` filters."""
+        return [m for m in self._get("/messages") if to is None or m["to"] == to]
+
+    def requests(self, path_suffix: str = "", method: str = "POST") -> list[RestRequest]:
+        """The REST requests received (the latest 2,000), oldest first: what the SDK really sent."""
+        found = [RestRequest(**r) for r in self._get("/requests")]
+        return [r for r in found if r.method == method and r.path.endswith(path_suffix)]
+
+    def call(self, sid: str) -> dict[str, Any]:
+        """One call (Twilio's call JSON, as the emulator's call list has it)."""
+        return next(c for c in self.calls() if c["sid"] == sid)

@@ -73,6 +73,31 @@ class Knobs:
     webhook_timeout_s: float = 15.0  # Twilio waits up to 15 s for TwiML
 
 
+@dataclass(frozen=True)
+class Fault:
+    """What the next REST request gets instead of its answer: a delay (a slow Twilio, for client
+    timeouts), then an error document (an outage, a rate limit) unless ``status`` is None."""
+
+    delay_s: float = 0.0
+    status: int | None = 500
+    code: int = 20500
+    message: str = "Internal Server Error"
+
+
+@dataclass(frozen=True)
+class RestRequest:
+    """One REST request as the emulator received it (the key or account sid it authenticated as;
+    never the secret)."""
+
+    method: str
+    path: str
+    params: dict[str, list[str]]
+    auth_user: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "path": self.path, "params": self.params, "auth_user": self.auth_user}
+
+
 @dataclass
 class NumberConfig:
     """What Twilio's IncomingPhoneNumber would hold: where inbound calls and SMS are posted."""
@@ -189,6 +214,8 @@ class Emulator:
         self.messages: dict[str, Message] = {}
         self.recordings: dict[str, Recording] = {}
         self.webhooks: deque[dict[str, Any]] = deque(maxlen=WEBHOOK_LOG_SIZE)  # the latest, for debugging
+        self.requests: deque[RestRequest] = deque(maxlen=WEBHOOK_LOG_SIZE)  # REST requests, the latest
+        self.faults: deque[Fault] = deque()  # for the next REST requests, in order
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: httpx.AsyncClient | None = None
         # "calls" / "messages" → seconds the answer to the next create waits, once it has been created:
@@ -219,6 +246,8 @@ class Emulator:
         self.messages.clear()
         self.recordings.clear()
         self.webhooks.clear()
+        self.requests.clear()
+        self.faults.clear()
         self.numbers.clear()
         self.scripts.reset()
         self.browsers.reset()

@@ -3,8 +3,8 @@
 A customer (an E.164 number) is scripted by a :class:`CustomerScript`; an agent's browser phone
 (``client:agent-<id>``) by a :class:`DeviceScript` — until a real browser registers that identity
 (``devices.py``), which then decides for itself. Tests set them per number / identity through the
-control API; everything else follows the **demo rules** on the number's last digit, the same as the
-in-worker simulator's ``CallScript.standard()`` (``dialler/integrations/simulated.py``):
+control API; everything else follows the **demo rules** on the number's last digit (``make run``'s
+demo data gives a realistic mix, and its banner lists them):
 
 =========  ==========================================================================
 last digit  behaviour

@@ -1,12 +1,9 @@
-"""Placing calls and sending SMS: the :class:`Telephony` interface and its Twilio implementation.
+"""Placing calls and sending SMS: the :class:`Telephony` interface and its one implementation.
 
-Two implementations stand behind the interface:
-
-* :class:`TwilioTelephony` (``telephony_mode=twilio``) — the real ``twilio`` SDK. Its REST base can
-  be pointed elsewhere (``twilio_api_base_url``) so that tests talk to a local fake Twilio API that
-  answers in Twilio's wire format (``tests/support/twilio_api.py``).
-* :class:`dialler.integrations.simulated.SimulatedTelephony` (``telephony_mode=simulated``) — no
-  Twilio at all; it posts the same signed status callbacks to our own webhooks.
+:class:`TwilioTelephony` is the real ``twilio`` SDK, and the product has no other telephony. Its REST
+base can be pointed elsewhere (``twilio_api_base_url``): in development and tests, at the Twilio
+emulator (``devstack/twilio_emulator``, its own process), which answers in Twilio's wire format and
+posts Twilio's signed webhooks, so every call and text takes the production code path.
 
 Callers (activities) get a :class:`TelephonyError` for every failure and decide on retries with
 ``is_retryable``: Temporal retries an activity only when retrying can help.
@@ -30,7 +27,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from dialler.config import Settings, TelephonyMode
+from dialler.config import Settings
 from dialler.integrations.masking import mask_phone, mask_phones_in
 
 __all__ = [
@@ -146,7 +143,7 @@ class Telephony(Protocol):
 
 
 class RebasedHttpClient(TwilioHttpClient):
-    """Sends every Twilio request to another scheme and host (a local fake Twilio API).
+    """Sends every Twilio request to another scheme and host (the Twilio emulator in development and tests).
 
     The SDK builds absolute ``https://<product>.twilio.com/...`` URLs per product; rewriting at the
     HTTP layer covers Calls, Messages and any other resource, which ``client.api.base_url`` does not.
@@ -379,12 +376,6 @@ def recording_credentials(settings: Settings) -> tuple[str, str]:
     if settings.twilio_api_key_sid:
         return settings.twilio_api_key_sid, settings.twilio_api_key_secret.get_secret_value()
     return settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
-
-
-def records_at_twilio(settings: Settings) -> bool:
-    """Whether texts and recordings live at Twilio (or its emulator): simulated telephony with no Twilio
-    API configured sent and recorded nothing there, so there is nothing to delete or redact."""
-    return settings.telephony_mode == TelephonyMode.TWILIO or settings.twilio_api_base_url is not None
 
 
 async def redact_message_body(settings: Settings, message_sid: str) -> bool:

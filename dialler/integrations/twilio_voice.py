@@ -330,7 +330,7 @@ def validate_signature(settings: Settings, url: str, params: Params, signature: 
 
 
 def sign(settings: Settings, url: str, params: Params) -> str:
-    """The ``X-Twilio-Signature`` Twilio would send (for the simulator and tests)."""
+    """The ``X-Twilio-Signature`` Twilio would send (for tests that post webhooks themselves)."""
     validator = RequestValidator(settings.twilio_auth_token.get_secret_value())
     return str(validator.compute_signature(url, _multi(params)))
 

@@ -145,7 +145,7 @@ async def test_subject_access_then_erasure_through_the_api(
         "callback_reasons": 1,
         "magic_link_notes": 1,
         "unused_magic_links": 1,
-        "twilio_message_bodies": 0,  # simulated telephony: nothing was sent through Twilio
+        "twilio_message_bodies": 0,  # the text has no Twilio sid: never sent through Twilio
         "call_recordings": 0,
     }
     kept = {k["what"]: k for k in report["kept"]}

@@ -62,7 +62,7 @@ async def test_ui_config_derives_each_dispositions_fields_from_the_validator(
     assert [c for c, d in rules.items() if d["needs_callback_time"]] == ["callback_requested"]
     assert sorted(c for c, d in rules.items() if d["needs_note"]) == ["complaint", "vulnerable_flagged"]
     assert rules["signed_on_call"]["needs_answered_call"] and not rules["no_answer"]["needs_answered_call"]
-    assert config["break_reasons"] and config["telephony_mode"] == "simulated"
+    assert config["break_reasons"] and config["telephony_mode"] == "twilio"
     assert config["features"] == {"callbacks_mine": True}
     assert config["phone_emulator_url"] is None  # no Twilio emulator: no browser phone adapter
 

@@ -1,4 +1,4 @@
-"""What `make run` tells a new user: every port, how the simulated lines behave, and at night how to
+"""What `make run` tells a new user: every port, how the emulated phone lines behave, and at night how to
 get a demo that has someone to call (`make demo`, which shifts the dialler's clock into open hours)."""
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ def _offset_to_sunday_night() -> int:
     return int((sunday - london).total_seconds())
 
 
-def test_the_banner_lists_every_port_and_the_simulated_lines() -> None:
+def test_the_banner_lists_every_port_and_the_emulated_lines() -> None:
+    from devstack.stack import EMULATOR_PORT
+
     settings = _settings()
-    text = banner(settings, Endpoints(settings.replica_url))
+    text = banner(settings, Endpoints(settings.replica_url, twilio_api_base_url=f"http://127.0.0.1:{EMULATOR_PORT}"))
     for port in ("8000", "7233", "8233", "19324", "13306", "5432", "6379", "9465"):
         assert f":{port}" in text, port
     assert "…7 ring out (no answer), …8 are busy, …9 reach voicemail; every other number answers" in text
@@ -45,14 +47,13 @@ def test_make_demo_shifts_the_clock_into_calling_hours() -> None:
     assert "Outside calling hours" not in text
 
 
-def test_make_run_runs_twilio_mode_against_the_emulator_and_the_banner_lists_it() -> None:
+def test_make_run_points_the_twilio_sdk_at_the_emulator_and_the_banner_lists_it() -> None:
     from devstack.stack import EMULATOR_PORT, uses_emulator
 
     settings = _settings()
     assert uses_emulator(settings)  # a development stack with nothing set talks to the emulator
     endpoints = Endpoints(settings.replica_url, twilio_api_base_url=f"http://127.0.0.1:{EMULATOR_PORT}")
     env = endpoints.env()
-    assert env["DIALLER_TELEPHONY_MODE"] == "twilio"
     assert env["DIALLER_TWILIO_API_BASE_URL"] == f"http://127.0.0.1:{EMULATOR_PORT}"
     children = Settings(_env_file=None, **{k.removeprefix("DIALLER_").lower(): v for k, v in env.items()})  # type: ignore[call-arg, arg-type]
     assert (
@@ -61,4 +62,10 @@ def test_make_run_runs_twilio_mode_against_the_emulator_and_the_banner_lists_it(
     text = banner(settings, endpoints)
     assert f"Twilio (emu.) 127.0.0.1:{EMULATOR_PORT}" in text
     assert "Twilio emulator, by the number's last digit: …7 ring out (no answer), …8 are busy" in text
-    assert not uses_emulator(_settings(telephony_mode="twilio"))  # pointed at a Twilio: left alone
+    # Pointed at a Twilio (its own emulator, or a real account): left alone, and the banner says so.
+    assert not uses_emulator(_settings(twilio_api_base_url="http://127.0.0.1:4010"))
+    real = _settings(twilio_account_sid="AC" + "1" * 32)
+    assert not uses_emulator(real)
+    assert "Phone lines   Twilio (the account in your settings): real calls" in banner(
+        real, Endpoints(real.replica_url)
+    )

@@ -25,7 +25,7 @@ from twilio.rest import Client
 from devstack.twilio_emulator.client import EmulatorClient
 from dialler.config import Settings
 from dialler.integrations.twilio import redact_message_body, twilio_client
-from tests.support.twilio_api import BackgroundServer
+from tests.support.telephony import BackgroundServer
 
 CUSTOMER = "+447700900123"
 OTHER = "+447700900456"
@@ -601,6 +601,75 @@ async def test_a_message_body_is_redacted_as_twilio_redacts_it(emulator: Emulato
         twilio.messages(message.sid).update(body="something else")
     assert refused.value.status == 400
     assert not await redact_message_body(settings, "SM" + "0" * 32)  # Twilio no longer has it
+
+
+@pytest.mark.parametrize(
+    ("number", "status"),
+    [
+        ("+447700900127", "no-answer"),
+        ("+447700900128", "busy"),
+        ("+447700900129", "completed"),  # a machine answers (and hangs up)
+        ("+447700900121", "completed"),  # a person answers
+    ],
+)
+def test_the_demo_rules_pick_the_outcome_by_the_last_digit_and_a_script_wins(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver, number: str, status: str
+) -> None:
+    """What `make run`'s demo data gets (and its banner lists): 7 rings out, 8 busy, 9 voicemail."""
+    emulator.demo_rules(True)
+    hooks.twiml["/voice"] = '<Response><Pause length="30"/></Response>'
+    sid = _call(twilio, hooks, to=number, machine_detection="Enable", async_amd="true")
+    if status == "completed":
+        verdict = "machine_start" if number.endswith("9") else "human"
+        amd = emulator.wait_for(sid, "amd").first("amd")
+        assert amd is not None and amd["answered_by"] == verdict, amd
+        emulator.customer_hangup(sid)
+    timeline = emulator.wait_ended(sid)
+    assert timeline.status == status
+
+    emulator.script(number, behaviour="busy", answer_after_s=0.1)  # a script wins over the demo rule
+    again = _call(twilio, hooks, to=number)
+    assert emulator.wait_ended(again).status == "busy"
+
+
+def test_a_text_to_an_undeliverable_number_reports_undelivered_with_twilios_code(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    emulator.script(CUSTOMER, sms="undelivered")
+    message = twilio.messages.create(
+        to=CUSTOMER, from_=OUR_NUMBER, body="hello", status_callback=hooks.url + "/sms-status"
+    )
+
+    hits = hooks.wait("/sms-status", lambda hits: len(hits) == 2)
+    assert [h.params["MessageStatus"] for h in hits] == ["sent", "undelivered"]
+    assert hits[-1].params["ErrorCode"] == "30003" and hits[-1].signed
+    [listed] = emulator.messages(CUSTOMER)
+    assert listed["sid"] == message.sid and listed["status"] == "undelivered" and listed["body"] == "hello"
+
+
+def test_the_control_api_lists_the_rest_requests_and_injects_faults(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    """What tests of the product's Twilio client need: what the SDK really sent (and as whom), and
+    Twilio failing or answering slowly on the next requests."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    emulator.fail_next(1, status=503, code=20503, message="Service Unavailable")
+    with pytest.raises(TwilioRestException) as failed:
+        _call(twilio, hooks)
+    assert (failed.value.status, failed.value.code) == (503, 20503)
+
+    emulator.delay_next(1, seconds=0.5)
+    started = time.monotonic()
+    sid = _call(twilio, hooks)  # slow, but placed
+    assert time.monotonic() - started >= 0.5
+
+    requests = emulator.requests("/Calls.json")
+    assert len(requests) == 2 and all(r.auth_user == settings.twilio_api_key_sid for r in requests)
+    assert requests[-1].param("To") == CUSTOMER
+    assert requests[-1].param_all("StatusCallbackEvent") == ["initiated", "ringing", "answered", "completed"]
+    assert [c["sid"] for c in emulator.calls()] == [sid]  # the failed request placed nothing
+    emulator.reset()
+    assert emulator.requests() == [] and emulator.messages() == []
 
 
 async def test_reconciliation_finds_the_call_and_text_an_earlier_request_made_and_only_those(

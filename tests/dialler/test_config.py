@@ -80,7 +80,6 @@ def test_production_refuses_every_development_default_at_once_one_line_each() ->
         "aws_access_key_id",
         "aws_secret_access_key",
         "caller_id",
-        "telephony_mode",
     ]
 
 
@@ -116,6 +115,16 @@ def test_production_refuses_each_unsafe_setting_naming_it(override: dict[str, ob
 
     assert len(lines) == 1
     assert lines[0].startswith(f"{setting}: ")
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_an_old_env_asking_for_simulated_telephony_is_refused_with_the_way_forward(environment: str) -> None:
+    settings = PRODUCTION if environment == "production" else {"environment": "development"}
+    lines = refusals(**(settings | {"telephony_mode": "simulated"}))
+
+    assert lines[0].startswith("telephony_mode: 'simulated' was removed")
+    assert "delete DIALLER_TELEPHONY_MODE" in lines[0] and "Twilio emulator" in lines[0]
+    assert Settings(_env_file=None).telephony_mode.value == "twilio"  # type: ignore[call-arg]
 
 
 def test_a_secret_never_appears_in_a_refusal() -> None:

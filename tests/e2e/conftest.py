@@ -1,5 +1,5 @@
 """End to end: the real API served over HTTP (Twilio's webhooks must reach it), the real worker on
-the Temporal dev server, simulated telephony posting signed callbacks to the API."""
+the Temporal dev server, the Twilio emulator posting signed callbacks to the API."""
 
 from __future__ import annotations
 

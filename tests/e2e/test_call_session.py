@@ -1,5 +1,5 @@
 """A call from next-call to outcome, on the real API, worker, Temporal, PostgreSQL, Redis and MariaDB,
-with simulated telephony going through the signed Twilio webhooks."""
+with the Twilio emulator posting the signed Twilio webhooks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -20,17 +21,19 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from devstack import services
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, presence_key, set_presence
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
 from dialler.calls.service import take_next_call
-from dialler.integrations.simulated import SimulatedTelephony
+from dialler.integrations.twilio import TwilioTelephony
 from dialler.queues.engine import QueueEntry
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.journeys import in_state, talk_then_hang_up
 from tests.support.live_api import eventually, login
+from tests.support.worker_process import WorkerProcess
 from workers.worker import build_worker
 from workflows.call_session import CallSessionWorkflow
 
@@ -137,7 +140,8 @@ async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
     worker: Worker,
     stores: Stores,
     replica_url: str,
-    telephony: SimulatedTelephony,
+    telephony: TwilioTelephony,
+    emulator: EmulatorClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The carrier may post the call's final status before it answers our hang-up request: the end
@@ -146,7 +150,7 @@ async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
 
     async def hangup_answered_after_the_status(call_sid: str) -> None:
         await hang_up(call_sid)
-        await telephony.wait_ended(call_sid)
+        await asyncio.to_thread(emulator.wait_ended, call_sid)
 
     monkeypatch.setattr(telephony, "hangup", hangup_answered_after_the_status)
     await queue_one_customer(stores, replica_url)
@@ -160,7 +164,7 @@ async def test_a_hangup_whose_final_status_lands_first_still_records_the_end(
 
 
 async def test_a_worker_without_the_sandbox_runs_a_call_to_its_outcome(
-    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: SimulatedTelephony
+    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: TwilioTelephony
 ) -> None:
     """``DIALLER_WORKFLOW_SANDBOX=false`` (a production worker saving CPU) runs the same sessions."""
     unsandboxed = dataclasses.replace(stores, settings=stores.settings.model_copy(update={"workflow_sandbox": False}))
@@ -340,7 +344,7 @@ async def test_a_preview_not_dialled_within_the_limit_puts_the_customer_back_wit
     worker: Worker,
     stores: Stores,
     replica_url: str,
-    telephony: SimulatedTelephony,
+    emulator: EmulatorClient,
 ) -> None:
     """An agent cannot hold a customer on screen indefinitely: after the preview limit the customer is
     back in their queue, nothing was dialled or counted, and no text went out."""
@@ -364,7 +368,7 @@ async def test_a_preview_not_dialled_within_the_limit_puts_the_customer_back_wit
     result = await asyncio.wait_for(handle.result(), 30)
 
     assert result.disposition == "no_outcome"
-    assert telephony.calls == {}  # never dialled
+    assert await asyncio.to_thread(emulator.calls) == []  # never dialled
     assert await engine.lease_of(lease.user_id) is None
     assert (await engine.position(lease.user_id))[0] == "unsigned"
     async with stores.postgres.connect() as conn:
@@ -453,18 +457,37 @@ async def test_a_second_open_session_for_the_same_customer_is_refused(
 
 
 async def test_worker_killed_mid_call_loses_nothing(
-    http: httpx.AsyncClient, temporal_client: Client, stores: Stores, replica_url: str, telephony: SimulatedTelephony
+    http: httpx.AsyncClient,
+    temporal_client: Client,
+    stores: Stores,
+    replica_url: str,
+    telephony: TwilioTelephony,
+    emulator: EmulatorClient,
+    process_group: services.ProcessGroup,
 ) -> None:
+    """The worker process is SIGKILLed while the customer and the agent talk: the call stays up at
+    Twilio (the emulator, its own process, as Twilio would), the agent's screen still shows it, her
+    hang-up lands, and a new worker hangs the call up at Twilio and takes the session to its outcome."""
+    emulator.script("*", behaviour="answer", answer_after_s=0.3, hangup_after_s=None)
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
     task_queue = stores.settings.temporal_task_queue
-    async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
+    process = WorkerProcess(process_group, f"worker-{uuid.uuid4().hex[:6]}", stores.settings)
+    try:
         offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
         session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
         await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)
-        await eventually(lambda: in_state(http, headers, session_id, "in_progress"))
-    # The worker is gone. The agent's screen still shows the call (the session's view, not a query that
-    # needs a worker), and the carrier's callbacks and the agent's clicks still land (as signals).
+        await eventually(lambda: in_state(http, headers, session_id, "in_progress"), within=60)
+        [call] = [c for c in await asyncio.to_thread(emulator.calls) if not c["parent_call_sid"]]
+        await asyncio.to_thread(emulator.wait_for, call["sid"], "person_connected")
+    finally:
+        returncode = await asyncio.to_thread(process.kill)
+    assert returncode == -signal.SIGKILL
+    # The worker is gone; the call is not. The agent's screen still shows it (the session's view, not a
+    # query that needs a worker), and the carrier's callbacks and the agent's clicks still land (signals).
+    await asyncio.sleep(1.0)
+    line = await asyncio.to_thread(emulator.timeline, call["sid"])
+    assert (line.ended, line.status) == (False, "in-progress") and "bridge_ended" not in line.kinds()
     shown = await call_state(http, headers, session_id)
     assert (shown["state"], shown["answered"], shown["user_id"]) == ("in_progress", True, user_id)
     live = (await http.get("/api/v1/agents/me/live", headers=headers)).json()  # the workspace's own poll
@@ -473,11 +496,14 @@ async def test_worker_killed_mid_call_loses_nothing(
     await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)
 
     async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
+        ended = await asyncio.to_thread(emulator.wait_ended, call["sid"], 60.0)
         await eventually(lambda: in_state(http, headers, session_id, "wrap_up"))
         wrap_up = await call_state(http, headers, session_id)
         response = await http.post(f"/api/v1/calls/{session_id}/outcome", json={"disposition": "busy"}, headers=headers)
         assert response.status_code == 200
         await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()
+    hangups = [e for e in ended.events if e["kind"] == "hangup" and e["leg"] == "customer"]
+    assert hangups and hangups[0]["by"] == "api", ended.events  # the product hung up, after the restart
     assert wrap_up["end_reason"] == "completed" and wrap_up["wrap_up_deadline"] is not None
     closed = await call_state(http, headers, session_id)
     assert (closed["state"], closed["disposition"]) == ("closed", "busy")

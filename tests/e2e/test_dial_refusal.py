@@ -5,6 +5,7 @@ call is placed and no attempt is counted."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 import httpx
@@ -12,8 +13,8 @@ import pytest
 from sqlalchemy import text
 from temporalio.worker import Worker
 
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler import clock
-from dialler.integrations.simulated import SimulatedTelephony
 from dialler.queues.phones import normalise_phone
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_a_dial_refused_at_the_last_moment_is_recorded_and_explained(
-    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, telephony: SimulatedTelephony
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
 ) -> None:
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
@@ -75,7 +76,7 @@ async def test_a_dial_refused_at_the_last_moment_is_recorded_and_explained(
     assert explained["callable_now"] is False and explained["why_not_now"][0].startswith("abandoned_cooloff")
 
     # No call was placed, and a refused dial is not an attempt.
-    assert all(c.to != phone for c in telephony.calls.values())
+    assert all(c["to"] != phone for c in await asyncio.to_thread(emulator.calls))
     async with stores.postgres.connect() as conn:
         attempts = await conn.scalar(text("SELECT count(*) FROM contact_attempts WHERE user_id = :u"), {"u": user_id})
         logged = await conn.scalar(

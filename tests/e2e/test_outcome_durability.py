@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,18 +24,19 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from devstack import services
 from dialler.calls import received
 from dialler.calls.messages import OutcomeAccepted, OutcomeInput, call_workflow_id
 from dialler.calls.view import update_view
 from dialler.config import Settings
-from dialler.integrations.simulated import SimulatedTelephony
+from dialler.integrations.twilio import TwilioTelephony
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.journeys import talk_then_hang_up
-from tests.support.killable_worker import WorkerProcess
 from tests.support.live_api import eventually
 from tests.support.proxy import CuttableProxy
+from tests.support.worker_process import WorkerProcess
 from workers.worker import build_worker
 from workflows import call_session_client
 
@@ -60,6 +63,26 @@ def settings(settings: Settings, temporal_link: CuttableProxy) -> Settings:
     )
 
 
+async def _next_call(http: httpx.AsyncClient, headers: dict[str, str]) -> Any:
+    """Next call, as the agent's screen asks it: the API's first link to Temporal goes through the test's
+    proxy, which this test's event loop serves, and may have timed out while fixtures held the loop;
+    like any client, honour Retry-After."""
+    for _ in range(10):
+        answer = await http.post("/api/v1/agents/me/next-call", headers=headers)
+        if answer.status_code != 503:
+            break
+        await asyncio.sleep(float(answer.headers["Retry-After"]))
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+async def _worker_process(group: services.ProcessGroup, settings: Settings) -> WorkerProcess:
+    """The production worker in a process of its own (SIGKILL-able), once it polls."""
+    worker = WorkerProcess(group, f"worker-{uuid.uuid4().hex[:6]}", settings)
+    await asyncio.to_thread(worker.wait_logged, "worker polling task queue")
+    return worker
+
+
 async def _presence(http: httpx.AsyncClient, headers: dict[str, str]) -> str:
     state: str = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"]
     return state
@@ -74,22 +97,24 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
     replica_url: str,
     temporal_client: Client,
     temporal_link: CuttableProxy,
-    tmp_path: Path,
+    telephony: TwilioTelephony,
+    process_group: services.ProcessGroup,
 ) -> None:
     """Worker killed: Temporal holds the Update and a signal until a worker comes back. Temporal cut
     from the API as well: neither reaches it, and the session finds the kept outcome at wrap-up's end."""
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
     direct = temporal_client.service_client.config.target_host
-    worker = WorkerProcess(settings.model_copy(update={"temporal_address": direct}), tmp_path)
-    with worker:
-        offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    worker_settings = settings.model_copy(update={"temporal_address": direct})
+    worker = await _worker_process(process_group, worker_settings)
+    try:
+        offered = await _next_call(http, headers)
         session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
         await talk_then_hang_up(http, headers, session_id)
         call = (await http.get(f"/api/v1/calls/{session_id}", headers=headers)).json()
         wrap_up_ends = datetime.fromisoformat(call["wrap_up_deadline"])
 
-        worker.kill()  # SIGKILL, in wrap-up: no worker polls the session's task queue
+        await asyncio.to_thread(worker.kill)  # SIGKILL, in wrap-up: no worker polls the session's task queue
         if not temporal_reachable:
             await temporal_link.cut()
 
@@ -112,7 +137,8 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
         await asyncio.sleep(max(0.0, (wrap_up_ends - datetime.now(UTC)).total_seconds()) + 3)
         assert (await _presence(http, headers)) == "wrap_up"
 
-        worker.start()  # a worker comes back: the session resumes and takes the kept outcome
+        # A worker comes back: the session resumes and takes the kept outcome.
+        worker = await _worker_process(process_group, worker_settings)
         handle = temporal_client.get_workflow_handle(call_workflow_id(user_id), result_type=OutcomeAccepted)
         result = await asyncio.wait_for(handle.result(), 60)
         if os.environ.get("RECORD_HISTORY_TO"):  # how tests/workflows/histories/call-session-new-kept-*.json were made
@@ -121,6 +147,9 @@ async def test_do_not_call_posted_while_the_worker_is_killed_past_wrap_up_is_app
             await asyncio.to_thread((Path(os.environ["RECORD_HISTORY_TO"]) / name).write_text, history)
         assert result.disposition == "do_not_call"
         assert await _presence(http, headers) == "available"
+    finally:
+        if worker.proc.poll() is None:
+            await asyncio.to_thread(worker.kill)
 
     async with stores.postgres.connect() as conn:
         outcomes = (await conn.execute(text("SELECT disposition, notes FROM call_outcomes"))).all()
@@ -144,20 +173,13 @@ async def test_a_customer_skipped_before_any_worker_ran_the_session_is_skipped_o
     stores: Stores,
     replica_url: str,
     temporal_client: Client,
-    telephony: SimulatedTelephony,
+    telephony: TwilioTelephony,
 ) -> None:
     """No worker has run the session yet (it has no row in PostgreSQL, only its view): the agent's
     outcome is still kept (202), and applied when a worker starts."""
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
-    # The API's first link to Temporal (through the test's proxy, served by this test's event loop) may
-    # have timed out while the fixtures above held the loop: as a client should, honour Retry-After.
-    for _ in range(10):
-        answer = await http.post("/api/v1/agents/me/next-call", headers=headers)
-        if answer.status_code != 503:
-            break
-        await asyncio.sleep(float(answer.headers["Retry-After"]))
-    offered = answer.json()
+    offered = await _next_call(http, headers)
     session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
 
     skipped = await http.post(
@@ -180,7 +202,7 @@ async def test_a_session_told_of_a_kept_outcome_takes_it_at_once(
     skips the customer) takes the kept outcome then, not at the end of the preview or wrap-up."""
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
-    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    offered = await _next_call(http, headers)
     session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
     lease = await queue_engine(stores).lease_of(user_id)
     assert lease is not None
@@ -212,7 +234,7 @@ async def test_an_outcome_the_session_refuses_is_never_kept_and_a_repeat_is_the_
 ) -> None:
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
-    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    offered = await _next_call(http, headers)
     session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
     url = f"/api/v1/calls/{session_id}/outcome"
 

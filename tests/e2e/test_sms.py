@@ -1,4 +1,4 @@
-"""SMS end to end: the real API over HTTP, the real worker, simulated carrier posting signed webhooks.
+"""SMS end to end: the real API over HTTP, the real worker, the Twilio emulator posting signed webhooks.
 
 Journey 5 (a customer texts STOP) and its neighbours: delivery statuses, START, CANCEL in reply to a
 callback text, magic links verified by the portal, who may read which conversation, forged webhooks.
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler import clock
 from dialler.agents.models import Agent
 from dialler.callbacks.messages import BookCallbackInput, callback_workflow_id
@@ -28,7 +29,7 @@ from dialler.comms.messages import SendSmsInput, SendStatus, sms_workflow_id
 from dialler.comms.models import SmsMessage
 from dialler.compliance.models import OptOut
 from dialler.config import Settings
-from dialler.integrations.simulated import SimulatedTelephony
+from dialler.integrations.twilio import TwilioTelephony
 from dialler.integrations.twilio_voice import sign
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
@@ -101,8 +102,9 @@ async def agent_id(stores: Stores, email: str) -> int:
     return found
 
 
-async def texts_to(telephony: SimulatedTelephony, phone: str) -> list[str]:
-    return [m.body for m in telephony.messages.values() if m.to == phone]
+async def texts_to(emulator: EmulatorClient, phone: str) -> list[str]:
+    """The bodies of the texts sent to ``phone``, as Twilio holds them."""
+    return [m["body"] for m in await asyncio.to_thread(emulator.messages, phone)]
 
 
 async def out_of_queues(stores: Stores, user_ids: list[int]) -> bool:
@@ -191,7 +193,7 @@ async def test_inbound_stop_opts_out_at_once_everywhere_and_confirms_once(
     replica_writer: AsyncEngine,
     settings: Settings,
     temporal_client: Client,
-    telephony: SimulatedTelephony,
+    emulator: EmulatorClient,
 ) -> None:
     # Two customer records share the number: one waits in the unsigned queue, the other has a callback.
     queued = await queued_customer(stores, replica_writer, 1)
@@ -224,7 +226,7 @@ async def test_inbound_stop_opts_out_at_once_everywhere_and_confirms_once(
     [confirmation] = await delivered(stores, "stop_confirmation")
     await asyncio.sleep(1.5)
     assert len(await outbound(stores, "stop_confirmation")) == 1
-    assert sum("opted out" in body for body in await texts_to(telephony, queued.e164)) == 1
+    assert sum("opted out" in body for body in await texts_to(emulator, queued.e164)) == 1
     async with stores.postgres.connect() as conn:
         inbound_rows = await conn.scalar(text("SELECT count(*) FROM sms_messages WHERE direction = 'inbound'"))
     assert inbound_rows == 2  # the retry was not threaded twice
@@ -297,7 +299,8 @@ async def test_a_stop_with_no_worker_running_is_recorded_at_once_and_fanned_out_
     replica_writer: AsyncEngine,
     settings: Settings,
     temporal_client: Client,
-    telephony: SimulatedTelephony,
+    telephony: TwilioTelephony,
+    emulator: EmulatorClient,
 ) -> None:
     """The webhook answers once the opt-out is committed, whatever the workers are doing; the
     fan-out waits in Temporal, is never lost, and runs once (a Twilio retry starts nothing more)."""
@@ -330,7 +333,7 @@ async def test_a_stop_with_no_worker_running_is_recorded_at_once_and_fanned_out_
     async with stores.postgres.connect() as conn:
         reason = await conn.scalar(text("SELECT reason FROM callbacks WHERE user_id = 1 AND status = 'cancelled'"))
     assert reason == STOP_REASON
-    assert sum("opted out" in body for body in await texts_to(telephony, customer.e164)) == 1
+    assert sum("opted out" in body for body in await texts_to(emulator, customer.e164)) == 1
 
 
 async def test_cancel_in_reply_to_the_callback_text_cancels_the_callback_only(
@@ -340,7 +343,7 @@ async def test_cancel_in_reply_to_the_callback_text_cancels_the_callback_only(
     replica_writer: AsyncEngine,
     settings: Settings,
     temporal_client: Client,
-    telephony: SimulatedTelephony,
+    emulator: EmulatorClient,
 ) -> None:
     customer = await add_customer(replica_writer, 1)
     await book(temporal_client, stores, 1)
@@ -391,7 +394,7 @@ async def test_nothing_is_sent_to_an_opted_out_number(
     replica_writer: AsyncEngine,
     settings: Settings,
     temporal_client: Client,
-    telephony: SimulatedTelephony,
+    emulator: EmulatorClient,
 ) -> None:
     customer = await queued_customer(stores, replica_writer)
     await post_twilio(http, settings, INBOUND, inbound(settings, customer.e164, "unsubscribe"))
@@ -411,7 +414,7 @@ async def test_nothing_is_sent_to_an_opted_out_number(
     assert text_.status_code == 409 and text_.json()["error"]["code"] == "opted_out"
     assert link.status_code == 409
     assert outcome.status == SendStatus.BLOCKED
-    assert [b for b in await texts_to(telephony, customer.e164) if "opted out" not in b] == []
+    assert [b for b in await texts_to(emulator, customer.e164) if "opted out" not in b] == []
     assert [m.status for m in await outbound(stores, "missed_call")] == ["blocked"]
 
 
@@ -477,7 +480,7 @@ async def test_a_magic_link_is_texted_verified_once_by_the_portal_and_recorded(
     replica_writer: AsyncEngine,
     settings: Settings,
     temporal_client: Client,
-    telephony: SimulatedTelephony,
+    emulator: EmulatorClient,
 ) -> None:
     customer = await queued_customer(stores, replica_writer, signed=True)
     sam = await login(http, SAM)
@@ -491,7 +494,7 @@ async def test_a_magic_link_is_texted_verified_once_by_the_portal_and_recorded(
     assert response.status_code == 202, response.text
     workflow_id = response.json()["workflow_id"]
     [message] = await delivered(stores, "magic_link_upload")
-    [body] = await texts_to(telephony, customer.e164)
+    [body] = await texts_to(emulator, customer.e164)
     assert body.startswith("RMC Claims: please upload your bank statements here: https://portal.example.co.uk/m/")
     token = body.split("/m/", 1)[1].split()[0]
     assert token not in message.body

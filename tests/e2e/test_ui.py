@@ -1,4 +1,4 @@
-"""The web UI in Debian's headless Chromium (Python Playwright), against the real stack in simulated mode:
+"""The web UI in Debian's headless Chromium (Python Playwright), against the real stack and the Twilio emulator:
 the API over HTTP, the worker on Temporal, PostgreSQL, Redis and MariaDB.
 
 The agent journey: sign in → available → next call → the call connects → hang up → outcome
@@ -34,13 +34,12 @@ from temporalio.worker import Worker
 
 from devstack.demo import ensure_demo_accounts
 from devstack.services import free_port
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.agents.presence import Initiator, PresenceState, set_presence
 from dialler.callbacks.models import Callback
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
-from dialler.config import PROJECT_ROOT, Settings, TelephonyMode
-from dialler.integrations.simulated import CallOutcome as LineOutcome
-from dialler.integrations.simulated import CallPlan, SimulatedTelephony
+from dialler.config import PROJECT_ROOT, Settings
 from dialler.queues.engine import QueueEngine, QueueEntry
 from dialler.queues.keys import QueueKeys
 from dialler.queues.models import QueueRebuild
@@ -169,7 +168,7 @@ async def test_agent_journey_with_a_supervisor_watching(
     await expect(sam_board).to_have_attribute("data-state", "reserved", timeout=BOARD_STEP_S)
     await expect(sam_board.locator(".customer-cell")).to_contain_text(customer.split()[0])
 
-    # Call: the simulated carrier rings, the customer answers.
+    # Call: the (emulated) carrier rings, the customer answers.
     await agent.get_by_role("button", name="Call", exact=True).click()
     await expect(agent.locator("#call-state-text")).to_contain_text("Connected")
     await expect(sam_board).to_have_attribute("data-state", "on_call", timeout=BOARD_STEP_S)
@@ -693,19 +692,19 @@ class TestTheLineTellsTheOutcome:
         stores: Stores,
         replica_url: str,
         browser: Browser,
-        telephony: SimulatedTelephony,
+        emulator: EmulatorClient,
     ) -> None:
         await queue_one_customer(stores, replica_url)
         console = ConsoleErrors()
         ctx, page = await open_page(browser, console, "agent")
         await sign_in(page, live_api, "priya@rmc.example")
         await page.get_by_role("button", name="Available").click()
-        for plan, outcome, result in (
-            (CallPlan(LineOutcome.BUSY), "Busy", "the line was busy"),
-            (CallPlan(LineOutcome.NO_ANSWER, ring_s=0.5), "No answer", "nobody answered"),
-            (CallPlan(LineOutcome.MACHINE, ring_s=0.3, talk_s=2.0), "Voicemail", "the call ended"),
+        for line, outcome, result in (
+            ({"behaviour": "busy"}, "Busy", "the line was busy"),
+            ({"behaviour": "no-answer", "answer_after_s": 0.5}, "No answer", "nobody answered"),
+            ({"behaviour": "machine", "answer_after_s": 0.3, "hangup_after_s": 2.0}, "Voicemail", "the call ended"),
         ):
-            telephony.script.default = plan
+            await asyncio.to_thread(emulator.script, "*", **line)
             await page.get_by_role("button", name="Next call").click()
             await expect(page.locator("#customer-name")).to_be_visible()
             await page.get_by_role("button", name="Call", exact=True).click()
@@ -726,11 +725,11 @@ class TestTheLineTellsTheOutcome:
 async def test_twilio_mode_loads_the_voice_sdk_and_shows_phone_trouble(
     settings: Settings, stores: Stores, replica_url: str, browser: Browser
 ) -> None:
-    """In `twilio` mode the workspace loads the vendored Voice SDK (allowed by the page's CSP), asks
+    """With Twilio itself (no emulator) the workspace loads the vendored Voice SDK (allowed by the page's CSP), asks
     for a voice token and registers a Device; Twilio is unreachable from here, so what must show is
     a visible phone error, never a silent screen."""
     twilio = settings.model_copy(
-        update={"telephony_mode": TelephonyMode.TWILIO, "public_base_url": f"http://127.0.0.1:{free_port()}"}
+        update={"twilio_api_base_url": None, "public_base_url": f"http://127.0.0.1:{free_port()}"}
     )
     async with stores.sessions() as session:
         await ensure_demo_accounts(session)

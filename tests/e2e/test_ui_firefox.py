@@ -1,5 +1,5 @@
 """The web UI in Debian's own Firefox (``firefox-esr``, headless), driven by Python Playwright over
-WebDriver BiDi (see ``tests/e2e/firefox_bidi.py``), against the real stack in simulated mode.
+WebDriver BiDi (see ``tests/e2e/firefox_bidi.py``), against the real stack and the Twilio emulator.
 
 Chromium runs the full journeys (``test_ui.py``); here each screen must work in Firefox too: signing
 in and working by keyboard, the agent taking a call, the supervisor's board and the admin's accounts,

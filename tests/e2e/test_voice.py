@@ -11,9 +11,9 @@ from sqlalchemy import text, update
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.agents.models import Agent
 from dialler.calls.messages import call_workflow_id
-from dialler.integrations.simulated import SimulatedTelephony
 from dialler.integrations.twilio_voice import sign
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
@@ -87,7 +87,7 @@ async def test_progressive_call_without_an_agent_is_abandoned_with_the_message_a
     stores: Stores,
     replica_url: str,
     temporal_client: Client,
-    telephony: SimulatedTelephony,
+    emulator: EmulatorClient,
 ) -> None:
     await queue_one_customer(stores, replica_url)
     async with stores.sessions() as session:
@@ -104,9 +104,10 @@ async def test_progressive_call_without_an_agent_is_abandoned_with_the_message_a
         raise AssertionError(f"the session did not close: {await handle.query(CallSessionWorkflow.view)}") from None
 
     assert result.disposition == "no_outcome"
-    [call] = list(telephony.calls.values())
-    played = "".join(call.twiml)
-    assert "RMC Claims" in played and "<Dial" not in played  # the information message, no bridge
+    [call] = await asyncio.to_thread(emulator.calls)  # the customer's leg alone: no agent was dialled
+    timeline = await asyncio.to_thread(emulator.wait_ended, call["sid"])
+    assert "RMC Claims" in " ".join(timeline.said())  # the information message
+    assert "person_connected" not in timeline.kinds()  # no bridge
     async with stores.postgres.connect() as conn:
         attempt = (await conn.execute(text("SELECT abandoned, result FROM contact_attempts"))).one()
     assert tuple(attempt) == (True, "abandoned")

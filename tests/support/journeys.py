@@ -19,7 +19,7 @@ async def in_state(http: httpx.AsyncClient, headers: dict[str, str], session_id:
 
 
 async def talk_then_hang_up(http: httpx.AsyncClient, headers: dict[str, str], session_id: str) -> None:
-    """Dial, see the (simulated) customer answer, hang up, and see the session in wrap-up."""
+    """Dial, see the (emulated) customer answer, hang up, and see the session in wrap-up."""
     assert (await http.post(f"/api/v1/calls/{session_id}/dial", headers=headers)).status_code == 202
     await eventually(lambda: in_state(http, headers, session_id, "in_progress"))
     assert (await http.post(f"/api/v1/calls/{session_id}/hangup", headers=headers)).status_code == 202

@@ -1,19 +1,21 @@
-"""Twilio test doubles' settings and the receiver of the webhooks our telephony adapters send."""
+"""Settings for the Twilio layer's tests, and the receiver of the webhooks Twilio (the emulator) sends."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl
 
+import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from dialler.config import Settings, TelephonyMode
 from dialler.integrations import twilio_voice
-from tests.support.twilio_api import BackgroundServer
 
 ACCOUNT_SID = "AC" + "a1" * 16
 
@@ -31,6 +33,49 @@ TWIML_APP_SID = "AP" + "c3" * 16
 
 
 CALLER_ID = "+441615550100"
+
+
+class BackgroundServer:
+    """An ASGI app served by uvicorn on 127.0.0.1 in a daemon thread; ``url`` once started."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def start(self) -> Self:
+        # Bind first and hand uvicorn the socket: no window in which another process takes the port.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            loop="asyncio",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("background uvicorn server did not start")
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
 
 
 def make_settings(**overrides: Any) -> Settings:

@@ -17,7 +17,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from devstack import services
 from dialler.config import Settings
-from dialler.integrations.simulated import SimulatedTelephony
+from dialler.integrations.twilio import TwilioTelephony
 from dialler.runtime import Stores, connect_temporal
 from tests.support.worker_metrics import SDK_FAMILIES
 from workers.worker import build_worker, worker_runtime
@@ -44,7 +44,7 @@ def families(exposition: str) -> set[str]:
 
 
 async def test_the_worker_exports_sdk_metrics_and_activity_failures(
-    temporal_env: WorkflowEnvironment, settings: Settings, stores: Stores, telephony: SimulatedTelephony
+    temporal_env: WorkflowEnvironment, settings: Settings, stores: Stores, telephony: TwilioTelephony
 ) -> None:
     address = f"127.0.0.1:{services.free_port()}"
     configured = settings.model_copy(update={"worker_metrics_address": address})

@@ -3,8 +3,8 @@ non-determinism: a change that would break calls in flight fails here first.
 
 ``histories/call-session-old-answered.json`` was recorded by the code before ``LIVE_STATUS_PATCH``
 (commit 0842d96), ``call-session-new-answered.json`` by the code with it; both by the end-to-end
-stack (real API, worker and simulated carrier): next-call → dial → answered → agent hangs up →
-outcome ``busy`` → closed.
+stack (real API, worker and the in-worker simulated carrier of the time, since removed): next-call →
+dial → answered → agent hangs up → outcome ``busy`` → closed.
 
 ``call-session-new-carrier-leg-gone.json`` was recorded with ``HANGUP_GRACE_PATCH`` (Twilio mode against
 the emulator, tests/e2e/test_twilio_lines.py): answered → the carrier loses the leg → a supervisor ends

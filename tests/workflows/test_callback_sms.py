@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.callbacks.messages import BookCallbackInput, CallbackTimings, CancelInput, callback_workflow_id
 from dialler.callbacks.rules import calling_hours
 from dialler.comms.models import SmsMessage
 from dialler.compliance.models import OptOut
-from dialler.integrations.simulated import SimulatedTelephony
 from dialler.runtime import Stores
 from tests.support.live_api import eventually
 from tests.support.replica_customers import add_customer
@@ -47,7 +47,7 @@ async def texts(stores: Stores) -> list[SmsMessage]:
 
 
 async def test_confirmation_at_booking_and_reminder_on_time(
-    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, telephony: SimulatedTelephony
+    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, emulator: EmulatorClient
 ) -> None:
     customer = await add_customer(replica_writer, 1)
     due = datetime.now(UTC) + timedelta(seconds=8)
@@ -63,13 +63,13 @@ async def test_confirmation_at_booking_and_reminder_on_time(
     assert reminder.template == "callback_reminder"
     remind_at = due - timedelta(seconds=4)
     assert remind_at - timedelta(seconds=0.5) <= reminder.created_at <= remind_at + timedelta(seconds=2.5)
-    sent = [m for m in telephony.messages.values() if m.to == customer.e164]
-    assert len(sent) == 2 and "your callback is booked for" in sent[0].body and "reminder" in sent[1].body
+    sent = [m["body"] for m in await asyncio.to_thread(emulator.messages, customer.e164)]
+    assert len(sent) == 2 and "your callback is booked for" in sent[0] and "reminder" in sent[1]
     await handle.signal(CallbackWorkflow.cancel, CancelInput(reason="test over"))
 
 
 async def test_no_reminder_after_a_cancel(
-    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, telephony: SimulatedTelephony
+    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, emulator: EmulatorClient
 ) -> None:
     await add_customer(replica_writer, 1)
     due = datetime.now(UTC) + timedelta(seconds=8)
@@ -81,11 +81,11 @@ async def test_no_reminder_after_a_cancel(
     await asyncio.sleep(max(0.0, (due - timedelta(seconds=5) - datetime.now(UTC)).total_seconds()) + 1.5)
 
     assert [m.template for m in await texts(stores)] == ["callback_confirmation"]
-    assert len(telephony.messages) == 1
+    assert len(await asyncio.to_thread(emulator.messages)) == 1
 
 
 async def test_nothing_is_texted_to_an_opted_out_number(
-    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, telephony: SimulatedTelephony
+    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, emulator: EmulatorClient
 ) -> None:
     customer = await add_customer(replica_writer, 1)
     async with stores.sessions() as session:
@@ -102,5 +102,5 @@ async def test_nothing_is_texted_to_an_opted_out_number(
 
     blocked = await eventually(two_blocked, within=10)
     assert [m.template for m in blocked] == ["callback_confirmation", "callback_reminder"]
-    assert telephony.messages == {}
+    assert await asyncio.to_thread(emulator.messages) == []
     assert await handle.result() == "cancelled"  # and the callback itself never dials (opted out)

@@ -5,8 +5,10 @@ and each client drives its workflow on the real worker (call sessions: e2e/test_
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,9 +17,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from devstack.seed import seed_replica
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.comms import magic_links
 from dialler.comms.messages import LinkUsed, MagicLinkInput, magic_link_workflow_id
-from dialler.integrations.simulated import SimulatedTelephony
 from dialler.runtime import Stores
 from tests.support.live_api import eventually
 from tests.support.replica_customers import add_customer
@@ -87,7 +89,7 @@ def test_the_signals_updates_and_queries_the_clients_name_exist() -> None:
 
 
 async def test_a_magic_link_started_and_marked_used_through_its_client(
-    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, telephony: SimulatedTelephony
+    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, emulator: EmulatorClient
 ) -> None:
     customer = await add_customer(replica_writer, 1, signed=True)
     workflow_id = magic_link_workflow_id(1, "upload", uuid.uuid4().hex[:12])
@@ -96,8 +98,8 @@ async def test_a_magic_link_started_and_marked_used_through_its_client(
     await magic_link_client.start_magic_link(
         temporal_client, task_queue=stores.settings.temporal_task_queue, workflow_id=workflow_id, input=link
     )
-    sms = await eventually(lambda: _first_text(telephony))
-    token = sms.body.split("/m/", 1)[1].split()[0]
+    sms = await eventually(lambda: _first_text(emulator))
+    token = str(sms["body"]).split("/m/", 1)[1].split()[0]
     async with stores.sessions() as session:
         verified = await magic_links.consume(session=session, token=token, now=datetime.now(UTC))
         await session.commit()
@@ -107,8 +109,8 @@ async def test_a_magic_link_started_and_marked_used_through_its_client(
     assert result == {"link_id": verified.link_id, "result": "used"}
 
 
-async def _first_text(telephony: SimulatedTelephony):  # type: ignore[no-untyped-def]
-    return next(iter(telephony.messages.values()), None)
+async def _first_text(emulator: EmulatorClient) -> dict[str, Any] | None:
+    return next(iter(await asyncio.to_thread(emulator.messages)), None)
 
 
 async def test_a_rebuild_run_through_its_client_reports_its_trigger_and_counts(

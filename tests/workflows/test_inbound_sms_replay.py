@@ -2,10 +2,11 @@
 a later change that would break fan-outs in flight fails here first (put it behind
 ``workflow.patched`` and record a new history beside these).
 
-Both recorded by the end-to-end stack (real API, worker, simulated carrier, commit of this file):
-``inbound-sms-stop.json``: STOP from a number shared by two customers, one queued and one with a live
-callback (out of the queues, one callback signal that finds no workflow and one that cancels, the
-confirmation as a child); ``inbound-sms-start.json``: START that lifts the opt-out.
+Both recorded by the end-to-end stack (real API, worker, the in-worker simulated carrier of the time,
+commit of this file): ``inbound-sms-stop.json``: STOP from a number shared by two customers, one
+queued and one with a live callback (out of the queues, one callback signal that finds no workflow
+and one that cancels, the confirmation as a child); ``inbound-sms-start.json``: START that lifts the
+opt-out.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""MagicLinkWorkflow on the real worker and simulated carrier: text the link, then used or expired,
+"""MagicLinkWorkflow on the real worker and the Twilio emulator: text the link, then used or expired,
 recorded in the contact history; never texted to an opted-out number."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -12,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.comms import magic_links
 from dialler.comms.errors import MagicLinkExpired
 from dialler.comms.messages import LinkUsed, MagicLinkInput, MagicLinkResult, magic_link_workflow_id
 from dialler.comms.models import SmsMessage
 from dialler.compliance.models import OptOut
-from dialler.integrations.simulated import SimulatedSms, SimulatedTelephony
 from dialler.runtime import Stores
 from tests.support.live_api import eventually
 from tests.support.replica_customers import add_customer
@@ -33,16 +35,18 @@ async def start(client: Client, stores: Stores, link: MagicLinkInput) -> Workflo
     )
 
 
-async def texted(telephony: SimulatedTelephony) -> SimulatedSms:
-    async def first() -> SimulatedSms | None:
-        return next(iter(telephony.messages.values()), None)
+async def texted(emulator: EmulatorClient) -> dict[str, Any]:
+    """The first text sent through Twilio (its message JSON)."""
 
-    sms: SimulatedSms = await eventually(first)
+    async def first() -> dict[str, Any] | None:
+        return next(iter(await asyncio.to_thread(emulator.messages)), None)
+
+    sms: dict[str, Any] = await eventually(first)
     return sms
 
 
-def token_of(sms: SimulatedSms) -> str:
-    return sms.body.split("/m/", 1)[1].split()[0]
+def token_of(sms: dict[str, Any]) -> str:
+    return str(sms["body"]).split("/m/", 1)[1].split()[0]
 
 
 async def attempts(stores: Stores) -> list[tuple[int, str, str]]:
@@ -52,7 +56,7 @@ async def attempts(stores: Stores) -> list[tuple[int, str, str]]:
 
 
 async def test_link_is_texted_used_once_and_recorded(
-    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, telephony: SimulatedTelephony
+    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, emulator: EmulatorClient
 ) -> None:
     customer = await add_customer(replica_writer, 1, signed=True)
     handle = await start(
@@ -61,9 +65,9 @@ async def test_link_is_texted_used_once_and_recorded(
         MagicLinkInput(user_id=1, purpose="upload", requirement_id=customer.requirement_id, agent_id=None, ttl_s=600),
     )
 
-    sms = await texted(telephony)
+    sms = await texted(emulator)
     token = token_of(sms)
-    assert sms.to == customer.e164 and "bank statements" in sms.body and "10 minutes" in sms.body
+    assert sms["to"] == customer.e164 and "bank statements" in sms["body"] and "10 minutes" in sms["body"]
     async with stores.sessions() as session:
         verified = await magic_links.consume(session=session, token=token, now=datetime.now(UTC))
         await session.commit()
@@ -76,15 +80,15 @@ async def test_link_is_texted_used_once_and_recorded(
     async with stores.sessions() as session:
         stored = (await session.scalars(select(SmsMessage))).one()
     assert token not in stored.body and "/m/[link]" in stored.body  # the token is never stored
-    assert stored.template == "magic_link_upload" and stored.twilio_sid == sms.sid
+    assert stored.template == "magic_link_upload" and stored.twilio_sid == sms["sid"]
 
 
 async def test_an_unused_link_expires_and_is_recorded(
-    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, telephony: SimulatedTelephony
+    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, emulator: EmulatorClient
 ) -> None:
     await add_customer(replica_writer, 1)
     handle = await start(temporal_client, stores, MagicLinkInput(user_id=1, purpose="sign", ttl_s=2))
-    token = token_of(await texted(telephony))
+    token = token_of(await texted(emulator))
 
     result = await handle.result()
 
@@ -96,7 +100,7 @@ async def test_an_unused_link_expires_and_is_recorded(
 
 
 async def test_a_link_is_never_texted_to_an_opted_out_number(
-    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, telephony: SimulatedTelephony
+    temporal_client: Client, worker: Worker, stores: Stores, replica_writer: AsyncEngine, emulator: EmulatorClient
 ) -> None:
     customer = await add_customer(replica_writer, 1)
     async with stores.sessions() as session:
@@ -106,7 +110,7 @@ async def test_a_link_is_never_texted_to_an_opted_out_number(
     result = await (await start(temporal_client, stores, MagicLinkInput(user_id=1, purpose="sign"))).result()
 
     assert result.result == "blocked"
-    assert telephony.messages == {}
+    assert await asyncio.to_thread(emulator.messages) == []
     assert await attempts(stores) == [(1, "sms", "magic_link_blocked")]
     async with stores.sessions() as session:
         assert (await session.scalars(select(SmsMessage.status))).one() == "blocked"

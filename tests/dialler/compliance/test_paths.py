@@ -23,7 +23,7 @@ from dialler.calls.messages import PlaceCallInput
 from dialler.comms.service import text_decision
 from dialler.compliance.records import recent_decisions
 from dialler.config import Settings
-from dialler.integrations.simulated import SimulatedTelephony
+from dialler.integrations.twilio import TwilioTelephony
 from dialler.queues import rebuild
 from dialler.runtime import Stores
 
@@ -104,7 +104,7 @@ async def callback_answer(stores: Stores, client: Client, user_id: int) -> tuple
     return check.action, check.reason
 
 
-async def dial_answer(stores: Stores, telephony: SimulatedTelephony, user_id: int) -> tuple[Answer, str | None]:
+async def dial_answer(stores: Stores, telephony: TwilioTelephony, user_id: int) -> tuple[Answer, str | None]:
     session_id = str(uuid.uuid4())
     acts = CallActivities(stores, telephony)
     try:
@@ -163,7 +163,7 @@ async def test_every_path_gives_the_same_answer_from_the_same_facts(
     stores: Stores,
     replica_writer: AsyncEngine,
     temporal_client: Client,
-    telephony: SimulatedTelephony,
+    telephony: TwilioTelephony,
 ) -> None:
     now = clock.now(stores.settings)  # the compliance clock: a Wednesday 11:00 in London
     user_id, other = 41, 42
@@ -205,7 +205,7 @@ async def test_every_path_gives_the_same_answer_from_the_same_facts(
 
 
 async def test_two_customers_sharing_a_number_share_its_attempt_limits(
-    stores: Stores, replica_writer: AsyncEngine, telephony: SimulatedTelephony
+    stores: Stores, replica_writer: AsyncEngine, telephony: TwilioTelephony
 ) -> None:
     """Caps count per number as well as per customer: three calls to the number today (to either
     customer) use up the number's day, whoever is called next."""
@@ -251,7 +251,7 @@ async def test_bank_holidays_follow_the_customers_nation_at_the_dial(
     settings: Settings,
     stores: Stores,  # an emptied database
     replica_writer: AsyncEngine,
-    telephony: SimulatedTelephony,
+    telephony: TwilioTelephony,
 ) -> None:
     """The last check before a dial, on the real stores, with the compliance clock on that day."""
     customers = {"eng": ("SW1A 1AA", 61), "scot": ("EH1 1YZ", 62), "ni": ("BT1 5GS", 63), "unknown": (None, 64)}

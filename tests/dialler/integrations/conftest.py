@@ -1,5 +1,6 @@
-"""Fixtures for the Twilio layer: a fake Twilio REST API, a real HTTP webhook receiver, and settings
-that point at both. No database or Temporal: these tests need only loopback HTTP."""
+"""Fixtures for the Twilio layer: the Twilio emulator (its own process, with this layer's test
+account and API key), a real HTTP webhook receiver, and settings that point at both. No database or
+Temporal: these tests need only loopback HTTP."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from devstack import services
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.config import Settings
 from tests.support.telephony import (
     ACCOUNT_SID,
@@ -18,23 +21,32 @@ from tests.support.telephony import (
     Receiver,
     make_settings,
 )
-from tests.support.twilio_api import FakeTwilio
 
 
 @pytest.fixture(scope="session")
-def _fake_twilio_server() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio(
-        account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, api_key_sid=API_KEY_SID, api_key_secret=API_KEY_SECRET
-    ).start()
-    yield fake
-    fake.stop()
+def _twilio_server(process_group: services.ProcessGroup) -> Iterator[EmulatorClient]:
+    port = services.free_port()
+    services.start_twilio_emulator(
+        process_group,
+        port,
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        api_keys={API_KEY_SID: API_KEY_SECRET},
+        demo_rules=False,
+    )
+    client = EmulatorClient(f"http://127.0.0.1:{port}")
+    yield client
+    client.close()
 
 
 @pytest.fixture
-def fake_twilio(_fake_twilio_server: FakeTwilio) -> FakeTwilio:
-    """The session's fake Twilio API, emptied for this test."""
-    _fake_twilio_server.reset()
-    return _fake_twilio_server
+def twilio(_twilio_server: EmulatorClient) -> EmulatorClient:
+    """The session's Twilio emulator for this account, emptied for this test; its customers ring for
+    a minute before answering, so a call placed here stays queued or ringing while a test looks at it."""
+    _twilio_server.reset()
+    _twilio_server.demo_rules(False)
+    _twilio_server.script("*", behaviour="no-answer", answer_after_s=60)
+    return _twilio_server
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +63,9 @@ def receiver(_receiver_server: Receiver) -> Receiver:
 
 
 @pytest.fixture
-def twilio_settings(fake_twilio: FakeTwilio, receiver: Receiver) -> Settings:
-    """``telephony_mode=twilio`` against the fake API; public URL = the receiver."""
-    return make_settings(twilio_api_base_url=fake_twilio.url, public_base_url=receiver.url)
+def twilio_settings(twilio: EmulatorClient, receiver: Receiver) -> Settings:
+    """The product's Twilio settings against the emulator; public URL = the receiver."""
+    return make_settings(twilio_api_base_url=twilio.url, public_base_url=receiver.url)
 
 
 @pytest_asyncio.fixture

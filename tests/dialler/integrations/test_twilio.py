@@ -1,4 +1,4 @@
-"""The real Twilio SDK against the fake Twilio API: what we send, and how failures are classified."""
+"""The real Twilio SDK against the Twilio emulator: what we send, and how failures are classified."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import socket
 import pytest
 from pydantic import SecretStr
 
+from devstack.twilio_emulator.client import EmulatorClient
+from devstack.twilio_emulator.engine import sms_segments
 from dialler.config import Settings
 from dialler.integrations.masking import mask_phone, mask_phones_in
 from dialler.integrations.twilio import (
@@ -22,7 +24,6 @@ from dialler.integrations.twilio import (
     twilio_client,
 )
 from tests.support.telephony import API_KEY_SID, AUTH_TOKEN, CALLER_ID, Receiver, make_settings
-from tests.support.twilio_api import FakeTwilio, sms_segments
 
 CUSTOMER = "+447700900123"
 
@@ -41,13 +42,13 @@ def _call_kwargs(receiver: Receiver, **overrides: object) -> dict[str, object]:
 
 
 async def test_place_call_sends_twilio_the_right_form(
-    twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver
+    twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver
 ) -> None:
     telephony = TwilioTelephony(twilio_settings)
     sid = await telephony.place_call(**_call_kwargs(receiver))  # type: ignore[arg-type]
 
     assert re.fullmatch(r"CA[0-9a-f]{32}", sid)
-    [req] = fake_twilio.requests_to("/Calls.json")
+    [req] = twilio.requests("/Calls.json")
     assert req.path == f"/2010-04-01/Accounts/{twilio_settings.twilio_account_sid}/Calls.json"
     assert req.param("To") == CUSTOMER
     assert req.param("From") == CALLER_ID
@@ -56,26 +57,26 @@ async def test_place_call_sends_twilio_the_right_form(
     assert req.param_all("StatusCallbackEvent") == list(CALL_STATUS_EVENTS)
     assert req.param("StatusCallbackMethod") == "POST"
     assert req.param("MachineDetection") is None and req.param("AsyncAmd") is None
-    # Servers authenticate with the API key, not the account's auth token.
-    assert req.auth == (API_KEY_SID, twilio_settings.twilio_api_key_secret.get_secret_value())
-    assert fake_twilio.calls[sid]["status"] == "queued"
+    # Servers authenticate with the API key (and its secret: the call was accepted), not the auth token.
+    assert req.auth_user == API_KEY_SID
+    assert twilio.call(sid)["status"] in {"queued", "ringing"}
     await telephony.aclose()
 
 
 async def test_machine_detection_asks_for_async_amd_on_the_status_url(
-    twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver
+    twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver
 ) -> None:
     telephony = TwilioTelephony(twilio_settings)
     await telephony.place_call(**_call_kwargs(receiver, machine_detection=True))  # type: ignore[arg-type]
 
-    [req] = fake_twilio.requests_to("/Calls.json")
+    [req] = twilio.requests("/Calls.json")
     assert req.param("MachineDetection") == "Enable"
     assert req.param("AsyncAmd") == "true"
     assert req.param("AsyncAmdStatusCallback") == f"{receiver.url}/status"
 
 
 async def test_a_retry_with_the_same_key_does_not_ring_twice(
-    twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver
+    twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver
 ) -> None:
     telephony = TwilioTelephony(twilio_settings)
     first = await telephony.place_call(**_call_kwargs(receiver))  # type: ignore[arg-type]
@@ -83,10 +84,10 @@ async def test_a_retry_with_the_same_key_does_not_ring_twice(
     other = await telephony.place_call(**_call_kwargs(receiver, idempotency_key="call-42:dial:2"))  # type: ignore[arg-type]
 
     assert first == again != other
-    assert len(fake_twilio.requests_to("/Calls.json")) == 2
+    assert len(twilio.requests("/Calls.json")) == 2
 
 
-async def test_send_sms(twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver) -> None:
+async def test_send_sms(twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver) -> None:
     telephony = TwilioTelephony(twilio_settings)
     sent = await telephony.send_sms(
         to=CUSTOMER,
@@ -97,20 +98,21 @@ async def test_send_sms(twilio_settings: Settings, fake_twilio: FakeTwilio, rece
 
     assert isinstance(sent, SmsSent)
     assert re.fullmatch(r"SM[0-9a-f]{32}", sent.sid) and sent.status == "queued"
-    [req] = fake_twilio.requests_to("/Messages.json")
+    [req] = twilio.requests("/Messages.json")
     assert req.param("To") == CUSTOMER
     assert req.param("From") == CALLER_ID
     assert req.param("Body") == "Sign here: https://portal.example.co.uk/s/abc"
     assert req.param("StatusCallback") == f"{receiver.url}/sms"
-    assert fake_twilio.messages[sent.sid]["num_segments"] == "1"
+    [message] = twilio.messages()
+    assert message["sid"] == sent.sid and message["num_segments"] == "1"
     assert await telephony.send_sms(
         to=CUSTOMER, body="again", status_callback=f"{receiver.url}/sms", idempotency_key="sms-1"
     ) == SmsSent(sid=sent.sid, status="queued")
-    assert len(fake_twilio.requests_to("/Messages.json")) == 1
+    assert len(twilio.requests("/Messages.json")) == 1
 
 
 async def test_hangup_and_redirect_update_the_call(
-    twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver
+    twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver
 ) -> None:
     telephony = TwilioTelephony(twilio_settings)
     sid = await telephony.place_call(**_call_kwargs(receiver))  # type: ignore[arg-type]
@@ -119,10 +121,10 @@ async def test_hangup_and_redirect_update_the_call(
     await telephony.hangup(sid)
     await telephony.hangup(sid)  # already ended: still fine
 
-    updates = fake_twilio.requests_to(f"/Calls/{sid}.json")
+    updates = twilio.requests(f"/Calls/{sid}.json")
     assert updates[0].param("Url") == f"{receiver.url}/twiml/abandoned"
     assert [u.param("Status") for u in updates[1:]] == ["completed", "completed"]
-    assert fake_twilio.calls[sid]["status"] == "canceled"  # never answered
+    assert twilio.wait_ended(sid).status == "canceled"  # never answered
     # Redirecting an ended call is Twilio's 21220, and not worth retrying.
     with pytest.raises(TelephonyError) as info:
         await telephony.redirect(sid, twiml_url=f"{receiver.url}/twiml/abandoned")
@@ -140,12 +142,12 @@ async def test_the_sdk_parses_fetched_resources(twilio_settings: Settings, recei
 
     call = await asyncio.to_thread(lambda: client.calls(sid).fetch())
 
-    assert call.sid == sid and call.to == CUSTOMER and call.status == "queued"
+    assert call.sid == sid and call.to == CUSTOMER and call.status in {"queued", "ringing"}
     assert call.direction == "outbound-api" and call.date_created is not None
 
 
 async def test_bad_credentials_are_not_retryable(
-    twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver
+    twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver
 ) -> None:
     wrong = twilio_settings.model_copy(update={"twilio_api_key_secret": SecretStr("not-the-secret")})
 
@@ -171,9 +173,9 @@ async def test_an_invalid_number_is_21211_and_never_quoted_in_full(
 
 
 async def test_an_unsubscribed_recipient_is_not_retryable(
-    twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver
+    twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver
 ) -> None:
-    fake_twilio.unsubscribed.add(CUSTOMER)
+    twilio.script(CUSTOMER, sms="unsubscribed")
 
     with pytest.raises(TelephonyError) as info:
         await TwilioTelephony(twilio_settings).send_sms(
@@ -184,23 +186,23 @@ async def test_an_unsubscribed_recipient_is_not_retryable(
 
 
 async def test_a_server_error_is_retryable_and_the_retry_succeeds(
-    twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver
+    twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver
 ) -> None:
     telephony = TwilioTelephony(twilio_settings)
-    fake_twilio.fail_next(1, status=500)
+    twilio.fail_next(1, status=500)
 
     with pytest.raises(TelephonyError) as info:
         await telephony.place_call(**_call_kwargs(receiver))  # type: ignore[arg-type]
     assert (info.value.status, info.value.code, info.value.is_retryable) == (500, 20500, True)
 
     sid = await telephony.place_call(**_call_kwargs(receiver))  # type: ignore[arg-type]
-    assert sid in fake_twilio.calls
+    assert twilio.call(sid)["to"] == CUSTOMER
 
 
 async def test_too_many_requests_is_retryable(
-    twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver
+    twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver
 ) -> None:
-    fake_twilio.fail_next(1, status=429, code=20429, message="Too Many Requests")
+    twilio.fail_next(1, status=429, code=20429, message="Too Many Requests")
 
     with pytest.raises(TelephonyError) as info:
         await TwilioTelephony(twilio_settings).place_call(**_call_kwargs(receiver))  # type: ignore[arg-type]
@@ -208,8 +210,8 @@ async def test_too_many_requests_is_retryable(
     assert (info.value.code, info.value.is_retryable) == (20429, True)
 
 
-async def test_a_timeout_is_retryable(twilio_settings: Settings, fake_twilio: FakeTwilio, receiver: Receiver) -> None:
-    fake_twilio.delay_next(1, seconds=1.0)
+async def test_a_timeout_is_retryable(twilio_settings: Settings, twilio: EmulatorClient, receiver: Receiver) -> None:
+    twilio.delay_next(1, seconds=1.0)
 
     with pytest.raises(TelephonyError) as info:
         await TwilioTelephony(twilio_settings, timeout=0.2).place_call(**_call_kwargs(receiver))  # type: ignore[arg-type]
