@@ -329,7 +329,9 @@ async def end_call(
 @router.post(
     "/calls/{session_id}/outcome",
     response_model=Accepted,
-    responses={202: {"description": "Kept: the session was unreachable and applies it, once, when it resumes"}},
+    responses={
+        202: {"model": Accepted, "description": "Kept: the session was unreachable and applies it, once, when it resumes"}
+    },
 )
 async def submit_outcome(
     session_id: str,

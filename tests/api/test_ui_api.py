@@ -51,7 +51,7 @@ async def test_callback_slots_are_inside_calling_hours_uk_time_and_bookable_in_r
 
 
 async def test_ui_config_derives_each_dispositions_fields_from_the_validator(
-    client: httpx.AsyncClient, login_as: LoginAs
+    client: httpx.AsyncClient, login_as: LoginAs, settings: Settings
 ) -> None:
     agent = await login_as()
 
@@ -64,7 +64,7 @@ async def test_ui_config_derives_each_dispositions_fields_from_the_validator(
     assert rules["signed_on_call"]["needs_answered_call"] and not rules["no_answer"]["needs_answered_call"]
     assert config["break_reasons"] and config["telephony_mode"] == "twilio"
     assert config["features"] == {"callbacks_mine": True}
-    assert config["phone_emulator_url"] is None  # no Twilio emulator: no browser phone adapter
+    assert config["phone_emulator_url"] == twilio_voice.browser_phone_emulator_url(settings)  # the tests' emulator
 
 
 class TestAgainstTheTwilioEmulator:
@@ -84,6 +84,8 @@ class TestAgainstTheTwilioEmulator:
         assert config["phone_emulator_url"] == "http://127.0.0.1:4010"
         production = settings.model_copy(update={"environment": Environment.PRODUCTION})
         assert twilio_voice.browser_phone_emulator_url(production) is None
+        real_twilio = settings.model_copy(update={"twilio_api_base_url": None})
+        assert twilio_voice.browser_phone_emulator_url(real_twilio) is None
 
     async def test_a_phone_that_has_gone_is_not_ready_at_once(
         self, client: httpx.AsyncClient, login_as: LoginAs, stores: Stores
