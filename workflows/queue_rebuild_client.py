@@ -7,8 +7,10 @@ keeps the name in step. The scheduled rebuild is set up by the worker (workers/r
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from dialler.config import Settings
 from dialler.queues.rebuild import RebuildInput, RebuildReport
@@ -31,6 +33,28 @@ async def start_rebuild(
     return await client.start_workflow(
         WORKFLOW, workflow_input, id=workflow_id, task_queue=settings.temporal_task_queue, result_type=RebuildReport
     )
+
+
+# One refill at a time: the id is fixed, so the agents who all find the queues empty at once start one
+# rebuild between them; once it has finished the id is free for the next loss.
+REFILL_WORKFLOW_ID = "queue-rebuild-refill"
+
+
+async def start_refill(client: Client, settings: Settings, *, rpc_timeout: timedelta | None = None) -> bool:
+    """Refill queues whose store lost them (Redis flushed or replaced): a rebuild now, not at the next
+    scheduled one. False when a refill is already running."""
+    try:
+        await client.start_workflow(
+            WORKFLOW,
+            RebuildInput(trigger="refill"),
+            id=REFILL_WORKFLOW_ID,
+            task_queue=settings.temporal_task_queue,
+            result_type=RebuildReport,
+            rpc_timeout=rpc_timeout,
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
 
 
 async def run_rebuild(client: Client, settings: Settings, *, trigger: str) -> RebuildReport:

@@ -5,6 +5,7 @@ does the work. An agent acts only on their own session (object-level checks, aud
 
 from __future__ import annotations
 
+import logging
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -41,10 +42,11 @@ from dialler.compliance.records import dial_refusal
 from dialler.customers.context import CustomerContext
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from workflows import call_session_client
+from workflows import call_session_client, queue_rebuild_client
 from workflows.call_session_client import CallSessionStarter
 
 router = APIRouter(tags=["calls"], responses=PROTECTED_RESPONSES)
+log = logging.getLogger("dialler.api.calls")
 QUERY_TIMEOUT = timedelta(seconds=5)
 STATE_UNAVAILABLE = "The call's state is not available right now; try again in a moment."
 UPDATE_TIMEOUT = timedelta(seconds=20)
@@ -138,7 +140,10 @@ async def next_call(
         agent=agent,
     )
     if isinstance(offered, NoneEligible):
-        return NextCallRead(reason=offered.reason, until=offered.until)
+        reason = offered.reason
+        if offered.searched and await _refill_if_lost(stores, temporal):
+            reason += " The queues are being refilled (their store was emptied): try again in a minute."
+        return NextCallRead(reason=reason, until=offered.until)
     request.app.state.read_ahead.after_take(offered.lease.queue)  # the next agent's customer, in the background
     await record_ctx(
         audit_context(request, agent),
@@ -155,6 +160,20 @@ async def next_call(
         lease=LeaseRead(queue=offered.lease.queue, expires_at=offered.lease.expires_at),
         customer=offered.context,
     )
+
+
+async def _refill_if_lost(stores: Stores, temporal: Client) -> bool:
+    """Whether the queues' store has lost them (Redis flushed or replaced since the last rebuild): then
+    CDC and outcomes bring back only the customers they touch, so a rebuild is started now rather than
+    at the next scheduled one (one at a time; see start_refill). Never fails the agent's request."""
+    if not await queue_engine(stores).lost():
+        return False
+    try:
+        if await queue_rebuild_client.start_refill(temporal, stores.settings, rpc_timeout=QUERY_TIMEOUT):
+            log.warning("queues lost from their store (no rebuild since Redis was emptied): refill started")
+    except RPCError as exc:
+        log.warning("queues lost from their store; the refill could not be started: %s", exc.status.name)
+    return True
 
 
 async def _own_session(
@@ -330,7 +349,10 @@ async def end_call(
     "/calls/{session_id}/outcome",
     response_model=Accepted,
     responses={
-        202: {"model": Accepted, "description": "Kept: the session was unreachable and applies it, once, when it resumes"}
+        202: {
+            "model": Accepted,
+            "description": "Kept: the session was unreachable and applies it, once, when it resumes",
+        }
     },
 )
 async def submit_outcome(

@@ -76,6 +76,7 @@ class AlreadyHoldingCustomer(Conflict):
 class NoneEligible:
     reason: str
     until: datetime | None = None
+    searched: bool = False  # the agent's queues were searched and held nobody callable
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ async def _offer_next_call(
         ]
         if paused:  # the agent's other queues are at their abandoned-rate ceiling: say so too
             held_back.append(f"progressive paused on {', '.join(paused)} (abandoned rate at its ceiling)")
-        return NoneEligible(reason + (f" ({'; '.join(held_back)})." if held_back else "."))
+        return NoneEligible(reason + (f" ({'; '.join(held_back)})." if held_back else "."), searched=True)
     return await _open(
         stores=stores, engine=engine, start_session=start_session, agent=agent, lease=offer.lease, resumed=False
     )

@@ -551,6 +551,12 @@ class QueueEngine:
         dirty = [u async for u in self._redis.sscan_iter(self.keys.done_dirty(run_id), count=1000)]
         return _drift_from_json(_s(raw), dirty)
 
+    async def lost(self) -> bool:
+        """Whether the store has lost the queues since they were last built: no rebuild swapped in since
+        Redis was emptied (a flush, a new instance, a fresh install). CDC and outcomes put back only the
+        customers they touch; only a rebuild brings back the rest."""
+        return not await self._redis.exists(self.keys.built)
+
     async def unfilled(self) -> bool:
         """Whether the queues have never been filled: no rebuild swapped in since Redis was last
         emptied (a fresh install, a flush) and nobody queued or leased. A rebuild then fills them

@@ -29,7 +29,7 @@ DEFAULT_CHUNK = 25_000
 
 @dataclass(frozen=True)
 class RebuildInput:
-    trigger: str = "schedule"  # schedule | cli | supervisor | cdc (the publisher after a source reset)
+    trigger: str = "schedule"  # schedule | cli | supervisor | cdc (the publisher after a source reset) | refill
     chunk_size: int = DEFAULT_CHUNK
     requested_by_agent_id: int | None = None
 
