@@ -411,8 +411,11 @@ class CallSessionWorkflow:
         if event is None:
             workflow.logger.warning("the carrier has no such call: ended here")
             self._end(END_REASONS["completed"] if self._answered else "failed")
-        else:
-            self._on_status(event)
+            return
+        before = self._state
+        self._on_status(event)
+        if self._state != before:  # a callback was lost (the API was down when Twilio posted it)
+            workflow.logger.warning("call status %s learnt from the carrier, not from its callback", event.status)
 
     def _end(self, reason: str) -> None:
         self._end_reason = reason
