@@ -20,6 +20,8 @@ from dialler.calls import received
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.leases import open_session_of, reclaim_for
 from dialler.calls.messages import (
+    CallStatusEvent,
+    CheckCallInput,
     FinishInput,
     FinishResult,
     FollowUp,
@@ -388,6 +390,25 @@ class CallActivities:
     @activity.defn
     async def hangup(self, call_sid: str) -> None:
         await self.telephony.hangup(call_sid)
+
+    @activity.defn
+    async def check_call(self, input: CheckCallInput) -> CallStatusEvent | None:
+        """What the carrier says of the session's call now, as the status callback would have said it
+        (the session acts on it as on the callback); None when the carrier has no such call. A read:
+        retrying it changes nothing. The call's numbers never leave the adapter."""
+        try:
+            call = await self.telephony.fetch_call(input.call_sid)
+        except TelephonyError as exc:
+            raise ApplicationError(str(exc), type="TelephonyUnavailable", non_retryable=not exc.is_retryable) from None
+        if call is None:
+            activity.logger.warning(
+                "call %s of session %s: the carrier has no such call", input.call_sid, input.session_id
+            )
+            return None
+        activity.logger.info("call %s of session %s is %s at the carrier", call.sid, input.session_id, call.status)
+        return CallStatusEvent(
+            call_sid=call.sid, status=call.status, duration_s=call.duration_s, answered_by=call.answered_by
+        )
 
     # --- helpers -----------------------------------------------------------------------------------
 

@@ -96,11 +96,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--rebuild-interval-s", type=int, default=900, help="DIALLER_QUEUE_REBUILD_INTERVAL_S (the scheduled rebuild)"
     )
-    p.add_argument(
-        "--kill-api-between-calls",
-        action="store_true",
-        help="kill the API only when no call is live (avoids finding 1 of docs/RELIABILITY.md)",
-    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="run directory (default .run/chaos/<time>)")
     p.add_argument("--keep", action="store_true", help="keep the PostgreSQL database and the run directory")
@@ -419,13 +414,6 @@ class Floor:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     stop_supervising: bool = False  # set last: the processes are looked after until the very end
     assignments: int = 0
-    # --kill-api-between-calls: agents place no new call while ``hold`` is set; ``live`` are the
-    # sessions with a call that may still send Twilio webhooks.
-    hold: bool = False
-    live: set[str] = field(default_factory=set)
-
-
-FLOOR = Floor()  # the one floor of this process (a module global so a session's steps can see it)
 
 
 async def agent_loop(i: int, stack: Stack, email: str, log: Log, floor: Floor, args: argparse.Namespace) -> None:
@@ -514,10 +502,7 @@ async def work_session(
             continue
         state = view["state"]
         acting = time.monotonic() - last_act > 2
-        if state == "reserved" and acting and FLOOR.hold:
-            pass  # the harness is about to kill the API between calls: place no new one now
-        elif state == "reserved" and acting:
-            FLOOR.live.add(sid)
+        if state == "reserved" and acting:
             last_act = time.monotonic()
             await call(client, log, "dial", "POST", f"/api/v1/calls/{sid}/dial", i, session_id=sid, user_id=user_id)
         elif state == "in_progress" and acting:
@@ -526,8 +511,6 @@ async def work_session(
                 talked = True
             last_act = time.monotonic()
             await call(client, log, "hangup", "POST", f"/api/v1/calls/{sid}/hangup", i, session_id=sid, user_id=user_id)
-        if state in ("wrap_up", "closed"):
-            FLOOR.live.discard(sid)
         if state == "wrap_up" and sid in client.recorded:  # type: ignore[attr-defined]
             pass  # recorded (2xx) already: the session is closing; wait for it, never a second outcome
         elif state == "wrap_up":
@@ -538,7 +521,6 @@ async def work_session(
             return
         await asyncio.sleep(0.5)
     log.write("session_stuck", agent=i, session_id=sid, user_id=user_id, state=state)
-    FLOOR.live.discard(sid)
     if not limit_s:
         await asyncio.sleep(5)
 
@@ -643,14 +625,6 @@ def _proc(group: services.ProcessGroup, name: str) -> Any:
 async def inject(kind: str, stack: Stack, log: Log, args: argparse.Namespace) -> None:
     started = log.now()
     log.write("fault_start", kind=kind)
-    if kind == "kill_api" and args.kill_api_between_calls:
-        # See docs/RELIABILITY.md, finding 1: a webhook posted while the API is down is lost (Twilio does
-        # not retry), and the call's session waits for it for ever. This variant kills only between calls.
-        FLOOR.hold = True
-        deadline = time.monotonic() + 60
-        while FLOOR.live and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        log.write("between_calls", live=len(FLOOR.live))
     if kind.startswith("kill_"):
         name = kind.removeprefix("kill_")
         with contextlib.suppress(ProcessLookupError):
@@ -679,12 +653,6 @@ async def inject(kind: str, stack: Stack, log: Log, args: argparse.Namespace) ->
         await stack.proxy.cut()
         await asyncio.sleep(args.replica_outage_s)
         await stack.proxy.restore()
-    if kind == "kill_api" and FLOOR.hold:
-        base = stack.base_url
-        await asyncio.to_thread(
-            services.wait_for, lambda: httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200, "API", 120
-        )
-        FLOOR.hold = False
     log.write("fault_end", kind=kind, started=started)
 
 
@@ -883,7 +851,7 @@ async def run(args: argparse.Namespace) -> chaos_check.Report:
     log = Log(out / "chaos.jsonl")
     log.write("start", args={k: str(v) for k, v in vars(args).items()})
     stack = await bring_up(args, out, log)
-    floor = FLOOR
+    floor = Floor()
     watcher: asyncio.Task[None] | None = None
     supervisor = asyncio.create_task(supervise(stack, floor, log))
     try:

@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     # Calls
     wrap_up_timeout_s: int = Field(default=300, ge=30, le=3600)
     preview_limit_s: int = Field(default=90, ge=10, le=900)  # a reserved customer not dialled goes back
+    # Twilio does not retry a status callback that finds the API down: a call session asks the carrier
+    # for its call when it has heard nothing this long after the dial (Twilio's ring timeout, 60 s, which
+    # Calls.create keeps, + a margin), then this often while the call is live (a lost "completed").
+    carrier_check_after_s: int = Field(default=75, ge=1, le=3600)
+    carrier_check_every_s: int = Field(default=45, ge=1, le=3600)
     abandon_after_answer_s: float = Field(default=2.0, ge=0.5, le=2.0)
     answering_machine_detection: bool = False
     # With AMD on, what a machine gets: nothing (the call is hung up) or this short message (no

@@ -114,6 +114,7 @@ def activities_for(
         calls.take_received_outcome,
         calls.plan_follow_up,
         calls.hangup,
+        calls.check_call,
         callbacks.prepare,
         callbacks.transition,
         callbacks.mirror,  # mirror, check_due, requeue: for callback histories recorded before prepare

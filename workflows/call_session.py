@@ -4,14 +4,16 @@
         └──────────────── outcome (agent skipped the call) / wrap-up timeout (no_outcome) ───┘
 
 Twilio status callbacks arrive as signals (repeats and out-of-order ones are ignored: a status never
-moves the call backwards); the agent's outcome is an Update validated before it is accepted. The API
-keeps the outcome in PostgreSQL before it delivers it (``dialler.calls.received``): when the Update
-cannot reach the session (its worker is away), the ``outcome_received`` signal says one is waiting,
-and before closing as ``no_outcome`` the session always looks for one: an outcome answered 2xx is
-applied, once, whenever the worker comes back. The
-agent's screen reads the view each progress step writes to Redis (dialler.calls.view); the Query
-gives the live state where there is none. Every side effect is an idempotent activity; the lease is
-renewed while the session lives, and released (requeue or removal) when it closes.
+moves the call backwards). Twilio does not retry one that finds the API down, so a session that has
+heard nothing for a while asks the carrier for its call and acts on the answer in the same way. The
+agent's outcome is an Update validated before it is accepted. The API keeps the outcome in
+PostgreSQL before it delivers it (``dialler.calls.received``): when the Update cannot reach the
+session (its worker is away), the ``outcome_received`` signal says one is waiting, and before closing
+as ``no_outcome`` the session always looks for one: an outcome answered 2xx is applied, once,
+whenever the worker comes back. The agent's screen reads the view each progress step writes to
+Redis (dialler.calls.view); the Query gives the live state where there is none. Every side effect
+is an idempotent activity; the lease is renewed while the session lives, and released (requeue or
+removal) when it closes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         CallSessionView,
         CallState,
         CallStatusEvent,
+        CheckCallInput,
         DialRequest,
         FinishInput,
         FollowUp,
@@ -86,6 +89,16 @@ PREVIEW_LIMIT_PATCH = "preview-limit"
 # worker was away was refused, and the session closed as no_outcome: a do-not-call was lost). Part of
 # recorded histories: never rename.
 RECEIVED_OUTCOME_PATCH = "outcome-kept-by-api"
+# The marker of asking the carrier for a call whose status callbacks were lost (they hit an API that was
+# down, and Twilio does not retry them: the session stayed dialing or ringing, holding the agent, for
+# ever): a call the session placed is fetched CallSessionInput.carrier_check_after_s after the dial and
+# then every carrier_check_every_s while live, and its real status is acted on as its callback would
+# have been; a hang-up's grace ends on the carrier's final status when it has one. Part of recorded
+# histories: never rename.
+CARRIER_CHECK_PATCH = "carrier-status-check"
+# Asking the carrier is a read, retried a little; a carrier that cannot answer is asked at the next check
+# (the session never blocks on it: its lease renewal and the agent's hang-up wait meanwhile).
+CARRIER_CHECK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -166,10 +179,16 @@ class CallSessionWorkflow:
             await self._dial()
             max_call = workflow.now() + timedelta(seconds=input.max_call_s)
             hangup_grace = False
+            check_every = timedelta(seconds=input.carrier_check_every_s)
+            check_at: datetime | None = None  # when to ask the carrier; None: never (unpatched histories)
+            # Only a call the session placed: a browser's call is the agent's leg, live while the customer rings.
+            if self._state in _LIVE_CALL and self._browser_call_sid is None and workflow.patched(CARRIER_CHECK_PATCH):
+                check_at = workflow.now() + timedelta(seconds=input.carrier_check_after_s)
             while self._state in _LIVE_CALL:
                 seen = self._state
                 await self._renewing_lease_until(
-                    lambda seen=seen: self._state != seen or self._hangup_pending(), deadline=max_call
+                    lambda seen=seen: self._state != seen or self._hangup_pending(),
+                    deadline=max_call if check_at is None else min(max_call, check_at),
                 )
                 if self._hangup_pending():
                     self._hung_up = True
@@ -181,13 +200,24 @@ class CallSessionWorkflow:
                         max_call = min(max_call, workflow.now() + HANGUP_GRACE)
                     continue
                 if self._state == seen and workflow.now() >= max_call:
-                    if hangup_grace:  # hung up and the carrier never said so: its leg is gone
-                        workflow.logger.warning("no final call status after the hang-up: ended here")
-                        self._end(END_REASONS["completed"] if self._answered else "canceled")
+                    if hangup_grace:  # hung up and the carrier never said so
+                        if check_at is not None:
+                            await self._check_carrier()  # its final status, if the callback was lost
+                        if self._state in _LIVE_CALL:  # none: its leg is gone
+                            workflow.logger.warning("no final call status after the hang-up: ended here")
+                            self._end(END_REASONS["completed"] if self._answered else "canceled")
                     else:
                         # No final status from the carrier: never hold the customer and agent forever.
                         workflow.logger.warning("no final call status after %s s", input.max_call_s)
                         self._end("failed")
+                elif check_at is not None:
+                    if self._state == seen:  # nothing heard by the check's time: ask the carrier
+                        await self._check_carrier()
+                        check_at = workflow.now() + check_every
+                        if self._state == seen:
+                            continue  # still as it was: nothing to record
+                    else:  # news by callback: the next check can wait
+                        check_at = max(check_at, workflow.now() + check_every)
                 await self._progress()
 
         # An abandoned call, or a preview that ran out, has nothing to wrap up.
@@ -222,6 +252,10 @@ class CallSessionWorkflow:
 
     @workflow.signal
     def call_status(self, event: CallStatusEvent) -> None:
+        self._on_status(event)
+
+    def _on_status(self, event: CallStatusEvent) -> None:
+        """A status of the call, from its callback or from asking the carrier."""
         rank = TWILIO_STATUS_RANK.get(event.status)
         if rank is None or rank <= self._rank or self._state not in _LIVE_CALL:
             return  # a repeat, an older status arriving late, or one for a call already ended
@@ -358,6 +392,30 @@ class CallSessionWorkflow:
             workflow.logger.error("kept outcome refused by the session: %s", exc.kind)
             return
         self._outcome = kept.outcome
+
+    async def _check_carrier(self) -> None:
+        """Ask the carrier for the call, and act on what it says as on the status callback: a final
+        status ends the call, in-progress is the answer. A call the carrier does not know has ended
+        (its leg is gone). A carrier that cannot answer now is asked at the next check."""
+        assert self._input is not None and self._call_sid is not None
+        try:
+            event: CallStatusEvent | None = await workflow.execute_activity_method(
+                CallActivities.check_call,
+                CheckCallInput(self._input.session_id, self._call_sid),
+                start_to_close_timeout=QUICK,
+                retry_policy=CARRIER_CHECK_RETRY,
+            )
+        except ActivityError:
+            workflow.logger.warning("the carrier could not be asked for the call's status")
+            return
+        if event is None:
+            workflow.logger.warning("the carrier has no such call: ended here")
+            self._end(END_REASONS["completed"] if self._answered else "failed")
+            return
+        before = self._state
+        self._on_status(event)
+        if self._state != before:  # a callback was lost (the API was down when Twilio posted it)
+            workflow.logger.warning("call status %s learnt from the carrier, not from its callback", event.status)
 
     def _end(self, reason: str) -> None:
         self._end_reason = reason

@@ -61,6 +61,10 @@ class CallSessionInput:
     # How long the agent may hold a customer on screen before dialling (preview); then the customer goes
     # back to the queue with no attempt counted.
     preview_limit_s: int = 90
+    # A call the session placed is asked about at the carrier when its status callbacks may have been
+    # lost (Twilio does not retry them): this long after the dial, then this often while it is live.
+    carrier_check_after_s: int = 75
+    carrier_check_every_s: int = 45
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,14 @@ class CallStatusEvent:
     sequence: int = 0
     duration_s: int | None = None
     answered_by: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckCallInput:
+    """The session asks the carrier for its call's status (its status callbacks may have been lost)."""
+
+    session_id: str
+    call_sid: str
 
 
 @dataclass(frozen=True)

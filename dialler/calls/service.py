@@ -249,6 +249,8 @@ async def _open(
                 wrap_up_timeout_s=settings.wrap_up_timeout_s,
                 lease_renew_every_s=max(5, settings.lease_ttl_s // 3),
                 preview_limit_s=settings.preview_limit_s,
+                carrier_check_after_s=settings.carrier_check_after_s,
+                carrier_check_every_s=settings.carrier_check_every_s,
             )
         )
         if not started:

@@ -32,6 +32,7 @@ from dialler.integrations.masking import mask_phone, mask_phones_in
 
 __all__ = [
     "CALL_STATUS_EVENTS",
+    "CarrierCall",
     "RebasedHttpClient",
     "SmsSent",
     "Telephony",
@@ -67,6 +68,18 @@ T = TypeVar("T")
 class SmsSent:
     sid: str
     status: str
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierCall:
+    """A call as the carrier has it now: ``status`` is Twilio's CallStatus (queued, ringing,
+    in-progress, completed, busy, no-answer, failed, canceled), ``duration_s`` its length once it
+    has ended, ``answered_by`` the answering-machine verdict when detection ran."""
+
+    sid: str
+    status: str
+    duration_s: int | None = None
+    answered_by: str | None = None
 
 
 class TelephonyError(Exception):
@@ -123,6 +136,11 @@ class Telephony(Protocol):
     async def find_sms(self, *, to: str, since: datetime, digest: str) -> SmsSent | None:
         """The earliest text to ``to`` from our number created at or after ``since`` whose body's SHA-256
         is ``digest``; None when the carrier has none."""
+        ...
+
+    async def fetch_call(self, call_sid: str) -> CarrierCall | None:
+        """The call as the carrier has it now (what its status callbacks would have said); None when
+        the carrier has no such call."""
         ...
 
     async def hangup(self, call_sid: str) -> None:
@@ -292,6 +310,22 @@ class TwilioTelephony:
         earliest = min(ours, key=lambda m: m.date_created)
         log.info("found SMS %s to %s sent by an earlier try", earliest.sid, mask_phone(to))
         return SmsSent(sid=str(earliest.sid), status=str(earliest.status))
+
+    async def fetch_call(self, call_sid: str) -> CarrierCall | None:
+        try:
+            call = await self._run("fetch call", lambda: self._client.calls(call_sid).fetch())
+        except TelephonyError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        # Only the status and its facts: the resource also names both numbers, which stay here.
+        duration = str(call.duration or "")
+        return CarrierCall(
+            sid=str(call.sid),
+            status=str(call.status),
+            duration_s=int(duration) if duration.isdigit() else None,
+            answered_by=str(call.answered_by) if call.answered_by else None,
+        )
 
     async def hangup(self, call_sid: str) -> None:
         try:

@@ -24,9 +24,6 @@ SHORT = [
     "--agents", "3", "--users", "300", "--minutes", "1",
     "--faults-each", "1", "--replica-outage-s", "10", "--lease-ttl-s", "10",
     "--rebuild-interval-s", "60", "--gap-s", "2", "3", "--recovery-timeout-s", "45",
-    # Finding 1 of docs/RELIABILITY.md (a session stranded when the API dies while its call sends
-    # webhooks) is open: the suite's run kills the API between calls; the full run does not.
-    "--kill-api-between-calls",
 ]  # fmt: skip
 
 

@@ -27,6 +27,12 @@ its local activity) instead of closing as ``no_outcome``. "signalled": Temporal 
 the ``outcome_received`` signal, and the Update is taken first. ``call-session-new-kept-outcome-told.json``
 (same test file): reserved → an outcome kept → ``outcome_received`` → taken at once (the patch's branch
 in the reserved wait) → closed ``wrong_number``.
+
+``call-session-new-carrier-status-check.json`` was recorded with ``CARRIER_CHECK_PATCH`` by
+tests/e2e/test_lost_status_callbacks.py (``RECORD_HISTORY_TO=<dir>``, payloads decoded by
+tests/support/histories.py): dialled while the API was down, so no status callback ever came → the
+check's time → ``check_call`` finds the call ``completed`` with a duration → answered, wrap-up →
+outcome ``not_interested`` → closed.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from workflows.call_session import (
+    CARRIER_CHECK_PATCH,
     COMPLETED_ANSWERED_PATCH,
     HANGUP_GRACE_PATCH,
     LIVE_STATUS_PATCH,
@@ -96,6 +103,7 @@ def test_the_hangup_grace_generation_is_recorded() -> None:
         "call-session-new-kept-outcome-found",
         "call-session-new-kept-outcome-signalled",
         "call-session-new-kept-outcome-told",
+        "call-session-new-carrier-status-check",
     ],
 )
 async def test_the_patched_histories_replay(name: str) -> None:
@@ -128,3 +136,29 @@ def test_the_kept_outcome_generation_is_recorded() -> None:
     ]
     assert dispositions == ["do_not_call"]
     assert call_statuses("call-session-new-kept-outcome-found")[-2:] == ["wrap_up", "closed"]
+
+
+def test_the_carrier_check_generation_is_recorded() -> None:
+    """No status callback reached the session: the carrier's answer to its check ended the call."""
+    assert CARRIER_CHECK_PATCH == "carrier-status-check"  # part of recorded histories: never rename
+    name = "call-session-new-carrier-status-check"
+    events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
+    patches = [
+        json.loads(base64.b64decode(e["markerRecordedEventAttributes"]["details"]["patch-data"]["payloads"][0]["data"]))
+        for e in events
+        if e.get("markerRecordedEventAttributes", {}).get("markerName") == "core_patch"
+    ]
+    assert CARRIER_CHECK_PATCH in [p["id"] for p in patches]
+    activities = [
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for e in events
+        if "activityTaskScheduledEventAttributes" in e
+    ]
+    assert activities == ["place_call", "check_call"]
+    signals = [
+        e["workflowExecutionSignaledEventAttributes"]["signalName"]
+        for e in events
+        if "workflowExecutionSignaledEventAttributes" in e
+    ]
+    assert signals == ["dial"]  # no call_status: every callback was lost
+    assert call_statuses(name) == ["reserved", "dialing", "wrap_up", "closed"]
