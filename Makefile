@@ -52,8 +52,11 @@ demo: deps system-deps bytecode
 down:
 	@$(BIN)/python -m devstack.stack down
 
+# The suite mostly waits (on Temporal, the emulator's calls, the browsers): pytest-xdist runs it in
+# TEST_WORKERS processes, each with its own Temporal, MariaDB, moto and emulator (tests/conftest.py).
+TEST_WORKERS ?= 3
 test: deps system-deps bytecode
-	$(BIN)/pytest -q --deselect tests/api/test_schemathesis.py
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --deselect tests/api/test_schemathesis.py
 
 # Property-based fuzzing of every operation in the OpenAPI spec as agent, supervisor and admin: no 5xx.
 fuzz: deps system-deps

@@ -24,6 +24,12 @@ def share_metrics_between_processes(settings: Settings) -> None:
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(directory))
 
 
+# An idle keep-alive connection is closed by the proxy in front (a load balancer: 60 s by default), never
+# by us first: a server that closes one as the proxy reuses it makes that request fail (a 502, or
+# "server disconnected" for a direct client).
+KEEP_ALIVE_S = 75
+
+
 def main() -> int:
     settings = settings_or_exit()
     configure_logging(settings)
@@ -47,6 +53,7 @@ def main() -> int:
         log_config=None,
         access_log=False,
         proxy_headers=False,  # forwarded headers: api/middleware.py, from trusted_proxies only
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return 0
 

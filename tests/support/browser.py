@@ -14,6 +14,9 @@ from dialler.config import PROJECT_ROOT
 from dialler.runtime import Stores
 
 VIEWPORT = ViewportSize(width=1366, height=768)
+# The suite runs in parallel on a small machine (make test): a screen gets 10 s to show what it must,
+# not Playwright's 5. A wait for something that never comes still fails; one for something slow does not.
+expect.set_options(timeout=10_000)
 
 
 SHOTS = PROJECT_ROOT / "docs" / "screenshots"

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import httpx
 import uvicorn
 
+from api.__main__ import KEEP_ALIVE_S
 from api.app import create_app
 from dialler.config import Settings
 
@@ -28,7 +29,13 @@ class LiveServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
-        config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            create_app(settings),
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_keep_alive=KEEP_ALIVE_S,  # as api/__main__.py: a test's reused connection is never cut
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
 
