@@ -31,7 +31,7 @@ from dialler.integrations.twilio import TwilioTelephony
 from dialler.integrations.twilio_voice import agent_identity
 from dialler.runtime import Stores
 from tests.support.browser import ConsoleErrors, agent_id, open_page, sign_in
-from tests.support.call_sessions import queue_one_customer
+from tests.support.call_sessions import customer_call, queue_one_customer
 from tests.support.live_api import eventually
 
 pytestmark = pytest.mark.e2e
@@ -85,15 +85,6 @@ async def phone_ready(page: Page, emulator: EmulatorClient, stores: Stores, agen
     return dict(browser)
 
 
-async def customer_call(emulator: EmulatorClient) -> str:
-    async def placed() -> str | None:
-        parents = [c["sid"] for c in await asyncio.to_thread(emulator.calls) if not c.get("parent_call_sid")]
-        return parents[0] if parents else None
-
-    sid: str = await eventually(placed, within=30)
-    return sid
-
-
 async def connected_in_time(emulator: EmulatorClient, sid: str) -> Timeline:
     """The browser (not a scripted device) took the call, a person was on the line within 2 s of
     the answer, and the customer heard nothing before."""
@@ -128,7 +119,7 @@ async def test_click_to_dial_rings_the_browser_which_accepts_mutes_and_hangs_up(
     assert await asyncio.to_thread(emulator.calls) == []  # nobody is dialled until the agent presses Call
     await page.get_by_role("button", name="Call", exact=True).click()
 
-    sid = await customer_call(emulator)
+    sid = await customer_call(emulator, within=30)
     await connected_in_time(emulator, sid)
     await expect(page.locator("#device-status")).to_contain_text("On the phone")
     await expect(page.locator("#call-state-text")).to_contain_text("Connected")
@@ -184,7 +175,7 @@ async def test_progressive_dials_only_with_the_browser_registered_and_bridges_th
     assert await asyncio.to_thread(emulator.calls) == []
     await toggle.click()  # auto-dial on
 
-    sid = await customer_call(emulator)
+    sid = await customer_call(emulator, within=30)
     await connected_in_time(emulator, sid)
     await expect(page.locator("#device-status")).to_contain_text("On the phone")
     await expect(page.locator("#call-state-text")).to_contain_text("Connected")

@@ -30,7 +30,7 @@ from dialler.calls.messages import call_workflow_id
 from dialler.config import Settings
 from dialler.integrations.sqs import ensure_cdc_queues
 from dialler.runtime import Stores
-from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.call_sessions import customer_call, queue_one_customer, start_available
 from tests.support.histories import record_history
 from tests.support.journeys import in_state
 from tests.support.live_api import LiveServer, eventually
@@ -78,18 +78,6 @@ async def api(settings: Settings, stores: Stores, replica_url: str) -> AsyncIter
     api.start()
     yield api
     api.stop()
-
-
-async def customer_call(emulator: EmulatorClient) -> str:
-    """The sid of the call the product placed to the customer (the parent leg)."""
-
-    async def placed() -> str | None:
-        calls = await asyncio.to_thread(emulator.calls)
-        parents = [c["sid"] for c in calls if not c.get("parent_call_sid")]
-        return parents[0] if parents else None
-
-    sid: str = await eventually(placed, within=20)
-    return sid
 
 
 async def webhooks_of(emulator: EmulatorClient, call_sid: str, final: str) -> list[tuple[str, bool]]:

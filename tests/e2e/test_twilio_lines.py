@@ -36,7 +36,7 @@ from dialler.integrations.twilio import TwilioTelephony
 from dialler.integrations.twilio_voice import abandoned_message, agent_identity, speakable_number
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.call_sessions import customer_call, queue_one_customer, start_available
 from tests.support.live_api import eventually, login
 from workers.worker import build_worker
 from workflows import call_session_client
@@ -87,18 +87,6 @@ async def offer(http: httpx.AsyncClient, stores: Stores, replica_url: str, *, pr
         dialled = await http.post(f"/api/v1/calls/{offered['session_id']}/dial", headers=headers)
         assert dialled.status_code == 202, dialled.text
     return offered | {"headers": headers}
-
-
-async def customer_call(emulator: EmulatorClient) -> str:
-    """The sid of the call the product placed to the customer (the parent leg)."""
-
-    async def placed() -> str | None:
-        calls = await asyncio.to_thread(emulator.calls)
-        parents = [c["sid"] for c in calls if not c.get("parent_call_sid")]
-        return parents[0] if parents else None
-
-    sid: str = await eventually(placed, within=20)
-    return sid
 
 
 async def timeline_with(emulator: EmulatorClient, sid: str, kind: str) -> Timeline:

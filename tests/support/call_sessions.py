@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from devstack.seed import seed_replica
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.support.live_api import login
+from tests.support.live_api import eventually, login
 
 
 async def queue_one_customer(stores: Stores, replica_url: str) -> int:
@@ -27,3 +30,15 @@ async def start_available(http: httpx.AsyncClient, email: str) -> dict[str, str]
     response = await http.put("/api/v1/agents/me/presence", json={"state": "available"}, headers=headers)
     assert response.status_code == 200, response.text
     return headers
+
+
+async def customer_call(emulator: EmulatorClient, *, within: float = 20) -> str:
+    """The sid of the call the product placed to the customer (the parent leg)."""
+
+    async def placed() -> str | None:
+        calls = await asyncio.to_thread(emulator.calls)
+        parents = [c["sid"] for c in calls if not c.get("parent_call_sid")]
+        return parents[0] if parents else None
+
+    sid: str = await eventually(placed, within=within)
+    return sid

@@ -192,7 +192,12 @@ export function refresh() {
   return refreshing;
 }
 
+// Set by signOut: the page is on its way to the sign-in screen, and a poll that finds the sign-in gone
+// meanwhile must not send it there again as "session ended elsewhere" (with ?next=).
+let signingOut = false;
+
 export function toSignIn(message) {
+  if (signingOut) return;
   forget();
   if (message) sessionStorage.setItem(NOTICE, message);
   const next = location.pathname === "/" ? "" : `?next=${encodeURIComponent(location.pathname)}`;
@@ -207,6 +212,7 @@ export function takeNotice() {
 
 export async function signOut() {
   const token = session && session.refresh;
+  signingOut = true;
   forget();
   if (token) {
     try {
