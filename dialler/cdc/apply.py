@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -20,6 +21,11 @@ from sqlalchemy import exc as sa_errors
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialler.cdc.records import ChangeRecord, InvalidRecord, row_version
+from dialler.customers.context import forget
+from dialler.queues.engine import QueueEngine
+from dialler.queues.rebuild import Laps, recompute
+from dialler.reports.conversions import record_conversions
+from dialler.runtime import Stores
 
 
 class ReplicaBehind(Exception):
@@ -160,10 +166,13 @@ async def touched_users(replica: AsyncEngine, records: Sequence[ChangeRecord]) -
 async def ensure_replica_caught_up(replica: AsyncEngine, records: Sequence[ChangeRecord]) -> None:
     """Raise ReplicaBehind when the replica's row is older than the change (DMS reads the source,
     the dialler reads a replica: the event can overtake the replica)."""
-    latest: dict[tuple[str, int], object] = {}
+    latest: dict[tuple[str, int], datetime] = {}
     for record in records:
         if record.operation != "delete" and record.updated_at is not None:
-            latest[(record.table, record.id)] = record.updated_at
+            row = (record.table, record.id)
+            # The newest change of each row, whatever order the batch's messages came in.
+            if row not in latest or record.updated_at > latest[row]:
+                latest[row] = record.updated_at
     by_table: dict[str, list[int]] = {}
     for table, row_id in latest:
         by_table.setdefault(table, []).append(row_id)
@@ -176,3 +185,36 @@ async def ensure_replica_caught_up(replica: AsyncEngine, records: Sequence[Chang
                 wanted = latest[(table, row_id)]
                 if updated_at is not None and updated_at < wanted:
                     raise ReplicaBehind(f"{table} {row_id} is older on the replica than in the change")
+
+
+@dataclass(frozen=True)
+class Applied:
+    fresh: list[ChangeRecord]  # the records that were news (the others were older than one applied)
+    user_ids: set[int]  # the customers re-placed, once each however many of their rows changed
+
+
+async def apply_records(
+    stores: Stores, engine: QueueEngine, records: Sequence[ChangeRecord], laps: Laps | None = None
+) -> Applied:
+    """Apply a batch of change records: one recompute per customer touched, however many changes
+    the batch holds for them (placement reads the replica's current rows, so the last state wins),
+    with a fixed number of round trips per batch whatever its size. Idempotent: running it again
+    re-places the same customers from the same rows. ``laps`` collects the wall time per phase."""
+    lap = laps or Laps()
+    prefix = stores.settings.redis_prefix
+    fresh = await fresh_records(stores.redis, prefix, records)
+    lap("versions_read")
+    await ensure_replica_caught_up(stores.replica, fresh)
+    lap("replica_check")
+    # Before the versions are remembered: a batch retried after a failure here records them then.
+    await record_conversions(stores.postgres, stores.replica, fresh)
+    lap("conversions")
+    users = sorted(await touched_users(stores.replica, fresh))
+    lap("owners")
+    if users:
+        await recompute(stores, engine, users, laps=lap)
+        await forget(stores.redis, prefix, users)  # agents see the fresh data
+        lap("forget")
+    await remember_versions(stores.redis, prefix, fresh)
+    lap("versions_write")
+    return Applied(fresh, set(users))
