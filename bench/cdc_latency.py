@@ -48,6 +48,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bulk-rows", type=int, default=None, help="claims changed by the bulk case (default 100,000)")
     p.add_argument("--bulk-statements", type=int, default=4)
     p.add_argument("--drain-timeout", type=float, default=180)
-    p.add_argument("--cases", default="apply,sustained,bulk,decode", help="comma-separated subset")
+    p.add_argument("--cases", default="apply,direct,sustained,bulk,decode", help="comma-separated subset")
     p.add_argument("--profile", action="store_true", help="cProfile the apply case (top functions printed)")
     p.add_argument("--ring", type=float, default=0.2)
     p.add_argument("--talk", type=float, default=0.5)
@@ -114,8 +115,6 @@ def fmt(runs: list[Run], key: str, unit: str = "", digits: int = 2) -> str:
 
 async def placement_mismatches(stores: Any, user_ids: list[int]) -> list[int]:
     """Customers whose queue in Redis is not where a fresh placement from the replica puts them."""
-    from datetime import UTC, datetime
-
     from dialler.queues.keys import QUEUES
     from dialler.queues.rebuild import decisions_for
     from dialler.queues.runtime import queue_engine
@@ -154,7 +153,6 @@ async def apply_case(args: argparse.Namespace, stores: Any, repeat: int) -> Run:
         users = (await conn.execute(text("SELECT id, updated_at FROM users"))).all()
         claims = (await conn.execute(text("SELECT id, user_id, updated_at FROM claims"))).all()
         reqs = (await conn.execute(text("SELECT id, claim_id, updated_at FROM claim_requirements"))).all()
-    from datetime import UTC, datetime
 
     now = datetime.now(UTC)
     bodies: list[str] = []
@@ -303,7 +301,9 @@ def decode_range(settings: Any, start: tuple[str, int], end: tuple[str, int]) ->
     return rows, events, time.perf_counter() - t0
 
 
-def reader_range(settings: Any, start: tuple[str, int], end: tuple[str, int]) -> tuple[int, float]:
+def reader_range(
+    settings: Any, start: tuple[str, int], end: tuple[str, int], prof: cProfile.Profile | None = None
+) -> tuple[int, float]:
     """(records, seconds): the publisher's own reader thread (decode + DMS record + JSON)."""
     from dialler.cdc.publisher import BinlogPosition, PublisherOptions
     from dialler.cdc.publisher.reader import _BinlogReader, _Budget, _Chunk
@@ -332,6 +332,17 @@ def reader_range(settings: Any, start: tuple[str, int], end: tuple[str, int]) ->
         deliver=deliver,
         on_reconnect=lambda: None,
     )
+    if prof is not None:
+        body = reader.run
+
+        def profiled() -> None:  # cProfile sees the thread it is enabled on only
+            prof.enable()
+            try:
+                body()
+            finally:
+                prof.disable()
+
+        reader.run = profiled  # type: ignore[method-assign]
     t0 = time.perf_counter()
     reader.start()
     done.wait(600)
@@ -341,14 +352,21 @@ def reader_range(settings: Any, start: tuple[str, int], end: tuple[str, int]) ->
     return count[0], elapsed
 
 
-async def decode_case(settings: Any, ranges: dict[str, tuple[tuple[str, int], tuple[str, int]]]) -> Run:
+async def decode_case(
+    settings: Any, ranges: dict[str, tuple[tuple[str, int], tuple[str, int]]], profile: bool = False
+) -> Run:
     run = Run()
     for name, (start, end) in ranges.items():
         rows, events, seconds = await asyncio.to_thread(decode_range, settings, start, end)
         run.values[f"{name}_rows_per_s"] = rows / seconds
         run.values[f"{name}_events_per_s"] = events / seconds
         run.notes[f"{name}_rows"] = rows
-        records, seconds = await asyncio.to_thread(reader_range, settings, start, end)
+        prof = cProfile.Profile() if profile else None
+        records, seconds = await asyncio.to_thread(reader_range, settings, start, end, prof)
+        if prof is not None:
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(20)
+            run.notes[f"{name}_profile"] = out.getvalue()
         run.values[f"{name}_reader_per_s"] = records / seconds
         if records != rows:
             raise AssertionError(f"decode {name}: the publisher's reader made {records} records of {rows} rows")
@@ -444,9 +462,28 @@ async def writer_connections(url: str, count: int) -> list[Any]:
     ]
 
 
-async def sustained_case(args: argparse.Namespace, ctx: dict[str, Any], repeat: int) -> Run:
-    """One UPDATE per transaction (autocommit), paced; the signature toggled so that the customer moves."""
+async def direct_case(args: argparse.Namespace, ctx: dict[str, Any], repeat: int) -> Run:
+    return await sustained_case(args, ctx, repeat, direct=True)
+
+
+async def sustained_case(args: argparse.Namespace, ctx: dict[str, Any], repeat: int, direct: bool = False) -> Run:
+    """One UPDATE per transaction (autocommit), paced; the signature toggled so that the customer moves.
+    ``direct``: no publisher; the bench sends each change's record to SQS itself once its commit
+    returned (batched every 50 ms, as the publisher batches), as DMS would in production: the
+    dialler's part alone, without the local stand-in's binlog decoding."""
+    from dialler.cdc.records import Operation, format_timestamp, published_record
+
     stores, sqs, qurl = ctx["stores"], ctx["sqs"], ctx["qurl"]
+    outbox: list[str] = []
+    writing = [True]
+
+    async def send() -> None:
+        while writing[0] or outbox:
+            await asyncio.sleep(0.05)
+            while outbox:
+                body, outbox[:] = outbox[:1000], outbox[1000:]
+                await asyncio.to_thread(sqs.send_message, QueueUrl=qurl, MessageBody="[" + ",".join(body) + "]")
+
     total = int(args.rate * args.seconds)
     users = args.users
     start = (repeat * total) % users
@@ -475,17 +512,35 @@ async def sustained_case(args: argparse.Namespace, ctx: dict[str, Any], repeat: 
                 user = (start + k) % users + 1
                 touched.add(user)
                 await cur.execute(sql, (5000 + k, user))
+                if direct:
+                    record = published_record(
+                        schema="claims_bench",
+                        table="users",
+                        operation=Operation.UPDATE,
+                        data={"id": user},
+                        before=None,
+                        timestamp=format_timestamp(datetime.now(UTC)),
+                        transaction_id=None,
+                        log_file="bench-capture.000001",
+                        log_pos=repeat * total + k + 1,  # ordered like binlog positions
+                    )
+                    outbox.append(json.dumps(record, separators=(",", ":")))
 
     begin = await binlog_end(stores)
     with RssSampler(ctx["pids"]) as sampler:
+        sender = asyncio.create_task(send()) if direct else None
         await asyncio.gather(*(one_writer(c) for c in conns))
         write_s = time.perf_counter() - t0
+        writing[0] = False
+        if sender is not None:
+            await sender
         drain = await obs.wait_for(total, args.drain_timeout)
     end = await binlog_end(stores)
     await obs.stop()
     for conn in conns:
         conn.close()
-    ctx.setdefault("ranges", {})["single-row transactions"] = (begin, end)
+    if not direct:
+        ctx.setdefault("ranges", {})["single-row transactions"] = (begin, end)
     run = Run()
     run.values = {
         "achieved": total / write_s,
@@ -503,7 +558,7 @@ async def sustained_case(args: argparse.Namespace, ctx: dict[str, Any], repeat: 
         "writer_behind": behind[0],
         "cpu": {p: (sampler.cpu[p], sampler.cpu_pct(p), sampler.peak[p]) for p in ctx["pids"]},
     }
-    await check_applied(stores, "sustained", obs, total, touched)
+    await check_applied(stores, "direct" if direct else "sustained", obs, total, touched)
     return run
 
 
@@ -610,25 +665,10 @@ async def main(argv: list[str] | None = None) -> dict[str, list[Run]]:
                     )
                 # The pre-made records carried made-up binlog positions: forget them before real ones come.
                 await stores.redis.delete(versions_key(settings.redis_prefix))
-            if "sustained" in cases or "bulk" in cases:
+            if {"direct", "sustained", "bulk"} & set(cases):
                 await asyncio.to_thread(ensure_cdc_queues, settings)
                 sqs = stores.sqs()
                 qurl = (await asyncio.to_thread(sqs.get_queue_url, QueueName=settings.cdc_queue_name))["QueueUrl"]
-                env = {
-                    **api_env(settings),
-                    "DIALLER_PUBLISHER_METRICS_PORT": "0",
-                    "DIALLER_PUBLISHER_CHECKPOINT_NAME": f"bench-{stack.unique}",
-                }
-                log_path = stack.run_dir / "logs" / "publisher.log"
-                publisher = subprocess.Popen(
-                    [sys.executable, "-m", "workers.publisher", "--reset-checkpoint"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log_path.open("ab"),
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
                 worker = start_worker(stack, settings, args, ["--cdc-ingest"])
                 temporal_pid = next(
                     (
@@ -639,7 +679,6 @@ async def main(argv: list[str] | None = None) -> dict[str, list[Run]]:
                     None,
                 )
                 pids = {
-                    "publisher": publisher.pid,
                     "worker": worker.pid,
                     "moto": stack.moto_pid,
                     "mariadb": stack.mariadb_pid,
@@ -647,6 +686,26 @@ async def main(argv: list[str] | None = None) -> dict[str, list[Run]]:
                 }
                 if temporal_pid:
                     pids["temporal"] = temporal_pid
+                ctx = {"stores": stores, "sqs": sqs, "qurl": qurl, "pids": pids}
+                await asyncio.sleep(1)
+                await run_cases(args, ctx, results, [("direct", direct_case)])
+                env = {
+                    **api_env(settings),
+                    "DIALLER_PUBLISHER_METRICS_PORT": "0",
+                    "DIALLER_PUBLISHER_CHECKPOINT_NAME": f"bench-{stack.unique}",
+                }
+                log_path = stack.run_dir / "logs" / "publisher.log"
+                # --reset-checkpoint: start at the binlog's end (after the seed and the direct case).
+                publisher = subprocess.Popen(
+                    [sys.executable, "-m", "workers.publisher", "--reset-checkpoint"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log_path.open("ab"),
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                pids["publisher"] = publisher.pid
                 for _ in range(150):
                     if (await stores.redis.hgetall(status_key(settings))).get("state") == "running":
                         break
@@ -654,25 +713,10 @@ async def main(argv: list[str] | None = None) -> dict[str, list[Run]]:
                 else:
                     raise RuntimeError("publisher not running: " + log_path.read_text()[-1500:])
                 await asyncio.sleep(1)
-                ctx = {"stores": stores, "sqs": sqs, "qurl": qurl, "pids": pids}
-                for case, fn in (("sustained", sustained_case), ("bulk", bulk_case)):
-                    if case not in cases:
-                        continue
-                    for r in range(args.repeat):
-                        run = await _timed(fn(args, ctx, r))
-                        results[case].append(run)
-                        v = run.values
-                        print(
-                            f"{case} run {r + 1}: "
-                            + ", ".join(f"{k} {val:,.2f}" for k, val in v.items())
-                            + f"; applied {run.notes['applied']:,} of {run.notes['committed']:,}"
-                            f" (sampled {run.notes['sampled']:,}); load {run.load_before} -> {run.load_after}",
-                            flush=True,
-                        )
-                        await asyncio.sleep(3)
+                await run_cases(args, ctx, results, [("sustained", sustained_case), ("bulk", bulk_case)])
                 if "decode" in cases:
                     for r in range(args.repeat):
-                        run = await _timed(decode_case(settings, ctx.get("ranges", {})))
+                        run = await _timed(decode_case(settings, ctx.get("ranges", {}), args.profile and r == 0))
                         results["decode"].append(run)
                         print(
                             f"decode run {r + 1}: "
@@ -689,6 +733,23 @@ async def main(argv: list[str] | None = None) -> dict[str, list[Run]]:
     report(args, results)
     print(f"\nload at end {load()}", flush=True)
     return results
+
+
+async def run_cases(args: argparse.Namespace, ctx: dict[str, Any], results: dict[str, list[Run]], cases: list) -> None:  # type: ignore[type-arg]
+    for case, fn in cases:
+        if case not in results:
+            continue
+        for r in range(args.repeat):
+            run = await _timed(fn(args, ctx, r))
+            results[case].append(run)
+            print(
+                f"{case} run {r + 1}: "
+                + ", ".join(f"{k} {val:,.2f}" for k, val in run.values.items())
+                + f"; applied {run.notes['applied']:,} of {run.notes['committed']:,}"
+                f" (sampled {run.notes['sampled']:,}); load {run.load_before} -> {run.load_after}",
+                flush=True,
+            )
+            await asyncio.sleep(3)
 
 
 async def _timed(coro: Any) -> Run:
@@ -723,10 +784,13 @@ def report(args: argparse.Namespace, results: dict[str, list[Run]]) -> None:
             if "profile" in run.notes:
                 print("\n```\n" + run.notes["profile"][:6000] + "\n```")
                 break
-    if results.get("sustained"):
-        runs = results["sustained"]
+    for case in ("direct", "sustained"):
+        if not results.get(case):
+            continue
+        runs = results[case]
+        what = "capture by the bench (as DMS)" if case == "direct" else "through the publisher"
         print(
-            "\n| sustained | offered | achieved | applied | p50 | p99 | max | within 1 s (all records) | "
+            f"\n| sustained, {what} | offered | achieved | applied | p50 | p99 | max | within 1 s (all records) | "
             "drain after last commit | SQS depth max | load before → after |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -751,7 +815,7 @@ def report(args: argparse.Namespace, results: dict[str, list[Run]]) -> None:
             f"{fmt(runs, 'after_first_commit', ' s')} | {fmt(runs, 'p99', ' s')} | {fmt(runs, 'max', ' s')} | "
             f"{fmt(runs, 'within_10s', ' %', 2)} | {runs[0].load_before} → {runs[-1].load_after} |"
         )
-    for case in ("sustained", "bulk"):
+    for case in ("direct", "sustained", "bulk"):
         if results.get(case):
             print(f"\n| {case}: process | CPU s (% of one core), median | peak RSS |\n|---|---|---|")
             for proc in results[case][0].notes["cpu"]:
@@ -765,11 +829,15 @@ def report(args: argparse.Namespace, results: dict[str, list[Run]]) -> None:
             "\n| binlog decode (same machine) | rows | mysql-replication rows/s | events/s | "
             "publisher reader records/s |\n|---|---|---|---|---|"
         )
-        for name in sorted({k.rsplit("_rows_per_s", 1)[0] for k in runs[0].values if k.endswith("_rows_per_s")}):
+        names = sorted({k.rsplit("_rows_per_s", 1)[0] for k in runs[0].values if k.endswith("_rows_per_s")})
+        for name in names:
             print(
                 f"| {name} | {runs[0].notes[f'{name}_rows']:,} | {fmt(runs, f'{name}_rows_per_s', digits=0)} | "
                 f"{fmt(runs, f'{name}_events_per_s', digits=0)} | {fmt(runs, f'{name}_reader_per_s', digits=0)} |"
             )
+        for name in names:
+            if f"{name}_profile" in runs[0].notes:
+                print(f"\npublisher reader, {name}:\n```\n{runs[0].notes[f'{name}_profile'][:5000]}\n```")
 
 
 if __name__ == "__main__":
