@@ -1,4 +1,7 @@
-"""The change-event consumer's activity: receive a batch (long poll), apply it, delete it.
+"""The change-event consumer's activity: receive a batch (a long poll, then more receives while the
+queue has a backlog, up to ``MAX_RECEIVES`` × 10 messages or ``MAX_BATCH_RECORDS`` records), apply it
+(``dialler.cdc.apply.apply_records``: one recompute per customer however many of their rows changed),
+delete it.
 
 One activity does the three steps so that message bodies and receipt handles never enter the
 workflow's history. It is safe to retry at any point: applying re-places customers from the
