@@ -44,6 +44,7 @@ from dialler.runtime import Stores
 log = logging.getLogger("dialler.cdc")
 MAX_MESSAGES = 10  # SQS's maximum per receive (and per batch delete)
 MAX_RECEIVES = 10  # receives per batch while the queue has more: up to 100 messages
+RECEIVE_WAVE = 3  # receives at once after the first
 MAX_BATCH_RECORDS = 20_000  # no further receive once a batch holds this many records
 HOLD_S = 30  # visibility while a batch waits for a dependency: longer than one retry's sleep
 RETRY_MAX_S = 5.0
@@ -84,23 +85,22 @@ class CdcActivities:
         poison: list[_Poison] = []
         # A backlog is taken in one go (receives of ten until the queue runs dry or the batch is
         # full): one apply, one recompute per customer and one workflow task for all of it, where a
-        # batch per receive paid those per ten messages and let the backlog grow under load.
-        for receive in range(MAX_RECEIVES):
-            received = await asyncio.to_thread(
-                sqs.receive_message,
-                QueueUrl=url,
-                MaxNumberOfMessages=MAX_MESSAGES,
-                WaitTimeSeconds=input.wait_s if receive == 0 else 0,
-                AttributeNames=["ApproximateReceiveCount"],
-            )
-            got: list[dict[str, Any]] = received.get("Messages", [])
-            for message in got:
-                parsed, bad = _split(message)
-                items += parsed
-                poison += bad
-            messages += got
-            if len(got) < MAX_MESSAGES or len(items) >= MAX_BATCH_RECORDS:
+        # batch per receive paid those per ten messages and let the backlog grow under load. After
+        # the long poll, receives go RECEIVE_WAVE at a time: each is a round trip to SQS.
+        wave, receives = [self._receive(sqs, url, input.wait_s)], 0
+        while wave:
+            replies = await asyncio.gather(*wave)
+            receives += len(wave)
+            for got in replies:
+                for message in got:
+                    parsed, bad = _split(message)
+                    items += parsed
+                    poison += bad
+                messages += got
+            dry = any(len(got) < MAX_MESSAGES for got in replies)
+            if dry or len(items) >= MAX_BATCH_RECORDS or receives >= MAX_RECEIVES:
                 break
+            wave = [self._receive(sqs, url, 0) for _ in range(min(RECEIVE_WAVE, MAX_RECEIVES - receives))]
         if not messages:
             return BatchResult()
 
@@ -116,12 +116,12 @@ class CdcActivities:
             invalid=len(poison),
             last_reason=poison[-1].reason if poison else None,
         )
-        for start in range(0, len(messages), MAX_MESSAGES):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                for i, m in enumerate(messages[start : start + MAX_MESSAGES])
-            ]
-            await asyncio.to_thread(sqs.delete_message_batch, QueueUrl=url, Entries=entries)
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(sqs.delete_message_batch, QueueUrl=url, Entries=entries)
+                for entries in _entries(messages)
+            )
+        )
         return BatchResult(
             messages=len(messages),
             records=len(items),
@@ -129,6 +129,16 @@ class CdcActivities:
             refused=len(poison),
             stale=len(items) - len(fresh) - len(failed),
         )
+
+    async def _receive(self, sqs: Any, url: str, wait_s: int) -> list[dict[str, Any]]:
+        received = await asyncio.to_thread(
+            sqs.receive_message,
+            QueueUrl=url,
+            MaxNumberOfMessages=MAX_MESSAGES,
+            WaitTimeSeconds=wait_s,
+            AttributeNames=["ApproximateReceiveCount"],
+        )
+        return list(received.get("Messages", []))
 
     async def _apply_holding(
         self, sqs: Any, url: str, messages: list[dict[str, Any]], items: list[_Item]
@@ -184,12 +194,12 @@ class CdcActivities:
 
     async def _hold(self, sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
         try:
-            for start in range(0, len(messages), MAX_MESSAGES):
-                entries = [
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": HOLD_S}
-                    for i, m in enumerate(messages[start : start + MAX_MESSAGES])
-                ]
-                await asyncio.to_thread(sqs.change_message_visibility_batch, QueueUrl=url, Entries=entries)
+            await asyncio.gather(
+                *(
+                    asyncio.to_thread(sqs.change_message_visibility_batch, QueueUrl=url, Entries=entries)
+                    for entries in _entries(messages, VisibilityTimeout=HOLD_S)
+                )
+            )
         except Exception as exc:  # SQS itself blinking: the retry goes on; at worst one more receive
             log.warning("could not extend the visibility of a waiting change batch: %s", _reason(exc))
         activity.heartbeat()
@@ -233,6 +243,14 @@ class CdcActivities:
             found = await asyncio.to_thread(self.stores.sqs().get_queue_url, QueueName=name)
             self._queue_urls[name] = found["QueueUrl"]
         return self._queue_urls[name]
+
+
+def _entries(messages: list[dict[str, Any]], **extra: Any) -> list[list[dict[str, Any]]]:
+    """Batch-call entries for the messages' receipt handles, ten per call (SQS's limit)."""
+    return [
+        [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], **extra} for i, m in enumerate(chunk)]
+        for chunk in (messages[start : start + MAX_MESSAGES] for start in range(0, len(messages), MAX_MESSAGES))
+    ]
 
 
 def _split(message: dict[str, Any]) -> tuple[list[_Item], list[_Poison]]:

@@ -74,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drain-timeout", type=float, default=180)
     p.add_argument("--cases", default="apply,direct,sustained,bulk,decode", help="comma-separated subset")
     p.add_argument("--profile", action="store_true", help="cProfile the apply case (top functions printed)")
+    p.add_argument("--worker-profile", default=None, help="write a cProfile of the worker process here")
     p.add_argument("--ring", type=float, default=0.2)
     p.add_argument("--talk", type=float, default=0.5)
     args = p.parse_args(argv)
@@ -679,7 +680,8 @@ async def main(argv: list[str] | None = None) -> dict[str, list[Run]]:
                 await asyncio.to_thread(ensure_cdc_queues, settings)
                 sqs = stores.sqs()
                 qurl = (await asyncio.to_thread(sqs.get_queue_url, QueueName=settings.cdc_queue_name))["QueueUrl"]
-                worker = start_worker(stack, settings, args, ["--cdc-ingest"])
+                profile = ["--profile", str(Path(args.worker_profile).resolve())] if args.worker_profile else []
+                worker = start_worker(stack, settings, args, ["--cdc-ingest", *profile])
                 temporal_pid = next(
                     (
                         c.pid
