@@ -87,15 +87,20 @@ class CdcActivities:
         # full): one apply, one recompute per customer and one workflow task for all of it, where a
         # batch per receive paid those per ten messages and let the backlog grow under load. After
         # the long poll, receives go RECEIVE_WAVE at a time: each is a round trip to SQS.
+        seen: set[str] = set()
         wave, receives = [self._receive(sqs, url, input.wait_s)], 0
         while wave:
             replies = await asyncio.gather(*wave)
             receives += len(wave)
             for got in replies:
                 for message in got:
-                    parsed, bad = _split(message)
-                    items += parsed
-                    poison += bad
+                    # At-least-once: a message can come twice, even within one batch (its handles
+                    # differ; both are deleted). Its records are applied once.
+                    if message["MessageId"] not in seen:
+                        seen.add(message["MessageId"])
+                        parsed, bad = _split(message)
+                        items += parsed
+                        poison += bad
                 messages += got
             dry = any(len(got) < MAX_MESSAGES for got in replies)
             if dry or len(items) >= MAX_BATCH_RECORDS or receives >= MAX_RECEIVES:

@@ -123,12 +123,20 @@ def check(records: Iterable[ChangeRecord]) -> None:
 
 
 async def fresh_records(redis: Redis, prefix: str, records: Sequence[ChangeRecord]) -> list[ChangeRecord]:
-    """Drop records that are not newer than the version already applied to their row."""
+    """Drop records that are not newer than the version already applied to their row, and repeats of
+    a record within the batch (a redelivered message: each change is applied and counted once)."""
     if not records:
         return []
     fields = [f"{r.table}:{r.id}" for r in records]
     stored: list[str | None] = await redis.hmget(versions_key(prefix), fields)  # type: ignore[assignment]
-    return [r for r, known in zip(records, stored, strict=True) if known is None or row_version(r).key() > known]
+    fresh: list[ChangeRecord] = []
+    seen: set[tuple[str, str]] = set()
+    for record, field, known in zip(records, fields, stored, strict=True):
+        version = row_version(record).key()
+        if (known is None or version > known) and (field, version) not in seen:
+            seen.add((field, version))
+            fresh.append(record)
+    return fresh
 
 
 async def remember_versions(redis: Redis, prefix: str, records: Sequence[ChangeRecord]) -> None:
