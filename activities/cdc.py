@@ -1,4 +1,7 @@
-"""The change-event consumer's activity: receive a batch (long poll), apply it, delete it.
+"""The change-event consumer's activity: receive a batch (a long poll, then more receives while the
+queue has a backlog, up to ``MAX_RECEIVES`` × 10 messages or ``MAX_BATCH_RECORDS`` records), apply it
+(``dialler.cdc.apply.apply_records``: one recompute per customer however many of their rows changed),
+delete it.
 
 One activity does the three steps so that message bodies and receipt handles never enter the
 workflow's history. It is safe to retry at any point: applying re-places customers from the
@@ -35,24 +38,28 @@ from temporalio import activity
 from dialler.cdc import apply, metrics
 from dialler.cdc.messages import BatchResult, IngestInput
 from dialler.cdc.records import ChangeRecord, InvalidRecord, parse_record
-from dialler.customers.context import forget
-from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
-from dialler.reports.conversions import record_conversions
 from dialler.runtime import Stores
 
 log = logging.getLogger("dialler.cdc")
-MAX_MESSAGES = 10  # SQS's maximum per receive
+MAX_MESSAGES = 10  # SQS's maximum per receive (and per batch delete)
+MAX_RECEIVES = 10  # receives per batch while the queue has more: up to 100 messages
+RECEIVE_WAVE = 3  # receives at once after the first
+MAX_BATCH_RECORDS = 20_000  # no further receive once a batch holds this many records
 HOLD_S = 30  # visibility while a batch waits for a dependency: longer than one retry's sleep
 RETRY_MAX_S = 5.0
 MARGIN_S = 10.0  # stop retrying this long before the activity's timeout, to let go of the messages cleanly
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Item:
     record: ChangeRecord
-    raw: str  # the record as received, as a one-record array body (what a dead letter carries)
+    source: object  # the record as received (decoded JSON); a dead letter carries it as a one-record array
     message_id: str
+
+    @property
+    def raw(self) -> str:
+        return json.dumps([self.source], separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -73,22 +80,34 @@ class CdcActivities:
         sqs = self.stores.sqs()
         url = await self._queue_url(input.queue_name)
         await apply.dependencies_ready(self.stores.replica, self.stores.postgres, self.stores.redis)
-        received = await asyncio.to_thread(
-            sqs.receive_message,
-            QueueUrl=url,
-            MaxNumberOfMessages=MAX_MESSAGES,
-            WaitTimeSeconds=input.wait_s,
-            AttributeNames=["ApproximateReceiveCount"],
-        )
-        messages: list[dict[str, Any]] = received.get("Messages", [])
-        if not messages:
-            return BatchResult()
+        messages: list[dict[str, Any]] = []
         items: list[_Item] = []
         poison: list[_Poison] = []
-        for message in messages:
-            parsed, bad = _split(message)
-            items += parsed
-            poison += bad
+        # A backlog is taken in one go (receives of ten until the queue runs dry or the batch is
+        # full): one apply, one recompute per customer and one workflow task for all of it, where a
+        # batch per receive paid those per ten messages and let the backlog grow under load. After
+        # the long poll, receives go RECEIVE_WAVE at a time: each is a round trip to SQS.
+        seen: set[str] = set()
+        wave, receives = [self._receive(sqs, url, input.wait_s)], 0
+        while wave:
+            replies = await asyncio.gather(*wave)
+            receives += len(wave)
+            for got in replies:
+                for message in got:
+                    # At-least-once: a message can come twice, even within one batch (its handles
+                    # differ; both are deleted). Its records are applied once.
+                    if message["MessageId"] not in seen:
+                        seen.add(message["MessageId"])
+                        parsed, bad = _split(message)
+                        items += parsed
+                        poison += bad
+                messages += got
+            dry = any(len(got) < MAX_MESSAGES for got in replies)
+            if dry or len(items) >= MAX_BATCH_RECORDS or receives >= MAX_RECEIVES:
+                break
+            wave = [self._receive(sqs, url, 0) for _ in range(min(RECEIVE_WAVE, MAX_RECEIVES - receives))]
+        if not messages:
+            return BatchResult()
 
         fresh, users, failed = await self._apply_holding(sqs, url, messages, items)
         poison += failed
@@ -102,8 +121,12 @@ class CdcActivities:
             invalid=len(poison),
             last_reason=poison[-1].reason if poison else None,
         )
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-        await asyncio.to_thread(sqs.delete_message_batch, QueueUrl=url, Entries=entries)
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(sqs.delete_message_batch, QueueUrl=url, Entries=entries)
+                for entries in _entries(messages)
+            )
+        )
         return BatchResult(
             messages=len(messages),
             records=len(items),
@@ -111,6 +134,16 @@ class CdcActivities:
             refused=len(poison),
             stale=len(items) - len(fresh) - len(failed),
         )
+
+    async def _receive(self, sqs: Any, url: str, wait_s: int) -> list[dict[str, Any]]:
+        received = await asyncio.to_thread(
+            sqs.receive_message,
+            QueueUrl=url,
+            MaxNumberOfMessages=MAX_MESSAGES,
+            WaitTimeSeconds=wait_s,
+            AttributeNames=["ApproximateReceiveCount"],
+        )
+        return list(received.get("Messages", []))
 
     async def _apply_holding(
         self, sqs: Any, url: str, messages: list[dict[str, Any]], items: list[_Item]
@@ -161,25 +194,17 @@ class CdcActivities:
         return applied, len(touched), failed
 
     async def _apply(self, records: Sequence[ChangeRecord]) -> tuple[list[ChangeRecord], set[int]]:
-        settings = self.stores.settings
-        fresh = await apply.fresh_records(self.stores.redis, settings.redis_prefix, records)
-        await apply.ensure_replica_caught_up(self.stores.replica, fresh)
-        # Before the versions are remembered: a batch retried after a failure here records them then.
-        await record_conversions(self.stores.postgres, self.stores.replica, fresh)
-        users = sorted(await apply.touched_users(self.stores.replica, fresh))
-        if users:
-            await recompute(self.stores, self.engine, users)
-            await forget(self.stores.redis, settings.redis_prefix, users)  # agents see the fresh data
-        await apply.remember_versions(self.stores.redis, settings.redis_prefix, fresh)
-        return fresh, set(users)
+        applied = await apply.apply_records(self.stores, self.engine, records)
+        return applied.fresh, applied.user_ids
 
     async def _hold(self, sqs: Any, url: str, messages: list[dict[str, Any]]) -> None:
-        entries = [
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": HOLD_S}
-            for i, m in enumerate(messages)
-        ]
         try:
-            await asyncio.to_thread(sqs.change_message_visibility_batch, QueueUrl=url, Entries=entries)
+            await asyncio.gather(
+                *(
+                    asyncio.to_thread(sqs.change_message_visibility_batch, QueueUrl=url, Entries=entries)
+                    for entries in _entries(messages, VisibilityTimeout=HOLD_S)
+                )
+            )
         except Exception as exc:  # SQS itself blinking: the retry goes on; at worst one more receive
             log.warning("could not extend the visibility of a waiting change batch: %s", _reason(exc))
         activity.heartbeat()
@@ -225,6 +250,14 @@ class CdcActivities:
         return self._queue_urls[name]
 
 
+def _entries(messages: list[dict[str, Any]], **extra: Any) -> list[list[dict[str, Any]]]:
+    """Batch-call entries for the messages' receipt handles, ten per call (SQS's limit)."""
+    return [
+        [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], **extra} for i, m in enumerate(chunk)]
+        for chunk in (messages[start : start + MAX_MESSAGES] for start in range(0, len(messages), MAX_MESSAGES))
+    ]
+
+
 def _split(message: dict[str, Any]) -> tuple[list[_Item], list[_Poison]]:
     """A message's usable change records, and its poison: each bad record alone, or the whole body
     when it is not a JSON object or array (nothing in it can be told apart)."""
@@ -243,14 +276,13 @@ def _split(message: dict[str, Any]) -> tuple[list[_Item], list[_Poison]]:
     items: list[_Item] = []
     poison: list[_Poison] = []
     for i, raw in enumerate(raws):
-        alone = json.dumps([raw], separators=(",", ":"))
         try:
             parsed = parse_record(raw, index=i if indexed else None)
             if isinstance(parsed, ChangeRecord):
                 apply.check([parsed])
-                items.append(_Item(parsed, alone, message_id))
+                items.append(_Item(parsed, raw, message_id))
         except InvalidRecord as exc:
-            poison.append(_Poison(alone, exc.reason, message_id))
+            poison.append(_Poison(json.dumps([raw], separators=(",", ":")), exc.reason, message_id))
     return items, poison
 
 

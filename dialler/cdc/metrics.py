@@ -4,6 +4,7 @@ API replicas that serve ``/metrics`` and the dashboard) sees one set of numbers.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -32,12 +33,16 @@ async def observe(
     redis: Redis, prefix: str, *, latencies: Sequence[float], invalid: int = 0, last_reason: str | None = None
 ) -> None:
     pipe = redis.pipeline(transaction=False)
-    for latency in latencies:
-        pipe.hincrby(key(prefix), bucket_field(latency), 1)
-        pipe.hincrbyfloat(key(prefix), "latency_sum", latency)
+    # Counted per bucket here, a few commands per batch: a command per record cost more than the apply.
+    buckets = Counter(bucket_field(latency) for latency in latencies)
+    for field, count in buckets.items():
+        pipe.hincrby(key(prefix), field, count)
     if latencies:
+        pipe.hincrbyfloat(key(prefix), "latency_sum", sum(latencies))
         pipe.hincrby(key(prefix), "records_total", len(latencies))
-        pipe.lpush(recent_key(prefix), *(f"{time.time():.3f}:{latency:.4f}" for latency in latencies))
+        stamp = f"{time.time():.3f}"
+        # The newest RECENT only: the list keeps no more, and a bulk change can bring 100,000 at once.
+        pipe.lpush(recent_key(prefix), *(f"{stamp}:{latency:.4f}" for latency in latencies[-RECENT:]))
         pipe.ltrim(recent_key(prefix), 0, RECENT - 1)
     if invalid:
         pipe.hincrby(key(prefix), "invalid_total", invalid)

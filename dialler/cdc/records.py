@@ -351,6 +351,50 @@ def without_values(record: Mapping[str, Any]) -> dict[str, Any]:
     return slim
 
 
+def published_record(
+    *,
+    schema: str,
+    table: str,
+    operation: Operation,
+    data: Mapping[str, Any],
+    before: Mapping[str, Any] | None,
+    timestamp: str,
+    transaction_id: int | None,
+    log_file: str | None,
+    log_pos: int | None,
+) -> dict[str, Any]:
+    """``without_values(to_dms_record(...))`` in one step, for the publisher's hot path: only the kept
+    columns are made JSON-safe (a row image has dozens; converting them all to drop them cost the
+    publisher more than decoding the binlog). ``timestamp`` is :func:`format_timestamp`'s, once per
+    event. The same dict, key for key (a test holds the two to it)."""
+    keep = EVENT_COLUMNS.get(table, ("id",))
+    metadata: dict[str, Any] = {
+        "timestamp": timestamp,
+        "record-type": "data",
+        "operation": operation.value,
+        "partition-key-type": "schema-table",
+        "schema-name": schema,
+        "table-name": table,
+    }
+    if transaction_id is not None:
+        metadata["transaction-id"] = transaction_id
+    if log_file is not None:
+        metadata["log-file"] = log_file
+    if log_pos is not None:
+        metadata["log-position"] = log_pos
+    record: dict[str, Any] = {"data": {k: json_safe(data[k]) for k in keep if k in data}}
+    if before is not None:
+        record["before-image"] = {k: json_safe(before[k]) for k in _BEFORE_COLUMNS.get(table, ("id",)) if k in before}
+        metadata["changed-columns"] = sorted(
+            k
+            for k in data.keys() | before.keys()
+            # Equal values render equally: JSON-safe forms are compared only where the raw ones differ.
+            if data.get(k) != before.get(k) and json_safe(data.get(k)) != json_safe(before.get(k))
+        )
+    record["metadata"] = metadata
+    return record
+
+
 def format_timestamp(moment: datetime) -> str:
     """``2026-11-28T10:31:07.512345Z``, as DMS writes ``metadata.timestamp``."""
     if moment.tzinfo is None:

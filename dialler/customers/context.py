@@ -197,14 +197,28 @@ async def get_context(
     return context
 
 
+_FORGET = """
+for i = 1, #KEYS, 2 do
+  redis.call('INCR', KEYS[i]); redis.call('EXPIRE', KEYS[i], ARGV[1]); redis.call('DEL', KEYS[i + 1])
+end
+return #KEYS / 2
+"""
+_FORGET_CHUNK = 1000
+
+
 async def forget(redis: Redis, prefix: str, user_ids: list[int]) -> None:
     """Drop cached contexts after the customers' data changed (CDC, a new attempt, a note), and bump
     their versions so that a load already under way does not cache what it read before the change."""
     if not user_ids:
         return
-    async with redis.pipeline(transaction=True) as pipe:
-        for user_id in user_ids:
-            pipe.incr(version_key(prefix, user_id))
-            pipe.expire(version_key(prefix, user_id), 2 * CACHE_TTL_S)  # outlives any load under way
-        pipe.delete(*(cache_key(prefix, u) for u in user_ids))
+    # One script per chunk of customers (each customer's bump and delete atomic, as before): a change
+    # batch can touch tens of thousands, and three commands each cost more than the recompute.
+    async with redis.pipeline(transaction=False) as pipe:
+        for start in range(0, len(user_ids), _FORGET_CHUNK):
+            keys = [
+                key
+                for user_id in user_ids[start : start + _FORGET_CHUNK]
+                for key in (version_key(prefix, user_id), cache_key(prefix, user_id))
+            ]
+            pipe.eval(_FORGET, len(keys), *keys, 2 * CACHE_TTL_S)  # the version outlives any load under way
         await pipe.execute()

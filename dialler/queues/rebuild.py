@@ -216,7 +216,9 @@ def epoch(now: datetime | None = None) -> float:
     return now.timestamp() if now is not None else time.time()
 
 
-async def recompute(stores: Stores, engine: QueueEngine, user_ids: list[int]) -> RecomputeResult:
+async def recompute(
+    stores: Stores, engine: QueueEngine, user_ids: list[int], *, laps: Laps | None = None
+) -> RecomputeResult:
     """Place these customers afresh with the same rules as the rebuild (CDC, callbacks, outcomes)."""
     settings = stores.settings
     decisions = await decisions_for(
@@ -225,8 +227,11 @@ async def recompute(stores: Stores, engine: QueueEngine, user_ids: list[int]) ->
         now=datetime.now(UTC),
         settings=settings,
         user_ids=user_ids,
+        laps=laps,
     )
     result = await apply_decisions(engine, decisions)
     vanished = sorted(set(user_ids) - {d.user_id for d in decisions})  # hard-deleted upstream
     await engine.remove_many(vanished)
+    if laps is not None:
+        laps("queue_write")
     return RecomputeResult(queued=result.queued, removed=result.removed + len(vanished))

@@ -30,7 +30,7 @@ from dialler.cdc.publisher.replica import (
     _mysql_reason,
     binlog_connection_settings,
 )
-from dialler.cdc.records import KNOWN_TABLES, Operation, to_dms_record, without_values
+from dialler.cdc.records import KNOWN_TABLES, Operation, format_timestamp, published_record
 from dialler.config import mask_url
 
 log = logging.getLogger("dialler.cdc.publisher")
@@ -231,7 +231,7 @@ class _BinlogReader(threading.Thread):
                 self._end_transaction(BinlogPosition(self._file, event.packet.log_pos))
 
     def _add_rows(self, event: WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent) -> None:
-        committed_at = datetime.fromtimestamp(_commit_time(event.timestamp), UTC)
+        timestamp = format_timestamp(datetime.fromtimestamp(_commit_time(event.timestamp), UTC))
         for row in event.rows:
             if isinstance(event, UpdateRowsEvent):
                 operation, data, before = Operation.UPDATE, row["after_values"], row["before_values"]
@@ -239,13 +239,14 @@ class _BinlogReader(threading.Thread):
                 operation, data, before = Operation.INSERT, row["values"], None
             else:
                 operation, data, before = Operation.DELETE, row["values"], None
-            record = to_dms_record(
+            # No personal data in SQS or the DLQ: keys, versions and changed column names only.
+            record = published_record(
                 schema=event.schema,
                 table=event.table,
                 operation=operation,
                 data=data,
                 before=before,
-                committed_at=committed_at,
+                timestamp=timestamp,
                 transaction_id=self._transaction_id,
                 log_file=self._file,
                 log_pos=event.packet.log_pos,
@@ -259,7 +260,6 @@ class _BinlogReader(threading.Thread):
                 self._hand_over(end=None)
 
     def _encode(self, record: dict[str, Any]) -> str | None:
-        record = without_values(record)  # no personal data in SQS or the DLQ (records.EVENT_COLUMNS)
         encoded = json.dumps(record, separators=(",", ":"))  # ensure_ascii: len() == bytes
         limit = min(self._options.max_message_bytes, SQS_MAX_MESSAGE_BYTES) - 2
         if len(encoded) <= limit:
