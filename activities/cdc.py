@@ -179,18 +179,26 @@ class CdcActivities:
         applied: list[ChangeRecord] = []
         touched: set[int] = set()
         failed: list[_Poison] = []
+        errors: set[str] = set()
         for item in items:
             try:
                 fresh, users = await self._apply([item.record])
             except Exception as exc:
                 if apply.is_transient(exc):
                     raise  # retried whole: re-applying the records before it is harmless (idempotent)
-                where = f"{item.record.table} {item.record.id}"
-                reason = f"{where} could not be applied: {type(exc).__name__}: {_reason(exc)}"
-                failed.append(_Poison(item.raw, reason, item.message_id))
+                error = f"{type(exc).__name__}: {_reason(exc)}"
+                errors.add("invalid" if isinstance(exc, InvalidRecord) else error)
+                failed.append(
+                    _Poison(
+                        item.raw, f"{item.record.table} {item.record.id} could not be applied: {error}", item.message_id
+                    )
+                )
                 continue
             applied += fresh
             touched |= users
+        if len(failed) == len(items) > 1 and len(errors) == 1 and "invalid" not in errors:
+            # Not one of them applied, all for the same reason: a store failing, not a batch of poison.
+            raise apply.BatchFailedAlike(f"all {len(items)} records failed alike: {errors.pop()}")
         return applied, len(touched), failed
 
     async def _apply(self, records: Sequence[ChangeRecord]) -> tuple[list[ChangeRecord], set[int]]:

@@ -62,7 +62,13 @@ async def dependencies_ready(replica: AsyncEngine, postgres: AsyncEngine, redis:
             raise DependencyDown(f"{name} unavailable: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
+class BatchFailedAlike(Exception):
+    """Every record of a batch, applied one by one, failed with the same error: the fault is in a store
+    (a server error the classification above does not know), not in the records, so it is retried."""
+
+
 _TRANSIENT = (
+    BatchFailedAlike,
     ReplicaBehind,
     DependencyDown,
     sa_errors.OperationalError,
