@@ -746,21 +746,56 @@ async def fill_queues(stack: Stack, admin: Client, log: Log) -> None:
     raise RuntimeError(f"the queues were not filled within 300 s: {r.text[:300]}")
 
 
-async def cdc_settled(admin: Client, log: Log, within_s: float = 90.0) -> None:
-    """Wait until the consumer has applied the writers' last changes: its applied count unchanged for
-    three looks two seconds apart (the publisher's lag under a second), or ``within_s``."""
+async def cdc_settled(stack: Stack, admin: Client, log: Log, within_s: float = 90.0) -> None:
+    """Wait until the consumer has applied the writers' last changes: the CDC queue empty (nothing
+    waiting, nothing in flight) and the applied count unchanged for three looks two seconds apart (the
+    publisher's lag under a second), or ``within_s``. The count alone is not enough: a Redis flush
+    resets it, and a consumer that has not resumed yet shows an unchanged count too."""
+    from dialler.integrations.sqs import sqs_client
+
+    sqs = sqs_client(stack.settings)
+    url = (await asyncio.to_thread(sqs.get_queue_url, QueueName=stack.settings.cdc_queue_name))["QueueUrl"]
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     deadline = time.monotonic() + within_s
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         r = await admin.request("GET", "/api/v1/cdc/status")
+        attributes = (await asyncio.to_thread(sqs.get_queue_attributes, QueueUrl=url, AttributeNames=names))[
+            "Attributes"
+        ]
+        waiting = sum(int(attributes.get(n, 0)) for n in names)
         if r.status_code == 200:
             status = r.json()
-            seen.append(status["records_applied"])
-            if len(seen) >= 3 and len(set(seen[-3:])) == 1 and (status.get("publisher_lag_s") or 0) < 1:
+            seen.append((status["records_applied"], waiting))
+            quiet = len(seen) >= 3 and len(set(seen[-3:])) == 1 and seen[-1][1] == 0
+            if quiet and (status.get("publisher_lag_s") or 0) < 1:
                 break
         await asyncio.sleep(2)
-    log.write("cdc_settled", status=status)
+    log.write("cdc_settled", status=status, waiting=seen[-1][1] if seen else None)
+
+
+async def sessions_closed(stack: Stack, log: Log) -> None:
+    """Wait until no call session is open: with the agents stopped, the last ones close by their
+    wrap-up limit. Until then a session's close (PostgreSQL) and its lease's release (Redis) can fall on
+    either side of a rebuild's read, which would count a customer in flight as drift."""
+    from dialler.runtime import Stores
+
+    stores = Stores.open(stack.settings)
+    deadline = time.monotonic() + stack.settings.wrap_up_timeout_s + 60
+    open_sessions = -1
+    try:
+        while time.monotonic() < deadline:
+            async with stores.postgres.connect() as conn:
+                open_sessions = int(
+                    await conn.scalar(text("SELECT count(*) FROM call_sessions WHERE closed_at IS NULL")) or 0
+                )
+            if open_sessions == 0:
+                break
+            await asyncio.sleep(1)
+    finally:
+        await stores.close()
+    log.write("sessions_closed", still_open=open_sessions)
 
 
 async def final_rebuild(stack: Stack, admin: Client, log: Log, purpose: str) -> dict[str, Any] | None:
@@ -868,13 +903,14 @@ async def run(args: argparse.Namespace) -> chaos_check.Report:
         log.write("stopping", assignments=floor.assignments)
         floor.stop.set()
         await asyncio.gather(*agents, writer, return_exceptions=True)
-        await cdc_settled(admin, log)
+        await sessions_closed(stack, log)
+        await cdc_settled(stack, admin, log)
         # A first rebuild refills what a late Redis flush lost (one after a flush is exempt from the
         # drift rule); the second, after CDC has settled again, is the drift check proper.
         settle = await final_rebuild(stack, admin, log, "settle")
         if settle:
             log_rebuild(log, settle)
-        await cdc_settled(admin, log)
+        await cdc_settled(stack, admin, log)
         rebuild = await final_rebuild(stack, admin, log, "final drift check")
         if rebuild:
             log_rebuild(log, rebuild)

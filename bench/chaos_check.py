@@ -315,7 +315,7 @@ def _callbacks(events: list[dict[str, Any]], final: dict[str, Any], report: Repo
 
 
 def _queues(events: list[dict[str, Any]], final: dict[str, Any], report: Report) -> None:
-    """(d) Once the run is quiet (agents stopped, CDC settled), a rebuild changes nothing: what CDC and
+    """(d) Once the run is quiet (agents stopped, sessions closed, CDC settled), a rebuild changes nothing: what CDC and
     the product's own paths did equals a fresh computation. The harness runs two: the first refills
     what a late Redis flush lost (a rebuild's job, so the first rebuild after a flush is exempt and
     counted as ``refilled``), the second is the check. Rebuilds during the run (the schedule's) are

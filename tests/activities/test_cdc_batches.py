@@ -13,7 +13,7 @@ from activities.cdc import CdcActivities, _Item
 from dialler.cdc.apply import BatchFailedAlike, is_transient
 from dialler.cdc.records import ChangeRecord
 from dialler.runtime import Stores
-from tests.dialler.cdc.test_apply import change
+from tests.support.change_records import change
 
 OOM = "OOM command not allowed when used memory > 'maxmemory'."
 

@@ -4,27 +4,9 @@ is news once (the consumer counts and converts each change once)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from dialler.cdc.apply import fresh_records, remember_versions
-from dialler.cdc.records import ChangeRecord, parse_record, to_dms_record
 from dialler.runtime import Stores
-
-
-def change(user_id: int, pos: int, updated: str = "2026-11-28 10:00:00") -> ChangeRecord:
-    parsed = parse_record(
-        to_dms_record(
-            schema="claims_app",
-            table="users",
-            operation="update",
-            data={"id": user_id, "updated_at": updated},
-            committed_at=datetime(2026, 11, 28, 10, 0, tzinfo=UTC),
-            log_file="binlog.000001",
-            log_pos=pos,
-        )
-    )
-    assert isinstance(parsed, ChangeRecord)
-    return parsed
+from tests.support.change_records import change
 
 
 async def test_a_record_repeated_within_a_batch_is_news_once_and_later_changes_of_the_row_still_are(
