@@ -16,6 +16,7 @@ renewed while the session lives, and released (requeue or removal) when it close
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         END_REASONS,
         TWILIO_STATUS_RANK,
         AbandonedEvent,
+        AgentClaimed,
         CallSessionInput,
         CallSessionView,
         CallState,
@@ -86,6 +88,11 @@ PREVIEW_LIMIT_PATCH = "preview-limit"
 # worker was away was refused, and the session closed as no_outcome: a do-not-call was lost). Part of
 # recorded histories: never rename.
 RECEIVED_OUTCOME_PATCH = "outcome-kept-by-api"
+# The marker of pooled calls (predictive, placed by the queue's PacingWorkflow): the session dials with
+# no agent (a pool id holds the lease), learns the agent the answer claimed (``agent_claimed``), and a
+# pooled call nobody answered closes at once, with no wrap-up for an agent who never had it. Part of
+# recorded histories: never rename.
+POOLED_CALL_PATCH = "pooled-call-claimed-at-answer"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -115,14 +122,17 @@ class CallSessionWorkflow:
         self._wrap_up_deadline: datetime | None = None
         self._preview_expired = False
         self._outcome_waiting = False  # the API kept an outcome it could not deliver by the Update
+        self._pooled = False  # a pooled call (POOLED_CALL_PATCH): no agent until the answer claims one
+        self._claim_pending = False  # an agent was claimed and their presence not yet moved
 
     @workflow.run
     async def run(self, input: CallSessionInput) -> OutcomeAccepted:
         self._input = input
         info = workflow.info()
+        self._pooled = input.pooled and workflow.patched(POOLED_CALL_PATCH)
         workflow.upsert_search_attributes(
-            [
-                sa.AGENT_ID.value_set(str(input.agent_id)),
+            ([] if self._pooled else [sa.AGENT_ID.value_set(str(input.agent_id))])
+            + [
                 sa.USER_ID.value_set(str(input.user_id)),
                 sa.QUEUE_TYPE.value_set(input.queue),
                 sa.CALL_STATUS.value_set(str(self._state)),
@@ -169,8 +179,12 @@ class CallSessionWorkflow:
             while self._state in _LIVE_CALL:
                 seen = self._state
                 await self._renewing_lease_until(
-                    lambda seen=seen: self._state != seen or self._hangup_pending(), deadline=max_call
+                    lambda seen=seen: self._state != seen or self._hangup_pending() or self._claim_pending,
+                    deadline=max_call,
                 )
+                if self._claim_pending:  # only ever set on a pooled call
+                    await self._agent_took_call()
+                    continue
                 if self._hangup_pending():
                     self._hung_up = True
                     await self._activity(CallActivities.hangup, self._call_sid)  # the carrier then reports the end
@@ -190,8 +204,9 @@ class CallSessionWorkflow:
                         self._end("failed")
                 await self._progress()
 
-        # An abandoned call, or a preview that ran out, has nothing to wrap up.
-        if self._outcome is None and not self._abandoned and not self._preview_expired:
+        # An abandoned call, a preview that ran out, or a pooled call no agent took has nothing to wrap up.
+        unclaimed = self._pooled and self._input is not None and self._input.agent_id < 0
+        if self._outcome is None and not self._abandoned and not self._preview_expired and not unclaimed:
             self._wrap_up_deadline = workflow.now() + timedelta(seconds=input.wrap_up_timeout_s)
             await self._enter_wrap_up()
             wrapped_up = lambda: self._outcome is not None or self._outcome_waiting  # noqa: E731
@@ -200,9 +215,10 @@ class CallSessionWorkflow:
                 await self._take_received_outcome()
                 await self._renewing_lease_until(wrapped_up, deadline=self._wrap_up_deadline)
 
-        if self._outcome is None and not self._abandoned:
+        if self._outcome is None and not self._abandoned and not unclaimed:
             await self._take_received_outcome()  # one kept while the worker was away is not lost
-        outcome = self._outcome or OutcomeInput(agent_id=input.agent_id, disposition=Disposition.NO_OUTCOME)
+        agent_id = self._input.agent_id if self._input is not None else input.agent_id  # the claimed agent
+        outcome = self._outcome or OutcomeInput(agent_id=agent_id, disposition=Disposition.NO_OUTCOME)
         return await self._close(outcome)
 
     # --- signals, update, query -------------------------------------------------------------------
@@ -263,6 +279,14 @@ class CallSessionWorkflow:
             self._answered = True
             self._end("abandoned")
 
+    @workflow.signal
+    def agent_claimed(self, event: AgentClaimed) -> None:
+        """A pooled call was answered and a ready agent claimed for it: from now on the call is theirs
+        (their outcome, their presence). Only the first claim counts."""
+        if self._pooled and self._input is not None and self._input.agent_id < 0 and event.agent_id > 0:
+            self._input = replace(self._input, agent_id=event.agent_id)
+            self._claim_pending = True
+
     @workflow.update
     def submit_outcome(self, outcome: OutcomeInput) -> OutcomeAccepted:
         self._outcome = outcome
@@ -312,7 +336,8 @@ class CallSessionWorkflow:
         assert self._input is not None
         self._set_state(CallState.DIALING)
         self._rank = 0
-        on_call = PresenceInput(self._input.agent_id, "on_call", self._input.user_id)
+        # A pooled call holds no agent while it rings: their presence moves when one is claimed.
+        on_call = None if self._pooled else PresenceInput(self._input.agent_id, "on_call", self._input.user_id)
         if self._browser_call_sid is not None:  # the agent's browser placed it through our TwiML app
             self._call_sid = self._browser_call_sid
             await self._progress(presence=on_call)
@@ -339,6 +364,13 @@ class CallSessionWorkflow:
         if self._call_sid is None:
             self._call_sid = call_sid
         await self._progress(presence=on_call)
+
+    async def _agent_took_call(self) -> None:
+        """The claimed agent is on the pooled call: filed under them, and on_call."""
+        assert self._input is not None
+        self._claim_pending = False
+        workflow.upsert_search_attributes([sa.AGENT_ID.value_set(str(self._input.agent_id))])
+        await self._progress(presence=PresenceInput(self._input.agent_id, "on_call", self._input.user_id))
 
     async def _take_received_outcome(self) -> None:
         """Take the outcome the API kept for this session, if any, judged by the same rule as the

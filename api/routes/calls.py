@@ -330,7 +330,10 @@ async def end_call(
     "/calls/{session_id}/outcome",
     response_model=Accepted,
     responses={
-        202: {"model": Accepted, "description": "Kept: the session was unreachable and applies it, once, when it resumes"}
+        202: {
+            "model": Accepted,
+            "description": "Kept: the session was unreachable and applies it, once, when it resumes",
+        }
     },
 )
 async def submit_outcome(

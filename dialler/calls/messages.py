@@ -61,6 +61,22 @@ class CallSessionInput:
     # How long the agent may hold a customer on screen before dialling (preview); then the customer goes
     # back to the queue with no attempt counted.
     preview_limit_s: int = 90
+    # A predictive call placed by the queue's pacer with no agent yet: ``agent_id`` is the call's pool
+    # id (negative, no agent's) until the answer claims a ready agent (``AgentClaimed``).
+    pooled: bool = False
+
+
+def agent_or_none(agent_id: int) -> int | None:
+    """The agent a session's records name: none while a pooled call has no agent (its pool id)."""
+    return agent_id if agent_id > 0 else None
+
+
+@dataclass(frozen=True)
+class AgentClaimed:
+    """A pooled call was answered and this ready agent claimed for it (the lease names them now)."""
+
+    agent_id: int
+    call_sid: str | None = None
 
 
 @dataclass(frozen=True)
