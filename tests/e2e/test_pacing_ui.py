@@ -1,6 +1,6 @@
-"""The abandoned-rate stop on the screens, in Debian's headless Chromium against the real API: a
-queue at its ceiling shows paused on the supervisor's board with the reason, and a progressive
-agent working it sees why no call comes ("Progressive paused: abandoned rate X % ≥ ceiling Y %")."""
+"""Pacing on the screens, in Debian's headless Chromium against the real API: a queue at its ceiling
+shows paused on the supervisor's board with the reason, and a progressive agent working it who asks
+for a call sees why none comes ("Progressive paused: abandoned rate X % ≥ ceiling Y %")."""
 
 from __future__ import annotations
 
@@ -56,8 +56,9 @@ async def test_a_queue_at_its_ceiling_shows_paused_with_the_reason_on_the_board_
     agent_ctx, agent = await open_page(browser, console, "agent")
     await sign_in(agent, live_api, "tom@rmc.example")
     await agent.get_by_role("button", name="Available").click()
-    await expect(agent.locator("#progressive-text")).to_contain_text(REASON, timeout=15_000)
-    await expect(agent.locator("#progressive-text")).to_contain_text("Asking again in")
+    await expect(agent.locator("#status-now")).to_contain_text("Available")
+    await agent.get_by_role("button", name="Next call").click()  # the page never asks by itself
+    await expect(agent.locator("#call-error")).to_contain_text(REASON, timeout=15_000)
     await expect(agent.locator("#customer-name")).to_have_count(0)
     await agent.screenshot(path=str(tmp_path / "agent-progressive-paused.png"))
     await board.screenshot(path=str(tmp_path / "supervisor-progressive-paused.png"))
