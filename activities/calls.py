@@ -20,6 +20,7 @@ from dialler.calls import received
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.leases import open_session_of, reclaim_for
 from dialler.calls.messages import (
+    ClaimedAgentInput,
     FinishInput,
     FinishResult,
     FollowUp,
@@ -230,6 +231,14 @@ class CallActivities:
                 activity.logger.warning("lease renewal refused: %s", exc.reason)
                 return False
         return True
+
+    @activity.defn
+    async def claimed_agent(self, input: ClaimedAgentInput) -> int | None:
+        """The agent a pooled call's answer claimed, as the answer's webhook recorded it on the
+        session's row (None: nobody was claimed)."""
+        async with self.stores.postgres.connect() as conn:
+            found = await conn.scalar(select(CallSession.agent_id).where(CallSession.id == uuid.UUID(input.session_id)))
+        return int(found) if found is not None else None
 
     @activity.defn
     async def set_presence(self, input: PresenceInput) -> None:

@@ -114,6 +114,7 @@ def activities_for(
         calls.record_progress,
         calls.renew_lease,
         calls.set_presence,
+        calls.claimed_agent,
         calls.finish_session,
         calls.take_received_outcome,
         calls.plan_follow_up,

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         CallSessionView,
         CallState,
         CallStatusEvent,
+        ClaimedAgentInput,
         DialRequest,
         FinishInput,
         FollowUp,
@@ -204,6 +205,9 @@ class CallSessionWorkflow:
                         self._end("failed")
                 await self._progress()
 
+        if self._pooled and self._answered and not self._abandoned and self._input and self._input.agent_id < 0:
+            # Put through but never told whom to (the webhook's signal was lost): the row says.
+            await self._learn_claimed_agent()
         # An abandoned call, a preview that ran out, or a pooled call no agent took has nothing to wrap up.
         unclaimed = self._pooled and self._input is not None and self._input.agent_id < 0
         if self._outcome is None and not self._abandoned and not self._preview_expired and not unclaimed:
@@ -371,6 +375,14 @@ class CallSessionWorkflow:
         self._claim_pending = False
         workflow.upsert_search_attributes([sa.AGENT_ID.value_set(str(self._input.agent_id))])
         await self._progress(presence=PresenceInput(self._input.agent_id, "on_call", self._input.user_id))
+
+    async def _learn_claimed_agent(self) -> None:
+        assert self._input is not None
+        claimed: int | None = await self._local(CallActivities.claimed_agent, ClaimedAgentInput(self._input.session_id))
+        if claimed is not None and claimed > 0 and self._input.agent_id < 0:
+            self._input = replace(self._input, agent_id=claimed)
+            self._claim_pending = False
+            workflow.upsert_search_attributes([sa.AGENT_ID.value_set(str(claimed))])
 
     async def _take_received_outcome(self) -> None:
         """Take the outcome the API kept for this session, if any, judged by the same rule as the

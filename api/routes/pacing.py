@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import SessionDep, StoresDep, TemporalDep, temporal_or_none
-from api.errors import Conflict
+from api.errors import Conflict, Unavailable
 from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
@@ -275,7 +275,11 @@ async def stop_pacer(
 ) -> PacerStarted:
     """Stop the queue's pacer: it places no more calls; calls already placed go on. Audited. 409 when
     no pacer is running on the queue."""
-    if await pacing_client.pacing_status(temporal, queue.value, rpc_timeout=STATUS_TIMEOUT) is None:
+    try:
+        running = await pacing_client.pacing_status(temporal, queue.value, rpc_timeout=STATUS_TIMEOUT)
+    except RPCError:
+        raise Unavailable("The pacer's state cannot be read right now; try again.", dependency="temporal") from None
+    if running is None:
         raise Conflict("No pacer is running on this queue.")
     await record_ctx(
         audit_context(request, agent),

@@ -72,6 +72,13 @@ def agent_or_none(agent_id: int) -> int | None:
 
 
 @dataclass(frozen=True)
+class ClaimedAgentInput:
+    """A pooled session asks which agent the answer claimed (the webhook wrote it on its row)."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
 class AgentClaimed:
     """A pooled call was answered and this ready agent claimed for it (the lease names them now)."""
 
