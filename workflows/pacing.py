@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.pacing import PacingActivities
@@ -54,43 +55,27 @@ class PacingWorkflow:
         self._decision: PacingDecision | None = None
         self._placed: PlaceCallsResult | None = None
         self._search_mode: str | None = None
+        self._margin = input.margin  # predictive's safety margin, adapted by the governor
+        self._margin_at: datetime | None = input.margin_adapted_at
 
     @workflow.run
     async def run(self, input: PacingInput) -> PacingStatus:
-        margin = input.margin
-        margin_at = input.margin_adapted_at or workflow.now()
-        timeout = timedelta(seconds=input.activity_timeout_s)
+        self._margin = input.margin
+        self._margin_at = input.margin_adapted_at or workflow.now()
         ticks_this_run = 0
         while not self._stopping:
-            snapshot: PacingSnapshot = await workflow.execute_activity_method(
-                PacingActivities.pacing_snapshot,
-                SnapshotInput(input.queue),
-                start_to_close_timeout=timeout,
-                retry_policy=RETRY,
-            )
-            if workflow.now() - margin_at >= timedelta(seconds=input.margin_every_s):
-                margin = next_margin(snapshot, margin=margin)
-                margin_at = workflow.now()
-            decision = decide(snapshot, margin=margin)
-            self._record(decision)
-            if decision.calls and not self._stopping:
-                self._placed = await workflow.execute_activity_method(
-                    PacingActivities.place_paced_calls,
-                    PlaceCallsInput(
-                        queue=input.queue,
-                        key=f"{workflow.info().workflow_id}:{workflow.info().run_id}:{self._ticks}",
-                        agent_ids=decision.reserved_for,
-                        pooled=decision.pooled,
-                    ),
-                    start_to_close_timeout=timeout,
-                    retry_policy=RETRY,
-                )
+            try:
+                await self._tick(input)
+            except ActivityError as exc:
+                # A store that did not answer for a tick: no call is placed, and the next tick reads
+                # the floor afresh. The pacer never stops by itself.
+                workflow.logger.warning("pacing tick %s skipped: %s", self._ticks, type(exc.cause).__name__)
             self._ticks += 1
             ticks_this_run += 1
             if ticks_this_run >= input.ticks_per_run or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if not self._stopping:
-                    workflow.continue_as_new(replace(input, margin=margin, margin_adapted_at=margin_at))
+                    workflow.continue_as_new(replace(input, margin=self._margin, margin_adapted_at=self._margin_at))
             self._wake = False
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
@@ -99,6 +84,33 @@ class PacingWorkflow:
         workflow.upsert_search_attributes([sa.PACING_MODE.value_set("stopped")])
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
+
+    async def _tick(self, input: PacingInput) -> None:
+        """Read the floor, decide, place: one tick."""
+        timeout = timedelta(seconds=input.activity_timeout_s)
+        snapshot: PacingSnapshot = await workflow.execute_activity_method(
+            PacingActivities.pacing_snapshot,
+            SnapshotInput(input.queue),
+            start_to_close_timeout=timeout,
+            retry_policy=RETRY,
+        )
+        if workflow.now() - (self._margin_at or workflow.now()) >= timedelta(seconds=input.margin_every_s):
+            self._margin = next_margin(snapshot, margin=self._margin)
+            self._margin_at = workflow.now()
+        decision = decide(snapshot, margin=self._margin)
+        self._record(decision)
+        if decision.calls and not self._stopping:
+            self._placed = await workflow.execute_activity_method(
+                PacingActivities.place_paced_calls,
+                PlaceCallsInput(
+                    queue=input.queue,
+                    key=f"{workflow.info().workflow_id}:{workflow.info().run_id}:{self._ticks}",
+                    agent_ids=decision.reserved_for,
+                    pooled=decision.pooled,
+                ),
+                start_to_close_timeout=timeout,
+                retry_policy=RETRY,
+            )
 
     def _record(self, decision: PacingDecision) -> None:
         self._decision = decision

@@ -22,6 +22,7 @@ import pytest
 import pytest_asyncio
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
 from dialler.config import Settings
@@ -66,6 +67,7 @@ class Floors:
     """The floors the snapshot stub returns in turn (the last one from then on), and what was placed."""
 
     floors: list[PacingSnapshot]
+    failing: int = 0  # this many reads fail first (a store down), without retry
     taken: int = 0
     placed: list[PlaceCallsInput] = field(default_factory=list)
 
@@ -78,6 +80,9 @@ class Floors:
 def stubs(script: Floors) -> list[Any]:
     @activity.defn(name="pacing_snapshot")
     async def pacing_snapshot(input: SnapshotInput) -> PacingSnapshot:
+        if script.failing > 0:
+            script.failing -= 1
+            raise ApplicationError("PostgreSQL is not answering", non_retryable=True)
         return script.next()
 
     @activity.defn(name="place_paced_calls")
@@ -220,6 +225,18 @@ async def test_it_continues_as_new_carrying_its_margin(
     assert status.decision is not None and status.decision.margin > 1.0
     await later.signal(PacingWorkflow.stop)
     await later.result()
+
+
+async def test_a_tick_whose_floor_cannot_be_read_places_nothing_and_the_pacer_goes_on(
+    temporal_client: Client, task_queue: str, script: Floors
+) -> None:
+    script.floors, script.failing = [floor_at()], 2
+    handle = await start(temporal_client, task_queue)
+    await eventually(lambda: _placed(script, 1), within=15)
+    status = await handle.query(PacingWorkflow.status)
+    assert status.running and status.ticks >= 2  # two ticks skipped, then it dialled
+    await handle.signal(PacingWorkflow.stop)
+    await handle.result()
 
 
 def test_the_client_names_what_the_workflow_registers() -> None:

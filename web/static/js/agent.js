@@ -313,12 +313,11 @@ function phoneReady() {
 /** Whether a call the dialler placed may be put through to this agent now (voice.js takes it at once). */
 function takesPlacedCalls() {
   const p = S.presence;
-  return Boolean(p && ["available", "reserved", "on_call"].includes(p.state) && !S.inbound);
+  return Boolean(p && ["available", "reserved"].includes(p.state) && !S.inbound);
 }
 
 function dialerTick() {
   if (!S.voice) return;
-  $("#progressive").hidden = false;
   const p = S.presence;
   let text = "";
   let paused = false;
@@ -332,6 +331,7 @@ function dialerTick() {
   } else {
     text = "Ready: when your queue's dialler runs, it rings customers for you. Or take one with Next call.";
   }
+  $("#progressive").hidden = !text; // on a call the panel gives its room to the call and the customer
   $("#progressive-text").classList.toggle("progressive-paused", paused);
   $("#progressive-text").textContent = text;
 }
