@@ -313,7 +313,8 @@ function phoneReady() {
 /** Whether a call the dialler placed may be put through to this agent now (voice.js takes it at once). */
 function takesPlacedCalls() {
   const p = S.presence;
-  return Boolean(p && ["available", "reserved"].includes(p.state) && !S.inbound);
+  // on_call: a progressive call's session puts the agent on the call as it dials, before the answer.
+  return Boolean(p && ["available", "reserved", "on_call"].includes(p.state) && !S.inbound);
 }
 
 function dialerTick() {

@@ -153,7 +153,7 @@ export function setupVoice({
       return;
     }
     const placed = config.caller_id && call.parameters && call.parameters.From === config.caller_id;
-    if (placed && takesPlacedCalls()) {
+    if (placed && !current && takesPlacedCalls()) {
       take(call); // a customer the dialler rang for this agent has answered: put through at once
       return;
     }
