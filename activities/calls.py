@@ -22,6 +22,7 @@ from dialler.calls.leases import open_session_of, reclaim_for
 from dialler.calls.messages import (
     CallStatusEvent,
     CheckCallInput,
+    ClaimedAgentInput,
     FinishInput,
     FinishResult,
     FollowUp,
@@ -33,6 +34,7 @@ from dialler.calls.messages import (
     RenewLeaseInput,
     SessionProgress,
     TakeReceivedInput,
+    agent_or_none,
 )
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
 from dialler.calls.view import update_view
@@ -86,7 +88,7 @@ class CallActivities:
                     id=uuid.UUID(input.session_id),
                     workflow_id=input.workflow_id,
                     user_id=input.user_id,
-                    agent_id=input.agent_id,
+                    agent_id=agent_or_none(input.agent_id),  # a pooled call: the agent comes at the answer
                     queue=input.queue,
                     phone_e164=phone or "",
                     lease_token=input.lease_token,
@@ -233,11 +235,21 @@ class CallActivities:
         return True
 
     @activity.defn
+    async def claimed_agent(self, input: ClaimedAgentInput) -> int | None:
+        """The agent a pooled call's answer claimed, as the answer's webhook recorded it on the
+        session's row (None: nobody was claimed)."""
+        async with self.stores.postgres.connect() as conn:
+            found = await conn.scalar(select(CallSession.agent_id).where(CallSession.id == uuid.UUID(input.session_id)))
+        return int(found) if found is not None else None
+
+    @activity.defn
     async def set_presence(self, input: PresenceInput) -> None:
         """Kept for session histories recorded before presence moved with the call's progress."""
         await self._move_agent(input)
 
     async def _move_agent(self, input: PresenceInput) -> None:
+        if agent_or_none(input.agent_id) is None:  # a pooled call nobody took: no agent to move
+            return
         async with self.stores.sessions() as session:
             try:
                 await set_presence(
@@ -260,6 +272,7 @@ class CallActivities:
         disposition = Disposition(input.disposition)
         effects = EFFECTS[disposition]
         session_id = uuid.UUID(input.session_id)
+        agent_id = agent_or_none(input.agent_id)  # none: a pooled call no agent took
         phone = await self._phone(input.user_id)
         async with self.stores.postgres.begin() as conn:
             await conn.execute(
@@ -267,7 +280,7 @@ class CallActivities:
                 .values(
                     call_session_id=session_id,
                     user_id=input.user_id,
-                    agent_id=input.agent_id,
+                    agent_id=agent_id,
                     disposition=disposition.value,
                     notes=input.notes,
                     callback_at=input.callback_at,
@@ -294,7 +307,7 @@ class CallActivities:
                         phone_e164=phone,
                         channel="voice",
                         call_session_id=session_id,
-                        agent_id=input.agent_id,
+                        agent_id=agent_id,
                         result=disposition.value if not input.abandoned else "abandoned",
                         abandoned=input.abandoned,
                         attempted_at=attempted_at,
@@ -309,14 +322,14 @@ class CallActivities:
                         user_id=input.user_id,
                         source="agent",
                         reason=disposition.value,
-                        added_by_agent_id=input.agent_id,
+                        added_by_agent_id=agent_id,
                     )
                     .on_conflict_do_nothing(index_elements=["phone_e164"])
                 )
             if disposition is Disposition.VULNERABLE_FLAGGED:
                 # Before the release re-places the customer: from this call on, trained agents only.
                 await flags.flag_vulnerable_on_outcome(
-                    conn, user_id=input.user_id, agent_id=input.agent_id, session_id=session_id, at=input.finished_at
+                    conn, user_id=input.user_id, agent_id=agent_id, session_id=session_id, at=input.finished_at
                 )
             if effects.needs_review:
                 # In the outcome's transaction: an outcome that needs a person never reaches nobody.
@@ -325,7 +338,7 @@ class CallActivities:
                     disposition=disposition,
                     session_id=session_id,
                     user_id=input.user_id,
-                    agent_id=input.agent_id,
+                    agent_id=agent_id,
                     at=input.finished_at,
                 )
             # The outcome the API kept for this session is applied now: never withdrawn later.
@@ -468,6 +481,7 @@ class CallActivities:
         if facts is None:  # gone from the replica altogether: as deleted as a customer can be
             facts = gate.ContactFacts(user_id=input.user_id, phone_e164=None, deleted=True)
         async with self.stores.postgres.connect() as conn:
+            # A pooled call's agent is not known yet: judged as for an untrained agent.
             trained = bool(await conn.scalar(select(Agent.trained_vulnerable).where(Agent.id == input.agent_id)))
         decision = gate.check(
             facts, channel=gate.Channel.VOICE, at=now, rules=self.rules, agent_trained_vulnerable=trained
@@ -482,7 +496,7 @@ class CallActivities:
                 user_id=input.user_id,
                 path="dial",
                 call_session_id=input.session_id,
-                agent_id=input.agent_id,
+                agent_id=agent_or_none(input.agent_id),
             )
         if not decision.allowed or facts.phone_e164 is None:
             # Rule codes only: the reasons (kept in compliance_decisions) are for people, not logs.

@@ -173,6 +173,21 @@ class Settings(BaseSettings):
     carrier_check_after_s: int = Field(default=75, ge=1, le=3600)
     carrier_check_every_s: int = Field(default=45, ge=1, le=3600)
     abandon_after_answer_s: float = Field(default=2.0, ge=0.5, le=2.0)
+    # The agent's phone is ready for a bridged call while its page's heartbeat is fresher than this: a
+    # closed tab or a dropped phone stops being dialled for within it (the page beats every third of it).
+    device_ready_ttl_s: int = Field(default=15, ge=3, le=120)
+
+    # Pacing: one PacingWorkflow per queue a supervisor starts (dialler/pacing, docs/PACING.md)
+    pacing_tick_s: float = Field(default=3.0, ge=0.1, le=60)  # how often it looks at the floor and dials
+    pacing_activity_timeout_s: float = Field(default=20.0, ge=1, le=300)
+    pacing_ticks_per_run: int = Field(default=400, ge=5, le=10_000)  # then continue-as-new
+    pacing_margin_start: float = Field(default=3.0, ge=0.5, le=4.0)  # predictive's safety margin (sd)
+    pacing_margin_every_s: int = Field(default=900, ge=5, le=24 * 3600)  # the margin is adapted this often
+    # A queue's estimates before its calls say otherwise (then decayed means of what its calls did).
+    pacing_answer_probability: float = Field(default=0.25, gt=0, le=1)
+    pacing_ring_s: float = Field(default=10.0, gt=0)
+    pacing_talk_s: float = Field(default=240.0, gt=0)
+    pacing_wrap_s: float = Field(default=25.0, gt=0)
     answering_machine_detection: bool = False
     # With AMD on, what a machine gets: nothing (the call is hung up) or this short message (no
     # marketing, no personal data: a machine's recording may be heard by anyone in the household).

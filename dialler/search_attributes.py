@@ -17,8 +17,11 @@ CALL_STATUS = SearchAttributeKey.for_keyword("CallStatus")
 DISPOSITION = SearchAttributeKey.for_keyword("Disposition")
 CALLBACK_STATUS = SearchAttributeKey.for_keyword("CallbackStatus")
 CALLBACK_DUE = SearchAttributeKey.for_datetime("CallbackDue")
+# A queue's pacer: the mode the governor lets it dial in now (preview, progressive, predictive), or
+# paused (at the ceiling), or stopped.
+PACING_MODE = SearchAttributeKey.for_keyword("PacingMode")
 
-ALL = (AGENT_ID, USER_ID, QUEUE_TYPE, CALL_STATUS, DISPOSITION, CALLBACK_STATUS, CALLBACK_DUE)
+ALL = (AGENT_ID, USER_ID, QUEUE_TYPE, CALL_STATUS, DISPOSITION, CALLBACK_STATUS, CALLBACK_DUE, PACING_MODE)
 
 # The names `temporal server start-dev --search-attribute NAME=TYPE` expects.
 _CLI_TYPES = {"KEYWORD": "Keyword", "DATETIME": "Datetime", "INT": "Int", "TEXT": "Text", "BOOL": "Bool"}

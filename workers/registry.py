@@ -29,6 +29,7 @@ from activities.cdc import CdcActivities
 from activities.erasure import ErasureActivities
 from activities.inbound_call import InboundCallActivities
 from activities.inbound_sms import InboundSmsActivities
+from activities.pacing import PacingActivities
 from activities.queues import QueueActivities
 from activities.recordings import RecordingActivities
 from activities.reports import ReportActivities
@@ -50,6 +51,7 @@ from workflows.erasure import ErasureWorkflow
 from workflows.inbound_call import InboundCallWorkflow
 from workflows.inbound_sms import InboundSmsWorkflow
 from workflows.magic_link import MagicLinkWorkflow
+from workflows.pacing import PacingWorkflow
 from workflows.queue_depth import QueueDepthSampleWorkflow
 from workflows.queue_rebuild import QueueRebuildWorkflow
 from workflows.recording_retention import RecordingRetentionWorkflow
@@ -82,6 +84,7 @@ def workflows() -> Sequence[type]:
         RetentionWorkflow,
         ErasureWorkflow,
         ReportRollupWorkflow,
+        PacingWorkflow,
     ]
 
 
@@ -99,6 +102,7 @@ def activities_for(
     recordings = RecordingActivities(stores)
     retention = RetentionActivities(stores)
     erasure = ErasureActivities(stores)
+    pacing = PacingActivities(stores, client)
     return [
         queues.plan_rebuild,
         queues.stage_range,
@@ -110,6 +114,7 @@ def activities_for(
         calls.record_progress,
         calls.renew_lease,
         calls.set_presence,
+        calls.claimed_agent,
         calls.finish_session,
         calls.take_received_outcome,
         calls.plan_follow_up,
@@ -140,6 +145,8 @@ def activities_for(
         retention.purge_expired,
         erasure.erase_at_twilio,
         erasure.erase_in_dialler,
+        pacing.pacing_snapshot,
+        pacing.place_paced_calls,
     ]
 
 

@@ -18,6 +18,7 @@ removal) when it closes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -35,11 +36,13 @@ with workflow.unsafe.imports_passed_through():
         END_REASONS,
         TWILIO_STATUS_RANK,
         AbandonedEvent,
+        AgentClaimed,
         CallSessionInput,
         CallSessionView,
         CallState,
         CallStatusEvent,
         CheckCallInput,
+        ClaimedAgentInput,
         DialRequest,
         FinishInput,
         FollowUp,
@@ -99,6 +102,11 @@ CARRIER_CHECK_PATCH = "carrier-status-check"
 # Asking the carrier is a read, retried a little; a carrier that cannot answer is asked at the next check
 # (the session never blocks on it: its lease renewal and the agent's hang-up wait meanwhile).
 CARRIER_CHECK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+# The marker of pooled calls (predictive, placed by the queue's PacingWorkflow): the session dials with
+# no agent (a pool id holds the lease), learns the agent the answer claimed (``agent_claimed``), and a
+# pooled call nobody answered closes at once, with no wrap-up for an agent who never had it. Part of
+# recorded histories: never rename.
+POOLED_CALL_PATCH = "pooled-call-claimed-at-answer"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -128,14 +136,17 @@ class CallSessionWorkflow:
         self._wrap_up_deadline: datetime | None = None
         self._preview_expired = False
         self._outcome_waiting = False  # the API kept an outcome it could not deliver by the Update
+        self._pooled = False  # a pooled call (POOLED_CALL_PATCH): no agent until the answer claims one
+        self._claim_pending = False  # an agent was claimed and their presence not yet moved
 
     @workflow.run
     async def run(self, input: CallSessionInput) -> OutcomeAccepted:
         self._input = input
         info = workflow.info()
+        self._pooled = input.pooled and workflow.patched(POOLED_CALL_PATCH)
         workflow.upsert_search_attributes(
-            [
-                sa.AGENT_ID.value_set(str(input.agent_id)),
+            ([] if self._pooled else [sa.AGENT_ID.value_set(str(input.agent_id))])
+            + [
                 sa.USER_ID.value_set(str(input.user_id)),
                 sa.QUEUE_TYPE.value_set(input.queue),
                 sa.CALL_STATUS.value_set(str(self._state)),
@@ -187,9 +198,12 @@ class CallSessionWorkflow:
             while self._state in _LIVE_CALL:
                 seen = self._state
                 await self._renewing_lease_until(
-                    lambda seen=seen: self._state != seen or self._hangup_pending(),
+                    lambda seen=seen: self._state != seen or self._hangup_pending() or self._claim_pending,
                     deadline=max_call if check_at is None else min(max_call, check_at),
                 )
+                if self._claim_pending:  # only ever set on a pooled call
+                    await self._agent_took_call()
+                    continue
                 if self._hangup_pending():
                     self._hung_up = True
                     await self._activity(CallActivities.hangup, self._call_sid)  # the carrier then reports the end
@@ -220,8 +234,12 @@ class CallSessionWorkflow:
                         check_at = max(check_at, workflow.now() + check_every)
                 await self._progress()
 
-        # An abandoned call, or a preview that ran out, has nothing to wrap up.
-        if self._outcome is None and not self._abandoned and not self._preview_expired:
+        if self._pooled and self._answered and not self._abandoned and self._input and self._input.agent_id < 0:
+            # Put through but never told whom to (the webhook's signal was lost): the row says.
+            await self._learn_claimed_agent()
+        # An abandoned call, a preview that ran out, or a pooled call no agent took has nothing to wrap up.
+        unclaimed = self._pooled and self._input is not None and self._input.agent_id < 0
+        if self._outcome is None and not self._abandoned and not self._preview_expired and not unclaimed:
             self._wrap_up_deadline = workflow.now() + timedelta(seconds=input.wrap_up_timeout_s)
             await self._enter_wrap_up()
             wrapped_up = lambda: self._outcome is not None or self._outcome_waiting  # noqa: E731
@@ -230,9 +248,10 @@ class CallSessionWorkflow:
                 await self._take_received_outcome()
                 await self._renewing_lease_until(wrapped_up, deadline=self._wrap_up_deadline)
 
-        if self._outcome is None and not self._abandoned:
+        if self._outcome is None and not self._abandoned and not unclaimed:
             await self._take_received_outcome()  # one kept while the worker was away is not lost
-        outcome = self._outcome or OutcomeInput(agent_id=input.agent_id, disposition=Disposition.NO_OUTCOME)
+        agent_id = self._input.agent_id if self._input is not None else input.agent_id  # the claimed agent
+        outcome = self._outcome or OutcomeInput(agent_id=agent_id, disposition=Disposition.NO_OUTCOME)
         return await self._close(outcome)
 
     # --- signals, update, query -------------------------------------------------------------------
@@ -297,6 +316,14 @@ class CallSessionWorkflow:
             self._answered = True
             self._end("abandoned")
 
+    @workflow.signal
+    def agent_claimed(self, event: AgentClaimed) -> None:
+        """A pooled call was answered and a ready agent claimed for it: from now on the call is theirs
+        (their outcome, their presence). Only the first claim counts."""
+        if self._pooled and self._input is not None and self._input.agent_id < 0 and event.agent_id > 0:
+            self._input = replace(self._input, agent_id=event.agent_id)
+            self._claim_pending = True
+
     @workflow.update
     def submit_outcome(self, outcome: OutcomeInput) -> OutcomeAccepted:
         self._outcome = outcome
@@ -346,7 +373,8 @@ class CallSessionWorkflow:
         assert self._input is not None
         self._set_state(CallState.DIALING)
         self._rank = 0
-        on_call = PresenceInput(self._input.agent_id, "on_call", self._input.user_id)
+        # A pooled call holds no agent while it rings: their presence moves when one is claimed.
+        on_call = None if self._pooled else PresenceInput(self._input.agent_id, "on_call", self._input.user_id)
         if self._browser_call_sid is not None:  # the agent's browser placed it through our TwiML app
             self._call_sid = self._browser_call_sid
             await self._progress(presence=on_call)
@@ -373,6 +401,21 @@ class CallSessionWorkflow:
         if self._call_sid is None:
             self._call_sid = call_sid
         await self._progress(presence=on_call)
+
+    async def _agent_took_call(self) -> None:
+        """The claimed agent is on the pooled call: filed under them, and on_call."""
+        assert self._input is not None
+        self._claim_pending = False
+        workflow.upsert_search_attributes([sa.AGENT_ID.value_set(str(self._input.agent_id))])
+        await self._progress(presence=PresenceInput(self._input.agent_id, "on_call", self._input.user_id))
+
+    async def _learn_claimed_agent(self) -> None:
+        assert self._input is not None
+        claimed: int | None = await self._local(CallActivities.claimed_agent, ClaimedAgentInput(self._input.session_id))
+        if claimed is not None and claimed > 0 and self._input.agent_id < 0:
+            self._input = replace(self._input, agent_id=claimed)
+            self._claim_pending = False
+            workflow.upsert_search_attributes([sa.AGENT_ID.value_set(str(claimed))])
 
     async def _take_received_outcome(self) -> None:
         """Take the outcome the API kept for this session, if any, judged by the same rule as the

@@ -16,6 +16,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from dialler.calls.messages import (
     AbandonedEvent,
+    AgentClaimed,
     CallSessionInput,
     CallSessionView,
     CallStatusEvent,
@@ -30,6 +31,7 @@ DIAL_SIGNAL = "dial"
 HANG_UP_SIGNAL = "hang_up"
 CALL_STATUS_SIGNAL = "call_status"
 ABANDONED_SIGNAL = "abandoned"
+AGENT_CLAIMED_SIGNAL = "agent_claimed"
 OUTCOME_UPDATE = "submit_outcome"
 OUTCOME_RECEIVED_SIGNAL = "outcome_received"
 VIEW_QUERY = "view"
@@ -107,3 +109,8 @@ async def call_status(client: Client, workflow_id: str, event: CallStatusEvent) 
 async def abandoned(client: Client, workflow_id: str, event: AbandonedEvent) -> None:
     """The customer answered and no agent was there in time: the call is abandoned."""
     await session_handle(client, workflow_id).signal(ABANDONED_SIGNAL, event)
+
+
+async def agent_claimed(client: Client, workflow_id: str, event: AgentClaimed) -> None:
+    """A pooled call was answered and this agent claimed for it (the lease already names them)."""
+    await session_handle(client, workflow_id).signal(AGENT_CLAIMED_SIGNAL, event)

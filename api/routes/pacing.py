@@ -1,23 +1,33 @@
 """Pacing: each queue's abandoned-call rate over the rolling 24 h against its ceiling (supervisors),
-and the ceiling itself (at most Ofcom's 3 %; a value above is a 422, never capped)."""
+the ceiling itself (at most Ofcom's 3 %; a value above is a 422, never capped), the queue's pacing
+mode and maximum ratio, and its pacer (``PacingWorkflow``): started and stopped here, its live
+decision read from the workflow's query. Every change is audited."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel, Field
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from api.auth import PROTECTED_RESPONSES, audit_context, require
-from api.deps import SessionDep, StoresDep
+from api.deps import SessionDep, StoresDep, TemporalDep, temporal_or_none
+from api.errors import Conflict, Unavailable
 from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.audit.service import record_ctx
 from dialler.pacing import service as pacing
 from dialler.pacing.abandon_rate import OFCOM_LIMIT, WINDOW, PacingState, PacingVerdict
+from dialler.pacing.messages import PacingStatus, pacing_workflow_id
+from dialler.pacing.predictive import PacingMode
 from dialler.queues.eligibility import QueueName
+from workflows import pacing_client
 
 router = APIRouter(prefix="/pacing", tags=["pacing"], responses=PROTECTED_RESPONSES)
 
@@ -37,6 +47,42 @@ class QueuePacingRead(BaseModel):
     ofcom_limit: float
     state: PacingState
     reason: str | None = Field(description="Why progressive dialling is paused (null when open)")
+    mode: PacingMode = Field(default=PacingMode.PREVIEW, description="The pacing mode set for the queue")
+    max_ratio: float = Field(default=3.0, description="Predictive: most calls ringing per expected free agent")
+    pacer: PacerRead | None = Field(default=None, description="The queue's running pacer (null: not running)")
+
+
+class DecisionRead(BaseModel):
+    """The pacer's last decision: the mode asked and the mode the governor allows, the numbers behind it."""
+
+    at: datetime
+    requested: str
+    governed: str
+    paused: bool
+    reason: str = Field(description="Why the pacer dials as it does: tapered or paused with the rate and ceiling")
+    ratio: float = Field(description="Calls ringing per expected free agent after the last tick")
+    calls: int = Field(description="Calls placed at the last tick")
+    reserved_for: list[int] = Field(description="Progressive: the agents the calls were placed for")
+    pooled: int = Field(description="Predictive: calls bridged to whichever ready agent is free at the answer")
+    ready: int
+    in_flight: int
+    expected_free: float
+    expected_answers: float
+    margin: float
+    max_ratio: float
+    rate: float | None
+    ceiling: float
+    answer_probability: float
+
+
+class PacerRead(BaseModel):
+    workflow_id: str
+    running: bool
+    ticks: int
+    decision: DecisionRead | None
+
+
+QueuePacingRead.model_rebuild()
 
 
 class PacingRead(BaseModel):
@@ -47,6 +93,20 @@ class PacingRead(BaseModel):
 
 class CeilingUpdate(BaseModel):
     ceiling: float = Field(description="A fraction: 0.01 is 1 %. At most 0.03 (Ofcom); 0 pauses on any drop")
+
+
+class PacingUpdate(BaseModel):
+    """A queue's pacing, as a supervisor sets it on the board (fields left out are unchanged)."""
+
+    mode: PacingMode | None = Field(default=None, description="preview (agents dial), progressive or predictive")
+    max_ratio: float | None = Field(default=None, description="Predictive: 1 to 5 calls ringing per free agent")
+    ceiling: float | None = Field(default=None, description="A fraction, at most 0.03 (Ofcom); 0.01 is 1 %")
+
+
+class PacerStarted(BaseModel):
+    workflow_id: str
+    queue: str
+    started: bool = Field(description="False: the queue's pacer was already running")
 
 
 def pacing_read(v: PacingVerdict) -> QueuePacingRead:
@@ -66,23 +126,171 @@ def pacing_read(v: PacingVerdict) -> QueuePacingRead:
     )
 
 
-async def _read(stores: StoresDep) -> PacingRead:
+STATUS_TIMEOUT = timedelta(seconds=3)
+
+
+def _pacer(queue: str, found: PacingStatus | None) -> PacerRead | None:
+    if found is None:
+        return None
+    decision = None
+    if found.decision is not None:
+        fields = asdict(found.decision)
+        fields.pop("queue")
+        decision = DecisionRead(**fields)
+    return PacerRead(workflow_id=pacing_workflow_id(queue), running=found.running, ticks=found.ticks, decision=decision)
+
+
+async def _pacers(temporal: Client | None) -> dict[str, PacerRead | None]:
+    """Each queue's running pacer, read from its workflow; none while Temporal cannot be reached (the
+    rates still show: they come from PostgreSQL)."""
+    found: dict[str, PacerRead | None] = {q.value: None for q in QueueName}
+    if temporal is None:
+        return found
+    for q in QueueName:
+        try:
+            found[q.value] = _pacer(
+                q.value, await pacing_client.pacing_status(temporal, q.value, rpc_timeout=STATUS_TIMEOUT)
+            )
+        except RPCError:
+            found[q.value] = None
+    return found
+
+
+async def _read(stores: StoresDep, temporal: Client | None = None) -> PacingRead:
     now = clock.instant()
     found = await pacing.verdicts(stores.postgres, now=now, amd_on=stores.settings.answering_machine_detection)
+    modes = await pacing.queue_pacing(stores.postgres)
+    pacers = await _pacers(temporal)
     return PacingRead(
         generated_at=now,
         window_hours=WINDOW.total_seconds() / 3600,
-        queues=[pacing_read(found[q.value]) for q in QueueName],
+        queues=[
+            pacing_read(found[q.value]).model_copy(
+                update={
+                    "mode": modes[q.value].mode,
+                    "max_ratio": float(modes[q.value].max_ratio),
+                    "pacer": pacers[q.value],
+                }
+            )
+            for q in QueueName
+        ],
     )
 
 
 @router.get("/queues", response_model=PacingRead)
 async def queue_pacing(
-    stores: StoresDep, _: Annotated[Agent, Depends(require(Permission.DASHBOARD_READ))]
+    request: Request, stores: StoresDep, _: Annotated[Agent, Depends(require(Permission.DASHBOARD_READ))]
 ) -> PacingRead:
-    """Every queue's abandoned-call rate over the last 24 h, its ceiling, and whether progressive
-    dialling is paused (with the reason)."""
-    return await _read(stores)
+    """Every queue's abandoned-call rate over the last 24 h, its ceiling, whether progressive
+    dialling is paused (with the reason), its pacing mode and maximum ratio, and its running pacer's
+    last decision (requested and governed mode, ratio, inputs, rate and why)."""
+    return await _read(stores, await temporal_or_none(request))
+
+
+async def _one(stores: StoresDep, temporal: Client | None, queue: QueueName) -> QueuePacingRead:
+    found = await _read(stores, temporal)
+    return next(q for q in found.queues if q.queue == queue.value)
+
+
+@router.put("/queues/{queue}/settings", response_model=QueuePacingRead)
+async def set_queue_pacing(
+    queue: QueueName,
+    body: PacingUpdate,
+    request: Request,
+    session: SessionDep,
+    stores: StoresDep,
+    agent: Annotated[Agent, Depends(require(Permission.PACING_MANAGE))],
+) -> QueuePacingRead:
+    """Set a queue's pacing mode, maximum ratio and/or ceiling (audited); a running pacer applies them
+    at once. A ceiling above 3 % is refused with a 422 (`ceiling_above_ofcom_limit`), a ratio outside
+    1–5 with a 422."""
+    now = clock.instant()
+    details: dict[str, str] = {}
+    if body.mode is not None or body.max_ratio is not None:
+        await pacing.set_pacing(
+            session, queue=queue.value, mode=body.mode, max_ratio=body.max_ratio, agent_id=agent.id, now=now
+        )
+        if body.mode is not None:
+            details["mode"] = body.mode.value
+        if body.max_ratio is not None:
+            details["max_ratio"] = str(body.max_ratio)
+    if body.ceiling is not None:
+        stored = await pacing.set_ceiling(session, queue=queue.value, ceiling=body.ceiling, agent_id=agent.id, now=now)
+        details["ceiling"] = str(stored)
+    await record_ctx(
+        audit_context(request, agent),
+        session=session,
+        action="pacing.settings_set",
+        subject_type="queue",
+        subject_id=queue.value,
+        details=details,
+    )
+    await session.commit()
+    temporal = await temporal_or_none(request)
+    if temporal is not None:
+        with contextlib.suppress(RPCError):  # the pacer reads the settings at its next tick anyway
+            await pacing_client.settings_changed(temporal, queue.value)
+    return await _one(stores, temporal, queue)
+
+
+@router.post("/queues/{queue}/start", response_model=PacerStarted, status_code=status.HTTP_202_ACCEPTED)
+async def start_pacer(
+    queue: QueueName,
+    request: Request,
+    session: SessionDep,
+    stores: StoresDep,
+    temporal: TemporalDep,
+    agent: Annotated[Agent, Depends(require(Permission.PACING_MANAGE))],
+) -> PacerStarted:
+    """Start the queue's pacer (`PacingWorkflow`, id `pacing-<queue>`): from its next tick it dials
+    for the queue's ready agents in the queue's mode, under the governor. Audited. 409 when the
+    queue's mode is preview (agents dial themselves): set progressive or predictive first."""
+    modes = await pacing.queue_pacing(stores.postgres)
+    if modes[queue.value].mode == PacingMode.PREVIEW:
+        raise Conflict("The queue is in preview mode (agents dial): set it to progressive or predictive first.")
+    await record_ctx(
+        audit_context(request, agent),
+        session=session,
+        action="pacing.started",
+        subject_type="queue",
+        subject_id=queue.value,
+        details={"mode": modes[queue.value].mode.value},
+    )
+    await session.commit()
+    started = await pacing_client.start_pacing(
+        temporal,
+        task_queue=stores.settings.temporal_task_queue,
+        input=pacing_client.pacing_input(stores.settings, queue.value, agent.id),
+    )
+    return PacerStarted(workflow_id=pacing_workflow_id(queue.value), queue=queue.value, started=started)
+
+
+@router.post("/queues/{queue}/stop", response_model=PacerStarted, status_code=status.HTTP_202_ACCEPTED)
+async def stop_pacer(
+    queue: QueueName,
+    request: Request,
+    session: SessionDep,
+    temporal: TemporalDep,
+    agent: Annotated[Agent, Depends(require(Permission.PACING_MANAGE))],
+) -> PacerStarted:
+    """Stop the queue's pacer: it places no more calls; calls already placed go on. Audited. 409 when
+    no pacer is running on the queue."""
+    try:
+        running = await pacing_client.pacing_status(temporal, queue.value, rpc_timeout=STATUS_TIMEOUT)
+    except RPCError:
+        raise Unavailable("The pacer's state cannot be read right now; try again.", dependency="temporal") from None
+    if running is None:
+        raise Conflict("No pacer is running on this queue.")
+    await record_ctx(
+        audit_context(request, agent),
+        session=session,
+        action="pacing.stopped",
+        subject_type="queue",
+        subject_id=queue.value,
+    )
+    await session.commit()
+    await pacing_client.stop_pacing(temporal, queue.value)
+    return PacerStarted(workflow_id=pacing_workflow_id(queue.value), queue=queue.value, started=False)
 
 
 @router.put("/queues/{queue}/ceiling", response_model=QueuePacingRead)
@@ -108,5 +316,4 @@ async def set_queue_ceiling(
         details={"ceiling": str(stored)},
     )
     await session.commit()
-    found = await _read(stores)
-    return next(q for q in found.queues if q.queue == queue.value)
+    return await _one(stores, await temporal_or_none(request), queue)

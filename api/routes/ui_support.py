@@ -82,6 +82,13 @@ class UiConfigRead(BaseModel):
         description="Development against the local Twilio emulator only: its base URL, where the agent's "
         "browser phone registers instead of Twilio (the same Device/Call flow). Null in production.",
     )
+    caller_id: str = Field(
+        default="",
+        description="The number our calls present: a call ringing the agent's phone from it was placed by the dialler",
+    )
+    device_ready_every_s: float = Field(
+        default=5.0, description="How often the agent's page reports its phone ready (a third of the heartbeat's life)"
+    )
     recording_notice: str = Field(
         default=RECORDING_NOTICE,
         description="The agent's first line on every connected call (nothing automated plays before the agent).",
@@ -136,6 +143,8 @@ async def ui_config(
         features={name: f"{m} {p}" in served for name, (m, p) in OPTIONAL_ROUTES.items()},
         sms_routes=sorted(r for r in served if " /api/v1/sms" in r),
         phone_emulator_url=twilio_voice.browser_phone_emulator_url(settings),
+        caller_id=settings.caller_id,
+        device_ready_every_s=round(settings.device_ready_ttl_s / 3, 1),
     )
 
 

@@ -29,7 +29,8 @@ from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.calls import answered as answered_calls
 from dialler.calls import inbound as inbound_calls
-from dialler.calls.messages import AbandonedEvent, CallStatusEvent
+from dialler.calls.inbound import device_key
+from dialler.calls.messages import AbandonedEvent, AgentClaimed, CallStatusEvent
 from dialler.calls.returned import call_sid_of, inbound_call_workflow_id
 from dialler.config import Settings
 from dialler.integrations import twilio_voice
@@ -68,16 +69,15 @@ async def voice_token(
     return VoiceTokenRead(token=token, identity=identity, ttl_s=settings.voice_token_ttl_s)
 
 
-def device_key(settings: Settings, agent_id: int) -> str:
-    return f"{settings.redis_prefix}:device:{agent_id}"
-
-
 @router.post("/device-ready", status_code=204)
 async def device_ready(
     stores: StoresDep, agent: Annotated[Agent, Depends(require(Permission.VOICE_TOKEN))]
 ) -> Response:
-    """The agent's browser is connected and can take a bridged call (heartbeat, 60 s)."""
-    await stores.redis.set(device_key(stores.settings, agent.id), "1", ex=60)
+    """The agent's browser phone is registered and can take a bridged call: a heartbeat the page
+    sends while it is, lasting ``device_ready_ttl_s`` (15 s by default). Only an agent whose
+    heartbeat is fresh is dialled for by a queue's pacer, so a closed tab or a dropped phone stops
+    being dialled for within seconds."""
+    await stores.redis.set(device_key(stores.settings, agent.id), "1", ex=stores.settings.device_ready_ttl_s)
     return Response(status_code=204)
 
 
@@ -192,8 +192,17 @@ async def voice_answer(
     call = await answered_calls.find_session(
         stores.postgres, workflow_id=_session(wf), session_id=session, call_sid=form.get("CallSid")
     )
-    if call is None or call.closed or call.agent_id is None:
+    if call is None or call.closed:
         return await _abandon(stores, temporal, background, call, form)
+    if call.agent_id is None:
+        # A pooled (predictive) call: a ready agent is claimed now, atomically, or nobody takes it.
+        claimed = await answered_calls.claim_agent(stores, call)
+        if claimed is None or claimed.agent_id is None:
+            return await _abandon(stores, temporal, background, call, form)
+        call = claimed
+        background.add_task(
+            _tell_claimed, temporal, call.workflow_id, AgentClaimed(claimed.agent_id, form.get("CallSid"))
+        )
     lease = await queue_engine(stores).lease_of(call.user_id)
     if lease is None or lease.agent_id != call.agent_id:
         return await _abandon(stores, temporal, background, call, form)
@@ -254,6 +263,13 @@ async def _abandon(
     if call is not None and not call.closed:
         background.add_task(_tell_session, temporal, call.workflow_id, form.get("CallSid", ""))
     return Response(twilio_voice.abandoned_message(settings.company_name, settings.caller_id), media_type=TWIML)
+
+
+async def _tell_claimed(temporal: Client, workflow_id: str, event: AgentClaimed) -> None:
+    try:
+        await asyncio.wait_for(call_session_client.agent_claimed(temporal, workflow_id, event), SIGNAL_TIMEOUT_S)
+    except (RPCError, TimeoutError) as exc:
+        log.warning("a pooled call's agent was claimed but its session was not told: %s", type(exc).__name__)
 
 
 async def _tell_session(temporal: Client, workflow_id: str, call_sid: str) -> None:

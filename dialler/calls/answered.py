@@ -12,18 +12,24 @@ the session like every attempt; the workflow's own record of the attempt later k
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
+from dialler.agents.presence import presence_key
 from dialler.calls.models import CallSession, ContactAttempt
+from dialler.calls.view import update_view
+from dialler.pacing.floor import ready_agents
+from dialler.queues.engine import StaleLease
 from dialler.queues.phones import normalise_phone
+from dialler.queues.runtime import queue_engine
+from dialler.runtime import Stores
 
-__all__ = ["AnsweredSession", "find_session", "is_machine", "record_abandoned", "record_voicemail"]
+__all__ = ["AnsweredSession", "claim_agent", "find_session", "is_machine", "record_abandoned", "record_voicemail"]
 
 # Twilio's AnsweredBy verdicts that are not a person.
 _MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
@@ -139,3 +145,37 @@ async def record_voicemail(postgres: AsyncEngine, *, session: AnsweredSession, a
     )
     async with postgres.begin() as conn:
         await conn.execute(statement)
+
+
+async def claim_agent(stores: Stores, call: AnsweredSession) -> AnsweredSession | None:
+    """A pooled (predictive) call was answered: claim a ready agent of its queue for it, atomically
+    (the lease passes from the call's pool id to the agent), and name them on the session's row and
+    view. The call as the agent's, or None when it is not a pooled call awaiting an agent or nobody
+    is ready: then it is abandoned (the caller plays the information message)."""
+    engine = queue_engine(stores)
+    lease = await engine.lease_of(call.user_id)
+    if lease is None or lease.agent_id >= 0 or lease.session_id != str(call.session_id):
+        return None
+    candidates = await ready_agents(stores, lease.queue)
+    if not candidates:
+        return None
+    try:
+        agent_id = await engine.claim(
+            user_id=call.user_id,
+            token=lease.token,
+            pool_id=lease.agent_id,
+            candidates=[(a, presence_key(stores.settings, a)) for a in candidates],
+            now=datetime.now(UTC).timestamp(),
+        )
+    except StaleLease:
+        return None
+    if agent_id is None:
+        return None
+    async with stores.postgres.begin() as conn:
+        await conn.execute(
+            update(CallSession)
+            .where(CallSession.id == call.session_id, CallSession.agent_id.is_(None))
+            .values(agent_id=agent_id)
+        )
+    await update_view(stores.redis, stores.settings, str(call.session_id), agent_id=agent_id)
+    return replace(call, agent_id=agent_id)

@@ -65,6 +65,29 @@ class CallSessionInput:
     # lost (Twilio does not retry them): this long after the dial, then this often while it is live.
     carrier_check_after_s: int = 75
     carrier_check_every_s: int = 45
+    # A predictive call placed by the queue's pacer with no agent yet: ``agent_id`` is the call's pool
+    # id (negative, no agent's) until the answer claims a ready agent (``AgentClaimed``).
+    pooled: bool = False
+
+
+def agent_or_none(agent_id: int) -> int | None:
+    """The agent a session's records name: none while a pooled call has no agent (its pool id)."""
+    return agent_id if agent_id > 0 else None
+
+
+@dataclass(frozen=True)
+class ClaimedAgentInput:
+    """A pooled session asks which agent the answer claimed (the webhook wrote it on its row)."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
+class AgentClaimed:
+    """A pooled call was answered and this ready agent claimed for it (the lease names them now)."""
+
+    agent_id: int
+    call_sid: str | None = None
 
 
 @dataclass(frozen=True)

@@ -114,20 +114,84 @@ async def session_owner(*, session: AsyncSession, stores: Stores, session_id: st
 
 
 async def take_next_call(
-    *, session: AsyncSession, stores: Stores, start_session: StartSession, engine: QueueEngine, agent: Agent
+    *,
+    session: AsyncSession,
+    stores: Stores,
+    start_session: StartSession,
+    engine: QueueEngine,
+    agent: Agent,
+    queue: str | None = None,
+    progressive: bool | None = None,
 ) -> CallOffered | NoneEligible:
-    """The agent's next customer, skipping any whose last session is still open (``_open``)."""
+    """The agent's next customer, skipping any whose last session is still open (``_open``). The
+    agent's click, or the queue's pacer (``queue``: only from that queue; ``progressive``: the session
+    dials at once, whatever the agent's own mode)."""
     for _ in range(BUSY_CUSTOMERS_SKIPPED):
         offered = await _offer_next_call(
-            session=session, stores=stores, start_session=start_session, engine=engine, agent=agent
+            session=session,
+            stores=stores,
+            start_session=start_session,
+            engine=engine,
+            agent=agent,
+            queue=queue,
+            progressive=agent.progressive_mode if progressive is None else progressive,
         )
         if offered is not None:
             return offered
     raise NextCallRefused("The customers at the head of your queues all have a call in progress; try again.")
 
 
+def pool_id_key(stores: Stores) -> str:
+    return f"{stores.settings.redis_prefix}:pacing:pool-seq"
+
+
+async def take_pooled_call(
+    *, stores: Stores, start_session: StartSession, engine: QueueEngine, queue: str
+) -> CallOffered | NoneEligible:
+    """A predictive call with no agent yet: the next customer of ``queue`` leased to a *pool id* (a
+    negative number no agent has, unique to this call), and its session started dialling at once. The
+    customer who answers is bridged to a ready agent claimed at the answer (``QueueEngine.claim``),
+    or hears the information message (abandoned). Customers needing an agent trained for vulnerable
+    customers, or a callback reserved for an agent, are never pooled: who takes the call is not known."""
+    for _ in range(BUSY_CUSTOMERS_SKIPPED):
+        window = gate.shared_hours(clock.now(stores.settings), gates.CallingRules.from_settings(stores.settings))
+        if not window.allowed:
+            return NoneEligible(f"Outside calling hours: {window.explanation}")
+        await progressive_queues(stores, [queue])
+        pool_id = -int(await stores.redis.incr(pool_id_key(stores)))
+        offer = await engine.next_call_detailed(
+            agent_id=pool_id,
+            queues=[queue],
+            trained_vulnerable=False,
+            now=datetime.now(UTC).timestamp(),
+            session_id=str(uuid.uuid4()),
+        )
+        if offer.lease is None:
+            return NoneEligible(f"Nobody in {queue} can be called right now.")
+        offered = await _open(
+            stores=stores,
+            engine=engine,
+            start_session=start_session,
+            agent_id=pool_id,
+            progressive=True,
+            pooled=True,
+            lease=offer.lease,
+            resumed=False,
+        )
+        if offered is not None:
+            return offered
+    raise NextCallRefused(f"The customers at the head of {queue} all have a call in progress.")
+
+
 async def _offer_next_call(
-    *, session: AsyncSession, stores: Stores, start_session: StartSession, engine: QueueEngine, agent: Agent
+    *,
+    session: AsyncSession,
+    stores: Stores,
+    start_session: StartSession,
+    engine: QueueEngine,
+    agent: Agent,
+    queue: str | None,
+    progressive: bool,
 ) -> CallOffered | NoneEligible | None:
     redis, settings = stores.redis, stores.settings
     presence = await get_presence(session=session, redis=redis, settings=settings, agent_id=agent.id)
@@ -143,7 +207,13 @@ async def _offer_next_call(
             else:
                 held = replace(held, expires_at=renewed.expires_at)
                 return await _open(
-                    stores=stores, engine=engine, start_session=start_session, agent=agent, lease=held, resumed=True
+                    stores=stores,
+                    engine=engine,
+                    start_session=start_session,
+                    agent_id=agent.id,
+                    progressive=progressive,
+                    lease=held,
+                    resumed=True,
                 )
         if held is not None:
             raise AlreadyHoldingCustomer(held.user_id)
@@ -172,9 +242,11 @@ async def _offer_next_call(
     if not agent.queues:
         return NoneEligible("You are not assigned to any queue; ask a supervisor.")
     # Always in the queues' priority order (due callbacks first), whatever order the account lists them in.
-    queues: list[str] = [q for q in QUEUE_PRIORITY if q in agent.queues]
+    queues: list[str] = [q for q in QUEUE_PRIORITY if q in agent.queues and (queue is None or q == queue)]
+    if not queues:
+        return NoneEligible(f"You are not assigned to the {queue} queue.")
     paused: list[str] = []
-    if agent.progressive_mode:
+    if progressive:
         open_queues = await progressive_queues(stores, queues)
         paused = [q for q in queues if q not in open_queues]
         queues = open_queues
@@ -206,7 +278,13 @@ async def _offer_next_call(
             held_back.append(f"progressive paused on {', '.join(paused)} (abandoned rate at its ceiling)")
         return NoneEligible(reason + (f" ({'; '.join(held_back)})." if held_back else "."), searched=True)
     return await _open(
-        stores=stores, engine=engine, start_session=start_session, agent=agent, lease=offer.lease, resumed=False
+        stores=stores,
+        engine=engine,
+        start_session=start_session,
+        agent_id=agent.id,
+        progressive=progressive,
+        lease=offer.lease,
+        resumed=False,
     )
 
 
@@ -224,7 +302,15 @@ async def progressive_queues(stores: Stores, queues: list[str]) -> list[str]:
 
 
 async def _open(
-    *, stores: Stores, engine: QueueEngine, start_session: StartSession, agent: Agent, lease: Lease, resumed: bool
+    *,
+    stores: Stores,
+    engine: QueueEngine,
+    start_session: StartSession,
+    agent_id: int,
+    progressive: bool,
+    lease: Lease,
+    resumed: bool,
+    pooled: bool = False,
 ) -> CallOffered | None:
     """Start the session the lease names and read the customer's context meanwhile. A new lease whose
     session cannot start is given back at once; a resumed one whose session already runs is the
@@ -242,10 +328,11 @@ async def _open(
             CallSessionInput(
                 session_id=session_id,
                 user_id=lease.user_id,
-                agent_id=agent.id,
+                agent_id=agent_id,
                 queue=lease.queue,
                 lease_token=lease.token,
-                progressive=agent.progressive_mode,  # the session dials by itself
+                progressive=progressive,  # the session dials by itself
+                pooled=pooled,
                 wrap_up_timeout_s=settings.wrap_up_timeout_s,
                 lease_renew_every_s=max(5, settings.lease_ttl_s // 3),
                 preview_limit_s=settings.preview_limit_s,
@@ -261,7 +348,7 @@ async def _open(
             CallSessionView(
                 session_id=session_id,
                 user_id=lease.user_id,
-                agent_id=agent.id,
+                agent_id=agent_id,
                 queue=lease.queue,
                 state="reserved",
                 call_sid=None,
@@ -270,7 +357,7 @@ async def _open(
                 answered=False,
                 started_at=now,
                 wrap_up_deadline=None,
-                progressive=agent.progressive_mode,
+                progressive=progressive,
             ),
         )
 

@@ -15,13 +15,15 @@ up within 2 s is abandoned like any other.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from dialler.errors import Invalid
 from dialler.pacing.abandon_rate import (
     DEFAULT_CEILING,
     WINDOW,
@@ -31,10 +33,20 @@ from dialler.pacing.abandon_rate import (
     validate_ceiling,
     verdict,
 )
+from dialler.pacing.predictive import PacingMode
 from dialler.queues.keys import QUEUES
 from dialler.queues.models import QueueSetting
 
-__all__ = ["ceilings", "rate_inputs", "set_ceiling", "verdicts"]
+__all__ = [
+    "DEFAULT_MAX_RATIO",
+    "PacingSettings",
+    "ceilings",
+    "queue_pacing",
+    "rate_inputs",
+    "set_ceiling",
+    "set_pacing",
+    "verdicts",
+]
 
 _INPUTS = text(
     """
@@ -54,10 +66,12 @@ _INPUTS = text(
 )
 
 
-async def rate_inputs(postgres: AsyncEngine, *, now: datetime, amd_on: bool) -> dict[str, RateInputs]:
-    """Every queue's counts over the 24 h ending at ``now`` (a queue with no call: zeros)."""
+async def rate_inputs(
+    postgres: AsyncEngine, *, now: datetime, amd_on: bool, window: timedelta = WINDOW
+) -> dict[str, RateInputs]:
+    """Every queue's counts over the 24 h (or ``window``) ending at ``now`` (a queue with no call: zeros)."""
     async with postgres.connect() as conn:
-        rows = (await conn.execute(_INPUTS, {"since": now - WINDOW, "now": now})).all()
+        rows = (await conn.execute(_INPUTS, {"since": now - window, "now": now})).all()
     found = {
         r.queue: RateInputs(
             abandoned=int(r.abandoned), live_answered=int(r.live_answered), machine=int(r.machine), amd_on=amd_on
@@ -99,3 +113,66 @@ async def set_ceiling(
     )
     await session.execute(statement)
     return value
+
+
+DEFAULT_MAX_RATIO = Decimal("3")
+"""Predictive's most calls ringing per expected free agent when a queue has none set."""
+MAX_RATIO_LIMIT = Decimal("5")
+
+
+@dataclass(frozen=True)
+class PacingSettings:
+    """A queue's pacing as supervisors set it: the mode and predictive's maximum ratio."""
+
+    queue: str
+    mode: PacingMode
+    max_ratio: Decimal
+
+
+async def queue_pacing(postgres: AsyncEngine) -> dict[str, PacingSettings]:
+    """Every queue's pacing: as set, else preview (agents dial) with the default maximum ratio."""
+    async with postgres.connect() as conn:
+        rows = (await conn.execute(select(QueueSetting.queue, QueueSetting.pacing_mode, QueueSetting.max_ratio))).all()
+    stored = {r.queue: r for r in rows}
+    found: dict[str, PacingSettings] = {}
+    for q in QUEUES:
+        row = stored.get(q)
+        mode = PacingMode(row.pacing_mode) if row is not None and row.pacing_mode else PacingMode.PREVIEW
+        ratio = Decimal(row.max_ratio) if row is not None and row.max_ratio is not None else DEFAULT_MAX_RATIO
+        found[q] = PacingSettings(q, mode, ratio)
+    return found
+
+
+def validate_max_ratio(value: Decimal | float | str) -> Decimal:
+    try:
+        ratio = Decimal(str(value))
+    except ArithmeticError:
+        raise Invalid("The maximum ratio must be a number from 1 to 5.") from None
+    if not ratio.is_finite() or ratio < 1 or ratio > MAX_RATIO_LIMIT:
+        raise Invalid(
+            f"The maximum ratio must be from 1 to {MAX_RATIO_LIMIT} calls ringing per free agent; {value} was asked.",
+            {"max_ratio": str(value)},
+        )
+    return ratio.quantize(Decimal("0.01"))
+
+
+async def set_pacing(
+    session: AsyncSession,
+    *,
+    queue: str,
+    mode: PacingMode | None,
+    max_ratio: Decimal | float | str | None,
+    agent_id: int | None,
+    now: datetime,
+) -> None:
+    """Store a queue's pacing mode and/or maximum ratio in the caller's transaction (None: unchanged)."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+    values: dict[str, object] = {"updated_at": now, "updated_by_agent_id": agent_id}
+    if mode is not None:
+        values["pacing_mode"] = PacingMode(mode).value
+    if max_ratio is not None:
+        values["max_ratio"] = validate_max_ratio(max_ratio)
+    statement = insert(QueueSetting).values(queue=queue, **values)
+    statement = statement.on_conflict_do_update(index_elements=["queue"], set_=values)
+    await session.execute(statement)

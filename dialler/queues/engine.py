@@ -289,6 +289,7 @@ class QueueEngine:
         self._reclaim = self._load("reclaim")
         self._release = self._load("release")
         self._give_back = self._load("give_back")
+        self._claim = self._load("claim")
         self._reap = self._load("reap")
         self._upsert = self._load("upsert")
         self._remove = self._load("remove")
@@ -378,6 +379,26 @@ class QueueEngine:
         if _s(reply[0]) != "ok":
             raise StaleLease(user_id, _s(reply[1]))
         return _s(reply[1])
+
+    async def claim(
+        self, *, user_id: int, token: int, pool_id: int, candidates: Sequence[tuple[int, str]], now: float
+    ) -> int | None:
+        """Hand a pooled call's lease (held by ``pool_id``) to the first of ``candidates`` (agent id,
+        presence key) who is available and holds no customer, atomically: the agent id, or None when
+        nobody could take it. Raises :class:`StaleLease` when the lease is not the pooled call's any more."""
+        for _, key in candidates:
+            if not key.startswith(self.keys.root + ":"):
+                raise ValueError("the presence keys must live under the engine's hash tag")
+        args: list[Any] = [self._lp, _i(user_id), _i(token), _f(now), str(pool_id).encode()]
+        for agent_id, key in candidates:
+            args += [_i(agent_id), key.encode()]
+        reply = await self._claim(keys=self._base, args=args)
+        tag = _s(reply[0])
+        if tag == "ok":
+            return int(reply[1])
+        if tag == "none":
+            return None
+        raise StaleLease(user_id, _s(reply[1]))
 
     async def give_back(self, *, user_id: int, token: int, now: float) -> None:
         """Undo a lease that was never used, in one atomic step: the customer goes back exactly where

@@ -37,9 +37,17 @@ class QueueSetting(Base):
             "abandon_rate_ceiling IS NULL OR (abandon_rate_ceiling >= 0 AND abandon_rate_ceiling <= 0.03)",
             name="abandon_rate_ceiling_within_ofcom",
         ),
+        CheckConstraint(
+            "pacing_mode IS NULL OR pacing_mode IN ('preview', 'progressive', 'predictive')", name="pacing_mode_known"
+        ),
+        CheckConstraint("max_ratio IS NULL OR (max_ratio >= 1 AND max_ratio <= 5)", name="max_ratio_range"),
     )
 
     queue: Mapped[str] = mapped_column(String(32), primary_key=True)
     abandon_rate_ceiling: Mapped[Decimal | None] = mapped_column(Numeric(5, 4))
+    # The queue's pacing (dialler.pacing.predictive.PacingMode; no row or null: preview) and the most
+    # calls ringing per expected free agent in predictive mode (null: the default, 3).
+    pacing_mode: Mapped[str | None] = mapped_column(String(16))
+    max_ratio: Mapped[Decimal | None] = mapped_column(Numeric(4, 2))
     updated_at: Mapped[datetime]
     updated_by_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))

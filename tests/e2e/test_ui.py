@@ -59,6 +59,7 @@ from tests.support.browser import (
 from tests.support.call_sessions import queue_one_customer, start_available
 from tests.support.clock import CLOCK_OFFSET_S
 from tests.support.live_api import LiveServer, eventually
+from tests.support.pacing import run_pacer
 
 pytestmark = pytest.mark.e2e
 
@@ -649,29 +650,35 @@ async def test_two_tabs_of_one_sign_in_take_turns_to_refresh(live_api: str, brow
     await ctx.close()
 
 
-async def test_progressive_mode_takes_and_dials_the_next_call_by_itself(
+async def test_the_page_never_dials_by_itself_the_queues_pacer_does(
     live_api: str, worker: Worker, stores: Stores, replica_url: str, browser: Browser
 ) -> None:
+    """A progressive agent's page asks for no next call by itself (issue 23: the dialler, not the
+    browser, dials); once a supervisor starts the queue's pacer, the call arrives on the page, the
+    answer is put through to its phone, and the agent records the outcome as on any call."""
     await queue_one_customer(stores, replica_url)
     async with stores.postgres.begin() as conn:
         await conn.execute(text("UPDATE agents SET progressive_mode = true WHERE email = 'dan@rmc.example'"))
     console = ConsoleErrors()
     ctx, page = await open_page(browser, console, "agent")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/agents/me/next-call") else None)
 
     await sign_in(page, live_api, "dan@rmc.example")
     await page.get_by_role("button", name="Available").click()
-    await expect(page.locator("#progressive-text")).to_contain_text("next call in")
+    await expect(page.locator("#progressive-text")).to_contain_text("Ready: when your queue's dialler runs")
+    await page.wait_for_timeout(6000)  # longer than the old auto-dial's pause between calls
+    await expect(page.locator("#customer-name")).to_have_count(0)
+    assert asked == []
 
+    await run_pacer(live_api, "unsigned", mode="progressive")
     await expect(page.locator("#customer-name")).to_be_visible(timeout=15_000)
     await expect(page.locator("#call-state-text")).to_contain_text("Connected", timeout=15_000)
-    await page.get_by_role("button", name="Pause auto-dial").click()
     await page.get_by_role("button", name="Hang up").click()
     await page.get_by_label("Not interested").check()
     await page.get_by_role("button", name="Save outcome").click()
-    await expect(page.locator("#status-now")).to_contain_text("Available")
-    await expect(page.locator("#progressive-text")).to_have_text("Auto-dial paused.")
-    await page.wait_for_timeout(6000)  # longer than the pause between calls: nothing is taken
-    await expect(page.locator("#customer-name")).to_have_count(0)
+    await expect(page.locator("#status-now")).to_contain_text(re.compile("Available|Reserved|On a call"))
+    assert asked == []  # the call came from the pacer, not from this page
 
     assert not console.errors, "\n".join(console.errors)
     await ctx.close()

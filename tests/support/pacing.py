@@ -1,16 +1,20 @@
 """Calls on record for the abandoned-rate tests: sessions with their attempts and outcomes, written
-as the product writes them (answered_at from the carrier, the attempt's result, the agent's outcome)."""
+as the product writes them (answered_at from the carrier, the attempt's result, the agent's outcome);
+and a queue's pacer started the way a supervisor starts it."""
 
 from __future__ import annotations
 
 import itertools
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
+import httpx
 from sqlalchemy import insert
 
 from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
 from dialler.runtime import Stores
+from tests.support.live_api import login
 
 _users = itertools.count(700_000)
 
@@ -72,3 +76,19 @@ async def seed_calls(stores: Stores, *, queue: str, at: datetime, live: int = 0,
         await seed_call(stores, queue=queue, at=at, result="docs_promised", disposition="docs_promised")
     for _ in range(abandoned):
         await seed_call(stores, queue=queue, at=at, result="abandoned", abandoned=True, disposition="no_outcome")
+
+
+async def run_pacer(
+    base_url: str, queue: str, *, mode: str = "progressive", supervisor: str = "sam@rmc.example", **settings: Any
+) -> dict[str, str]:
+    """As a supervisor through the API: set ``queue``'s pacing mode (and any other setting: max_ratio,
+    ceiling) and start its pacer. The supervisor's headers, for more."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=15) as http:
+        headers = await login(http, supervisor)
+        saved = await http.put(
+            f"/api/v1/pacing/queues/{queue}/settings", json={"mode": mode, **settings}, headers=headers
+        )
+        assert saved.status_code == 200, saved.text
+        started = await http.post(f"/api/v1/pacing/queues/{queue}/start", headers=headers)
+        assert started.status_code == 202, started.text
+    return headers

@@ -45,11 +45,14 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
+from dialler.config import Settings
+from dialler.security.codec import data_converter
 from workflows.call_session import (
     CARRIER_CHECK_PATCH,
     COMPLETED_ANSWERED_PATCH,
     HANGUP_GRACE_PATCH,
     LIVE_STATUS_PATCH,
+    POOLED_CALL_PATCH,
     PREVIEW_LIMIT_PATCH,
     RECEIVED_OUTCOME_PATCH,
     CallSessionWorkflow,
@@ -162,3 +165,37 @@ def test_the_carrier_check_generation_is_recorded() -> None:
     ]
     assert signals == ["dial"]  # no call_status: every callback was lost
     assert call_statuses(name) == ["reserved", "dialing", "wrap_up", "closed"]
+
+
+def test_the_pooled_call_generation_is_recorded() -> None:
+    """``call-session-new-pooled-answered.json``, recorded with ``POOLED_CALL_PATCH`` by
+    tests/e2e/test_pacing_predictive.py (``RECORD_HISTORY_TO``; payloads encrypted with the development
+    key): a predictive call the pacer placed with no agent → answered → ``agent_claimed`` → filed
+    under the agent (AgentId upserted only then) → wrap-up → the agent's outcome → closed."""
+    assert POOLED_CALL_PATCH == "pooled-call-claimed-at-answer"  # part of recorded histories: never rename
+    events = json.loads((HISTORIES / "call-session-new-pooled-answered.json").read_text())["events"]
+    signals = [
+        e["workflowExecutionSignaledEventAttributes"]["signalName"]
+        for e in events
+        if "workflowExecutionSignaledEventAttributes" in e
+    ]
+    assert "agent_claimed" in signals
+    upserted = [
+        set(e["upsertWorkflowSearchAttributesEventAttributes"]["searchAttributes"]["indexedFields"])
+        for e in events
+        if "upsertWorkflowSearchAttributesEventAttributes" in e
+    ]
+    first_agent = next(i for i, fields in enumerate(upserted) if "AgentId" in fields)
+    assert first_agent > 2  # not at the start: the call had no agent while it rang
+    assert call_statuses("call-session-new-pooled-answered")[-3:] == ["in_progress", "wrap_up", "closed"]
+
+
+async def test_the_pooled_call_history_replays() -> None:
+    text = (HISTORIES / "call-session-new-pooled-answered.json").read_text()
+    history = WorkflowHistory.from_json("call-pooled", text)
+    replayer = Replayer(
+        workflows=[CallSessionWorkflow],
+        data_converter=data_converter(Settings(_env_file=None)),  # type: ignore[call-arg]
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure

@@ -32,8 +32,6 @@ import { setupSms } from "./sms.js";
 
 const LIVE_EVERY_MS = 1000;
 const CALLBACKS_EVERY_MS = 30_000;
-const AUTO_NEXT_DELAY_S = 5;
-const AUTO_NEXT_RETRY_S = 20;
 const CALL_STATES = ["reserved", "on_call", "wrap_up"];
 const LIVE_CALL = ["dialing", "ringing", "in_progress"];
 const RETURNED_QUEUE = "inbound"; // the queue of a returned call's session (the customer rang us)
@@ -75,8 +73,6 @@ const S = {
   offered: null,
   connectedAt: null,
   dialAsked: new Set(),
-  autoDial: true,
-  autoNextAt: null,
   slots: [],
   slotsNextFrom: null,
   slotsLoadedAt: 0,
@@ -84,7 +80,7 @@ const S = {
   voice: null,
   sms: null,
   rules: new Map(),
-  pacingPaused: null, // the server's reason while this agent's queues are at their abandoned-rate ceiling
+  pacingPaused: null, // the server's reason, after a click on "Next call", while every queue is at its ceiling
 };
 
 // --- status ---------------------------------------------------------------------------------------
@@ -230,7 +226,6 @@ function onCallChange(previous, call) {
 async function nextCall(button) {
   showError($("#call-error"), null);
   $("#next-call-message").textContent = "";
-  cancelAutoNext();
   await busy(button, async () => {
     try {
       // In progressive mode the session dials as soon as it is offered, and the customer may answer
@@ -241,7 +236,6 @@ async function nextCall(button) {
       if (!offered.customer) {
         const until = offered.until ? ` Next allowed at ${ukTime(offered.until)}.` : "";
         $("#next-call-message").textContent = (offered.reason || "Nobody to call right now.") + until;
-        if (autoDialling()) scheduleAutoNext(AUTO_NEXT_RETRY_S);
         return;
       }
       S.offered = offered;
@@ -257,15 +251,14 @@ async function nextCall(button) {
 }
 
 // The server refuses progressive calls while the abandoned rate of every queue this agent works is at
-// its ceiling (Ofcom; api 409 progressive_paused): say why, and ask again later (the 24 h window moves).
+// its ceiling (Ofcom; api 409 progressive_paused): say why.
 function pacingPause(error) {
   if (!error || error.code !== "progressive_paused") return false;
   const first = !S.pacingPaused;
   S.pacingPaused = error.message;
   if (first) announce(error.message);
-  if (autoDialling()) scheduleAutoNext(AUTO_NEXT_RETRY_S);
-  else showError($("#call-error"), error); // a click on "Next call" with auto-dial off
-  progressiveTick();
+  showError($("#call-error"), error);
+  dialerTick();
   return true;
 }
 
@@ -308,69 +301,39 @@ async function hangUp(button) {
   renderCall();
 }
 
-// Progressive mode: the next customer is taken and dialled without a click, with a short pause
-// between calls that the agent can stretch by pausing auto-dial.
-function autoDialling() {
-  return Boolean(S.me && S.me.progressive_mode && S.autoDial);
-}
-
-function scheduleAutoNext(seconds) {
-  if (S.autoNextAt) return;
-  S.autoNextAt = Date.now() + seconds * 1000;
-}
-
-function cancelAutoNext() {
-  S.autoNextAt = null;
-}
-
-// The server bridges an answered progressive call only to an agent whose screen says it is ready
-// (within 2 s of answer, or the call is abandoned): a heartbeat while auto-dial is on. With a browser
-// phone, voice.js says so (and only while the phone is registered).
-const DEVICE_READY_EVERY_MS = 20_000;
-
+// The dialler, not this page, places progressive and predictive calls: a queue's pacer (started by a
+// supervisor) rings customers for agents who are available with their phone ready, and bridges the
+// customer who answers to this browser phone. The page only says whether it is ready: voice.js beats
+// /voice/device-ready while the phone is registered, and a closed tab or a dropped phone stops being
+// dialled for within seconds (the heartbeat's short life). Preview stays a click: Next call, then Call.
 function phoneReady() {
-  return !S.voice || S.voice.ready();
+  return Boolean(S.voice && S.voice.ready());
 }
 
-function deviceReadyHeartbeat() {
-  if (S.voice) return;
-  if (!autoDialling() || (S.deviceReadyAt && Date.now() - S.deviceReadyAt < DEVICE_READY_EVERY_MS)) return;
-  S.deviceReadyAt = Date.now();
-  api.post("/voice/device-ready").catch(() => { S.deviceReadyAt = null; });
-}
-
-function progressiveTick() {
-  if (!S.me || !S.me.progressive_mode) return;
-  deviceReadyHeartbeat();
-  $("#progressive").hidden = false;
-  const toggle = $("#progressive-toggle");
-  toggle.setAttribute("aria-pressed", String(!S.autoDial));
-  toggle.textContent = S.autoDial ? "Pause auto-dial" : "Resume auto-dial";
+/** Whether a call the dialler placed may be put through to this agent now (voice.js takes it at once). */
+function takesPlacedCalls() {
   const p = S.presence;
-  let text = S.autoDial ? "Progressive mode: calls are taken and dialled for you." : "Auto-dial paused.";
-  if (autoDialling() && p && p.state === "available" && !S.call && !phoneReady()) {
-    cancelAutoNext(); // nobody is dialled for a phone that could not take the call
-    text = "Progressive mode: waiting for your phone to connect.";
-  } else if (autoDialling() && p && p.state === "available" && !S.call) {
-    scheduleAutoNext(AUTO_NEXT_DELAY_S);
-    const left = Math.ceil((S.autoNextAt - Date.now()) / 1000);
-    text = `Progressive mode: next call in ${Math.max(0, left)} s.`;
-    if (left <= 0) {
-      S.autoNextAt = null;
-      nextCall($("#next-call"));
-    }
+  // on_call: a progressive call's session puts the agent on the call as it dials, before the answer.
+  return Boolean(p && ["available", "reserved", "on_call"].includes(p.state) && !S.inbound);
+}
+
+function dialerTick() {
+  if (!S.voice) return;
+  const p = S.presence;
+  let text = "";
+  let paused = false;
+  if (!p || p.state !== "available" || S.call) {
+    text = p && p.state !== "available" && !S.call ? "The dialler rings customers for you only while you are available." : "";
+  } else if (!phoneReady()) {
+    text = "Your phone is not connected: the dialler does not ring customers for you.";
+  } else if (S.pacingPaused) {
+    text = S.pacingPaused;
+    paused = true;
   } else {
-    cancelAutoNext();
+    text = "Ready: when your queue's dialler runs, it rings customers for you. Or take one with Next call.";
   }
-  const pacingPaused = Boolean(S.pacingPaused && autoDialling() && p && p.state === "available" && !S.call);
-  if (pacingPaused) {
-    const left = S.autoNextAt ? Math.max(0, Math.ceil((S.autoNextAt - Date.now()) / 1000)) : 0;
-    text = `${S.pacingPaused} Asking again in ${left} s.`;
-  }
-  if (autoDialling() && phoneReady() && S.call && S.call.state === "reserved" && !S.dialAsked.has(S.call.session_id)) {
-    dial($("#dial"));
-  }
-  $("#progressive-text").classList.toggle("progressive-paused", pacingPaused);
+  $("#progressive").hidden = !text; // on a call the panel gives its room to the call and the customer
+  $("#progressive-text").classList.toggle("progressive-paused", paused);
   $("#progressive-text").textContent = text;
 }
 
@@ -758,7 +721,7 @@ function everySecond() {
     if (since) since.textContent = `for ${duration(secondsSince(S.presence.since))}`;
   }
   if (S.call && (S.call.state === "in_progress" || S.call.wrap_up_deadline)) renderCall();
-  progressiveTick();
+  dialerTick();
 }
 
 async function main() {
@@ -773,11 +736,6 @@ async function main() {
   $("#next-call").addEventListener("click", (e) => nextCall(e.currentTarget));
   $("#dial").addEventListener("click", (e) => dial(e.currentTarget));
   $("#hangup").addEventListener("click", (e) => hangUp(e.currentTarget));
-  $("#progressive-toggle").addEventListener("click", () => {
-    S.autoDial = !S.autoDial;
-    cancelAutoNext();
-    progressiveTick();
-  });
   if (S.config.telephony_mode === "twilio") {
     // Twilio's SDK, or against the local emulator its adapter: voice.js runs the one flow on either.
     const { setupVoice } = await import("./voice.js");
@@ -787,6 +745,7 @@ async function main() {
       onError: (error) => showError($("#call-error"), error),
       config: S.config,
       isReturnedCall: () => Boolean(S.inbound),
+      takesPlacedCalls,
       onRinging: renderCall,
     });
   }

@@ -5,6 +5,7 @@
 import * as api from "./api.js";
 import {
   $,
+  announce,
   DISPOSITION_LABELS,
   QUEUE_LABELS,
   STATE_LABELS,
@@ -148,6 +149,121 @@ function renderQueues(d) {
     }
   }
   fill($("#queue-rows"), rows);
+}
+
+// Pacing controls per queue (api: /pacing/queues): mode, ceiling and maximum ratio, the pacer started
+// and stopped, and what it decided last — the live ratio, the 24 h rate against the ceiling, and why
+// it is tapered or paused. The forms are drawn once and refreshed only where the supervisor is not typing.
+const PACING_EVERY_MS = 2000;
+const MODES = ["preview", "progressive", "predictive"];
+let canManagePacing = false;
+let pacingPoll = null;
+
+function pacerLine(q) {
+  const p = q.pacer;
+  const rate = `24 h abandoned ${percent(q.rate)} of max ${percent(q.ceiling)}`;
+  if (!p) return { text: `Pacer stopped · ${rate}`, reason: "", tone: "" };
+  const d = p.decision;
+  if (!d) return { text: `Pacer starting · ${rate}`, reason: "", tone: "" };
+  const shown = d.paused ? "paused" : d.governed;
+  const tone = d.paused ? "bad" : d.governed !== d.requested ? "warn" : "ok";
+  const text = `Running · ${shown} · ratio ${d.ratio.toFixed(2)} · ${d.ready} ready, ${d.in_flight} ringing, ${d.calls} placed · answer rate ${percent(d.answer_probability)} · ${rate}`;
+  return { text, reason: d.reason, tone, mode: shown };
+}
+
+function pacingForm(q) {
+  const id = (name) => `pacing-${q.queue}-${name}`;
+  const field = (name, text, input) => h("label", { for: id(name), class: "pacing-field" }, text, input);
+  const disabled = !canManagePacing;
+  const form = h(
+    "form",
+    { class: "pacing-form", dataset: { pacingQueue: q.queue }, "aria-label": `${label(QUEUE_LABELS, q.queue)} pacing` },
+    h("h3", {}, label(QUEUE_LABELS, q.queue)),
+    h(
+      "div",
+      { class: "pacing-fields" },
+      field("mode", "Mode", h("select", { id: id("mode"), name: "mode", disabled }, MODES.map((m) => h("option", { value: m }, words(m))))),
+      field("ceiling", "Ceiling %", h("input", { id: id("ceiling"), name: "ceiling", type: "number", min: "0", step: "0.1", required: true, disabled })),
+      field("ratio", "Max ratio", h("input", { id: id("ratio"), name: "max_ratio", type: "number", step: "0.1", required: true, disabled })),
+    ),
+    h(
+      "div",
+      { class: "actions" },
+      h("button", { type: "submit", class: "small", disabled }, "Save"),
+      h("button", { type: "button", class: "small pacer-toggle", disabled }, "Start pacer"),
+    ),
+    h("p", { class: "pacer-status", role: "status" }),
+    h("p", { class: "pacer-reason hint" }),
+  );
+  form.elements.mode.value = q.mode;
+  form.elements.ceiling.value = String(Math.round(q.ceiling * 10000) / 100);
+  form.elements.max_ratio.value = String(q.max_ratio);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    savePacing(form, q.queue);
+  });
+  form.querySelector(".pacer-toggle").addEventListener("click", (e) => togglePacer(e.currentTarget, q.queue));
+  return form;
+}
+
+function renderPacing(data) {
+  const host = $("#pacing");
+  for (const q of data.queues) {
+    let form = host.querySelector(`form[data-pacing-queue="${q.queue}"]`);
+    if (!form) {
+      form = pacingForm(q);
+      host.append(form);
+    }
+    const line = pacerLine(q);
+    const status = form.querySelector(".pacer-status");
+    status.textContent = line.text;
+    status.className = `pacer-status ${line.tone}`;
+    form.dataset.pacerMode = line.mode || "stopped";
+    const reason = form.querySelector(".pacer-reason");
+    reason.textContent = line.reason ? `Why: ${line.reason}` : "";
+    reason.className = `pacer-reason hint ${line.tone === "ok" ? "" : line.tone}`;
+    const toggle = form.querySelector(".pacer-toggle");
+    toggle.textContent = q.pacer ? "Stop pacer" : "Start pacer";
+    toggle.dataset.running = q.pacer ? "1" : "";
+    if (!form.contains(document.activeElement) && !form.dataset.dirty) {
+      form.elements.mode.value = q.mode;
+      form.elements.ceiling.value = String(Math.round(q.ceiling * 10000) / 100);
+      form.elements.max_ratio.value = String(q.max_ratio);
+    }
+  }
+}
+
+async function savePacing(form, queue) {
+  showError($("#pacing-error"), null);
+  const body = {
+    mode: form.elements.mode.value,
+    ceiling: Number(form.elements.ceiling.value) / 100,
+    max_ratio: Number(form.elements.max_ratio.value),
+  };
+  await busy(form.querySelector('button[type="submit"]'), async () => {
+    try {
+      await api.put(`/pacing/queues/${encodeURIComponent(queue)}/settings`, body);
+      delete form.dataset.dirty;
+      announce(`${label(QUEUE_LABELS, queue)} pacing saved`, { toast: true, tone: "ok" });
+      if (pacingPoll) pacingPoll.now();
+    } catch (error) {
+      showError($("#pacing-error"), error);
+    }
+  });
+}
+
+async function togglePacer(button, queue) {
+  showError($("#pacing-error"), null);
+  const action = button.dataset.running ? "stop" : "start";
+  await busy(button, async () => {
+    try {
+      await api.post(`/pacing/queues/${encodeURIComponent(queue)}/${action}`);
+      announce(`${label(QUEUE_LABELS, queue)} pacer ${action === "start" ? "started" : "stopping"}`, { toast: true, tone: "ok" });
+      if (pacingPoll) pacingPoll.now();
+    } catch (error) {
+      showError($("#pacing-error"), error);
+    }
+  });
 }
 
 function renderOutcomes(d) {
@@ -297,6 +413,14 @@ async function main() {
     $("#rebuild").hidden = false;
     $("#rebuild").addEventListener("click", (e) => rebuild(e.currentTarget));
   }
+  canManagePacing = me.permissions.includes("pacing:manage");
+  $("#pacing").addEventListener("input", (e) => {
+    const form = e.target.closest("form");
+    if (form) form.dataset.dirty = "1";
+  });
+  pacingPoll = api.poll("/pacing/queues", PACING_EVERY_MS, renderPacing, (error) => {
+    if (error) showError($("#pacing-error"), error);
+  });
   api.poll("/dashboard", EVERY_MS, render, (error) => {
     const freshness = $("#freshness");
     if (error) {

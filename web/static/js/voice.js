@@ -6,14 +6,17 @@
 // the customer -> on answer our TwiML bridges the customer to this browser (<Client>agent_<id>) ->
 // the Device receives that call and, because the agent asked for it, accepts it. Hang up
 // disconnects here and tells the session. The access token is renewed before it expires
-// (tokenWillExpire); while registered the browser reports itself ready every 30 s (the server uses
-// that for progressive mode), and says it has gone when the page closes.
+// (tokenWillExpire); while registered the browser reports itself ready every third of the heartbeat's
+// life (config.device_ready_every_s: the queues' pacers dial only for agents whose phone is ready),
+// and says it has gone when the page closes or the phone unregisters. A call the dialler placed for
+// this agent (its caller id is ours; a customer ringing us back shows their own) is taken at once
+// while the page says the agent takes placed calls: the customer must hear them within 2 seconds.
 
 import * as api from "./api.js";
 import { announce, fill, h } from "./ui.js";
 
 const SDK = "/static/vendor/twilio-voice-sdk/twilio.min.js";
-const READY_EVERY_MS = 30_000;
+const READY_EVERY_MS_DEFAULT = 5_000;
 const EXPECT_FOR_MS = 120_000;
 const HANGUP_WAIT_MS = 1000;
 const SETTLE_MS = 5000;
@@ -42,7 +45,16 @@ async function deviceFactory(config) {
   return (token, options) => new Twilio.Device(token, options);
 }
 
-export function setupVoice({ status, mute, onError, config, isReturnedCall = () => false, onRinging = () => {} }) {
+export function setupVoice({
+  status,
+  mute,
+  onError,
+  config,
+  isReturnedCall = () => false,
+  takesPlacedCalls = () => false,
+  onRinging = () => {},
+}) {
+  const readyEveryMs = config.device_ready_every_s ? config.device_ready_every_s * 1000 : READY_EVERY_MS_DEFAULT;
   let device = null;
   let current = null; // the active Twilio Call
   let ringing = null; // a call the agent did not ask for, held while the page decides (a returned call)
@@ -97,11 +109,11 @@ export function setupVoice({ status, mute, onError, config, isReturnedCall = () 
         show("Phone ready", "ok");
         ready();
         clearInterval(heartbeat);
-        heartbeat = setInterval(ready, READY_EVERY_MS);
+        heartbeat = setInterval(ready, readyEveryMs);
       });
       device.on("unregistered", () => {
         registered = false;
-        clearInterval(heartbeat); // the readiness lapses with the last heartbeat (another tab may hold it)
+        clearInterval(heartbeat); // the readiness lapses with the last heartbeat, in seconds (another tab may hold it)
         show("Phone offline", "warn");
       });
       device.on("error", fail);
@@ -138,6 +150,11 @@ export function setupVoice({ status, mute, onError, config, isReturnedCall = () 
   function incoming(call) {
     if (expecting && Date.now() <= expecting.until) {
       take(call);
+      return;
+    }
+    const placed = config.caller_id && call.parameters && call.parameters.From === config.caller_id;
+    if (placed && !current && takesPlacedCalls()) {
+      take(call); // a customer the dialler rang for this agent has answered: put through at once
       return;
     }
     // Not asked for: a customer ringing us back is answered by the agent (the screen-pop is on the
