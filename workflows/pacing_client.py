@@ -76,6 +76,17 @@ async def settings_changed(client: Client, queue: str) -> None:
             raise
 
 
+async def pacer_running(client: Client, queue: str, *, rpc_timeout: timedelta | None = None) -> bool:
+    """Whether the queue's pacer runs, as Temporal's server records it (no worker needed to answer)."""
+    try:
+        described = await client.get_workflow_handle(pacing_workflow_id(queue)).describe(rpc_timeout=rpc_timeout)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return described.status == WorkflowExecutionStatus.RUNNING
+
+
 async def pacing_status(client: Client, queue: str, *, rpc_timeout: timedelta | None = None) -> PacingStatus | None:
     """The running pacer's last decision, or None when the queue has no pacer running."""
     handle = client.get_workflow_handle(pacing_workflow_id(queue))

@@ -275,11 +275,12 @@ async def stop_pacer(
 ) -> PacerStarted:
     """Stop the queue's pacer: it places no more calls; calls already placed go on. Audited. 409 when
     no pacer is running on the queue."""
+    # Asked of Temporal's server, not the pacer: a stop (a durable signal) must not wait for a worker.
     try:
-        running = await pacing_client.pacing_status(temporal, queue.value, rpc_timeout=STATUS_TIMEOUT)
+        running = await pacing_client.pacer_running(temporal, queue.value, rpc_timeout=STATUS_TIMEOUT)
     except RPCError:
         raise Unavailable("The pacer's state cannot be read right now; try again.", dependency="temporal") from None
-    if running is None:
+    if not running:
         raise Conflict("No pacer is running on this queue.")
     await record_ctx(
         audit_context(request, agent),
