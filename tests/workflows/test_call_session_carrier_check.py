@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
@@ -22,103 +20,24 @@ from temporalio.worker import Worker
 from dialler.calls.messages import (
     CallSessionInput,
     CallStatusEvent,
-    CheckCallInput,
     DialRequest,
     FinishInput,
-    FinishResult,
-    FollowUp,
-    FollowUpInput,
-    OpenSessionInput,
     OutcomeInput,
-    PlaceCallInput,
-    ReceivedOutcomeRead,
-    RenewLeaseInput,
-    SessionProgress,
-    TakeReceivedInput,
 )
+from tests.support.call_session_stubs import StubbedSession, stubs
 from tests.support.live_api import eventually
 from workflows.call_session import CallSessionWorkflow
 
 AGENT, USER, CALL = 7, 42, "CA" + "42" * 16
 
 
-@dataclass
-class Carrier:
-    """What the stubbed carrier answers to each check, in turn (the last one for ever after); an
-    ``ApplicationError`` is raised. ``asked`` and ``progress`` record what the session did."""
-
-    answers: list[CallStatusEvent | ApplicationError] = field(default_factory=list)
-    asked: int = 0
-    progress: list[SessionProgress] = field(default_factory=list)
-    finished: list[FinishInput] = field(default_factory=list)
-
-    def states(self) -> list[str]:
-        return [p.state for p in self.progress]
-
-
-def stubs(carrier: Carrier) -> list[Any]:
-    @activity.defn(name="open_session")
-    async def open_session(input: OpenSessionInput) -> None:
-        pass
-
-    @activity.defn(name="place_call")
-    async def place_call(input: PlaceCallInput) -> str:
-        return CALL
-
-    @activity.defn(name="record_progress")
-    async def record_progress(input: SessionProgress) -> None:
-        carrier.progress.append(input)
-
-    @activity.defn(name="renew_lease")
-    async def renew_lease(input: RenewLeaseInput) -> bool:
-        return True
-
-    @activity.defn(name="hangup")
-    async def hangup(call_sid: str) -> None:
-        pass  # the carrier hangs up; its confirmation is what may be lost
-
-    @activity.defn(name="check_call")
-    async def check_call(input: CheckCallInput) -> CallStatusEvent | None:
-        assert input.call_sid == CALL
-        answer = carrier.answers[min(carrier.asked, len(carrier.answers) - 1)]
-        carrier.asked += 1
-        if isinstance(answer, ApplicationError):
-            raise answer
-        return answer
-
-    @activity.defn(name="take_received_outcome")
-    async def take_received_outcome(input: TakeReceivedInput) -> ReceivedOutcomeRead | None:
-        return None
-
-    @activity.defn(name="finish_session")
-    async def finish_session(input: FinishInput) -> FinishResult:
-        carrier.finished.append(input)
-        return FinishResult(requeued=True)
-
-    @activity.defn(name="plan_follow_up")
-    async def plan_follow_up(input: FollowUpInput) -> FollowUp | None:
-        return None
-
-    return [
-        open_session,
-        place_call,
-        record_progress,
-        renew_lease,
-        hangup,
-        check_call,
-        take_received_outcome,
-        finish_session,
-        plan_follow_up,
-    ]
-
-
 @pytest.fixture
-def carrier() -> Carrier:
-    return Carrier()
+def carrier() -> StubbedSession:
+    return StubbedSession(call_sid=CALL)
 
 
 @pytest_asyncio.fixture
-async def task_queue(temporal_client: Client, carrier: Carrier) -> AsyncIterator[str]:
+async def task_queue(temporal_client: Client, carrier: StubbedSession) -> AsyncIterator[str]:
     queue = f"carrier-check-{uuid.uuid4().hex[:8]}"
     async with Worker(temporal_client, task_queue=queue, workflows=[CallSessionWorkflow], activities=stubs(carrier)):
         yield queue
@@ -156,7 +75,7 @@ async def until(predicate: Callable[[], bool]) -> None:
     await eventually(check, within=30)
 
 
-async def closes(handle: WorkflowHandle[Any, Any], carrier: Carrier, disposition: str) -> FinishInput:
+async def closes(handle: WorkflowHandle[Any, Any], carrier: StubbedSession, disposition: str) -> FinishInput:
     await handle.execute_update(
         CallSessionWorkflow.submit_outcome, OutcomeInput(agent_id=AGENT, disposition=disposition)
     )
@@ -166,10 +85,10 @@ async def closes(handle: WorkflowHandle[Any, Any], carrier: Carrier, disposition
 
 
 async def test_a_carrier_that_cannot_answer_is_asked_again_and_a_ringing_call_is_left_to_ring(
-    temporal_client: Client, task_queue: str, carrier: Carrier
+    temporal_client: Client, task_queue: str, carrier: StubbedSession
 ) -> None:
     outage = ApplicationError("fetch call: Twilio could not be reached", type="TelephonyUnavailable")
-    carrier.answers = [outage, outage, outage, status("ringing"), status("busy")]
+    carrier.carrier_answers = [outage, outage, outage, status("ringing"), status("busy")]
     handle = await dialled(temporal_client, task_queue, after_s=1, every_s=1)
 
     await until(lambda: "wrap_up" in carrier.states())
@@ -180,12 +99,12 @@ async def test_a_carrier_that_cannot_answer_is_asked_again_and_a_ringing_call_is
 
 
 async def test_a_hang_up_whose_confirmation_is_lost_ends_on_the_carriers_final_status(
-    temporal_client: Client, task_queue: str, carrier: Carrier
+    temporal_client: Client, task_queue: str, carrier: StubbedSession
 ) -> None:
     """The answer's callback was lost too: the session saw only ringing. After the hang-up's grace
     the carrier says the call was completed with a duration, so it was answered (the guess without
     the carrier would have been an unanswered, canceled call)."""
-    carrier.answers = [status("completed", duration_s=9)]
+    carrier.carrier_answers = [status("completed", duration_s=9)]
     handle = await dialled(temporal_client, task_queue, after_s=600, every_s=600)
     await until(lambda: "dialing" in carrier.states())  # the call is placed: its callbacks can come
     await handle.signal(CallSessionWorkflow.call_status, status("ringing"))
@@ -199,9 +118,9 @@ async def test_a_hang_up_whose_confirmation_is_lost_ends_on_the_carriers_final_s
 
 
 async def test_a_status_callback_that_arrives_is_what_the_session_goes_by(
-    temporal_client: Client, task_queue: str, carrier: Carrier
+    temporal_client: Client, task_queue: str, carrier: StubbedSession
 ) -> None:
-    carrier.answers = [status("in-progress")]
+    carrier.carrier_answers = [status("in-progress")]
     handle = await dialled(temporal_client, task_queue, after_s=1, every_s=1)
 
     await until(lambda: carrier.asked >= 2)  # answered, says the carrier: the call goes on

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import pytest_asyncio
-from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
@@ -22,100 +19,22 @@ from dialler.calls.messages import (
     AgentClaimed,
     CallSessionInput,
     CallStatusEvent,
-    ClaimedAgentInput,
-    FinishInput,
-    FinishResult,
-    FollowUp,
-    FollowUpInput,
-    OpenSessionInput,
     OutcomeInput,
-    PlaceCallInput,
-    ReceivedOutcomeRead,
-    RenewLeaseInput,
-    SessionProgress,
-    TakeReceivedInput,
 )
+from tests.support.call_session_stubs import StubbedSession, stubs
 from tests.support.live_api import eventually
 from workflows.call_session import CallSessionWorkflow
 
 POOL_ID, AGENT, USER, SID = -41, 7, 4242, "CApooled"
 
 
-@dataclass
-class Recorded:
-    claimed_on_row: int | None = None  # what the session's row says the answer claimed
-    calls: list[tuple[str, Any]] = field(default_factory=list)
-
-    def of(self, name: str) -> list[Any]:
-        return [arg for n, arg in self.calls if n == name]
-
-    def presence(self) -> list[tuple[int, str]]:
-        return [(p.presence.agent_id, p.presence.state) for p in self.of("record_progress") if p.presence]
-
-
-def stubs(recorded: Recorded) -> list[Any]:
-    def record(name: str, arg: Any) -> None:
-        recorded.calls.append((name, arg))
-
-    @activity.defn(name="open_session")
-    async def open_session(input: OpenSessionInput) -> None:
-        record("open_session", input)
-
-    @activity.defn(name="place_call")
-    async def place_call(input: PlaceCallInput) -> str:
-        record("place_call", input)
-        return SID
-
-    @activity.defn(name="record_progress")
-    async def record_progress(input: SessionProgress) -> None:
-        record("record_progress", input)
-
-    @activity.defn(name="renew_lease")
-    async def renew_lease(input: RenewLeaseInput) -> bool:
-        return True
-
-    @activity.defn(name="claimed_agent")
-    async def claimed_agent(input: ClaimedAgentInput) -> int | None:
-        record("claimed_agent", input)
-        return recorded.claimed_on_row
-
-    @activity.defn(name="take_received_outcome")
-    async def take_received_outcome(input: TakeReceivedInput) -> ReceivedOutcomeRead | None:
-        return None
-
-    @activity.defn(name="finish_session")
-    async def finish_session(input: FinishInput) -> FinishResult:
-        record("finish_session", input)
-        return FinishResult(requeued=True)
-
-    @activity.defn(name="plan_follow_up")
-    async def plan_follow_up(input: FollowUpInput) -> FollowUp | None:
-        return None
-
-    @activity.defn(name="hangup")
-    async def hangup(call_sid: str) -> None:
-        record("hangup", call_sid)
-
-    return [
-        open_session,
-        place_call,
-        record_progress,
-        renew_lease,
-        claimed_agent,
-        take_received_outcome,
-        finish_session,
-        plan_follow_up,
-        hangup,
-    ]
-
-
 @pytest.fixture
-def recorded() -> Recorded:
-    return Recorded()
+def recorded() -> StubbedSession:
+    return StubbedSession(call_sid=SID)
 
 
 @pytest_asyncio.fixture
-async def task_queue(temporal_client: Client, recorded: Recorded) -> AsyncIterator[str]:
+async def task_queue(temporal_client: Client, recorded: StubbedSession) -> AsyncIterator[str]:
     queue = f"pooled-{uuid.uuid4().hex[:8]}"
     async with Worker(temporal_client, task_queue=queue, workflows=[CallSessionWorkflow], activities=stubs(recorded)):
         yield queue
@@ -169,7 +88,7 @@ async def agent_ids_filed(handle: WorkflowHandle) -> list[str]:
 
 
 async def test_the_agent_the_answer_claimed_takes_the_call(
-    temporal_client: Client, task_queue: str, recorded: Recorded
+    temporal_client: Client, task_queue: str, recorded: StubbedSession
 ) -> None:
     handle = await pooled_call(temporal_client, task_queue)
     await status(handle, "ringing")
@@ -196,7 +115,7 @@ async def test_the_agent_the_answer_claimed_takes_the_call(
 
 
 async def test_a_claim_whose_signal_was_lost_is_read_from_the_row(
-    temporal_client: Client, task_queue: str, recorded: Recorded
+    temporal_client: Client, task_queue: str, recorded: StubbedSession
 ) -> None:
     recorded.claimed_on_row = AGENT
     handle = await pooled_call(temporal_client, task_queue)
@@ -213,7 +132,7 @@ async def test_a_claim_whose_signal_was_lost_is_read_from_the_row(
 
 
 async def test_a_pooled_call_nobody_answered_closes_at_once_with_no_agent(
-    temporal_client: Client, task_queue: str, recorded: Recorded
+    temporal_client: Client, task_queue: str, recorded: StubbedSession
 ) -> None:
     handle = await pooled_call(temporal_client, task_queue)
     await status(handle, "ringing")
@@ -226,5 +145,5 @@ async def test_a_pooled_call_nobody_answered_closes_at_once_with_no_agent(
     assert await agent_ids_filed(handle) == []
 
 
-async def _presence(recorded: Recorded, expected: tuple[int, str]) -> bool:
+async def _presence(recorded: StubbedSession, expected: tuple[int, str]) -> bool:
     return expected in recorded.presence()
