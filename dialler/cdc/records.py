@@ -286,6 +286,33 @@ def row_version(record: ChangeRecord) -> RowVersion:
 # --- building (the local publisher) -----------------------------------------------------------------
 
 
+def _metadata(
+    schema: str,
+    table: str,
+    operation: Operation,
+    timestamp: str,
+    transaction_id: int | None,
+    log_file: str | None,
+    log_pos: int | None,
+) -> dict[str, Any]:
+    """A DMS record's ``metadata``; the binlog coordinates only where known."""
+    metadata: dict[str, Any] = {
+        "timestamp": timestamp,
+        "record-type": "data",
+        "operation": operation.value,
+        "partition-key-type": "schema-table",
+        "schema-name": schema,
+        "table-name": table,
+    }
+    if transaction_id is not None:
+        metadata["transaction-id"] = transaction_id
+    if log_file is not None:
+        metadata["log-file"] = log_file
+    if log_pos is not None:
+        metadata["log-position"] = log_pos
+    return metadata
+
+
 def to_dms_record(
     *,
     schema: str,
@@ -301,20 +328,9 @@ def to_dms_record(
     """A DMS record (a JSON-ready dict) for one row change. Column values are made JSON-safe the way
     DMS renders them: date-times as 'YYYY-MM-DD HH:MM:SS[.ffffff]', decimals as numbers, binary as
     UTF-8 text (base64 when it is not UTF-8). ``committed_at`` must be timezone-aware."""
-    metadata: dict[str, Any] = {
-        "timestamp": format_timestamp(committed_at),
-        "record-type": "data",
-        "operation": Operation(operation).value,
-        "partition-key-type": "schema-table",
-        "schema-name": schema,
-        "table-name": table,
-    }
-    if transaction_id is not None:
-        metadata["transaction-id"] = transaction_id
-    if log_file is not None:
-        metadata["log-file"] = log_file
-    if log_pos is not None:
-        metadata["log-position"] = log_pos
+    metadata = _metadata(
+        schema, table, Operation(operation), format_timestamp(committed_at), transaction_id, log_file, log_pos
+    )
     record: dict[str, Any] = {"data": {k: json_safe(v) for k, v in data.items()}}
     if before is not None:
         record["before-image"] = {k: json_safe(v) for k, v in before.items()}
@@ -368,20 +384,7 @@ def published_record(
     publisher more than decoding the binlog). ``timestamp`` is :func:`format_timestamp`'s, once per
     event. The same dict, key for key (a test holds the two to it)."""
     keep = EVENT_COLUMNS.get(table, ("id",))
-    metadata: dict[str, Any] = {
-        "timestamp": timestamp,
-        "record-type": "data",
-        "operation": operation.value,
-        "partition-key-type": "schema-table",
-        "schema-name": schema,
-        "table-name": table,
-    }
-    if transaction_id is not None:
-        metadata["transaction-id"] = transaction_id
-    if log_file is not None:
-        metadata["log-file"] = log_file
-    if log_pos is not None:
-        metadata["log-position"] = log_pos
+    metadata = _metadata(schema, table, operation, timestamp, transaction_id, log_file, log_pos)
     record: dict[str, Any] = {"data": {k: json_safe(data[k]) for k in keep if k in data}}
     if before is not None:
         record["before-image"] = {k: json_safe(before[k]) for k in _BEFORE_COLUMNS.get(table, ("id",)) if k in before}
