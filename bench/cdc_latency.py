@@ -259,36 +259,17 @@ def decode_range(
 ) -> tuple[int, int, float, tuple[str, int]]:
     """(rows, events, seconds, where it stopped): BinLogStreamReader alone, as the publisher configures
     it, from ``start`` to ``end`` or ``limit`` rows."""
-    from pymysqlreplication import BinLogStreamReader
-    from pymysqlreplication.event import GtidEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
+    from pymysqlreplication.event import RotateEvent
     from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
-    from dialler.cdc.publisher import binlog_connection_settings
-    from dialler.cdc.records import KNOWN_TABLES
+    from dialler.cdc.publisher.common import BinlogPosition
+    from dialler.cdc.publisher.reader import open_binlog
 
-    stream = BinLogStreamReader(
-        connection_settings=binlog_connection_settings(settings.replica_url),
+    stream = open_binlog(
+        settings.replica_url,
         server_id=4_000_000_000 - os.getpid() % 1000,
-        only_events=[
-            WriteRowsEvent,
-            UpdateRowsEvent,
-            DeleteRowsEvent,
-            XidEvent,
-            QueryEvent,
-            RotateEvent,
-            MariadbGtidEvent,
-            GtidEvent,
-        ],
-        only_schemas=[settings.replica_url.rsplit("/", 1)[1]],
-        only_tables=sorted(KNOWN_TABLES),
-        resume_stream=True,
-        log_file=start[0],
-        log_pos=start[1],
-        is_mariadb=False,
-        blocking=False,
-        ignore_decode_errors=True,
-        freeze_schema=True,
-        enable_logging=False,
+        schema=settings.replica_url.rsplit("/", 1)[1],
+        start=BinlogPosition(*start),
     )
     rows = events = 0
     stopped = start

@@ -89,6 +89,43 @@ class _Budget:
             self._cond.notify_all()
 
 
+def open_binlog(
+    replica_url: str, *, server_id: int, schema: str, start: BinlogPosition, heartbeat_s: float | None = None
+) -> BinLogStreamReader:
+    """The replica's binlog from ``start``, as the publisher reads it: row events of the known tables,
+    and the events that mark transactions and files. Blocking with a heartbeat (the publisher), or to
+    the current end without one (``heartbeat_s`` None: bench/cdc_latency.py's decode case)."""
+    return BinLogStreamReader(
+        connection_settings=binlog_connection_settings(replica_url),
+        server_id=server_id,
+        only_events=[
+            WriteRowsEvent,
+            UpdateRowsEvent,
+            DeleteRowsEvent,
+            XidEvent,
+            QueryEvent,
+            RotateEvent,
+            MariadbGtidEvent,
+            GtidEvent,
+            HeartbeatLogEvent,
+        ],
+        only_schemas=[schema],
+        only_tables=sorted(KNOWN_TABLES),
+        resume_stream=True,
+        log_file=start.log_file,
+        log_pos=start.log_pos,
+        # False even on MariaDB: with True the library ignores log_file/log_pos and replays.
+        is_mariadb=False,
+        blocking=heartbeat_s is not None,
+        slave_heartbeat=heartbeat_s,
+        ignore_decode_errors=True,  # one odd byte in a customer's name must not stop the capture
+        # Parse a table map once per table id: 2.2x the rows/s. Safe because the server gives a
+        # table a new id when ALTER TABLE changes it (checked on MariaDB 10.11: add/drop column).
+        freeze_schema=True,
+        enable_logging=False,
+    )
+
+
 class _BinlogReader(threading.Thread):
     """Reads the binlog from ``start`` and delivers chunks to the loop until stopped."""
 
@@ -173,34 +210,12 @@ class _BinlogReader(threading.Thread):
             self._hand_over(end=self._unsent_end)
 
     def _open(self, start: BinlogPosition) -> BinLogStreamReader:
-        return BinLogStreamReader(
-            connection_settings=binlog_connection_settings(self._replica_url),
+        return open_binlog(
+            self._replica_url,
             server_id=self._options.replication_server_id(),
-            only_events=[
-                WriteRowsEvent,
-                UpdateRowsEvent,
-                DeleteRowsEvent,
-                XidEvent,
-                QueryEvent,
-                RotateEvent,
-                MariadbGtidEvent,
-                GtidEvent,
-                HeartbeatLogEvent,
-            ],
-            only_schemas=[self._schema],
-            only_tables=sorted(KNOWN_TABLES),
-            resume_stream=True,
-            log_file=start.log_file,
-            log_pos=start.log_pos,
-            # False even on MariaDB: with True the library ignores log_file/log_pos and replays.
-            is_mariadb=False,
-            blocking=True,
-            slave_heartbeat=self._options.heartbeat_s,
-            ignore_decode_errors=True,  # one odd byte in a customer's name must not stop the capture
-            # Parse a table map once per table id: 2.2x the rows/s. Safe because the server gives a
-            # table a new id when ALTER TABLE changes it (checked on MariaDB 10.11: add/drop column).
-            freeze_schema=True,
-            enable_logging=False,
+            schema=self._schema,
+            start=start,
+            heartbeat_s=self._options.heartbeat_s,
         )
 
     def _consume(self, stream: BinLogStreamReader) -> None:
