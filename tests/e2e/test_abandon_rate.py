@@ -35,7 +35,7 @@ from dialler.integrations.twilio_voice import agent_identity
 from dialler.queues.engine import QueueEntry
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.call_sessions import customer_call, queue_one_customer, start_available
 from tests.support.live_api import eventually, login
 from tests.support.pacing import seed_calls
 
@@ -69,13 +69,7 @@ async def set_progressive(stores: Stores, on: bool) -> int:
 
 async def new_customer_call(emulator: EmulatorClient, seen: set[str]) -> str:
     """The sid of the next call the product placed to a customer (a parent leg not seen before)."""
-
-    async def placed() -> str | None:
-        calls = await asyncio.to_thread(emulator.calls)
-        fresh = [c["sid"] for c in calls if not c.get("parent_call_sid") and c["sid"] not in seen]
-        return fresh[0] if fresh else None
-
-    sid: str = await eventually(placed, within=20)
+    sid = await customer_call(emulator, seen=seen)
     seen.add(sid)
     return sid
 

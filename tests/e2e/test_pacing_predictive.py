@@ -44,7 +44,7 @@ from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.browser import agent_id
-from tests.support.call_sessions import start_available
+from tests.support.call_sessions import customer_legs, start_available
 from tests.support.live_api import eventually
 from tests.support.pacing import run_pacer, seed_calls
 from workflows import pacing_client
@@ -81,10 +81,6 @@ async def heartbeat(http: httpx.AsyncClient, agents: list[dict[str, str]], stop:
             await http.post("/api/v1/voice/device-ready", headers=headers)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 3)
-
-
-async def customer_calls(emulator: EmulatorClient) -> list[dict[str, Any]]:
-    return [c for c in await asyncio.to_thread(emulator.calls) if not c.get("parent_call_sid")]
 
 
 async def test_predictive_bridges_within_2_s_then_the_governor_tapers_and_pauses(
@@ -128,7 +124,7 @@ async def test_predictive_bridges_within_2_s_then_the_governor_tapers_and_pauses
 
         # More calls ringing than agents ready, and no agent held by them.
         async def over_dialled() -> list[dict[str, Any]] | None:
-            calls = await customer_calls(emulator)
+            calls = await customer_legs(emulator)
             return calls if len(calls) > len(AGENTS) else None
 
         placed = await eventually(over_dialled, within=20)
@@ -214,9 +210,9 @@ async def test_predictive_bridges_within_2_s_then_the_governor_tapers_and_pauses
             assert any("none of our advisers is free" in said for said in heard.said()), heard.events
 
         # Paused: no call is placed any more, however long it stays so.
-        before = len(await customer_calls(emulator))
+        before = len(await customer_legs(emulator))
         await asyncio.sleep(3)
-        assert len(await customer_calls(emulator)) == before
+        assert len(await customer_legs(emulator)) == before
     finally:
         stop.set()
         await beating

@@ -30,7 +30,7 @@ from dialler.integrations.twilio import TwilioTelephony
 from dialler.integrations.twilio_voice import agent_identity
 from dialler.runtime import Stores
 from tests.support.browser import ConsoleErrors, assert_labelled, open_page, shot, sign_in
-from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.call_sessions import customer_call, queue_one_customer, start_available
 from tests.support.live_api import eventually
 
 pytestmark = pytest.mark.e2e
@@ -102,12 +102,8 @@ async def a_call_by_priya(http: httpx.AsyncClient, stores: Stores, replica_url: 
     path = f"/api/v1/calls/{offered['session_id']}"
     assert (await http.post(f"{path}/dial", headers=headers)).status_code == 202
 
-    async def placed() -> str | None:
-        parents = [c["sid"] for c in await asyncio.to_thread(emulator.calls) if not c.get("parent_call_sid")]
-        return parents[0] if parents else None
-
     try:
-        sid = await eventually(placed, within=20)
+        sid = await customer_call(emulator)
     except AssertionError:
         raise AssertionError(str(emulator.calls())) from None
     await asyncio.to_thread(emulator.wait_for, sid, "person_connected", 20.0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Set
+from typing import Any
 
 import httpx
 
@@ -32,13 +34,17 @@ async def start_available(http: httpx.AsyncClient, email: str) -> dict[str, str]
     return headers
 
 
-async def customer_call(emulator: EmulatorClient, *, within: float = 20) -> str:
-    """The sid of the call the product placed to the customer (the parent leg)."""
+async def customer_legs(emulator: EmulatorClient) -> list[dict[str, Any]]:
+    """The calls the product placed to customers: parent legs (an agent's bridged leg has a parent)."""
+    return [c for c in await asyncio.to_thread(emulator.calls) if not c.get("parent_call_sid")]
+
+
+async def customer_call(emulator: EmulatorClient, *, within: float = 20, seen: Set[str] = frozenset()) -> str:
+    """The sid of the first call the product placed to a customer, other than those ``seen``."""
 
     async def placed() -> str | None:
-        calls = await asyncio.to_thread(emulator.calls)
-        parents = [c["sid"] for c in calls if not c.get("parent_call_sid")]
-        return parents[0] if parents else None
+        fresh = [c["sid"] for c in await customer_legs(emulator) if c["sid"] not in seen]
+        return fresh[0] if fresh else None
 
     sid: str = await eventually(placed, within=within)
     return sid
