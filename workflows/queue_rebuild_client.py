@@ -35,9 +35,10 @@ async def start_rebuild(
     )
 
 
-# One refill at a time: the id is fixed, so the agents who all find the queues empty at once start one
-# rebuild between them; once it has finished the id is free for the next loss.
-REFILL_WORKFLOW_ID = "queue-rebuild-refill"
+def refill_workflow_id(settings: Settings) -> str:
+    """One refill at a time per floor (its task queue): the agents who all find the queues empty at once
+    start one rebuild between them; once it has finished the id is free for the next loss."""
+    return f"queue-rebuild-refill-{settings.temporal_task_queue}"
 
 
 async def start_refill(client: Client, settings: Settings, *, rpc_timeout: timedelta | None = None) -> bool:
@@ -47,7 +48,7 @@ async def start_refill(client: Client, settings: Settings, *, rpc_timeout: timed
         await client.start_workflow(
             WORKFLOW,
             RebuildInput(trigger="refill"),
-            id=REFILL_WORKFLOW_ID,
+            id=refill_workflow_id(settings),
             task_queue=settings.temporal_task_queue,
             result_type=RebuildReport,
             rpc_timeout=rpc_timeout,

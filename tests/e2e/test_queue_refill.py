@@ -48,6 +48,9 @@ async def test_queues_flushed_from_redis_are_refilled_when_an_agent_finds_them_e
     offered = await http.post(NEXT_CALL, headers=agent)
     assert offered.status_code == 200 and offered.json()["customer"] is not None, offered.text
     refills = [
-        w async for w in temporal_client.list_workflows(f"WorkflowId = '{queue_rebuild_client.REFILL_WORKFLOW_ID}'")
+        w
+        async for w in temporal_client.list_workflows(
+            f"WorkflowId = '{queue_rebuild_client.refill_workflow_id(stores.settings)}'"
+        )
     ]
     assert len([w for w in refills if w.task_queue == stores.settings.temporal_task_queue]) == 1

@@ -29,6 +29,7 @@ from dialler.config import Settings
 from dialler.pacing.messages import (
     PacingInput,
     PacingSnapshot,
+    PacingStatus,
     PlaceCallsInput,
     PlaceCallsResult,
     SnapshotInput,
@@ -221,7 +222,12 @@ async def test_it_continues_as_new_carrying_its_margin(
 
     await eventually(continued, within=20)
     later = temporal_client.get_workflow_handle(handle.id)
-    status = await later.query(PacingWorkflow.status)
+
+    async def decided() -> PacingStatus | None:  # the new run's first tick may not have come yet
+        status: PacingStatus = await later.query(PacingWorkflow.status)
+        return status if status.decision is not None else None
+
+    status = await eventually(decided, within=20)
     assert status.decision is not None and status.decision.margin > 1.0
     await later.signal(PacingWorkflow.stop)
     await later.result()
