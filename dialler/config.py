@@ -92,9 +92,10 @@ class Settings(BaseSettings):
     worker_metrics_address: str | None = "127.0.0.1:9464"
     log_format: LogFormat | None = None  # text | json; unset: json in production, text otherwise
     # Temporal's sandbox runs each workflow in a fresh module world and proxies what it may touch: it
-    # catches non-deterministic code early, at a CPU cost per workflow task. The tests and replays run
-    # sandboxed; a production worker may turn it off (docs/PERFORMANCE.md §5).
-    workflow_sandbox: bool = True
+    # catches non-deterministic code early, at a CPU cost per workflow task. Unset: off in production
+    # (the CPU goes to calls), on everywhere else, so development, the suite and the replay tests of
+    # every recorded history catch what it would catch (docs/PERFORMANCE.md §5).
+    workflow_sandbox: bool | None = None
 
     # SQS change events
     sqs_endpoint_url: str | None = "http://127.0.0.1:19324"
@@ -238,6 +239,7 @@ class Settings(BaseSettings):
         "temporal_tls_client_key",
         "temporal_api_key",
         "api_docs",
+        "workflow_sandbox",
         "worker_metrics_address",
         "log_format",
         mode="before",
@@ -278,6 +280,10 @@ class Settings(BaseSettings):
     def is_production(self) -> bool:
         """Production unless explicitly development/test with the API bound to a loopback address."""
         return self.environment == Environment.PRODUCTION or not _is_loopback_host(self.api_host)
+
+    @property
+    def workflows_sandboxed(self) -> bool:
+        return self.workflow_sandbox if self.workflow_sandbox is not None else not self.is_production
 
     @property
     def api_docs_enabled(self) -> bool:

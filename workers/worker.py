@@ -15,8 +15,8 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.plugin import SimplePlugin
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from dialler.config import Settings, settings_or_exit
 from dialler.integrations.twilio import Telephony, TwilioTelephony
@@ -26,6 +26,42 @@ from dialler.runtime import Stores, connect_temporal
 from workers.registry import activities_for, on_worker_start, workflows
 
 log = logging.getLogger("dialler.worker")
+
+# The sandbox re-runs a workflow's own module for each run; everything it reaches outside it (our
+# domain, activities and the libraries under them) is passed through: imported once, outside. The
+# workflows import these under ``imports_passed_through`` already; naming the packages also covers a
+# library's late import inside a workflow task (a lazy import, a finalizer the garbage collector runs
+# there), which would otherwise load a second copy of the library inside the sandbox. The checks on
+# what workflow code may call (clocks, randomness, I/O) apply all the same.
+SANDBOX_RESTRICTIONS = SandboxRestrictions.default.with_passthrough_modules(
+    "activities",
+    "dialler",
+    "aiomysql",
+    "asyncpg",
+    "boto3",
+    "botocore",
+    "cryptography",
+    "dateutil",
+    "hiredis",
+    "holidays",
+    "httpx",
+    "phonenumbers",
+    "pydantic",
+    "pydantic_core",
+    "pymysql",
+    "redis",
+    "sqlalchemy",
+    "twilio",
+)
+
+
+def sandboxed_runner() -> SandboxedWorkflowRunner:
+    """A runner per worker or replayer: each one sets its own failure types on it."""
+    return SandboxedWorkflowRunner(restrictions=SANDBOX_RESTRICTIONS)
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    return sandboxed_runner() if settings.workflows_sandboxed else UnsandboxedWorkflowRunner()
 
 
 def build_worker(
@@ -44,7 +80,7 @@ def build_worker(
         # Blocking SDK calls (boto3, twilio) go through asyncio.to_thread inside async activities.
         activity_executor=ThreadPoolExecutor(max_workers=8),
         graceful_shutdown_timeout=timedelta(seconds=20),
-        workflow_runner=SandboxedWorkflowRunner() if stores.settings.workflow_sandbox else UnsandboxedWorkflowRunner(),
+        workflow_runner=workflow_runner(stores.settings),
         plugins=[SimplePlugin("dialler.rebuild_pool", run_context=rebuild_pool.running)],
     )
 

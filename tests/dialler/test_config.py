@@ -60,6 +60,14 @@ def test_production_settings_start() -> None:
     assert settings.is_production
 
 
+def test_workflows_run_outside_the_sandbox_in_production_and_inside_it_elsewhere() -> None:
+    """The sandbox costs CPU on every workflow task: production goes without it unless asked, while
+    development and the suite keep it, so non-deterministic workflow code fails there first."""
+    assert not Settings(_env_file=None, **PRODUCTION).workflows_sandboxed  # type: ignore[call-arg, arg-type]
+    assert Settings(_env_file=None, **{**PRODUCTION, "workflow_sandbox": True}).workflows_sandboxed  # type: ignore[call-arg, arg-type]
+    assert Settings(_env_file=PROJECT_ROOT / ".env.example").workflows_sandboxed  # type: ignore[call-arg]
+
+
 def test_production_refuses_every_development_default_at_once_one_line_each() -> None:
     lines = refusals(environment="production")
 

@@ -26,6 +26,7 @@ from dialler.calls.messages import (
 )
 from tests.support.call_session_stubs import StubbedSession, stubs
 from tests.support.live_api import eventually
+from workers.worker import sandboxed_runner
 from workflows.call_session import CallSessionWorkflow
 
 AGENT, USER, CALL = 7, 42, "CA" + "42" * 16
@@ -39,7 +40,13 @@ def carrier() -> StubbedSession:
 @pytest_asyncio.fixture
 async def task_queue(temporal_client: Client, carrier: StubbedSession) -> AsyncIterator[str]:
     queue = f"carrier-check-{uuid.uuid4().hex[:8]}"
-    async with Worker(temporal_client, task_queue=queue, workflows=[CallSessionWorkflow], activities=stubs(carrier)):
+    async with Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[CallSessionWorkflow],
+        activities=stubs(carrier),
+        workflow_runner=sandboxed_runner(),  # as the worker runs it in development
+    ):
         yield queue
 
 

@@ -23,6 +23,7 @@ from dialler.calls.messages import (
 )
 from tests.support.call_session_stubs import StubbedSession, stubs
 from tests.support.live_api import eventually
+from workers.worker import sandboxed_runner
 from workflows.call_session import CallSessionWorkflow
 
 POOL_ID, AGENT, USER, SID = -41, 7, 4242, "CApooled"
@@ -36,7 +37,13 @@ def recorded() -> StubbedSession:
 @pytest_asyncio.fixture
 async def task_queue(temporal_client: Client, recorded: StubbedSession) -> AsyncIterator[str]:
     queue = f"pooled-{uuid.uuid4().hex[:8]}"
-    async with Worker(temporal_client, task_queue=queue, workflows=[CallSessionWorkflow], activities=stubs(recorded)):
+    async with Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[CallSessionWorkflow],
+        activities=stubs(recorded),
+        workflow_runner=sandboxed_runner(),  # as the worker runs it in development
+    ):
         yield queue
 
 

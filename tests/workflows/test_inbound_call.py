@@ -37,6 +37,7 @@ from dialler.calls.returned import (
     returned_session_id,
 )
 from tests.support.live_api import eventually
+from workers.worker import sandboxed_runner
 from workflows.inbound_call import InboundCallWorkflow
 
 AGENT, USER = 7, 42
@@ -98,7 +99,13 @@ def recorded() -> Recorded:
 @pytest_asyncio.fixture
 async def task_queue(temporal_client: Client, recorded: Recorded) -> AsyncIterator[str]:
     queue = f"inbound-call-{uuid.uuid4().hex[:8]}"
-    async with Worker(temporal_client, task_queue=queue, workflows=[InboundCallWorkflow], activities=stubs(recorded)):
+    async with Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[InboundCallWorkflow],
+        activities=stubs(recorded),
+        workflow_runner=sandboxed_runner(),  # as the worker runs it in development
+    ):
         yield queue
 
 

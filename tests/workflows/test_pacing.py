@@ -38,6 +38,7 @@ from dialler.pacing.messages import (
 from dialler.pacing.predictive import Estimates, Floor, PacingMode, plan_calls
 from dialler.security.codec import data_converter
 from tests.support.live_api import eventually
+from workers.worker import sandboxed_runner
 from workflows import pacing_client
 from workflows.pacing import PacingWorkflow
 
@@ -102,7 +103,13 @@ def script() -> Floors:
 @pytest_asyncio.fixture
 async def task_queue(temporal_client: Client, script: Floors) -> AsyncIterator[str]:
     queue = f"pacing-{uuid.uuid4().hex[:8]}"
-    async with Worker(temporal_client, task_queue=queue, workflows=[PacingWorkflow], activities=stubs(script)):
+    async with Worker(
+        temporal_client,
+        task_queue=queue,
+        workflows=[PacingWorkflow],
+        activities=stubs(script),
+        workflow_runner=sandboxed_runner(),  # as the worker runs it in development
+    ):
         yield queue
 
 
