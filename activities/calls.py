@@ -17,6 +17,7 @@ from dialler.agents.errors import AgentsError
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, set_presence
 from dialler.calls import received
+from dialler.calls.answered import abandoned_unseen
 from dialler.calls.dispositions import EFFECTS, Disposition
 from dialler.calls.leases import open_session_of, reclaim_for
 from dialler.calls.messages import (
@@ -61,6 +62,10 @@ _FIRST_PENDING = text(
     " WHERE c.user_id = :user AND c.status IN :active AND c.deleted_at IS NULL"
     " AND cr.status = 'PENDING' AND cr.deleted_at IS NULL ORDER BY cr.id LIMIT 1"
 ).bindparams(bindparam("active", expanding=True))
+
+# Tries of the carrier at a session's finish before an answered call it cannot vouch for is counted
+# abandoned (the finish's retries are 1 s, then 2 s apart).
+CARRIER_TRIES_AT_FINISH = 3
 
 
 def webhook_urls(base_url: str, workflow_id: str, session_id: str) -> tuple[str, str]:
@@ -274,6 +279,7 @@ class CallActivities:
         session_id = uuid.UUID(input.session_id)
         agent_id = agent_or_none(input.agent_id)  # none: a pooled call no agent took
         phone = await self._phone(input.user_id)
+        abandoned = input.abandoned or await self._abandoned_unseen(input, session_id)
         async with self.stores.postgres.begin() as conn:
             await conn.execute(
                 insert(CallOutcome)
@@ -308,8 +314,8 @@ class CallActivities:
                         channel="voice",
                         call_session_id=session_id,
                         agent_id=agent_id,
-                        result=disposition.value if not input.abandoned else "abandoned",
-                        abandoned=input.abandoned,
+                        result=disposition.value if not abandoned else "abandoned",
+                        abandoned=abandoned,
                         attempted_at=attempted_at,
                     )
                     .on_conflict_do_nothing(index_elements=["call_session_id"])
@@ -424,6 +430,44 @@ class CallActivities:
         )
 
     # --- helpers -----------------------------------------------------------------------------------
+
+    async def _abandoned_unseen(self, input: FinishInput, session_id: uuid.UUID) -> bool:
+        """Whether an answered call that nobody recorded at the answer was abandoned, by the carrier's
+        record (``answered.abandoned_unseen``). The web process records every call it decides at the
+        answer (abandoned, or a machine); one it never saw — it was down, and the customer heard
+        Twilio's apology — still counts towards the abandoned rate and locks the number for 72 h.
+        A carrier that cannot say after a few tries: counted abandoned (the side of the rule that
+        protects the customer), with a warning."""
+        if not input.answered or input.returned_call or input.end_reason is None:
+            return False
+        async with self.stores.postgres.connect() as conn:
+            call_sid = await conn.scalar(select(CallSession.twilio_call_sid).where(CallSession.id == session_id))
+            decided = await conn.scalar(select(ContactAttempt.id).where(ContactAttempt.call_session_id == session_id))
+        if call_sid is None or decided is not None:
+            return False
+        try:
+            call = await self.telephony.fetch_call(call_sid)
+            put_through = await self.telephony.agent_put_through(call_sid)
+        except TelephonyError as exc:
+            if activity.info().attempt < CARRIER_TRIES_AT_FINISH:
+                raise ApplicationError(str(exc), type="TelephonyUnavailable") from None
+            activity.logger.warning(
+                "session %s: the carrier could not say whether an agent took the answered call; counted abandoned",
+                input.session_id,
+            )
+            return True
+        abandoned = abandoned_unseen(
+            agent_put_through=put_through,
+            duration_s=call.duration_s if call else None,
+            allowance_s=self.stores.settings.abandon_after_answer_s,
+        )
+        if abandoned:
+            activity.logger.warning(
+                "session %s: answered with no agent put through (%s s on the line): counted abandoned",
+                input.session_id,
+                call.duration_s if call else None,
+            )
+        return abandoned
 
     async def _release(self, input: FinishInput, requeue: bool, after_days: int) -> FinishResult:
         now = datetime.now(UTC)

@@ -71,6 +71,9 @@ class Knobs:
     play_s: float = 0.5  # how long one <Play> lasts
     time_scale: float = 1.0  # multiplies <Pause length>
     webhook_timeout_s: float = 15.0  # Twilio waits up to 15 s for TwiML
+    # Twilio's own apology is spoken at its own pace, whatever ``speech_rate`` compresses ours to: a
+    # customer who met it was on the line for seconds with nobody there.
+    application_error_s: float = 3.5
 
 
 @dataclass(frozen=True)
@@ -582,7 +585,7 @@ class Emulator:
         except TwimlError as exc:
             # Twilio apologises and hangs up: speech the customer hears, so it is on the timeline.
             log.warning("call %s: application error: %s", leg.sid, exc)
-            await self._speak(leg, _APPLICATION_ERROR)
+            await self._apologise(leg)
             leg.end_by = "application-error"
 
     async def _verbs(self, leg: Leg, doc: ET.Element, base: str) -> tuple[ET.Element | None, str]:
@@ -627,6 +630,11 @@ class Emulator:
         leg.timeline.add("say_start", leg.label, text=text)
         await asyncio.sleep(max(1, len(text.split())) * self.knobs.speech_rate)
         leg.timeline.add("say_end", leg.label, text=text)
+
+    async def _apologise(self, leg: Leg) -> None:
+        leg.timeline.add("say_start", leg.label, text=_APPLICATION_ERROR)
+        await asyncio.sleep(self.knobs.application_error_s)
+        leg.timeline.add("say_end", leg.label, text=_APPLICATION_ERROR)
 
     # --- <Dial> ----------------------------------------------------------------------------------------
 
@@ -947,7 +955,7 @@ class Emulator:
             doc = await self._fetch(leg, source[1], source[2])
         except TwimlError:
             self._answer(leg)
-            await self._speak(leg, _APPLICATION_ERROR)
+            await self._apologise(leg)
             leg.end_by = "application-error"
             return
         if len(doc) and doc[0].tag == "Reject":

@@ -29,7 +29,15 @@ from dialler.queues.phones import normalise_phone
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 
-__all__ = ["AnsweredSession", "claim_agent", "find_session", "is_machine", "record_abandoned", "record_voicemail"]
+__all__ = [
+    "AnsweredSession",
+    "abandoned_unseen",
+    "claim_agent",
+    "find_session",
+    "is_machine",
+    "record_abandoned",
+    "record_voicemail",
+]
 
 # Twilio's AnsweredBy verdicts that are not a person.
 _MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax")
@@ -124,6 +132,14 @@ async def record_abandoned(
     async with postgres.begin() as conn:
         await conn.execute(statement)
     return True
+
+
+def abandoned_unseen(*, agent_put_through: bool, duration_s: int | None, allowance_s: float) -> bool:
+    """An answered call the web process never decided (it was down at the answer, so Twilio played
+    its apology or the fallback message; or at the bridge's end): abandoned, by the carrier's record,
+    when no agent's phone was put through and the customer was on the line past the 2-second
+    allowance. One who hung up within it was not left waiting, as at the bridge."""
+    return not agent_put_through and (duration_s or 0) > allowance_s
 
 
 async def record_voicemail(postgres: AsyncEngine, *, session: AnsweredSession, at: datetime | None = None) -> None:

@@ -58,6 +58,7 @@ RECONCILE_PAGE: Final = 50
 IDEMPOTENCY_MEMO_SIZE: Final = 10_000
 # "Call is not in-progress" and "not found": the call has already ended, which is what hangup wants.
 _ALREADY_ENDED_CODES: Final = frozenset({21220, 20404})
+_ANSWERED_LEG: Final = frozenset({"in-progress", "completed"})
 # 429 Too Many Requests is Twilio saying "later", not "never".
 _RETRYABLE_4XX: Final = frozenset({408, 429})
 
@@ -141,6 +142,11 @@ class Telephony(Protocol):
     async def fetch_call(self, call_sid: str) -> CarrierCall | None:
         """The call as the carrier has it now (what its status callbacks would have said); None when
         the carrier has no such call."""
+        ...
+
+    async def agent_put_through(self, call_sid: str) -> bool:
+        """Whether an agent's phone answered the call's bridge: one of its child legs (``<Dial><Client>``)
+        was answered. False when none was, or the carrier has no such call."""
         ...
 
     async def hangup(self, call_sid: str) -> None:
@@ -326,6 +332,14 @@ class TwilioTelephony:
             duration_s=int(duration) if duration.isdigit() else None,
             answered_by=str(call.answered_by) if call.answered_by else None,
         )
+
+    async def agent_put_through(self, call_sid: str) -> bool:
+        legs = await self._run(
+            "list call legs", lambda: self._client.calls.list(parent_call_sid=call_sid, limit=RECONCILE_PAGE)
+        )
+        # A client leg that was answered is in progress or completed; one that rang out is no-answer,
+        # busy, canceled or failed. Customers' numbers are never clients.
+        return any(str(leg.to or "").startswith("client:") and str(leg.status) in _ANSWERED_LEG for leg in legs)
 
     async def hangup(self, call_sid: str) -> None:
         try:
