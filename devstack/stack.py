@@ -24,8 +24,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from devstack import services
 from devstack.services import ProcessGroup, ServiceError, unreachable
 from devstack.supervisor import Supervisor
+from devstack.twilio_emulator.client import EmulatorClient
 from dialler.config import Settings, get_settings, mask_url
 from dialler.integrations.sqs import ensure_cdc_queues
+from dialler.integrations.twilio_voice import abandoned_message
 from workers import cli
 
 log = logging.getLogger("dialler.stack")
@@ -43,12 +45,15 @@ class Endpoints:
 
     replica_url: str
     twilio_api_base_url: str | None = None  # the emulator, when the stack runs one
+    voice_fallback_url: str | None = None  # the information message as the emulator's TwiML Bin
 
     def env(self) -> dict[str, str]:
         env = {"DIALLER_REPLICA_URL": self.replica_url}
         if self.twilio_api_base_url:
             # The product's one telephony path (the twilio SDK), pointed at the emulator.
             env |= {"DIALLER_TWILIO_API_BASE_URL": self.twilio_api_base_url}
+        if self.voice_fallback_url:
+            env |= {"DIALLER_VOICE_FALLBACK_URL": self.voice_fallback_url}
         return env
 
 
@@ -78,6 +83,22 @@ def ensure_twilio_emulator(settings: Settings, group: ProcessGroup) -> str | Non
             sms_url=f"{hooks}/sms-inbound",
         )
     return f"http://127.0.0.1:{EMULATOR_PORT}"
+
+
+def host_fallback(settings: Settings, emulator: EmulatorClient) -> str:
+    """The information message as a TwiML Bin on the emulator, as production hosts it on Twilio
+    (``dialler fallback-twiml``): its URL, for ``voice_fallback_url``."""
+    return emulator.twiml_bin("information-message", abandoned_message(settings.company_name, settings.caller_id))
+
+
+def emulated_fallback(settings: Settings, emulator_url: str | None) -> str | None:
+    if emulator_url is None or settings.voice_fallback_url:
+        return None
+    client = EmulatorClient(emulator_url)
+    try:
+        return host_fallback(settings, client)
+    finally:
+        client.close()
 
 
 async def check_postgres(settings: Settings) -> None:
@@ -210,7 +231,10 @@ async def bring_up(settings: Settings, group: ProcessGroup) -> Endpoints:
     await cli.temporal_setup(settings)  # what a deployment runs: `dialler temporal-setup`
     ensure_sqs(settings, group)
     replica_url = await prepare_replica(settings, group)
-    return Endpoints(replica_url=replica_url, twilio_api_base_url=ensure_twilio_emulator(settings, group))
+    emulator = ensure_twilio_emulator(settings, group)
+    return Endpoints(
+        replica_url=replica_url, twilio_api_base_url=emulator, voice_fallback_url=emulated_fallback(settings, emulator)
+    )
 
 
 APP_PROCESSES = ("worker", "publisher", "api")

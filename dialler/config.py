@@ -207,6 +207,10 @@ class Settings(BaseSettings):
     twilio_api_base_url: str | None = None
     caller_id: str = "+441614960000"  # Ofcom drama range: set your real CLI
     company_name: str = "RMC Claims"
+    # The information message Twilio plays when it cannot fetch a call's TwiML from us at the answer
+    # (the API down or failing): hosted apart from the API, as a TwiML Bin (``dialler fallback-twiml``
+    # prints it). Without it the customer hears Twilio's apology instead. Required in production.
+    voice_fallback_url: str | None = None
     voice_token_ttl_s: int = Field(default=3600, ge=60, le=86400)
     portal_base_url: str = "https://portal.example.co.uk"
     portal_api_key: SecretStr = SecretStr("dev-portal-key")
@@ -242,6 +246,7 @@ class Settings(BaseSettings):
         "workflow_sandbox",
         "worker_metrics_address",
         "log_format",
+        "voice_fallback_url",
         mode="before",
     )
     @classmethod
@@ -347,6 +352,11 @@ class Settings(BaseSettings):
             )
         if self.twilio_api_base_url:
             lines.append(f"twilio_api_base_url: points Twilio at {self.twilio_api_base_url}; leave it empty{why}")
+        if not self.voice_fallback_url:
+            lines.append(
+                "voice_fallback_url: the information message for a call answered while the API cannot answer "
+                f"Twilio; publish `dialler fallback-twiml` as a TwiML Bin and set its URL{why}"
+            )
         if self.refresh_token_ttl_s > MAX_PRODUCTION_REFRESH_TTL_S:
             lines.append(f"refresh_token_ttl_s: at most {MAX_PRODUCTION_REFRESH_TTL_S} (one shift) in production{why}")
         if self.voice_token_ttl_s > MAX_PRODUCTION_VOICE_TTL_S:

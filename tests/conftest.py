@@ -31,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from devstack import services
+from devstack.stack import host_fallback
 from devstack.twilio_emulator.client import EmulatorClient
 from dialler import search_attributes
 from dialler.config import PROJECT_ROOT, Settings
@@ -174,7 +175,7 @@ def settings(
         if "replica_url" in request.fixturenames
         else "mysql+aiomysql://root@127.0.0.1:1/unused"
     )
-    return Settings(
+    settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         run_dir=tmp_path / "run",
         postgres_url=postgres_url,
@@ -191,6 +192,8 @@ def settings(
         public_base_url=f"http://127.0.0.1:{services.free_port()}",
         twilio_api_base_url=emulator.url,
     )
+    # As `make run`: the information message hosted apart from the API, for Twilio's fallback.
+    return settings.model_copy(update={"voice_fallback_url": host_fallback(settings, emulator)})
 
 
 @pytest_asyncio.fixture

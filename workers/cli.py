@@ -1,4 +1,5 @@
-"""``dialler``: the operator's command line (``dialler migrate``, ``rebuild``, ``temporal-setup``).
+"""``dialler``: the operator's command line (``dialler migrate``, ``rebuild``, ``temporal-setup``,
+``fallback-twiml``).
 
 Demo data is not the operator's business: ``python -m devstack seed`` generates it on development stacks."""
 
@@ -47,8 +48,21 @@ def main(argv: list[str] | None = None) -> int:
         "temporal-setup",
         help="register the search attributes, set the namespace retention and create the schedules (idempotent)",
     )
+    fallback = commands.add_parser(
+        "fallback-twiml",
+        help="print the information message Twilio plays when it cannot reach the API at a call's answer "
+        "(publish it as a TwiML Bin and set DIALLER_VOICE_FALLBACK_URL to its URL)",
+    )
+    fallback.add_argument("--company-name", required=True, help="as DIALLER_COMPANY_NAME")
+    fallback.add_argument("--caller-id", required=True, help="the number to call back on, as DIALLER_CALLER_ID")
     args = parser.parse_args(argv)
 
+    if args.command == "fallback-twiml":
+        # Needs no settings: it is made before the URL that production's settings require exists.
+        from dialler.integrations.twilio_voice import abandoned_message
+
+        print(abandoned_message(args.company_name, args.caller_id))
+        return 0
     settings = settings_or_exit()
     configure_logging(settings)
     if args.command == "migrate":

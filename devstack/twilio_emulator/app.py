@@ -312,6 +312,19 @@ def build_app(emulator: Emulator, *, cors_origins: Sequence[str] = ()) -> FastAP
             "browser": None if browser is None else browser.to_json(),
         }
 
+    @app.put("/_emulator/twiml-bins/{name}")
+    async def set_twiml_bin(name: str, request: Request) -> dict[str, Any]:
+        """A TwiML Bin: the document (the request's body) served at the URL returned."""
+        em.twiml_bins[name] = (await request.body()).decode()
+        return {"name": name, "url": f"{em.public_url}/twiml-bins/{name}"}
+
+    @app.api_route("/twiml-bins/{name}", methods=["GET", "POST"])
+    async def twiml_bin(name: str) -> Response:
+        """A TwiML Bin's document, as Twilio serves one from its own host (whatever our API is doing)."""
+        if name not in em.twiml_bins:
+            return Response(status_code=404)
+        return Response(em.twiml_bins[name], media_type="text/xml")
+
     @app.post("/_emulator/numbers/{number}")
     async def set_number(number: str, request: Request) -> dict[str, Any]:
         data = dict(await request.json())

@@ -114,6 +114,12 @@ class EmulatorClient:
         later: the window in which Twilio has accepted a request and the client has not heard back."""
         self._post(f"/hold-next/{resource}", {"seconds": seconds})
 
+    def twiml_bin(self, name: str, twiml: str) -> str:
+        """Host ``twiml`` as a TwiML Bin (kept across resets, like Twilio's); its URL."""
+        response = self._http.put(f"/twiml-bins/{name}", content=twiml)
+        response.raise_for_status()
+        return str(response.json()["url"])
+
     def demo_rules(self, on: bool) -> None:
         self._post("/scripts", {"demo_rules": on})
 

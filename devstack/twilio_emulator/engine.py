@@ -145,6 +145,7 @@ class Leg:
     end_by: str | None = None  # who ended it, for the timeline
     requested_end: str | None = None  # completed / canceled from the REST API
     pending_source: tuple[str, str, str] | None = None  # a redirect waiting to run: (kind, value, method)
+    fallback: tuple[str, str] | None = None  # FallbackUrl and its method: run once when the Url's TwiML fails
     runner: asyncio.Task[None] | None = None
     exec_task: asyncio.Task[None] | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -213,6 +214,9 @@ class Emulator:
         self.knobs = Knobs()
         self.default_numbers = NumberConfig(voice_url=default_voice_url, sms_url=default_sms_url)
         self.numbers: dict[str, NumberConfig] = {}
+        # TwiML Bins (Twilio hosts a document at a URL of its own): account configuration, like the
+        # numbers' defaults, so a reset between tests keeps them.
+        self.twiml_bins: dict[str, str] = {}
         self.calls: dict[str, Leg] = {}
         self.messages: dict[str, Message] = {}
         self.recordings: dict[str, Recording] = {}
@@ -352,6 +356,8 @@ class Emulator:
             leg.pending_source = ("twiml", one["Twiml"], "POST")
         else:
             leg.pending_source = ("url", one["Url"], one.get("Method", "POST"))
+        if one.get("FallbackUrl"):
+            leg.fallback = (one["FallbackUrl"], one.get("FallbackMethod", "POST"))
         if one.get("Record", "").lower() == "true":
             leg.record = {
                 "channels": 2 if one.get("RecordingChannels") == "dual" else 1,
@@ -578,10 +584,24 @@ class Emulator:
     async def _execute(self, leg: Leg, source: tuple[str, str, str]) -> None:
         kind, value, method = source
         try:
-            doc: ET.Element | None = await self._fetch(leg, value, method) if kind == "url" else self._parse(leg, value)
-            base = value if kind == "url" else leg.twiml_base
-            while doc is not None:
-                doc, base = await self._verbs(leg, doc, base)
+            try:
+                doc: ET.Element | None = (
+                    await self._fetch(leg, value, method) if kind == "url" else self._parse(leg, value)
+                )
+                base = value if kind == "url" else leg.twiml_base
+                while doc is not None:
+                    doc, base = await self._verbs(leg, doc, base)
+            except TwimlError as exc:
+                fallback, leg.fallback = leg.fallback, None
+                if fallback is None or kind != "url":
+                    raise
+                # Twilio runs the FallbackUrl's TwiML instead, telling it what failed (error 11200).
+                log.warning("call %s: %s; running the fallback", leg.sid, exc)
+                leg.timeline.add("fallback", leg.label, url=fallback[0])
+                doc = await self._fetch(leg, fallback[0], fallback[1], {"ErrorCode": "11200", "ErrorUrl": value})
+                base = fallback[0]
+                while doc is not None:
+                    doc, base = await self._verbs(leg, doc, base)
         except TwimlError as exc:
             # Twilio apologises and hangs up: speech the customer hears, so it is on the timeline.
             log.warning("call %s: application error: %s", leg.sid, exc)

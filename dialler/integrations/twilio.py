@@ -262,6 +262,11 @@ class TwilioTelephony:
                 "async_amd_status_callback": status_callback,
                 "async_amd_status_callback_method": "POST",
             }
+        # What Twilio plays when it cannot fetch ``twiml_url`` at the answer: the information message,
+        # from outside the API, rather than its own apology to a customer left with nobody.
+        fallback: dict[str, str] = {}
+        if self._settings.voice_fallback_url:
+            fallback = {"fallback_url": self._settings.voice_fallback_url, "fallback_method": "POST"}
         call = await self._run(
             "place call",
             lambda: self._client.calls.create(
@@ -273,6 +278,7 @@ class TwilioTelephony:
                 status_callback_event=list(CALL_STATUS_EVENTS),
                 status_callback_method="POST",
                 **amd,
+                **fallback,
             ),
         )
         sid = str(call.sid)

@@ -40,6 +40,7 @@ def filled_env(text: str) -> str:
             if not value:
                 value = {
                     "DIALLER_CALLER_ID": "+441612345678",
+                    "DIALLER_VOICE_FALLBACK_URL": "https://handler.twilio.com/twiml/EH" + "1" * 32,
                     "DIALLER_TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
                     "DIALLER_TWILIO_API_KEY_SID": "SK" + "1" * 32,
                     "DIALLER_TWILIO_TWIML_APP_SID": "AP" + "1" * 32,

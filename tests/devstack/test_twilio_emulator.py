@@ -434,6 +434,32 @@ def test_twiml_that_cannot_be_fetched_is_an_application_error_the_customer_hears
     assert len(timeline.speech_before_person()) == 1
 
 
+def test_twiml_that_cannot_be_fetched_runs_the_fallback_url_a_twiml_bin_serves(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    """FallbackUrl: Twilio runs its TwiML instead of apologising, telling it what failed; the TwiML
+    Bin is served by the carrier, whatever the application's own server does."""
+    emulator.script(CUSTOMER, answer_after_s=0.1)
+    fallback = emulator.twiml_bin("sorry", "<Response><Say>Sorry we missed you</Say></Response>")
+
+    sid = _call(twilio, hooks, fallback_url=fallback, fallback_method="POST")
+    timeline = emulator.wait_ended(sid)
+
+    assert timeline.said() == ["Sorry we missed you"]
+    [asked] = [h for h in emulator.webhooks() if h["url"] == fallback]
+    assert asked["params"]["ErrorCode"] == "11200" and asked["params"]["ErrorUrl"] == hooks.url + "/voice"
+
+
+def test_a_fallback_that_fails_too_is_an_application_error(
+    emulator: EmulatorClient, twilio: Client, hooks: Receiver
+) -> None:
+    emulator.script(CUSTOMER, answer_after_s=0.1)
+
+    sid = _call(twilio, hooks, fallback_url=emulator.url + "/twiml-bins/never-made", fallback_method="POST")
+
+    assert emulator.wait_ended(sid).said() == ["We are sorry, an application error has occurred. Goodbye."]
+
+
 def test_synchronous_amd_keeps_the_customer_waiting_and_sends_the_verdict_with_the_twiml_request(
     emulator: EmulatorClient, twilio: Client, hooks: Receiver
 ) -> None:

@@ -31,6 +31,7 @@ PRODUCTION: dict[str, object] = {
     "twilio_api_key_secret": "real-api-secret",
     "twilio_twiml_app_sid": "AP" + "1" * 32,
     "caller_id": "+441612345678",
+    "voice_fallback_url": "https://handler.twilio.com/twiml/EH" + "1" * 32,
     "portal_api_key": "real-portal-key",
     "metrics_token": "real-metrics-token",
     "payload_keys": "prod-1:" + base64.b64encode(b"k" * 32).decode(),
@@ -88,6 +89,7 @@ def test_production_refuses_every_development_default_at_once_one_line_each() ->
         "aws_access_key_id",
         "aws_secret_access_key",
         "caller_id",
+        "voice_fallback_url",
     ]
 
 
@@ -111,6 +113,7 @@ def test_production_refuses_every_development_default_at_once_one_line_each() ->
         ({"caller_id": "+447700900999"}, "caller_id"),
         ({"telephony_mode": "simulated"}, "telephony_mode"),
         ({"twilio_api_base_url": "http://127.0.0.1:4010"}, "twilio_api_base_url"),
+        ({"voice_fallback_url": None}, "voice_fallback_url"),
         ({"fail_points": ["dial.before_create"]}, "fail_points"),
         ({"refresh_token_ttl_s": 7 * 24 * 3600}, "refresh_token_ttl_s"),
         ({"voice_token_ttl_s": 86400}, "voice_token_ttl_s"),

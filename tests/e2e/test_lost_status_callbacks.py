@@ -91,7 +91,11 @@ async def webhooks_of(emulator: EmulatorClient, call_sid: str, final: str) -> li
     ``<Dial action>``) and whether it was delivered."""
 
     async def tried() -> list[dict[str, Any]] | None:
-        hooks = [h for h in await asyncio.to_thread(emulator.webhooks) if h["params"].get("CallSid") == call_sid]
+        hooks = [
+            h
+            for h in await asyncio.to_thread(emulator.webhooks)
+            if h["params"].get("CallSid") == call_sid and "/api/v1/webhooks/" in h["url"]  # ours, not a TwiML Bin
+        ]
         done = any(h["params"].get("CallStatus") == final and h["status"] is not None for h in hooks)
         return hooks if done else None
 
@@ -167,7 +171,8 @@ async def test_a_call_placed_while_the_api_is_down_ends_on_the_carriers_status_a
 ) -> None:
     """The chaos run's case: the API is SIGKILLed just after the agent dials. Every webhook of the
     call (ringing, the TwiML fetch at the answer, the final status) finds the port closed; the
-    customer answers (Twilio's "application error" then ends the call), is busy, or does not answer."""
+    customer answers (Twilio then plays the information message from the fallback URL, which is not
+    the API, and ends the call), is busy, or does not answer."""
     emulator.script("*", behaviour=behaviour, answer_after_s=1.0, hangup_after_s=None)
     await queue_one_customer(stores, replica_url)
     async with api.client() as http:
@@ -184,6 +189,10 @@ async def test_a_call_placed_while_the_api_is_down_ends_on_the_carriers_status_a
     hooks = await webhooks_of(emulator, call_sid, final="completed" if answered else behaviour)
     assert not any(delivered for _, delivered in hooks), hooks  # nothing reached the session
     assert (("twiml", False) in hooks) is answered, hooks
+    if answered:  # the information message, not Twilio's apology, and nobody put through
+        said = [e["text"] for e in timeline.events if e["kind"] == "say_start"]
+        assert said and all("none of our advisers is free" in t or "That number again" in t for t in said), said
+        assert "person_connected" not in timeline.kinds()
     ended = time.monotonic()
     api.start()
 
@@ -191,8 +200,8 @@ async def test_a_call_placed_while_the_api_is_down_ends_on_the_carriers_status_a
         api, headers, session_id, end_reason=end_reason, answered=answered, disposition=disposition
     )
     assert time.monotonic() - ended < ENDS_WITHIN_S + 15
-    # Ofcom: the customer who answered heard Twilio's apology and no agent, for longer than the 2 s
-    # allowance. The answer's webhook never decided it, so the carrier's record does at the finish:
+    # Ofcom: the customer who answered heard the information message and no agent, for longer than the
+    # 2 s allowance. The answer's webhook never decided it, so the carrier's record does at the finish:
     # it counts towards the abandoned rate and locks the number for 72 h, whatever the agent recorded.
     assert await the_attempt(stores, session_id) == (
         ("abandoned", True, True) if answered else (disposition, False, False)
