@@ -413,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines on every start say nothing new
+    # Their INFO lines on every start say nothing new (alembic's migrations, httpx's requests).
+    for quiet in ("alembic", "httpx"):
+        logging.getLogger(quiet).setLevel(logging.WARNING)
     settings = get_settings()
     if args.command == "down":
         down(settings)
