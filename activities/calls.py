@@ -3,6 +3,7 @@ fencing token (Redis), or by an idempotency key derived from the workflow id and
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -446,8 +447,9 @@ class CallActivities:
         if call_sid is None or decided is not None:
             return False
         try:
-            call = await self.telephony.fetch_call(call_sid)
-            put_through = await self.telephony.agent_put_through(call_sid)
+            call, put_through = await asyncio.gather(
+                self.telephony.fetch_call(call_sid), self.telephony.agent_put_through(call_sid)
+            )
         except TelephonyError as exc:
             if activity.info().attempt < CARRIER_TRIES_AT_FINISH:
                 raise ApplicationError(str(exc), type="TelephonyUnavailable") from None
