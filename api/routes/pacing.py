@@ -5,6 +5,7 @@ decision read from the workflow's query. Every change is audited."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -143,17 +144,18 @@ def _pacer(queue: str, found: PacingStatus | None) -> PacerRead | None:
 async def _pacers(temporal: Client | None) -> dict[str, PacerRead | None]:
     """Each queue's running pacer, read from its workflow; none while Temporal cannot be reached (the
     rates still show: they come from PostgreSQL)."""
-    found: dict[str, PacerRead | None] = {q.value: None for q in QueueName}
     if temporal is None:
-        return found
-    for q in QueueName:
+        return {q.value: None for q in QueueName}
+
+    async def read(queue: str) -> PacerRead | None:
         try:
-            found[q.value] = _pacer(
-                q.value, await pacing_client.pacing_status(temporal, q.value, rpc_timeout=STATUS_TIMEOUT)
-            )
+            return _pacer(queue, await pacing_client.pacing_status(temporal, queue, rpc_timeout=STATUS_TIMEOUT))
         except RPCError:
-            found[q.value] = None
-    return found
+            return None
+
+    # The queues side by side: a board's poll waits for the slowest pacer, not for their sum.
+    read_all = await asyncio.gather(*(read(q.value) for q in QueueName))
+    return {q.value: pacer for q, pacer in zip(QueueName, read_all, strict=True)}
 
 
 async def _read(stores: StoresDep, temporal: Client | None = None) -> PacingRead:
