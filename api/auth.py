@@ -51,6 +51,11 @@ async def get_current_agent(
     if await is_family_revoked(redis=redis, settings=settings, family_id=claims.family_id):
         raise InvalidToken()
     agent = await session.get(Agent, claims.agent_id)
+    # The read's connection goes back to the pool now, not at the end of the request: a route that
+    # then waits on another connection of the same pool (the customer's context, the pacing rates)
+    # while holding this one deadlocks the pool once as many requests as it has connections do so
+    # at once (a floor's next-calls at the start of a shift: pool timeouts and 500s after 30 s).
+    await session.commit()
     if agent is None or not agent.active:
         raise InvalidToken()
     request.state.agent_id = agent.id
