@@ -91,7 +91,7 @@ def start_worker(stack: Stack, settings, args, extra: list[str] | None = None) -
     proc = subprocess.Popen(
         argv + (extra or []),
         cwd=ROOT,
-        env=api_env(settings) | {"DIALLER_WORKFLOW_SANDBOX": str(args.sandboxed).lower()},
+        env=api_env(settings),
         stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
