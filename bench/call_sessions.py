@@ -147,6 +147,20 @@ def _call_state(live: dict) -> str | None:
 async def agent_loop(
     http, headers, quota: list[int], done: list[float], errors: Counter, args, requests: list[int]
 ) -> None:  # type: ignore[no-untyped-def]
+    """One agent's sessions until the round's quota is taken. A request that fails at the transport
+    (the API dropped the connection) ends this agent's round, counted in the errors: the others go on,
+    and the session it was in is missing from the completed ones (the bench then exits 1)."""
+    import httpx
+
+    try:
+        await _agent_sessions(http, headers, quota, done, errors, args, requests)
+    except httpx.TransportError as exc:
+        errors[f"{type(exc).__name__} from the API"] += 1
+
+
+async def _agent_sessions(
+    http, headers, quota: list[int], done: list[float], errors: Counter, args, requests: list[int]
+) -> None:  # type: ignore[no-untyped-def]
     screen = Workspace(http, headers, args.poll, requests)
     while quota[0] > 0:
         quota[0] -= 1
@@ -346,9 +360,13 @@ async def main() -> int:
         print(f"| HTTP requests per completed session (incl. polls) | {requests[0] / max(n, 1):.1f} |")
         print(f"| load average (1/5/15) at the end of each product round | {'; '.join(r.load_end for r in products)} |")
         print(f"| load average at the end of each bare round | {'; '.join(r.load_end for r in bares)} |")
+        print(f"| one session's history | {history_note} |")
         if errors:
             print(f"| errors | {dict(errors)} |")
-        print(f"| one session's history | {history_note} |")
+            for log in ("api", "worker"):  # the run directory goes with the stack: what they said, first
+                path = stack.run_dir / "logs" / f"{log}.log"
+                if path.exists():
+                    print(f"\n{log}.log, last lines:\n" + "\n".join(path.read_text().splitlines()[-15:]))
         if args.profile_worker and prof_path.exists():
             import pstats
 
