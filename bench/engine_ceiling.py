@@ -5,7 +5,13 @@
 The shape is LOCAL-STACK.md's: start, one signal, three trivial activities, one update with a validator,
 done. Same dev server as the other benches (WAL, synchronous off), one worker in this process. What a
 real session adds (webhooks through the API, database and Redis writes, the agent's HTTP requests) can
-only make it slower: this is the number ``bench/call_sessions.py`` is measured against.
+only make it slower: this is the number ``bench/call_sessions.py`` is measured against (it runs the
+same shape in its own invocation and prints the ratio).
+
+Besides throughput and CPU it reports how long ``execute_update`` took (the server logs a "Slow gRPC
+call" for any over 5 s) and, from a sample of histories, how long workflow tasks waited in the task
+queue (scheduled → started) and on the worker (started → completed): with too many sessions in
+flight for one worker, updates wait in the queue (docs/PERFORMANCE.md §5).
 """
 
 from __future__ import annotations
