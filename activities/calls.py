@@ -201,7 +201,7 @@ class CallActivities:
             values["twilio_call_sid"] = input.call_sid
         if input.state == "in_progress":
             values["answered_at"] = input.at
-        if input.state == "ended":
+        if input.state == "ended" or input.ended:
             values["ended_at"] = input.at
             values["end_reason"] = input.end_reason
         async with self.stores.postgres.begin() as conn:

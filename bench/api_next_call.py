@@ -74,6 +74,8 @@ def api_env(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
     }
     if settings.twilio_api_base_url:  # the bench stack's Twilio emulator
         env["DIALLER_TWILIO_API_BASE_URL"] = settings.twilio_api_base_url
+    if settings.workflow_sandbox is not None:  # as the bench chose; unset: the environment's default
+        env["DIALLER_WORKFLOW_SANDBOX"] = str(settings.workflow_sandbox).lower()
     return {**os.environ, **env, "PYTHONPATH": str(ROOT)}
 
 

@@ -1,6 +1,7 @@
 """Benchmark of call sessions completed per second, end to end.
 
-    .venv/bin/python bench/call_sessions.py [--sessions 400] [--agents 50] [--ring 0.2] [--talk 0.5]
+    .venv/bin/python bench/call_sessions.py [--sessions 400] [--agents 50] [--ring 0.2] [--talk 0.5] [--repeat 3]
+    .venv/bin/python bench/call_sessions.py --quick    (a few sessions, one round: what tests/bench runs)
 
 Services as in bench/api_next_call.py (private MariaDB seeded with ``--users`` and queued by the
 product's recompute, Temporal dev server with WAL, ``bench_*`` PostgreSQL, ``bench:*`` Redis), plus
@@ -17,6 +18,15 @@ session, released the lease and requeued the customer with the attempt gap). A s
 complete at that moment. No think time: the agents click as soon as the screen allows. Throughput = completed sessions / wall time of the whole run (the ring and
 talk time are inside it: with N agents the ceiling is N / (ring + talk + overheads)).
 Reports sessions/s, per-session latency, CPU and RSS of the worker, API and Temporal server.
+
+The yardstick runs in the same invocation, against the same Temporal server: the bare session of
+bench/engine_ceiling.py (start, one signal, three trivial activities, one update with a validator;
+bench/_bare_session.py) with a worker in this process and ``--agents`` sessions in flight. Each case
+runs ``--repeat`` times, product and bare rounds alternating (so a change in the machine's load falls
+on both), and the report gives the median and range of each and of the ratio of CPU per session
+(every process the case uses, core-seconds / completed sessions: product ÷ bare). Both workers run
+workflows as production does (unsandboxed, ``Settings.workflows_sandboxed``) unless ``--sandboxed``.
+Exits 1 when a session is not completed.
 """
 
 from __future__ import annotations
@@ -24,10 +34,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -59,7 +72,17 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--poll", type=float, default=1.0, help="the workspace's poll interval (the UI's is 1 s)")
     p.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes of the API")
-    return p.parse_args()
+    p.add_argument(
+        "--repeat", type=int, default=None, help="rounds of each case, alternating (default 3; 1 with --quick)"
+    )
+    p.add_argument("--sandboxed", action="store_true", help="run workflows in the SDK sandbox (development's mode)")
+    p.add_argument("--quick", action="store_true", help="a short run: 12 sessions, 4 agents, 300 customers")
+    args = p.parse_args()
+    if args.quick:
+        args.sessions, args.agents, args.users = 12, 4, 300
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    return args
 
 
 def start_worker(stack: Stack, settings, args, extra: list[str] | None = None) -> subprocess.Popen:  # type: ignore[no-untyped-def]
@@ -124,6 +147,20 @@ def _call_state(live: dict) -> str | None:
 async def agent_loop(
     http, headers, quota: list[int], done: list[float], errors: Counter, args, requests: list[int]
 ) -> None:  # type: ignore[no-untyped-def]
+    """One agent's sessions until the round's quota is taken. A request that fails at the transport
+    (the API dropped the connection) ends this agent's round, counted in the errors: the others go on,
+    and the session it was in is missing from the completed ones (the bench then exits 1)."""
+    import httpx
+
+    try:
+        await _agent_sessions(http, headers, quota, done, errors, args, requests)
+    except httpx.TransportError as exc:
+        errors[f"{type(exc).__name__} from the API"] += 1
+
+
+async def _agent_sessions(
+    http, headers, quota: list[int], done: list[float], errors: Counter, args, requests: list[int]
+) -> None:  # type: ignore[no-untyped-def]
     screen = Workspace(http, headers, args.poll, requests)
     while quota[0] > 0:
         quota[0] -= 1
@@ -161,6 +198,84 @@ async def agent_loop(
         )
 
 
+@dataclass
+class Round:
+    """One round of one case: completed sessions, wall time, CPU seconds and peak RSS per process."""
+
+    n: int
+    wall: float
+    cpu: dict[str, float]
+    peak: dict[str, float]
+    load_end: str
+
+    @property
+    def rate(self) -> float:
+        return self.n / self.wall
+
+    @property
+    def cpu_per_session(self) -> float:
+        return sum(self.cpu.values()) / max(self.n, 1)
+
+
+async def product_round(
+    http, stores, emails, pids, args, errors: Counter, requests: list[int], done: list[float]
+) -> Round:  # type: ignore[no-untyped-def]
+    """``args.sessions`` sessions through the API, worker and emulator by ``args.agents`` agents."""
+    headers = await sign_in(http, emails, stores)  # fresh tokens each round: they expire in minutes
+    quota = [args.sessions]
+    before = len(done)
+    with RssSampler(pids, with_children=frozenset({"api"})) as sampler:
+        t0 = time.perf_counter()
+        progress = asyncio.create_task(report_progress(done, t0))
+        await asyncio.gather(*(agent_loop(http, h, quota, done, errors, args, requests) for h in headers))
+        wall = time.perf_counter() - t0
+        progress.cancel()
+    return Round(len(done) - before, wall, sampler.cpu, sampler.peak, load())
+
+
+async def bare_round(client, temporal_pid: int | None, args, number: int) -> Round:  # type: ignore[no-untyped-def]
+    """``args.sessions`` bare sessions (bench/_bare_session.py), ``args.agents`` in flight, a worker in
+    this process with the product worker's workflow runner."""
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+    from bench._bare_session import BareSession, step
+    from workers.worker import sandboxed_runner
+
+    queue = f"bare-{uuid.uuid4().hex[:8]}"
+    runner = sandboxed_runner() if args.sandboxed else UnsandboxedWorkflowRunner()
+    worker = Worker(client, task_queue=queue, workflows=[BareSession], activities=[step], workflow_runner=runner)
+    gate = asyncio.Semaphore(args.agents)
+    completed = [0]
+
+    async def one(i: int) -> None:
+        async with gate:
+            handle = await client.start_workflow(BareSession.run, False, id=f"{queue}-{i}", task_queue=queue)
+            await handle.signal(BareSession.dial)
+            await handle.execute_update(BareSession.submit_outcome, "not_interested")
+            await handle.result()
+            completed[0] += 1
+
+    pids = {"bench (worker + driver)": os.getpid()} | ({"temporal": temporal_pid} if temporal_pid else {})
+    async with worker:
+        with RssSampler(pids) as sampler:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(args.sessions)))
+            wall = time.perf_counter() - t0
+    round_ = Round(completed[0], wall, sampler.cpu, sampler.peak, load())
+    print(
+        f"  bare round {number}: {round_.rate:.1f} sessions/s, {1000 * round_.cpu_per_session:.0f} ms CPU per session",
+        flush=True,
+    )
+    return round_
+
+
+def spread(values: list[float], fmt: str = "{:.1f}") -> str:
+    """median (min–max) of the rounds"""
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
 async def main() -> int:
     args = parse_args()
     import httpx
@@ -173,7 +288,7 @@ async def main() -> int:
 
     print(f"machine: {machine()}; load at start {load()}", flush=True)
     async with Stack(mariadb=True, temporal=True, moto=True) as stack:
-        settings = stack.settings(queue_rebuild_interval_s=86_400)
+        settings = stack.settings(queue_rebuild_interval_s=86_400, workflow_sandbox=args.sandboxed)
         await seed_replica(stack.replica_url, users=args.users, seed=11, only_if_empty=False)
         stores = Stores.open(settings)
         engine = queue_engine(stores)
@@ -195,52 +310,63 @@ async def main() -> int:
         done: list[float] = []
         requests = [0]
         errors: Counter = Counter()
+        products: list[Round] = []
+        bares: list[Round] = []
         try:
             limits = httpx.Limits(max_connections=args.agents * 2 + 10)
             async with httpx.AsyncClient(base_url=settings.public_base_url, timeout=60, limits=limits) as http:
-                headers = await sign_in(http, emails, stores)
-                quota = [args.sessions]
-                with RssSampler(pids, with_children=frozenset({"api"})) as sampler:
-                    t0 = time.perf_counter()
-                    progress = asyncio.create_task(report_progress(done, t0))
-                    await asyncio.gather(*(agent_loop(http, h, quota, done, errors, args, requests) for h in headers))
-                    wall = time.perf_counter() - t0
-                    progress.cancel()
-                run_load = load()
+                for number in range(1, args.repeat + 1):
+                    products.append(await product_round(http, stores, emails, pids, args, errors, requests, done))
+                    r = products[-1]
+                    print(
+                        f"  product round {number}: {r.rate:.1f} sessions/s, "
+                        f"{1000 * r.cpu_per_session:.0f} ms CPU per session, load {r.load_end}",
+                        flush=True,
+                    )
+                    bares.append(await bare_round(stack.env.client, temporal_pid, args, number))
             history_note = await history_summary(stack.env.client, workflow_ids[-1]) if workflow_ids else ""
         finally:
             stop_worker(worker)
             stop_api(api)
             await stores.close()
         n = len(done)
+        ratios = [p.cpu_per_session / b.cpu_per_session for p, b in zip(products, bares, strict=True)]
         print(
             f"\n## Call sessions end to end: {args.agents} agents, ring {args.ring} s, talk {args.talk} s, "
-            f"outcome {args.disposition}\n"
+            f"outcome {args.disposition}, {args.repeat} rounds of {args.sessions} sessions"
+            f" ({'sandboxed' if args.sandboxed else 'unsandboxed'} workflows)\n"
         )
+        print("Median (min–max) over the rounds; CPU: core-seconds of every process the case uses / sessions.\n")
         print("| metric | value |\n|---|---|")
-        print(f"| sessions completed | {n} of {args.sessions} |")
-        print(f"| wall | {wall:.1f} s |")
-        print(f"| **throughput** | **{n / wall:.1f} sessions/s** |")
+        print(f"| sessions completed | {n} of {args.sessions * args.repeat} |")
+        print(f"| **throughput** | **{spread([r.rate for r in products])} sessions/s** |")
+        print(f"| **CPU per session** | **{spread([1000 * r.cpu_per_session for r in products], '{:.0f}')} ms** |")
+        for name in pids:
+            per = [1000 * r.cpu[name] / max(r.n, 1) for r in products]
+            peak = max(r.peak[name] for r in products)
+            print(f"| {name}: CPU per session, peak RSS | {spread(per, '{:.0f}')} ms, {peak:.0f} MB |")
+        print(f"| bare shape (same Temporal): throughput | {spread([r.rate for r in bares])} sessions/s |")
+        print(f"| bare shape: CPU per session | {spread([1000 * r.cpu_per_session for r in bares], '{:.0f}')} ms |")
+        for name in bares[0].cpu:
+            per = [1000 * r.cpu[name] / max(r.n, 1) for r in bares]
+            print(f"| bare shape: {name} CPU per session | {spread(per, '{:.0f}')} ms |")
+        print(f"| **ratio of CPU per session, product ÷ bare** | **{spread(ratios, '{:.2f}')}×** |")
         print(
             f"| session cycle p50 / p99 / max (next-call → available again) | {percentile(done, 50):.2f} / "
             f"{percentile(done, 99):.2f} / {max(done, default=float('nan')):.2f} s |"
         )
-        print(
-            f"| ceiling for {args.agents} agents at this cycle (agents / p50 cycle) | "
-            f"{args.agents / percentile(done, 50):.1f} sessions/s |"
-        )
-        for name in pids:
-            print(
-                f"| {name}: CPU {sampler.cpu[name]:.1f} s ({sampler.cpu_pct(name):.0f} % of one core), "
-                f"peak RSS | {sampler.peak[name]:.0f} MB |"
-            )
         for name, xs in steps.items():
             print(f"| step: {name} p50 / p99 | {percentile(xs, 50):.2f} / {percentile(xs, 99):.2f} s |")
         print(f"| HTTP requests per completed session (incl. polls) | {requests[0] / max(n, 1):.1f} |")
-        print(f"| load average (1/5/15) at end | {run_load} |")
+        print(f"| load average (1/5/15) at the end of each product round | {'; '.join(r.load_end for r in products)} |")
+        print(f"| load average at the end of each bare round | {'; '.join(r.load_end for r in bares)} |")
+        print(f"| one session's history | {history_note} |")
         if errors:
             print(f"| errors | {dict(errors)} |")
-        print(f"| one session's history | {history_note} |")
+            for log in ("api", "worker"):  # the run directory goes with the stack: what they said, first
+                path = stack.run_dir / "logs" / f"{log}.log"
+                if path.exists():
+                    print(f"\n{log}.log, last lines:\n" + "\n".join(path.read_text().splitlines()[-15:]))
         if args.profile_worker and prof_path.exists():
             import pstats
 
@@ -249,7 +375,8 @@ async def main() -> int:
             stats.sort_stats("tottime").print_stats(25)
             stats.sort_stats("cumulative").print_callers("builtins.exec|builtins.compile")
             print("```\n</details>")
-    return 0
+    complete = n == args.sessions * args.repeat and all(b.n == args.sessions for b in bares)
+    return 0 if complete else 1
 
 
 async def history_summary(client, workflow_id: str) -> str:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair
 
 AGENT_ID = SearchAttributeKey.for_keyword("AgentId")
 USER_ID = SearchAttributeKey.for_keyword("UserId")
@@ -22,6 +22,18 @@ CALLBACK_DUE = SearchAttributeKey.for_datetime("CallbackDue")
 PACING_MODE = SearchAttributeKey.for_keyword("PacingMode")
 
 ALL = (AGENT_ID, USER_ID, QUEUE_TYPE, CALL_STATUS, DISPOSITION, CALLBACK_STATUS, CALLBACK_DUE, PACING_MODE)
+
+
+def call_session_start(*, user_id: int, agent_id: int | None, queue: str) -> list[SearchAttributePair[str]]:
+    """What a call session is filed under from its start (``reserved``): set by the starter with the
+    start itself, so the session need not upsert them (an event and a visibility write each). A pooled
+    call has no agent (``None``) until the answer claims one."""
+    return ([] if agent_id is None else [SearchAttributePair(AGENT_ID, str(agent_id))]) + [
+        SearchAttributePair(USER_ID, str(user_id)),
+        SearchAttributePair(QUEUE_TYPE, queue),
+        SearchAttributePair(CALL_STATUS, "reserved"),
+    ]
+
 
 # The names `temporal server start-dev --search-attribute NAME=TYPE` expects.
 _CLI_TYPES = {"KEYWORD": "Keyword", "DATETIME": "Datetime", "INT": "Int", "TEXT": "Text", "BOOL": "Bool"}

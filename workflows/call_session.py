@@ -107,6 +107,14 @@ CARRIER_CHECK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum
 # pooled call nobody answered closes at once, with no wrap-up for an agent who never had it. Part of
 # recorded histories: never rename.
 POOLED_CALL_PATCH = "pooled-call-claimed-at-answer"
+# The marker of the lean session, one for the whole shape (each marker costs two events and a visibility
+# write: the marker and the SDK's upsert of TemporalChangeVersion): a session started with it runs the
+# code of every patch above without asking for their markers; finds AgentId, UserId, QueueType and
+# CallStatus set by its starter (workflows/call_session_client.py) and upserts only what is missing;
+# dials in a local activity (no task-queue round trip, one workflow task fewer); writes a call's end
+# with the wrap-up that follows it at once (one write: nothing reads the momentary "ended"); and files
+# Disposition and CallStatus ``closed`` in one upsert. Part of recorded histories: never rename.
+LEAN_SESSION_PATCH = "lean-session"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -138,20 +146,23 @@ class CallSessionWorkflow:
         self._outcome_waiting = False  # the API kept an outcome it could not deliver by the Update
         self._pooled = False  # a pooled call (POOLED_CALL_PATCH): no agent until the answer claims one
         self._claim_pending = False  # an agent was claimed and their presence not yet moved
+        self._lean = False  # LEAN_SESSION_PATCH: set first thing in run()
+        self._end_unwritten = False  # the call's end is to be written with the next progress write
 
     @workflow.run
     async def run(self, input: CallSessionInput) -> OutcomeAccepted:
         self._input = input
         info = workflow.info()
-        self._pooled = input.pooled and workflow.patched(POOLED_CALL_PATCH)
-        workflow.upsert_search_attributes(
-            ([] if self._pooled else [sa.AGENT_ID.value_set(str(input.agent_id))])
-            + [
-                sa.USER_ID.value_set(str(input.user_id)),
-                sa.QUEUE_TYPE.value_set(input.queue),
-                sa.CALL_STATUS.value_set(str(self._state)),
-            ]
+        self._lean = workflow.patched(LEAN_SESSION_PATCH)
+        self._pooled = input.pooled and self._patched(POOLED_CALL_PATCH)
+        filed = sa.call_session_start(
+            user_id=input.user_id, agent_id=None if self._pooled else input.agent_id, queue=input.queue
         )
+        if self._lean:  # the starter filed the session: upsert only what it did not (a test's start)
+            given = info.typed_search_attributes
+            filed = [pair for pair in filed if given.get(pair.key) != pair.value]
+        if filed:
+            workflow.upsert_search_attributes([pair.key.value_set(pair.value) for pair in filed])
         await self._local(
             CallActivities.open_session,
             OpenSessionInput(
@@ -171,7 +182,7 @@ class CallSessionWorkflow:
         # Reserved: wait for the agent to dial (or to record an outcome without calling), for at most
         # the preview limit.
         preview_ends: datetime | None = None
-        if not input.progressive and workflow.patched(PREVIEW_LIMIT_PATCH):
+        if not input.progressive and self._patched(PREVIEW_LIMIT_PATCH):
             preview_ends = workflow.now() + timedelta(seconds=input.preview_limit_s)
         while not (self._dial_requested or self._outcome):
             await self._renewing_lease_until(
@@ -193,7 +204,7 @@ class CallSessionWorkflow:
             check_every = timedelta(seconds=input.carrier_check_every_s)
             check_at: datetime | None = None  # when to ask the carrier; None: never (unpatched histories)
             # Only a call the session placed: a browser's call is the agent's leg, live while the customer rings.
-            if self._state in _LIVE_CALL and self._browser_call_sid is None and workflow.patched(CARRIER_CHECK_PATCH):
+            if self._state in _LIVE_CALL and self._browser_call_sid is None and self._patched(CARRIER_CHECK_PATCH):
                 check_at = workflow.now() + timedelta(seconds=input.carrier_check_after_s)
             while self._state in _LIVE_CALL:
                 seen = self._state
@@ -207,9 +218,9 @@ class CallSessionWorkflow:
                 if self._hangup_pending():
                     self._hung_up = True
                     await self._activity(CallActivities.hangup, self._call_sid)  # the carrier then reports the end
-                    if self._state != seen and workflow.patched(RECORD_AFTER_HANGUP_PATCH):
+                    if self._state != seen and self._patched(RECORD_AFTER_HANGUP_PATCH):
                         await self._progress()  # the carrier's status arrived while we hung up
-                    elif self._state == seen and workflow.patched(HANGUP_GRACE_PATCH):
+                    elif self._state == seen and self._patched(HANGUP_GRACE_PATCH):
                         hangup_grace = True
                         max_call = min(max_call, workflow.now() + HANGUP_GRACE)
                     continue
@@ -250,6 +261,8 @@ class CallSessionWorkflow:
 
         if self._outcome is None and not self._abandoned and not unclaimed:
             await self._take_received_outcome()  # one kept while the worker was away is not lost
+        if self._end_unwritten:  # no wrap-up followed the end to write it with
+            await self._record_progress()
         agent_id = self._input.agent_id if self._input is not None else input.agent_id  # the claimed agent
         outcome = self._outcome or OutcomeInput(agent_id=agent_id, disposition=Disposition.NO_OUTCOME)
         return await self._close(outcome)
@@ -289,7 +302,7 @@ class CallSessionWorkflow:
             self._state = CallState.RINGING
         elif rank == 2:
             self._answered = True
-            if workflow.patched(LIVE_STATUS_PATCH):
+            if self._patched(LIVE_STATUS_PATCH):
                 self._set_state(CallState.IN_PROGRESS)
             else:
                 self._state = CallState.IN_PROGRESS
@@ -298,7 +311,7 @@ class CallSessionWorkflow:
                 event.status == "completed"
                 and (event.duration_s or 0) > 0
                 and not self._answered
-                and workflow.patched(COMPLETED_ANSWERED_PATCH)
+                and self._patched(COMPLETED_ANSWERED_PATCH)
             ):
                 self._answered = True  # a call that lasted was answered, whatever became of its in-progress
             self._end(END_REASONS[event.status])
@@ -379,20 +392,26 @@ class CallSessionWorkflow:
             self._call_sid = self._browser_call_sid
             await self._progress(presence=on_call)
             return
+        place = PlaceCallInput(
+            self._input.session_id,
+            workflow.info().workflow_id,
+            self._input.user_id,
+            self._input.agent_id,
+            self._input.lease_token,
+            self._input.progressive,
+        )
         try:
-            call_sid = await workflow.execute_activity_method(
-                CallActivities.place_call,
-                PlaceCallInput(
-                    self._input.session_id,
-                    workflow.info().workflow_id,
-                    self._input.user_id,
-                    self._input.agent_id,
-                    self._input.lease_token,
-                    self._input.progressive,
-                ),
-                start_to_close_timeout=DIAL_TIMEOUT,
-                retry_policy=DIAL_RETRY,
-            )
+            if self._lean:
+                # Local: the dial is one step of this task, not a round trip through the task queue and a
+                # workflow task of its own. Its retries (a worker lost mid-dial retries the whole task)
+                # adopt the call an earlier try placed, as an activity's retries do (place_call).
+                call_sid = await workflow.execute_local_activity_method(
+                    CallActivities.place_call, place, start_to_close_timeout=DIAL_TIMEOUT, retry_policy=DIAL_RETRY
+                )
+            else:
+                call_sid = await workflow.execute_activity_method(
+                    CallActivities.place_call, place, start_to_close_timeout=DIAL_TIMEOUT, retry_policy=DIAL_RETRY
+                )
         except ActivityError:  # the carrier refused or never answered: the call failed, the session goes on
             workflow.logger.warning("placing the call failed")
             self._end("failed")
@@ -422,7 +441,7 @@ class CallSessionWorkflow:
         Update at the moment the API took it (a callback time is "in the future" as of then)."""
         assert self._input is not None
         self._outcome_waiting = False
-        if self._outcome is not None or not workflow.patched(RECEIVED_OUTCOME_PATCH):
+        if self._outcome is not None or not self._patched(RECEIVED_OUTCOME_PATCH):
             return
         kept: ReceivedOutcomeRead | None = await self._local(
             CallActivities.take_received_outcome, TakeReceivedInput(self._input.session_id)
@@ -462,7 +481,7 @@ class CallSessionWorkflow:
 
     def _end(self, reason: str) -> None:
         self._end_reason = reason
-        if workflow.patched(LIVE_STATUS_PATCH):
+        if self._patched(LIVE_STATUS_PATCH):
             self._state = CallState.ENDED
         else:
             self._set_state(CallState.ENDED)
@@ -475,7 +494,8 @@ class CallSessionWorkflow:
     async def _close(self, outcome: OutcomeInput) -> OutcomeAccepted:
         assert self._input is not None
         disposition = Disposition.NO_OUTCOME if self._abandoned else Disposition(outcome.disposition)
-        workflow.upsert_search_attributes([sa.DISPOSITION.value_set(str(disposition))])
+        if not self._lean:
+            workflow.upsert_search_attributes([sa.DISPOSITION.value_set(str(disposition))])
         if EFFECTS[disposition].books_callback and outcome.callback_at is not None:
             # A workflow of its own (callback-<user id>): the callback outlives this call.
             await self._local(
@@ -512,7 +532,13 @@ class CallSessionWorkflow:
             start_to_close_timeout=FINISH_TIMEOUT,
             retry_policy=RETRY,
         )
-        self._set_state(CallState.CLOSED)
+        if self._lean:  # both in one upsert (they were two in the same workflow task)
+            self._state = CallState.CLOSED
+            workflow.upsert_search_attributes(
+                [sa.DISPOSITION.value_set(str(disposition)), sa.CALL_STATUS.value_set(str(CallState.CLOSED))]
+            )
+        else:
+            self._set_state(CallState.CLOSED)
         follow_up = EFFECTS[disposition].sends_sms
         if follow_up is not None:
             await self._follow_up(follow_up)
@@ -559,7 +585,15 @@ class CallSessionWorkflow:
                 )
 
     async def _progress(self, presence: PresenceInput | None = None) -> None:
+        if self._lean and self._state == CallState.ENDED and presence is None:
+            # The wrap-up follows at once (or the close, when none does): the end is written with it.
+            self._end_unwritten = True
+            return
+        await self._record_progress(presence)
+
+    async def _record_progress(self, presence: PresenceInput | None = None) -> None:
         assert self._input is not None
+        ended, self._end_unwritten = self._end_unwritten, False
         await self._local(
             CallActivities.record_progress,
             SessionProgress(
@@ -572,8 +606,13 @@ class CallSessionWorkflow:
                 self._answered,
                 self._wrap_up_deadline,
                 self._answered_by,
+                ended,
             ),
         )
+
+    def _patched(self, patch_id: str) -> bool:
+        """A lean session runs every earlier patch's code, without recording their markers."""
+        return self._lean or workflow.patched(patch_id)
 
     def _set_state(self, state: CallState) -> None:
         self._state = state

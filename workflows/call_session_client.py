@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from dialler import search_attributes as sa
 from dialler.calls.messages import (
     AbandonedEvent,
     AgentClaimed,
@@ -48,6 +49,12 @@ async def start_call_session(client: Client, *, task_queue: str, input: CallSess
             task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            # Filed for supervisors from the start: the session then upserts none of these itself.
+            search_attributes=TypedSearchAttributes(
+                sa.call_session_start(
+                    user_id=input.user_id, agent_id=None if input.pooled else input.agent_id, queue=input.queue
+                )
+            ),
         )
     except WorkflowAlreadyStartedError:
         return False

@@ -215,9 +215,11 @@ async def voice_answer(
         return await _abandon(stores, temporal, background, call, form)
     hooks = f"{settings.public_base_url.rstrip('/')}/api/v1/webhooks/twilio"
     query = f"wf={wf}&session={call.session_id}"
+    # No status callback for the agent's leg: the session goes by the customer's leg (a status of
+    # another call is ignored there), and the bridge's action says how the agent's leg ended. Each
+    # one cost a webhook, a signal and a workflow task: three per call.
     twiml = twilio_voice.bridge_to_agent(
         twilio_voice.agent_identity(call.agent_id),
-        f"{hooks}/voice-status?wf={wf}",
         caller_id=settings.caller_id,
         action_url=f"{hooks}/voice-bridged?{query}",
         timeout_s=int(left),

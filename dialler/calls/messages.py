@@ -206,6 +206,9 @@ class SessionProgress:
     answered: bool = False
     wrap_up_deadline: datetime | None = None
     answered_by: str | None = None
+    # This step also records the call's end (ended_at, end_reason): the session writes the end with the
+    # wrap-up that follows it at once, in one write, as nothing reads the momentary "ended" in between.
+    ended: bool = False
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ def announcement(text: str = RECORDING_NOTICE) -> str:
 
 def bridge_to_agent(
     agent_identity: str,
-    status_callback_url: str,
+    status_callback_url: str | None = None,
     *,
     caller_id: str | None = None,
     record: bool = True,
@@ -190,7 +190,8 @@ def bridge_to_agent(
     (Ofcom's abandoned-call rule), and a recorded message before the bridge would use that time up;
     the agent's first scripted line is the recording notice. ``timeout_s`` is what is left of the
     2 seconds; ``action_url`` receives ``DialCallStatus`` when the agent leg ends, so an unanswered
-    bridge falls through to :func:`abandoned_message`.
+    bridge falls through to :func:`abandoned_message`. The agent leg's own statuses go to
+    ``status_callback_url`` only when one is given.
     """
     response = VoiceResponse()
     if announce:
@@ -203,12 +204,15 @@ def bridge_to_agent(
         time_limit_s=None,
         recording_callback_url=recording_callback_url,
     )
-    dial.client(
-        agent_identity,
-        status_callback=status_callback_url,
-        status_callback_event=_STATUS_EVENTS,
-        status_callback_method="POST",
-    )
+    if status_callback_url is None:
+        dial.client(agent_identity)
+    else:
+        dial.client(
+            agent_identity,
+            status_callback=status_callback_url,
+            status_callback_event=_STATUS_EVENTS,
+            status_callback_method="POST",
+        )
     response.append(dial)
     return str(response)
 

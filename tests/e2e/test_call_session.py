@@ -22,6 +22,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from devstack import services
 from devstack.twilio_emulator.client import EmulatorClient
+from dialler import search_attributes as sa
 from dialler.agents.models import Agent
 from dialler.agents.presence import Initiator, PresenceState, presence_key, set_presence
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
@@ -31,6 +32,7 @@ from dialler.queues.engine import QueueEntry
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.histories import record_history
 from tests.support.journeys import in_state, talk_then_hang_up
 from tests.support.live_api import eventually, login
 from tests.support.worker_process import WorkerProcess
@@ -99,7 +101,20 @@ async def test_next_call_dial_talk_outcome_requeues_and_frees_the_agent(
         headers=headers,
     )
     assert response.status_code == 200, response.text
-    await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()
+    handle = temporal_client.get_workflow_handle(call_workflow_id(user_id))
+    await handle.result()
+    await record_history(handle, "call-session-lean-answered", stores.settings)  # RECORD_HISTORY_TO=<dir>
+    # Filed for supervisors: set at the start by the API's starter, the rest as the call went.
+    filed = (await handle.describe()).typed_search_attributes
+    async with stores.postgres.connect() as conn:
+        agent_id, queue = (await conn.execute(text("SELECT agent_id, queue FROM call_sessions"))).one()
+    assert [filed.get(key) for key in (sa.AGENT_ID, sa.USER_ID, sa.QUEUE_TYPE, sa.CALL_STATUS, sa.DISPOSITION)] == [
+        str(agent_id),
+        str(user_id),
+        queue,
+        "closed",
+        "docs_promised",
+    ]
 
     async with stores.postgres.connect() as conn:
         outcome = (await conn.execute(text("SELECT disposition, notes FROM call_outcomes"))).one()

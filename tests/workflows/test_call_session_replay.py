@@ -33,6 +33,11 @@ tests/e2e/test_lost_status_callbacks.py (``RECORD_HISTORY_TO=<dir>``, payloads d
 tests/support/histories.py): dialled while the API was down, so no status callback ever came → the
 check's time → ``check_call`` finds the call ``completed`` with a duration → answered, wrap-up →
 outcome ``not_interested`` → closed.
+
+``call-session-lean-answered.json`` was recorded with ``LEAN_SESSION_PATCH`` by tests/e2e/test_call_session.py
+(``RECORD_HISTORY_TO=<dir>``, payloads decoded by tests/support/histories.py): next-call → dial → answered →
+the agent hangs up → wrap-up → outcome ``docs_promised`` → closed, the upload link texted by a child
+workflow.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from workflows.call_session import (
     CARRIER_CHECK_PATCH,
     COMPLETED_ANSWERED_PATCH,
     HANGUP_GRACE_PATCH,
+    LEAN_SESSION_PATCH,
     LIVE_STATUS_PATCH,
     POOLED_CALL_PATCH,
     PREVIEW_LIMIT_PATCH,
@@ -107,6 +113,7 @@ def test_the_hangup_grace_generation_is_recorded() -> None:
         "call-session-new-kept-outcome-signalled",
         "call-session-new-kept-outcome-told",
         "call-session-new-carrier-status-check",
+        "call-session-lean-answered",
     ],
 )
 async def test_the_patched_histories_replay(name: str) -> None:
@@ -199,3 +206,49 @@ async def test_the_pooled_call_history_replays() -> None:
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+def test_the_lean_generation_is_recorded() -> None:
+    """A lean session: one patch marker (the earlier patches' code runs without theirs), filed for
+    supervisors at its start rather than by an upsert, dialled in a local activity, the call's end
+    written with the wrap-up, Disposition and CallStatus ``closed`` in one upsert, and no status of
+    the agent's leg (only the customer's call reports to the session)."""
+    assert LEAN_SESSION_PATCH == "lean-session"  # part of recorded histories: never rename
+    name = "call-session-lean-answered"
+    events = json.loads((HISTORIES / f"{name}.json").read_text())["events"]
+    markers = [e["markerRecordedEventAttributes"] for e in events if "markerRecordedEventAttributes" in e]
+    patches = [
+        json.loads(base64.b64decode(m["details"]["patch-data"]["payloads"][0]["data"]))["id"]
+        for m in markers
+        if m["markerName"] == "core_patch"
+    ]
+    assert patches == [LEAN_SESSION_PATCH]
+    started = events[0]["workflowExecutionStartedEventAttributes"]["searchAttributes"]["indexedFields"]
+    assert sorted(started) == ["AgentId", "CallStatus", "QueueType", "UserId"]
+    assert json.loads(base64.b64decode(started["CallStatus"]["data"])) == "reserved"
+    upserted = [
+        sorted(set(e["upsertWorkflowSearchAttributesEventAttributes"]["searchAttributes"]["indexedFields"]))
+        for e in events
+        if "upsertWorkflowSearchAttributesEventAttributes" in e
+    ]
+    assert upserted == [["TemporalChangeVersion"]] + [["CallStatus"]] * 3 + [["CallStatus", "Disposition"]]
+    assert call_statuses(name) == ["dialing", "in_progress", "wrap_up", "closed"]
+    local = [
+        json.loads(base64.b64decode(m["details"]["data"]["payloads"][0]["data"]))["activity_type"]
+        for m in markers
+        if m["markerName"] == "core_local_activity"
+    ]
+    # Four progress writes: dialing, ringing, in_progress, and wrap_up with the end.
+    assert local == ["open_session", "place_call"] + ["record_progress"] * 4 + ["finish_session", "plan_follow_up"]
+    scheduled = [
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for e in events
+        if "activityTaskScheduledEventAttributes" in e
+    ]
+    assert scheduled == ["hangup"]
+    statuses = [
+        json.loads(base64.b64decode(e["workflowExecutionSignaledEventAttributes"]["input"]["payloads"][0]["data"]))
+        for e in events
+        if e.get("workflowExecutionSignaledEventAttributes", {}).get("signalName") == "call_status"
+    ]
+    assert len({s["call_sid"] for s in statuses}) == 1, statuses  # the customer's call only

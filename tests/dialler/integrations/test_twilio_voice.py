@@ -112,6 +112,13 @@ def test_bridge_to_agent_dials_the_agents_browser() -> None:
     assert client.get("statusCallback") == STATUS_URL
 
 
+def test_bridge_to_agent_reports_the_agents_leg_only_when_asked() -> None:
+    """The call sessions' answer TwiML asks for none: the session goes by the customer's leg."""
+    [dial] = list(_xml(tv.bridge_to_agent("agent_7", action_url="https://dialler.example.co.uk/twiml/after")))
+    [client] = list(dial)
+    assert client.text == "agent_7" and client.get("statusCallback") is None
+
+
 def test_abandoned_message_names_the_company_and_the_number_to_call_back() -> None:
     document = tv.abandoned_message("RMC Claims & Co", "+441615550100")
 
