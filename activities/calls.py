@@ -436,9 +436,9 @@ class CallActivities:
         """Whether an answered call that nobody recorded at the answer was abandoned, by the carrier's
         record (``answered.abandoned_unseen``). The web process records every call it decides at the
         answer (abandoned, or a machine); one it never saw — it was down, and the customer heard the
-        fallback's information message (or Twilio's apology) — still counts towards the abandoned rate and locks the number for 72 h.
-        A carrier that cannot say after a few tries: counted abandoned (the side of the rule that
-        protects the customer), with a warning."""
+        fallback's information message (or Twilio's apology) — still counts towards the abandoned
+        rate and locks the number for 72 h. A carrier that cannot say after a few tries: counted
+        abandoned (the side of the rule that protects the customer), with a warning."""
         if not input.answered or input.returned_call or input.end_reason is None:
             return False
         async with self.stores.postgres.connect() as conn:
