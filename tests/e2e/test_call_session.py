@@ -28,6 +28,7 @@ from dialler.agents.presence import Initiator, PresenceState, presence_key, set_
 from dialler.calls.messages import CallSessionInput, DialRequest, call_workflow_id
 from dialler.calls.service import take_next_call
 from dialler.integrations.twilio import TwilioTelephony
+from dialler.integrations.twilio_voice import agent_identity
 from dialler.queues.engine import QueueEntry
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
@@ -324,8 +325,16 @@ async def test_empty_queue_gives_a_reason_not_a_customer(
 
 
 async def test_wrap_up_timeout_closes_with_no_outcome_and_releases_the_lease(
-    live_api: str, temporal_client: Client, worker: Worker, stores: Stores, replica_url: str
+    live_api: str,
+    temporal_client: Client,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
 ) -> None:
+    # The agent's phone takes the bridge at once: a conversation, then a wrap-up that runs out. (An
+    # agent who took longer than the 2 s would leave the customer abandoned, with nothing to wrap up.)
+    emulator.device(agent_identity(1), action="accept", accept_after_s=0.0)
     await queue_one_customer(stores, replica_url)
     engine = queue_engine(stores)
     async with stores.sessions() as session:
