@@ -84,7 +84,11 @@ def decide(
     rules: gates.CallingRules,
     callback_grace: timedelta,
     callback_prepare: timedelta = CALLBACK_PREPARE,
+    answers: dict[tuple[object, ...], _Answer] | None = None,
 ) -> Decision:
+    """Where this customer belongs at ``now``. ``answers``: the gate's answers already given at
+    ``now`` to customers without contact history (see :func:`_gate_answer`), shared by
+    :func:`decide_all` across a range."""
     callback = known.callbacks.get(facts.user_id)
     callback_due = callback is not None and callback.status in ("due", "open")
     prepared = callback is not None and callback_prepared(callback, now, callback_prepare)
@@ -110,12 +114,9 @@ def decide(
     # when an agent asks for the next call (dialler.calls.service), not stored here; a closure of the
     # customer's own nation (a Scottish bank holiday) is.
     # The customer asked for this call at this time: attempt limits and the gap give way.
-    contact = contact_facts(facts, known, phone, booked_callback=queued_callback is not None)
-    answer = gate.check(contact, channel=gate.Channel.VOICE, at=now, rules=rules, shared_window=False)
-    blocking = answer.blocking
-    if answer.permanent:
+    blocking, permanent, opens = _gate_answer(facts, known, phone, queued_callback is not None, now, rules, answers)
+    if permanent:
         return Decision(facts.user_id, placement, None, blocking)
-    opens = None if answer.allowed else answer.next_allowed_at
     due = queued_callback.due_at if queued_callback is not None else None
     if prepared and due is not None and due > now and (opens is None or opens <= due):
         # Prepared ahead of its time: not callable before the time the customer asked for.
@@ -157,7 +158,66 @@ def decide_all(
     callback_grace: timedelta,
     callback_prepare: timedelta = CALLBACK_PREPARE,
 ) -> list[Decision]:
+    answers: dict[tuple[object, ...], _Answer] = {}
     return [
-        decide(f, known, now=now, rules=rules, callback_grace=callback_grace, callback_prepare=callback_prepare)
+        decide(
+            f,
+            known,
+            now=now,
+            rules=rules,
+            callback_grace=callback_grace,
+            callback_prepare=callback_prepare,
+            answers=answers,
+        )
         for f in all_facts
     ]
+
+
+def _gate_answer(
+    facts: CustomerFacts,
+    known: DiallerFacts,
+    phone: str,
+    booked_callback: bool,
+    now: datetime,
+    rules: gates.CallingRules,
+    answers: dict[tuple[object, ...], _Answer] | None,
+) -> _Answer:
+    """The gate's voice answer for placement (``shared_window=False``, agent not known): the closed
+    rule it names, whether time alone will not open it, and when it opens (None: open now).
+
+    A customer with no contact history (no attempt to them or to their number, no abandoned call to
+    it) -- most of a rebuild's 500,000 -- gets the answer the gate gave at the same instant to another
+    such customer with the same record, flags and nation: with the history empty, those are all the
+    gate reads of :class:`~dialler.compliance.gate.ContactFacts` (``tests/dialler/queues/
+    test_placement_memo.py`` holds this list against the dataclass's fields and the answers against
+    :func:`gate.check` itself). A customer with history is checked on their own."""
+    user_id = facts.user_id
+    if (
+        answers is None
+        or known.attempts.get(user_id)
+        or known.number_attempts.get(phone)
+        or known.abandoned_at.get(phone) is not None
+    ):
+        return _answer(contact_facts(facts, known, phone, booked_callback=booked_callback), now, rules)
+    key = (
+        facts.status,
+        facts.deleted,
+        facts.is_enabled,
+        gates.nation_of(facts.postcode),
+        phone in known.do_not_call,
+        phone in known.opted_out,
+        booked_callback,
+        user_id in known.flagged_vulnerable,
+    )
+    answer = answers.get(key)
+    if answer is None:
+        answer = answers[key] = _answer(contact_facts(facts, known, phone, booked_callback=booked_callback), now, rules)
+    return answer
+
+
+_Answer = tuple[gates.GateResult | None, bool, datetime | None]
+
+
+def _answer(contact: gate.ContactFacts, now: datetime, rules: gates.CallingRules) -> _Answer:
+    answer = gate.check(contact, channel=gate.Channel.VOICE, at=now, rules=rules, shared_window=False)
+    return answer.blocking, answer.permanent, None if answer.allowed else answer.next_allowed_at

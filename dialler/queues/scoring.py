@@ -130,8 +130,38 @@ def queue_score(
     due_at: datetime | None = None,
 ) -> float:
     """The Redis score of a customer in ``queue`` (see the module docstring for the layout)."""
+    tier = _CHASE_TIER.get(queue)
+    if (
+        tier is not None
+        and attempts_total >= 0
+        and pending_requirements >= 0
+        and user_id >= 0
+        and (oldest_active_claim_at is None or oldest_active_claim_at.utcoffset() is not None)
+    ):
+        # The rebuild scores 300,000 customers of the two chase queues: the same fields and caps as
+        # _fields/_compose (which hold the definition, and check anything else), without building them.
+        if oldest_active_claim_at is None:
+            claim_day = _DAY_MAX
+        else:
+            claim_day = min(max((oldest_active_claim_at - CLAIM_EPOCH).days, 0), _DAY_MAX)
+        return float(
+            tier << _BODY_BITS
+            | min(attempts_total, _ATTEMPT_MAX) << (_DAY_BITS + _PENDING_BITS + _USER_BITS)
+            | claim_day << (_PENDING_BITS + _USER_BITS)
+            | (_PENDING_MAX - min(pending_requirements, _PENDING_MAX)) << _USER_BITS
+            | min(user_id, _USER_MAX)
+        )
     fields = _fields(queue, attempts_total, oldest_active_claim_at, pending_requirements, user_id, due_at)
     return float(_compose(fields))
+
+
+_CHASE_TIER: Final[dict[str, int]] = {
+    str(q): QUEUE_PRIORITY.index(q) for q in (QueueName.UNSIGNED, QueueName.OUTSTANDING)
+}
+_DAY_MAX: Final = (1 << _DAY_BITS) - 1
+_ATTEMPT_MAX: Final = (1 << _ATTEMPT_BITS) - 1
+_PENDING_MAX: Final = (1 << _PENDING_BITS) - 1
+_USER_MAX: Final = (1 << _USER_BITS) - 1
 
 
 def explain_score(
