@@ -111,9 +111,9 @@ POOLED_CALL_PATCH = "pooled-call-claimed-at-answer"
 # write: the marker and the SDK's upsert of TemporalChangeVersion): a session started with it runs the
 # code of every patch above without asking for their markers; finds AgentId, UserId, QueueType and
 # CallStatus set by its starter (workflows/call_session_client.py) and upserts only what is missing;
-# dials in a local activity (no task-queue round trip, one workflow task fewer); writes a call's end
-# with the wrap-up that follows it at once (one write: nothing reads the momentary "ended"); and files
-# Disposition and CallStatus ``closed`` in one upsert. Part of recorded histories: never rename.
+# writes a call's end with the wrap-up that follows it at once (one write: nothing reads the momentary
+# "ended"); and files Disposition and CallStatus ``closed`` in one upsert. Part of recorded histories:
+# never rename.
 LEAN_SESSION_PATCH = "lean-session"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
@@ -401,17 +401,12 @@ class CallSessionWorkflow:
             self._input.progressive,
         )
         try:
-            if self._lean:
-                # Local: the dial is one step of this task, not a round trip through the task queue and a
-                # workflow task of its own. Its retries (a worker lost mid-dial retries the whole task)
-                # adopt the call an earlier try placed, as an activity's retries do (place_call).
-                call_sid = await workflow.execute_local_activity_method(
-                    CallActivities.place_call, place, start_to_close_timeout=DIAL_TIMEOUT, retry_policy=DIAL_RETRY
-                )
-            else:
-                call_sid = await workflow.execute_activity_method(
-                    CallActivities.place_call, place, start_to_close_timeout=DIAL_TIMEOUT, retry_policy=DIAL_RETRY
-                )
+            # A task-queue activity, even in a lean session: a refused dial (the compliance gate's
+            # NotCallable) must reach the session as the ActivityError it handles below; from a local
+            # activity it failed the whole workflow instead (tests/e2e/test_dial_refusal.py).
+            call_sid = await workflow.execute_activity_method(
+                CallActivities.place_call, place, start_to_close_timeout=DIAL_TIMEOUT, retry_policy=DIAL_RETRY
+            )
         except ActivityError:  # the carrier refused or never answered: the call failed, the session goes on
             workflow.logger.warning("placing the call failed")
             self._end("failed")
