@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         # Needs no settings: it is made before the URL that production's settings require exists.
         from dialler.integrations.twilio_voice import abandoned_message
 
-        print(abandoned_message(args.company_name, args.caller_id))
+        # The command's output is the document itself, to paste into a TwiML Bin: not a log line.
+        sys.stdout.write(abandoned_message(args.company_name, args.caller_id) + "\n")
         return 0
     settings = settings_or_exit()
     configure_logging(settings)
