@@ -204,6 +204,14 @@ def bridge_to_agent(
         time_limit_s=None,
         recording_callback_url=recording_callback_url,
     )
+    _ring_client(dial, agent_identity, status_callback_url)
+    response.append(dial)
+    return str(response)
+
+
+def _ring_client(dial: Dial, agent_identity: str, status_callback_url: str | None) -> None:
+    """The agent's browser as the ``<Dial>``'s noun; its leg's statuses go to ``status_callback_url``
+    when one is given (none: the session goes by the customer's leg and the bridge's action)."""
     if status_callback_url is None:
         dial.client(agent_identity)
     else:
@@ -213,8 +221,6 @@ def bridge_to_agent(
             status_callback_event=_STATUS_EVENTS,
             status_callback_method="POST",
         )
-    response.append(dial)
-    return str(response)
 
 
 def speakable_number(number: str) -> str:
@@ -369,15 +375,7 @@ def ring_agent_for_returned_call(
         time_limit_s=None,
         recording_callback_url=recording_callback_url,
     )
-    if status_callback_url is None:
-        dial.client(agent_identity)
-    else:
-        dial.client(
-            agent_identity,
-            status_callback=status_callback_url,
-            status_callback_event=_STATUS_EVENTS,
-            status_callback_method="POST",
-        )
+    _ring_client(dial, agent_identity, status_callback_url)
     response.append(dial)
     return str(response)
 

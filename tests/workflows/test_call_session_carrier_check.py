@@ -15,7 +15,6 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 from dialler.calls.messages import (
     CallSessionInput,
@@ -26,7 +25,7 @@ from dialler.calls.messages import (
 )
 from tests.support.call_session_stubs import StubbedSession, stubs
 from tests.support.live_api import eventually
-from workers.worker import sandboxed_runner
+from tests.support.stubbed_worker import stubbed_worker
 from workflows.call_session import CallSessionWorkflow
 
 AGENT, USER, CALL = 7, 42, "CA" + "42" * 16
@@ -39,14 +38,7 @@ def carrier() -> StubbedSession:
 
 @pytest_asyncio.fixture
 async def task_queue(temporal_client: Client, carrier: StubbedSession) -> AsyncIterator[str]:
-    queue = f"carrier-check-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        temporal_client,
-        task_queue=queue,
-        workflows=[CallSessionWorkflow],
-        activities=stubs(carrier),
-        workflow_runner=sandboxed_runner(),  # as the worker runs it in development
-    ):
+    async with stubbed_worker(temporal_client, CallSessionWorkflow, stubs(carrier), name="carrier-check") as queue:
         yield queue
 
 

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
-from temporalio.worker import Worker
 
 from dialler.calls.messages import (
     AgentClaimed,
@@ -23,7 +22,7 @@ from dialler.calls.messages import (
 )
 from tests.support.call_session_stubs import StubbedSession, stubs
 from tests.support.live_api import eventually
-from workers.worker import sandboxed_runner
+from tests.support.stubbed_worker import stubbed_worker
 from workflows.call_session import CallSessionWorkflow
 
 POOL_ID, AGENT, USER, SID = -41, 7, 4242, "CApooled"
@@ -36,14 +35,7 @@ def recorded() -> StubbedSession:
 
 @pytest_asyncio.fixture
 async def task_queue(temporal_client: Client, recorded: StubbedSession) -> AsyncIterator[str]:
-    queue = f"pooled-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        temporal_client,
-        task_queue=queue,
-        workflows=[CallSessionWorkflow],
-        activities=stubs(recorded),
-        workflow_runner=sandboxed_runner(),  # as the worker runs it in development
-    ):
+    async with stubbed_worker(temporal_client, CallSessionWorkflow, stubs(recorded), name="pooled") as queue:
         yield queue
 
 

@@ -18,7 +18,6 @@ import pytest_asyncio
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 from dialler.calls.messages import (
     CallStatusEvent,
@@ -37,7 +36,7 @@ from dialler.calls.returned import (
     returned_session_id,
 )
 from tests.support.live_api import eventually
-from workers.worker import sandboxed_runner
+from tests.support.stubbed_worker import stubbed_worker
 from workflows.inbound_call import InboundCallWorkflow
 
 AGENT, USER = 7, 42
@@ -98,14 +97,7 @@ def recorded() -> Recorded:
 
 @pytest_asyncio.fixture
 async def task_queue(temporal_client: Client, recorded: Recorded) -> AsyncIterator[str]:
-    queue = f"inbound-call-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        temporal_client,
-        task_queue=queue,
-        workflows=[InboundCallWorkflow],
-        activities=stubs(recorded),
-        workflow_runner=sandboxed_runner(),  # as the worker runs it in development
-    ):
+    async with stubbed_worker(temporal_client, InboundCallWorkflow, stubs(recorded), name="inbound-call") as queue:
         yield queue
 
 

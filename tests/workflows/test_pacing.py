@@ -23,7 +23,7 @@ import pytest_asyncio
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from dialler.config import Settings
 from dialler.pacing.messages import (
@@ -38,7 +38,7 @@ from dialler.pacing.messages import (
 from dialler.pacing.predictive import Estimates, Floor, PacingMode, plan_calls
 from dialler.security.codec import data_converter
 from tests.support.live_api import eventually
-from workers.worker import sandboxed_runner
+from tests.support.stubbed_worker import stubbed_worker
 from workflows import pacing_client
 from workflows.pacing import PacingWorkflow
 
@@ -102,14 +102,7 @@ def script() -> Floors:
 
 @pytest_asyncio.fixture
 async def task_queue(temporal_client: Client, script: Floors) -> AsyncIterator[str]:
-    queue = f"pacing-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        temporal_client,
-        task_queue=queue,
-        workflows=[PacingWorkflow],
-        activities=stubs(script),
-        workflow_runner=sandboxed_runner(),  # as the worker runs it in development
-    ):
+    async with stubbed_worker(temporal_client, PacingWorkflow, stubs(script), name="pacing") as queue:
         yield queue
 
 
