@@ -32,7 +32,7 @@ from dialler.integrations.twilio_voice import agent_identity
 from dialler.queues.engine import QueueEntry
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.call_sessions import customer_call, queue_one_customer, start_available
 from tests.support.histories import record_history
 from tests.support.journeys import in_state, talk_then_hang_up
 from tests.support.live_api import eventually, login
@@ -354,6 +354,8 @@ async def test_wrap_up_timeout_closes_with_no_outcome_and_releases_the_lease(
     await handle.signal(CallSessionWorkflow.dial, DialRequest(1))
     # The answer crosses the worker, the Twilio emulator and the live API: seconds, more under load.
     await eventually(lambda: _workflow_state(handle, "in_progress"), within=45)
+    # Hung up once the agent is on the line: hung up earlier, after the 2 s, the call is abandoned.
+    await asyncio.to_thread(emulator.wait_for, await customer_call(emulator), "person_connected", 20.0)
     await handle.signal(CallSessionWorkflow.hang_up)
 
     result = await handle.result()
