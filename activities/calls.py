@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -111,12 +112,12 @@ class CallActivities:
         never placed again (:mod:`dialler.outbound.attempts`)."""
         key = attempts.dial_key(input.session_id)
         try:
-            async with attempts.exclusive(self.stores.carrier_locks, key):
-                return await self._dial_once(input, key)
+            async with attempts.exclusive(self.stores.carrier_locks, key) as lock:
+                return await self._dial_once(input, key, lock)
         except attempts.AttemptBusy as exc:
             raise ApplicationError(str(exc), type="DialUnderWay") from None
 
-    async def _dial_once(self, input: PlaceCallInput, key: str) -> str:
+    async def _dial_once(self, input: PlaceCallInput, key: str, lock: AsyncConnection) -> str:
         settings = self.stores.settings
         session_id = uuid.UUID(input.session_id)
         async with self.stores.postgres.connect() as conn:
@@ -134,6 +135,9 @@ class CallActivities:
             raise ApplicationError(
                 "the customer is not leased to this agent any more", type="LeaseLost", non_retryable=True
             )
+        number = await self._phone(input.user_id)
+        if number is not None:  # held until this dial is recorded: see attempts.hold_number
+            await attempts.hold_number(lock, number)
         phone = await self._last_check(input)
         async with self.stores.postgres.begin() as conn:
             # The session names the number dialled: it is the one a retry asks the carrier about.
@@ -522,6 +526,7 @@ class CallActivities:
             user_ids=[input.user_id],
             now=now,
             cooloff=self.rules.abandoned_cooloff,
+            dialling_session=input.session_id,
         )
         facts = found.get(input.user_id)
         if facts is None:  # gone from the replica altogether: as deleted as a customer can be

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialler.compliance.gate import ContactFacts
+from dialler.compliance.gates import NUMBER_IN_CALL_RETRY
 from dialler.queues.phones import normalise_phone
 
 __all__ = [
@@ -39,6 +40,7 @@ class NumberFacts:
     abandoned_at: dict[str, datetime] = field(default_factory=dict)  # last abandoned call, within the cool-off
     do_not_call: frozenset[str] = frozenset()
     opted_out: frozenset[str] = frozenset()
+    busy_until: dict[str, datetime] = field(default_factory=dict)  # a call to the number is under way
 
 
 # Per number: attempts of the last week (the caps and gap count per number too: two customers who
@@ -50,13 +52,30 @@ _NUMBER_ATTEMPTS = text(
     " FROM contact_attempts WHERE attempted_at >= LEAST(:week, :cooloff) AND phone_e164 = ANY(:phones)"
     " GROUP BY phone_e164"
 )
+# Calls under way: a session's dial began (its carrier attempt is written before the request, see
+# dialler.outbound.attempts) and its call has not ended. Open sessions only, a handful at any time.
+# A session stranded with its call never ended holds the number at most LIVE_CALL_LIMIT (by
+# PostgreSQL's clock, which dated the attempt: the compliance clock may be a business clock).
+_CALLS_UNDER_WAY = text(
+    "SELECT s.phone_e164 FROM call_sessions s JOIN carrier_attempts a ON a.key = 'dial:' || s.id::text"
+    " WHERE s.closed_at IS NULL AND s.ended_at IS NULL AND s.phone_e164 = ANY(:phones)"
+    " AND a.started_at >= now() - CAST(:limit AS interval) AND s.id IS DISTINCT FROM CAST(:dialling AS uuid)"
+)
+LIVE_CALL_LIMIT = timedelta(hours=4)  # past the longest call a session allows (max_call_s, 3 h)
 _DNC = text("SELECT phone_e164 FROM do_not_call WHERE phone_e164 = ANY(:phones)")
 _OPT_OUT = text("SELECT phone_e164 FROM opt_outs WHERE phone_e164 = ANY(:phones)")
 
 
 async def number_facts(
-    conn: AsyncConnection, *, now: datetime, phones: Sequence[str], cooloff: timedelta = timedelta(hours=72)
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    phones: Sequence[str],
+    cooloff: timedelta = timedelta(hours=72),
+    dialling_session: str | None = None,
 ) -> NumberFacts:
+    """``dialling_session``: the session about to dial, whose own call under way (a retried dial)
+    does not hold its number against itself."""
     phone_list = list(phones)
     if not phone_list:
         return NumberFacts()
@@ -70,7 +89,11 @@ async def number_facts(
             abandoned[phone] = last_abandoned
     dnc = frozenset((await conn.execute(_DNC, {"phones": phone_list})).scalars())
     opted = frozenset((await conn.execute(_OPT_OUT, {"phones": phone_list})).scalars())
-    return NumberFacts(attempts, abandoned, dnc, opted)
+    under_way = await conn.execute(
+        _CALLS_UNDER_WAY, {"phones": phone_list, "limit": LIVE_CALL_LIMIT, "dialling": dialling_session}
+    )
+    busy = {phone: now + NUMBER_IN_CALL_RETRY for phone in under_way.scalars()}
+    return NumberFacts(attempts, abandoned, dnc, opted, busy)
 
 
 _CUSTOMER_ATTEMPTS = """
@@ -133,10 +156,12 @@ async def load(
     now: datetime,
     cooloff: timedelta = timedelta(hours=72),
     booked_callback: bool = False,
+    dialling_session: str | None = None,
 ) -> dict[int, ContactFacts]:
     """The gate's facts for these customers (absent: no such customer in the replica).
 
-    ``booked_callback``: the contact asked about is the callback the customer booked."""
+    ``booked_callback``: the contact asked about is the callback the customer booked.
+    ``dialling_session``: the session about to dial them (see :func:`number_facts`)."""
     ids = sorted(set(user_ids))
     if not ids:
         return {}
@@ -145,7 +170,7 @@ async def load(
     numbers = {r.id: normalise_phone(r.phone_number) for r in records}
     phones = sorted({n.e164 for n in numbers.values() if n.e164})
     async with postgres.connect() as conn:
-        known = await number_facts(conn, now=now, phones=phones, cooloff=cooloff)
+        known = await number_facts(conn, now=now, phones=phones, cooloff=cooloff, dialling_session=dialling_session)
         attempts, totals = await customer_attempts(conn, now=now, user_ids=ids)
         flagged = await flagged_vulnerable(conn, user_ids=ids)
     found: dict[int, ContactFacts] = {}
@@ -167,6 +192,7 @@ async def load(
             last_abandoned_at=known.abandoned_at.get(phone) if phone else None,
             booked_callback=booked_callback,
             flagged_vulnerable=r.id in flagged,
+            number_busy_until=known.busy_until.get(phone) if phone else None,
             versions={
                 "replica_users_updated_at": None if r.updated_at is None else int(r.updated_at),
                 "attempts_7d": len(attempts.get(r.id, ())),

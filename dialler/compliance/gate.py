@@ -9,16 +9,18 @@ rule checked, every reason and the next allowed time.
 The rules, in the order they are checked (the first closed one is the one a person is told):
 
 voice: the customer's record (deceased, deleted, disabled, inactive) → a callable number →
-do-not-call → opt-out → 72 h after an abandoned call to the number → attempts per rolling week, per
-customer and per number → attempts per local day, per customer and per number → the minimum gap, per
-customer and per number → calling hours under the customer's nation's bank holidays → a vulnerable
-customer only to a trained agent (when the agent is known).
+do-not-call → opt-out → no other call to the number under way → 72 h after an abandoned call to the
+number → attempts per rolling week, per customer and per number → attempts per local day, per
+customer and per number → the minimum gap, per customer and per number → calling hours under the
+customer's nation's bank holidays → a vulnerable customer only to a trained agent (when the agent is
+known).
 
 sms: the customer's record (deceased, deleted) → opt-out → do-not-call. The STOP confirmation is the
 one text an opted-out number gets.
 
 A booked callback is a call the customer asked for at that time: the attempt limits and the gap give
-way to it; the abandoned-call cool-off (Ofcom) and everything else do not.
+way to it; the abandoned-call cool-off (Ofcom), a call under way to the number and everything else
+do not.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class ContactFacts:
     booked_callback: bool = False  # the customer asked to be called at this time
     versions: Mapping[str, object] = field(default_factory=dict)  # which facts: row versions, counts
     flagged_vulnerable: bool = False  # the dialler's own vulnerable flag (customer_flags)
+    # Another session's call to this number is under way (dialled, not ended): not rung before this.
+    number_busy_until: datetime | None = None
 
     @property
     def vulnerable(self) -> bool:
@@ -184,7 +188,11 @@ def _voice_checks(
     if facts.phone_e164 is None:
         problem = facts.phone_problem or "no phone number"
         checks.append(GateResult(False, Rule.NO_CALLABLE_NUMBER, f"no callable phone number: {problem}"))
-    checks += [gates.do_not_call(facts.do_not_call), gates.opted_out(facts.opted_out)]
+    checks += [
+        gates.do_not_call(facts.do_not_call),
+        gates.opted_out(facts.opted_out),
+        gates.number_in_call(at, facts.number_busy_until),
+    ]
     if facts.booked_callback or not (facts.attempts or facts.number_attempts or facts.last_abandoned_at):
         # Nothing in the history can close a limit: the open answers are the same for everyone (the
         # rebuild's common case, 500k times; built once per rules).

@@ -39,6 +39,7 @@ __all__ = [
     "max_attempts_per_week",
     "min_gap",
     "next_allowed_slots",
+    "number_in_call",
     "opted_out",
 ]
 
@@ -68,6 +69,9 @@ MIN_GAP_BOUNDS: Final = (timedelta(minutes=15), timedelta(days=7))
 # Ofcom's persistent-misuse policy: no repeat call for 72 h after an abandoned call.
 ABANDONED_COOLOFF_BOUNDS: Final = (timedelta(hours=72), timedelta(days=30))
 WEEK: Final = timedelta(days=7)
+# A number with a call under way is asked about again this much later: when that call will end is
+# not known, and a household is not rung on a second line while one of its members is on the first.
+NUMBER_IN_CALL_RETRY: Final = timedelta(minutes=5)
 # Longest run of closed days is a bank-holiday weekend plus Christmas (< 7 days); 21 is ample.
 _SEARCH_DAYS: Final = 21
 
@@ -82,6 +86,7 @@ class Rule(StrEnum):
     NO_CALLABLE_NUMBER = "no_callable_number"
     DO_NOT_CALL = "do_not_call"
     OPTED_OUT = "opted_out"
+    NUMBER_IN_CALL = "number_in_call"
     ABANDONED_COOLOFF = "abandoned_cooloff"
     MAX_ATTEMPTS_PER_WEEK = "max_attempts_per_week"
     NUMBER_MAX_ATTEMPTS_PER_WEEK = "number_max_attempts_per_week"
@@ -334,6 +339,7 @@ def record_block(status: str, deleted: bool, enabled: bool, *, for_text: bool = 
 _RECORD_OPEN: Final = GateResult(True, "customer_record", "the customer's record allows contact")
 _NOT_LISTED: Final = GateResult(True, Rule.DO_NOT_CALL, "not on the do-not-call list")
 _NOT_OPTED_OUT: Final = GateResult(True, Rule.OPTED_OUT, "no opt-out")
+_NUMBER_FREE: Final = GateResult(True, Rule.NUMBER_IN_CALL, "no other call to this number is under way")
 
 
 def customer_record(status: str, deleted: bool, enabled: bool, *, for_text: bool = False) -> GateResult:
@@ -353,6 +359,16 @@ def opted_out(opted_out: bool) -> GateResult:
     if opted_out:
         return GateResult(False, Rule.OPTED_OUT, OPTED_OUT_TEXT)
     return _NOT_OPTED_OUT
+
+
+def number_in_call(now: datetime, busy_until: datetime | None) -> GateResult:
+    """Never two live calls to one number: while a call to it is under way (another customer who
+    shares it, a household), the number is asked about again at ``busy_until``."""
+    if busy_until is None or utc(now, "now") >= busy_until:
+        return _NUMBER_FREE
+    return GateResult(
+        False, Rule.NUMBER_IN_CALL, "a call to this number is under way (a customer who shares it)", busy_until
+    )
 
 
 def vulnerable_agent(vulnerable: bool, agent_trained_vulnerable: bool) -> GateResult:

@@ -13,6 +13,11 @@ asking again rings the customer a second time. So, for each call or text:
 3. :func:`begin` — otherwise the attempt is written and committed (its own transaction) *before* the
    request, so that a crash at any later point leaves the evidence a retry needs.
 4. :func:`settle` — the sid, once the carrier answers.
+
+A dial also holds its number (:func:`hold_number`) from the compliance gate's last check until its
+attempt is recorded: two customers who share a number, offered to two agents at the same moment, are
+then dialled one after the other, and the second dial's gate sees the first call under way
+(``dialler.compliance.facts``) and refuses it: never two live calls to one number.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Final
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dialler.outbound.models import CarrierAttempt
 
@@ -37,6 +43,7 @@ __all__ = [
     "dial_key",
     "exclusive",
     "find",
+    "hold_number",
     "settle",
     "sms_key",
 ]
@@ -47,10 +54,15 @@ __all__ = [
 CLOCK_SKEW: Final = timedelta(seconds=60)
 # The first key of the two-key advisory lock: this module's namespace ("ONCE").
 _LOCK_NAMESPACE: Final = 0x4F4E4345
+# The number's lock ("LINE"), and how long a dial waits for another dial to the same number to be
+# recorded (a few milliseconds, or a carrier request: seconds at worst).
+_NUMBER_NAMESPACE: Final = 0x4C494E45
+NUMBER_WAIT: Final = "10s"
 
 
 class AttemptBusy(RuntimeError):
-    """Another try of the same call or text is under way (its worker is alive and holds the lock)."""
+    """Another try of the same call or text is under way (its worker is alive and holds the lock),
+    or another dial to the same number did not finish recording itself in time."""
 
 
 def dial_key(session_id: str) -> str:
@@ -66,16 +78,32 @@ def body_digest(body: str) -> str:
 
 
 @asynccontextmanager
-async def exclusive(engine: AsyncEngine, key: str) -> AsyncIterator[None]:
+async def exclusive(engine: AsyncEngine, key: str) -> AsyncIterator[AsyncConnection]:
     """Hold the key's lock for the block, or raise :class:`AttemptBusy` at once. ``engine`` is
-    ``Stores.carrier_locks``: the block uses the main pool, and must not wait on its own."""
+    ``Stores.carrier_locks``: the block uses the main pool, and must not wait on its own. Yields the
+    lock's connection, for :func:`hold_number` (a second lock connection per dial could exhaust that
+    pool with dials each waiting for their second)."""
     async with engine.begin() as conn:
         held = await conn.scalar(
             text("SELECT pg_try_advisory_xact_lock(:ns, hashtext(:key))"), {"ns": _LOCK_NAMESPACE, "key": key}
         )
         if not held:
             raise AttemptBusy(f"another try of {key.split(':', 1)[0]} request {key} is under way")
-        yield
+        yield conn
+
+
+async def hold_number(lock: AsyncConnection, phone: str) -> None:
+    """Hold ``phone`` for the rest of ``lock``'s transaction (the connection :func:`exclusive` yields),
+    waiting up to :data:`NUMBER_WAIT` for another dial to it; :class:`AttemptBusy` if it does not end."""
+    await lock.execute(text(f"SET LOCAL lock_timeout = '{NUMBER_WAIT}'"))
+    try:
+        await lock.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, hashtext(:phone))"), {"ns": _NUMBER_NAMESPACE, "phone": phone}
+        )
+    except DBAPIError as exc:
+        if "lock timeout" not in str(exc).lower():
+            raise
+        raise AttemptBusy(f"another dial to the number held it for over {NUMBER_WAIT}") from None
 
 
 async def find(engine: AsyncEngine, key: str) -> CarrierAttempt | None:

@@ -95,6 +95,7 @@ class DiallerFacts:
     callbacks: dict[int, LiveCallback] = field(default_factory=dict)
     number_attempts: dict[str, tuple[datetime, ...]] = field(default_factory=dict)  # by number, last 7 days
     flagged_vulnerable: frozenset[int] = frozenset()  # the dialler's own vulnerable flag
+    number_busy_until: dict[str, datetime] = field(default_factory=dict)  # by number: a call under way
 
 
 @dataclass(frozen=True)
@@ -143,4 +144,5 @@ async def dialler_facts(
         callbacks,
         numbers.attempts,
         flagged,
+        numbers.busy_until,
     )

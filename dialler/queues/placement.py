@@ -73,6 +73,7 @@ def contact_facts(
         last_abandoned_at=known.abandoned_at.get(phone) if phone else None,
         booked_callback=booked_callback,
         flagged_vulnerable=facts.user_id in known.flagged_vulnerable,
+        number_busy_until=known.number_busy_until.get(phone) if phone else None,
     )
 
 
@@ -186,17 +187,19 @@ def _gate_answer(
     rule it names, whether time alone will not open it, and when it opens (None: open now).
 
     A customer with no contact history (no attempt to them or to their number, no abandoned call to
-    it) -- most of a rebuild's 500,000 -- gets the answer the gate gave at the same instant to another
-    such customer with the same record, flags and nation: with the history empty, those are all the
-    gate reads of :class:`~dialler.compliance.gate.ContactFacts` (``tests/dialler/queues/
-    test_placement_memo.py`` holds this list against the dataclass's fields and the answers against
-    :func:`gate.check` itself). A customer with history is checked on their own."""
+    it, no call to it under way) -- most of a rebuild's 500,000 -- gets the answer the gate gave at
+    the same instant to another such customer with the same record, flags and nation: with the
+    history empty, those are all the gate reads of :class:`~dialler.compliance.gate.ContactFacts`
+    (``tests/dialler/queues/test_placement_memo.py`` holds this list against the dataclass's fields
+    and the answers against :func:`gate.check` itself). A customer with history is checked on their
+    own."""
     user_id = facts.user_id
     if (
         answers is None
         or known.attempts.get(user_id)
         or known.number_attempts.get(phone)
         or known.abandoned_at.get(phone) is not None
+        or known.number_busy_until.get(phone) is not None
     ):
         return _answer(contact_facts(facts, known, phone, booked_callback=booked_callback), now, rules)
     key = (

@@ -99,6 +99,7 @@ def test_a_decision_names_every_rule_checked_and_every_reason() -> None:
         "customer_record",
         "do_not_call",
         "opted_out",
+        "number_in_call",
         "abandoned_cooloff",
         "max_attempts_per_week",
         "number_max_attempts_per_week",
@@ -125,6 +126,25 @@ def test_the_stop_confirmation_is_the_one_text_an_opted_out_number_gets() -> Non
     opted = customer(None, opted_out=True)
     assert not check(opted, channel=Channel.SMS, at=at, rules=RULES).allowed
     assert check(opted, channel=Channel.SMS, at=at, rules=RULES, stop_confirmation=True).allowed
+
+
+def test_a_number_with_a_call_under_way_is_not_rung_again_even_for_a_booked_callback() -> None:
+    """Never two live calls to one number (a household's shared phone): the second customer waits
+    until the number is asked about again, and a booked callback does too."""
+    at = uk(2026, 6, 10, 11)
+    busy_until = at + timedelta(minutes=5)
+    for booked in (False, True):
+        decision = check(
+            customer("SW1A 1AA", number_busy_until=busy_until, booked_callback=booked),
+            channel=Channel.VOICE,
+            at=at,
+            rules=RULES,
+        )
+        assert not decision.allowed and decision.blocking is not None
+        assert decision.blocking.rule == "number_in_call" and "under way" in decision.blocking.explanation
+        assert decision.next_allowed_at == busy_until  # asked again, not dropped from the queues
+    later = customer("SW1A 1AA", number_busy_until=busy_until)
+    assert check(later, channel=Channel.VOICE, at=busy_until, rules=RULES).allowed
 
 
 def test_a_booked_callback_lifts_the_limits_not_the_cool_off() -> None:

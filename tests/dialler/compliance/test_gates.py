@@ -464,6 +464,7 @@ def test_the_gate_runs_every_rule_most_severe_first() -> None:
         "customer_record",
         "do_not_call",
         "opted_out",
+        "number_in_call",
         "abandoned_cooloff",
         "max_attempts_per_week",
         "number_max_attempts_per_week",

@@ -64,6 +64,10 @@ def population(rng: random.Random, now: datetime, n: int = 4_000) -> tuple[list[
         callbacks=callbacks,
         number_attempts=numbers,
         flagged_vulnerable=frozenset(rng.sample(range(1, n + 1), n // 30)),
+        # calls under way to a few numbers: the shortcut must not share an answer with these
+        number_busy_until={
+            "+44" + phone(i)[1:].replace(" ", ""): now + timedelta(minutes=5) for i in range(7, 1000, 50)
+        },
     )
     return customers, known
 
@@ -86,6 +90,8 @@ def test_decide_all_decides_each_customer_as_decide_alone_does() -> None:
         # the population exercises the shortcut and the paths around it
         reasons = {d.reason for d in alone}
         assert {"unsigned", "outstanding_requirements", "do_not_call", "opted_out", "callback_booked"} <= reasons
+        busy_until = (now + timedelta(minutes=5)).timestamp()  # a customer whose number is in a call waits
+        assert any(d.entry is not None and d.entry.not_before == busy_until for d in alone)
         assert any(d.entry is not None and d.entry.not_before is not None for d in alone)
 
 
@@ -94,7 +100,7 @@ def test_the_shared_answer_key_covers_every_fact_the_gate_reads() -> None:
     # these facts; a new field of ContactFacts must be added to its key (or shown not to matter there).
     keyed = {"status", "deleted", "enabled", "postcode", "do_not_call", "opted_out", "booked_callback"}
     keyed |= {"flagged_vulnerable"}
-    history = {"attempts", "number_attempts", "last_abandoned_at"}  # empty on the shortcut
+    history = {"attempts", "number_attempts", "last_abandoned_at", "number_busy_until"}  # empty on the shortcut
     same_for_all = {"user_id", "phone_e164", "phone_problem", "versions"}  # not read by a voice check, or fixed
     assert {f.name for f in dataclasses.fields(ContactFacts)} == keyed | history | same_for_all
 
