@@ -34,7 +34,7 @@ from dialler.calls.messages import AbandonedEvent, AgentClaimed, CallStatusEvent
 from dialler.calls.returned import call_sid_of, inbound_call_workflow_id
 from dialler.config import Settings
 from dialler.integrations import twilio_voice
-from dialler.integrations.twilio import twilio_client
+from dialler.integrations.twilio import TelephonyError, TwilioTelephony, twilio_client
 from dialler.queues.runtime import queue_engine
 from dialler.recordings import service as recordings
 from dialler.runtime import Stores
@@ -49,6 +49,8 @@ DEDUP_TTL_S = 24 * 3600
 # the start of the information message after the agent's phone has rung out.
 MESSAGE_START_ALLOWANCE_S = 0.5
 SIGNAL_TIMEOUT_S = 5.0
+# Who decided an answered call that rang an agent: the bridge's action or the 2-second guard, once.
+BRIDGE_DECIDED_TTL_S = 3600
 # How long the inbound webhook waits to start a returned call's workflow before answering without it.
 START_TIMEOUT_S = 2.0
 
@@ -183,10 +185,11 @@ async def voice_answer(
     """TwiML when the customer answers a call we placed (Twilio requests it at the answer: the
     2-second clock starts no later than here). Nothing is played before a person is on the line:
     the agent's browser is rung for what is left of the budget, and the bridge's ``action``
-    (:func:`voice_bridged`) decides what follows. When no agent can take it — no session, no lease,
-    a progressive agent whose phone is not connected — the customer hears the information message
-    at once and the call is recorded abandoned. Reads only PostgreSQL and Redis: a worker that is
-    down changes nothing here."""
+    (:func:`voice_bridged`) decides what follows — or, when the carrier rings on past the budget,
+    :func:`_keep_the_budget` does. When no agent can take it — no session, no lease, a progressive
+    agent whose phone is not connected — the customer hears the information message at once and
+    the call is recorded abandoned. Reads only PostgreSQL and Redis: a worker that is down changes
+    nothing here."""
     answered = time.monotonic()
     settings = stores.settings
     call = await answered_calls.find_session(
@@ -226,6 +229,8 @@ async def voice_answer(
         # Every call is recorded (CMCOB 2.3.2) and each recording stored with its session.
         recording_callback_url=twilio_voice.recording_callback_url(settings.public_base_url, wf),
     )
+    deadline = answered + settings.abandon_after_answer_s - MESSAGE_START_ALLOWANCE_S
+    background.add_task(_keep_the_budget, stores, temporal, call, form, deadline)
     return Response(twiml, media_type=TWIML)
 
 
@@ -244,10 +249,49 @@ async def voice_bridged(
     not left waiting past the 2 seconds); Twilio ignores what we answer then."""
     if form.get("DialCallStatus") == "completed" or form.get("CallStatus") == "completed":
         return Response(twilio_voice.hang_up(), media_type=TWIML)
+    await _decide_bridge(stores, form.get("CallSid", ""))
     call = await answered_calls.find_session(
         stores.postgres, workflow_id=_session(wf), session_id=session, call_sid=form.get("CallSid")
     )
     return await _abandon(stores, temporal, background, call, form)
+
+
+async def _keep_the_budget(
+    stores: Stores,
+    temporal: Client,
+    call: answered_calls.AnsweredSession,
+    form: dict[str, str],
+    deadline: float,
+) -> None:
+    """The 2 seconds whatever the carrier's ring timeout does: Twilio "always adds a 5 second timeout
+    buffer" to a ``<Dial timeout>``, so an agent who accepts at 4 s would be put through to a customer
+    left in silence. At the budget's end (less the message's start), unless an agent's phone has
+    answered the bridge, the customer's call is moved to the information message and recorded
+    abandoned, as the bridge's action would have done in time. A carrier that cannot be asked or
+    told leaves the call to the session's finish, which asks the carrier again (abandoned_unseen)."""
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+    call_sid = form.get("CallSid", "")
+    telephony = TwilioTelephony(stores.settings)
+    try:
+        if await telephony.agent_put_through(call_sid) or not await _decide_bridge(stores, call_sid):
+            return  # an agent is on the line, or the bridge's action decided within the budget
+        message = twilio_voice.abandoned_message(stores.settings.company_name, stores.settings.caller_id)
+        await telephony.replace_twiml(call_sid, message)
+    except TelephonyError as exc:  # the customer hung up meanwhile (the call is over), or Twilio is unreachable
+        log.info("the 2-second guard left call %s as it was: %s", call_sid, exc)
+        return
+    finally:
+        await telephony.aclose()
+    log.warning("no agent on the line 2 s after the answer (the carrier rang on): call %s abandoned", call_sid)
+    await answered_calls.record_abandoned(stores.postgres, session=call, called_number=form.get("To"))
+    await _tell_session(temporal, call.workflow_id, call_sid)
+
+
+async def _decide_bridge(stores: Stores, call_sid: str) -> bool:
+    """Mark the bridge of ``call_sid`` decided (its action came, or the guard acts): True for the
+    first to mark it, so the guard never starts the message over the action's."""
+    key = f"{stores.settings.redis_prefix}:bridge-decided:{call_sid}"
+    return bool(await stores.redis.set(key, "1", ex=BRIDGE_DECIDED_TTL_S, nx=True))
 
 
 async def _abandon(

@@ -157,6 +157,10 @@ class Telephony(Protocol):
         """Make a live call fetch and run new TwiML (e.g. the abandoned-call message)."""
         ...
 
+    async def replace_twiml(self, call_sid: str, twiml: str) -> None:
+        """Make a live call run this TwiML now, whatever it was doing (a ``<Dial>`` still ringing ends)."""
+        ...
+
     async def send_sms(self, *, to: str, body: str, status_callback: str, idempotency_key: str) -> SmsSent:
         """Queue an SMS to ``to`` (E.164); delivery status arrives at ``status_callback``."""
         ...
@@ -361,6 +365,10 @@ class TwilioTelephony:
     async def redirect(self, call_sid: str, *, twiml_url: str) -> None:
         await self._run("redirect call", lambda: self._client.calls(call_sid).update(url=twiml_url, method="POST"))
         log.info("redirected call %s", call_sid)
+
+    async def replace_twiml(self, call_sid: str, twiml: str) -> None:
+        await self._run("replace call TwiML", lambda: self._client.calls(call_sid).update(twiml=twiml))
+        log.info("replaced the TwiML of call %s", call_sid)
 
     async def send_sms(self, *, to: str, body: str, status_callback: str, idempotency_key: str) -> SmsSent:
         key = f"sms:{idempotency_key}"

@@ -213,6 +213,32 @@ async def test_no_agent_within_2s_plays_the_information_message_and_locks_the_nu
     assert presence.json()["state"] == "available"
 
 
+async def test_a_carrier_that_rings_the_agent_past_the_budget_still_gives_the_message_within_2s(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
+    temporal_client: Client,
+) -> None:
+    """Real Twilio pads a <Dial timeout> by 5 s, so the bridge's own timeout (1 s here) would ring the
+    agent for 6 s and put through one who accepts at 3 s to a customer left in silence. The web
+    process's guard keeps the 2 s: the customer hears the information message, the agent is never
+    put through, and the call is abandoned with the 72 h lock."""
+    emulator.knobs(dial_timeout_pad_s=5.0)
+    emulator.script("*", behaviour="answer", answer_after_s=0.5, hangup_after_s=None)
+    emulator.device(agent_identity(await agent_id(stores)), action="accept", accept_after_s=3.0)
+    offered = await offer(http, stores, replica_url, progressive=False)
+    sid = await customer_call(emulator)
+
+    timeline = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
+    assert_information_message(timeline, stores.settings)
+    assert "redirect" in timeline.kinds()  # the guard moved the call; the bridge's timeout had not run out
+    assert await abandoned_attempts(stores, offered["session_id"]) == [(True, "abandoned")]
+    await assert_locked_72h(stores, offered["customer"]["user_id"])
+    assert await session_closed(temporal_client, offered["workflow_id"]) == "no_outcome"
+
+
 async def test_no_lease_at_the_answer_plays_the_information_message_and_records_it_abandoned(
     http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
 ) -> None:
