@@ -115,6 +115,12 @@ POOLED_CALL_PATCH = "pooled-call-claimed-at-answer"
 # "ended"); and files Disposition and CallStatus ``closed`` in one upsert. Part of recorded histories:
 # never rename.
 LEAN_SESSION_PATCH = "lean-session"
+# The marker of a dial that placed no call (the compliance gate refused it at the last moment, or the
+# carrier rejected it): the session closes at once, ``no_outcome`` and the customer re-placed by the
+# rules, instead of a wrap-up where the only outcomes that fit ("no answer", "busy") would be untrue
+# and "no answer" texts "we tried to call you" to a customer who was never rung. Newer than the lean
+# session: asked for by every session, lean or not. Part of recorded histories: never rename.
+UNPLACED_DIAL_PATCH = "unplaced-dial-closes"
 # Dialling gives up quickly: a customer should not be rung a minute late because of our retries.
 DIAL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=["TelephonyRejected"]
@@ -148,6 +154,7 @@ class CallSessionWorkflow:
         self._claim_pending = False  # an agent was claimed and their presence not yet moved
         self._lean = False  # LEAN_SESSION_PATCH: set first thing in run()
         self._end_unwritten = False  # the call's end is to be written with the next progress write
+        self._unplaced = False  # UNPLACED_DIAL_PATCH: the dial failed before any call was placed
 
     @workflow.run
     async def run(self, input: CallSessionInput) -> OutcomeAccepted:
@@ -248,9 +255,11 @@ class CallSessionWorkflow:
         if self._pooled and self._answered and not self._abandoned and self._input and self._input.agent_id < 0:
             # Put through but never told whom to (the webhook's signal was lost): the row says.
             await self._learn_claimed_agent()
-        # An abandoned call, a preview that ran out, or a pooled call no agent took has nothing to wrap up.
+        # An abandoned call, a preview that ran out, a pooled call no agent took, or a dial that placed no
+        # call has nothing to wrap up.
         unclaimed = self._pooled and self._input is not None and self._input.agent_id < 0
-        if self._outcome is None and not self._abandoned and not self._preview_expired and not unclaimed:
+        nothing_to_wrap_up = self._abandoned or self._preview_expired or unclaimed or self._unplaced
+        if self._outcome is None and not nothing_to_wrap_up:
             self._wrap_up_deadline = workflow.now() + timedelta(seconds=input.wrap_up_timeout_s)
             await self._enter_wrap_up()
             wrapped_up = lambda: self._outcome is not None or self._outcome_waiting  # noqa: E731
@@ -410,6 +419,7 @@ class CallSessionWorkflow:
         except ActivityError:  # the carrier refused or never answered: the call failed, the session goes on
             workflow.logger.warning("placing the call failed")
             self._end("failed")
+            self._unplaced = self._call_sid is None and workflow.patched(UNPLACED_DIAL_PATCH)
             await self._progress()
             return
         if self._call_sid is None:

@@ -11,20 +11,28 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 from sqlalchemy import text
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from devstack.twilio_emulator.client import EmulatorClient
 from dialler import clock
 from dialler.queues.phones import normalise_phone
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.call_sessions import queue_one_customer, start_available
+from tests.support.histories import record_history
 from tests.support.live_api import eventually, login
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_a_dial_refused_at_the_last_moment_is_recorded_and_explained(
-    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
+    temporal_client: Client,
 ) -> None:
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
@@ -83,3 +91,20 @@ async def test_a_dial_refused_at_the_last_moment_is_recorded_and_explained(
             text("SELECT count(*) FROM compliance_decisions WHERE user_id = :u AND NOT allowed"), {"u": user_id}
         )
     assert attempts == 0 and logged == 1
+
+    # Nothing to wrap up: no outcome fits a call that never rang ("no answer" would text "we tried to
+    # call you"). The session closes by itself, the agent is free, the customer waits for the rules.
+    handle = temporal_client.get_workflow_handle(offered["workflow_id"])
+    closed = await asyncio.wait_for(handle.result(), 30)
+    assert closed["disposition"] == "no_outcome"
+    await record_history(handle, "call-session-unplaced-dial-closed", stores.settings)  # RECORD_HISTORY_TO=<dir>
+    presence = (await http.get("/api/v1/agents/me/presence", headers=headers)).json()
+    assert presence["state"] == "available"
+    engine = queue_engine(stores)
+    assert await engine.position(user_id) is not None
+    held_until = await stores.redis.hget(engine.keys.not_before, str(user_id))
+    assert held_until is not None and float(held_until) == pytest.approx(next_allowed.timestamp(), abs=1)
+    async with stores.postgres.connect() as conn:
+        texts = await conn.scalar(text("SELECT count(*) FROM sms_messages"))
+        attempts = await conn.scalar(text("SELECT count(*) FROM contact_attempts WHERE user_id = :u"), {"u": user_id})
+    assert texts == 0 and attempts == 0

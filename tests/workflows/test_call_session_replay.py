@@ -38,6 +38,11 @@ outcome ``not_interested`` → closed.
 (``RECORD_HISTORY_TO=<dir>``, payloads decoded by tests/support/histories.py): next-call → dial → answered →
 the agent hangs up → wrap-up → outcome ``docs_promised`` → closed, the upload link texted by a child
 workflow.
+
+``call-session-lean-refused-dial-wrap-up.json`` (recorded before ``UNPLACED_DIAL_PATCH``, from
+tests/e2e/test_dial_refusal.py, cut while in wrap-up) and ``call-session-unplaced-dial-closed.json``
+(with it, the same test): next-call → dial → the compliance gate refuses at the last moment → wrap-up
+(before) or closed at once ``no_outcome`` (with the patch's marker).
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from workflows.call_session import (
     POOLED_CALL_PATCH,
     PREVIEW_LIMIT_PATCH,
     RECEIVED_OUTCOME_PATCH,
+    UNPLACED_DIAL_PATCH,
     CallSessionWorkflow,
 )
 
@@ -114,6 +120,8 @@ def test_the_hangup_grace_generation_is_recorded() -> None:
         "call-session-new-kept-outcome-told",
         "call-session-new-carrier-status-check",
         "call-session-lean-answered",
+        "call-session-lean-refused-dial-wrap-up",
+        "call-session-unplaced-dial-closed",
     ],
 )
 async def test_the_patched_histories_replay(name: str) -> None:
@@ -252,3 +260,13 @@ def test_the_lean_generation_is_recorded() -> None:
         if e.get("workflowExecutionSignaledEventAttributes", {}).get("signalName") == "call_status"
     ]
     assert len({s["call_sid"] for s in statuses}) == 1, statuses  # the customer's call only
+
+
+def test_the_unplaced_dial_generation_is_recorded() -> None:
+    """Before the patch a refused dial went to wrap-up; with it, the session closed at once."""
+    assert UNPLACED_DIAL_PATCH == "unplaced-dial-closes"  # part of recorded histories: never rename
+    assert call_statuses("call-session-lean-refused-dial-wrap-up")[-1] == "wrap_up"
+    closed = json.loads((HISTORIES / "call-session-unplaced-dial-closed.json").read_text())["events"]
+    markers = [e for e in closed if e.get("markerRecordedEventAttributes", {}).get("markerName") == "core_patch"]
+    assert len(markers) == 2  # lean-session, then unplaced-dial-closes
+    assert "wrap_up" not in call_statuses("call-session-unplaced-dial-closed")

@@ -221,6 +221,25 @@ function onCallChange(previous, call) {
     S.preselect = lineOutcome(call);
   }
   if (!call) S.connectedAt = null;
+  const dialled = previous && (LIVE_CALL.includes(previous.state) || S.dialAsked.has(previous.session_id));
+  if (!call && dialled) void explainUnplaced(previous.session_id);
+}
+
+// A dial the compliance rules refused at the last moment closes its session at once (no call rang, so
+// no outcome fits): the closed call still says why, and from when the customer may be called.
+async function explainUnplaced(sessionId) {
+  let closed = null;
+  try {
+    closed = await api.get(`/calls/${encodeURIComponent(sessionId)}`);
+  } catch {
+    return; // the next call is what matters; the refusal stays on the supervisor's explain
+  }
+  if (!closed || !closed.refusal) return;
+  const text = `Call not placed: ${closed.refusal.reasons.join("; ")}`;
+  $("#next-call-message").textContent = closed.refusal.next_allowed_at
+    ? `${text}. Next allowed at ${ukTime(closed.refusal.next_allowed_at)}.`
+    : text;
+  announce(text);
 }
 
 async function nextCall(button) {
