@@ -684,6 +684,40 @@ async def test_the_page_never_dials_by_itself_the_queues_pacer_does(
     await ctx.close()
 
 
+async def test_a_dial_refused_at_the_last_moment_says_why_and_frees_the_agent(
+    live_api: str, worker: Worker, stores: Stores, replica_url: str, browser: Browser
+) -> None:
+    """The compliance gate refuses the dial the agent clicks (an abandoned call to the number an hour
+    ago: Ofcom's 72 h): no call rings, the agent is told why and from when, and is free at once for the
+    next customer, with no outcome to invent for a call that never rang."""
+    await queue_one_customer(stores, replica_url)
+    console = ConsoleErrors()
+    ctx, page = await open_page(browser, console, "agent")
+    await sign_in(page, live_api, "priya@rmc.example")
+    await page.get_by_role("button", name="Available").click()
+    await page.get_by_role("button", name="Next call").click()
+    await expect(page.locator("#customer-name")).to_be_visible()
+    async with stores.postgres.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO contact_attempts (user_id, phone_e164, channel, result, abandoned, attempted_at)"
+                " SELECT 999999, phone_e164, 'voice', 'abandoned', true, now() - interval '1 hour'"
+                " FROM call_sessions WHERE closed_at IS NULL"
+            )
+        )
+    await page.get_by_role("button", name="Call", exact=True).click()
+    message = page.locator("#next-call-message")
+    await expect(message).to_contain_text("Call not placed: abandoned_cooloff", timeout=15_000)
+    await expect(message).to_contain_text("Next allowed at")
+    await expect(page.locator("#status-now")).to_contain_text("Available")
+    await expect(page.locator("#customer-body")).to_contain_text("No customer yet")
+    async with stores.postgres.connect() as conn:
+        texts = await conn.scalar(text("SELECT count(*) FROM sms_messages"))
+    assert texts == 0
+    assert not console.errors, "\n".join(console.errors)
+    await ctx.close()
+
+
 class TestTheLineTellsTheOutcome:
     """A busy, unanswered or machine-answered line is the outcome the agent would pick: it is chosen
     for them, to confirm. Voicemail is known from the carrier's answering-machine detection (on here)."""
