@@ -13,7 +13,6 @@ from temporalio import activity
 from temporalio.client import Client
 
 from dialler.agents.models import Agent
-from dialler.calls.inbound import device_key
 from dialler.calls.service import CallOffered, take_next_call, take_pooled_call
 from dialler.errors import Conflict
 from dialler.pacing import floor
@@ -56,9 +55,7 @@ class PacingActivities:
                     if agent is None or not await redis.hsetnx(done, f"agent:{agent_id}", "1"):
                         continue
                     await redis.expire(done, PLACED_TTL_S)
-                    if not await redis.exists(device_key(settings, agent_id)):
-                        continue  # the phone dropped since the snapshot: not dialled for
-                    try:
+                    try:  # refused (PhoneNotReady) when the phone dropped since the snapshot
                         offered = await take_next_call(
                             session=session,
                             stores=self.stores,

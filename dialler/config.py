@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dialler.compliance.drama import is_drama_number
+from dialler.queues.phones import caller_id_problem
 from dialler.security.keys import DEVELOPMENT_KEY_B64, DEVELOPMENT_KEYS, parse_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -205,7 +205,7 @@ class Settings(BaseSettings):
     twilio_api_key_secret: SecretStr = SecretStr("dev-twilio-api-secret")
     twilio_twiml_app_sid: str = "AP00000000000000000000000000000000"
     twilio_api_base_url: str | None = None
-    caller_id: str = "+441614960000"  # Ofcom drama range: set your real CLI
+    caller_id: str = "+441614960000"  # Ofcom drama range: production refuses it (queues.phones.caller_id_problem)
     company_name: str = "RMC Claims"
     # The information message Twilio plays when it cannot fetch a call's TwiML from us at the answer
     # (the API down or failing): hosted apart from the API, as a TwiML Bin (``dialler fallback-twiml``
@@ -344,8 +344,11 @@ class Settings(BaseSettings):
                 lines.append(f"{name}: a local emulator's credential; use the production account or a role{why}")
         if self.clock_offset_s:
             lines.append(f"clock_offset_s: must be 0 in production, compliance reads the real time{why}")
-        if is_drama_number(self.caller_id):
-            lines.append(f"caller_id: {self.caller_id} is in an Ofcom drama range; set the real CLI{why}")
+        if (problem := caller_id_problem(self.caller_id)) is not None:
+            lines.append(
+                f"caller_id: {self.caller_id!r} is {problem}; set the firm's CLI, a valid UK number customers can "
+                f"call back at no more than the national rate{why}"
+            )
         if self.fail_points:
             lines.append(
                 f"fail_points: {', '.join(self.fail_points)} stop calls and texts half-way; leave it empty{why}"

@@ -74,11 +74,17 @@ def device_key(settings: Settings, agent_id: int) -> str:
     return f"{settings.redis_prefix}:device:{agent_id}"
 
 
+async def device_ready(redis: Redis, settings: Settings, agent_id: int) -> bool:
+    """The agent's browser phone is registered: its page's heartbeat is fresher than
+    ``device_ready_ttl_s`` (the pacer's snapshot reads the same key, ``dialler.pacing.floor``)."""
+    return bool(await redis.exists(device_key(settings, agent_id)))
+
+
 async def _free(redis: Redis, settings: Settings, agent_id: int) -> bool:
     """Available (not reserved, on a call or on a break) with a connected browser phone."""
     state, device = (
         await redis.hget(presence_key(settings, agent_id), "state"),
-        await redis.exists(device_key(settings, agent_id)),
+        await device_ready(redis, settings, agent_id),
     )
     if not device or state is None:
         return False

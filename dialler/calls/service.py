@@ -66,6 +66,18 @@ class NextCallRefused(Conflict):
     """The agent may not take a call now; the message says why."""
 
 
+class PhoneNotReady(NextCallRefused):
+    """A progressive call dials the customer at once: the agent's phone must be ready first."""
+
+    code = "phone_not_ready"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Your phone is not connected: progressive mode rings the customer at once, so keep this page "
+            "open until its phone is ready, or switch to preview."
+        )
+
+
 class AlreadyHoldingCustomer(Conflict):
     def __init__(self, user_id: int) -> None:
         super().__init__(f"You already hold customer {user_id}: finish that call first.", {"user_id": user_id})
@@ -206,6 +218,8 @@ async def _offer_next_call(
                 held = None  # it lapsed meanwhile and put the customer back: the agent holds nobody
             else:
                 held = replace(held, expires_at=renewed.expires_at)
+                if progressive:
+                    await _phone_ready_or_refuse(stores, agent.id)
                 return await _open(
                     stores=stores,
                     engine=engine,
@@ -250,6 +264,7 @@ async def _offer_next_call(
         open_queues = await progressive_queues(stores, queues)
         paused = [q for q in queues if q not in open_queues]
         queues = open_queues
+        await _phone_ready_or_refuse(stores, agent.id)
     try:
         offer = await engine.next_call_detailed(
             agent_id=agent.id,
@@ -286,6 +301,14 @@ async def _offer_next_call(
         lease=offer.lease,
         resumed=False,
     )
+
+
+async def _phone_ready_or_refuse(stores: Stores, agent_id: int) -> None:
+    """Ofcom's 2-second rule by construction: a progressive session dials as it starts, so the agent's
+    browser phone is registered (and the agent available, checked with the lease) before the customer
+    is leased, let alone dialled. The same check as the pacer's ready agents (``inbound.device_ready``)."""
+    if not await inbound.device_ready(stores.redis, stores.settings, agent_id):
+        raise PhoneNotReady()
 
 
 async def progressive_queues(stores: Stores, queues: list[str]) -> list[str]:

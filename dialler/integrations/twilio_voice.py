@@ -26,9 +26,7 @@ __all__ = [
     "abandoned_message",
     "agent_identity",
     "browser_phone_emulator_url",
-    "announcement",
     "bridge_to_agent",
-    "dial_customer",
     "hang_up",
     "machine_message",
     "hold_message",
@@ -120,82 +118,26 @@ def _dial(
     return Dial(**attrs)
 
 
-def dial_customer(
-    number_e164: str,
-    caller_id: str,
-    status_callback_url: str,
-    *,
-    record: bool = True,
-    announce: str | None = RECORDING_NOTICE,
-    announce_url: str | None = None,
-    action_url: str | None = None,
-    timeout_s: int = 30,
-    time_limit_s: int | None = None,
-    recording_callback_url: str | None = None,
-) -> str:
-    """TwiML for the agent's browser call: dial the customer with our caller id, recorded.
-
-    Where the announcement is heard matters. This document runs on the *agent's* leg, so a ``<Say>``
-    here (``announce``) is heard by the agent before the customer's phone rings. To have the
-    *customer* hear it on answer, pass ``announce_url``: a URL serving :func:`announcement`, which
-    Twilio plays to the called party before bridging (``<Number url=…>``); the recording
-    (from answer) then includes the notice. ``statusCallback`` with every progress event goes on
-    ``<Number>``, which is where Twilio reports the customer leg's progress.
-    """
-    response = VoiceResponse()
-    if announce and not announce_url:
-        _say(response, announce)
-    dial = _dial(
-        caller_id,
-        record=record,
-        timeout_s=timeout_s,
-        action_url=action_url,
-        time_limit_s=time_limit_s,
-        recording_callback_url=recording_callback_url,
-    )
-    number_attrs: dict[str, Any] = {
-        "status_callback": status_callback_url,
-        "status_callback_event": _STATUS_EVENTS,
-        "status_callback_method": "POST",
-    }
-    if announce_url:
-        number_attrs["url"] = announce_url
-        number_attrs["method"] = "POST"
-    dial.number(number_e164, **number_attrs)
-    response.append(dial)
-    return str(response)
-
-
-def announcement(text: str = RECORDING_NOTICE) -> str:
-    """TwiML played to the customer on answer, before the agent is bridged (``<Number url>``)."""
-    response = VoiceResponse()
-    _say(response, text)
-    return str(response)
-
-
 def bridge_to_agent(
     agent_identity: str,
     status_callback_url: str | None = None,
     *,
     caller_id: str | None = None,
     record: bool = True,
-    announce: str | None = None,
     action_url: str | None = None,
     timeout_s: int = 20,
     recording_callback_url: str | None = None,
 ) -> str:
     """TwiML for a progressive call the customer has answered: ring the agent's browser.
 
-    No announcement by default: the customer must reach a live agent within 2 seconds of answering
-    (Ofcom's abandoned-call rule), and a recorded message before the bridge would use that time up;
-    the agent's first scripted line is the recording notice. ``timeout_s`` is what is left of the
-    2 seconds; ``action_url`` receives ``DialCallStatus`` when the agent leg ends, so an unanswered
-    bridge falls through to :func:`abandoned_message`. The agent leg's own statuses go to
-    ``status_callback_url`` only when one is given.
+    Nothing is said before the bridge: the customer must reach a live agent within 2 seconds of
+    answering (Ofcom's abandoned-call rule), and a recorded message would use that time up; the
+    agent's first scripted line is the recording notice (the agent screen's ``#say-first``).
+    ``timeout_s`` is what is left of the 2 seconds; ``action_url`` receives ``DialCallStatus`` when
+    the agent leg ends, so an unanswered bridge falls through to :func:`abandoned_message`. The agent
+    leg's own statuses go to ``status_callback_url`` only when one is given.
     """
     response = VoiceResponse()
-    if announce:
-        _say(response, announce)
     dial = _dial(
         caller_id,
         record=record,

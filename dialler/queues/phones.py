@@ -35,7 +35,9 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
 from phonenumbers.phonemetadata import PhoneMetadata
 
-__all__ = ["PHONE_REASONS", "PhoneCheck", "normalise_phone"]
+from dialler.compliance.drama import is_drama_number
+
+__all__ = ["PHONE_REASONS", "PhoneCheck", "caller_id_problem", "normalise_phone"]
 
 REGION: Final = "GB"
 COUNTRY_CODE: Final = 44
@@ -92,6 +94,10 @@ def _gb_callable_pattern() -> re.Pattern[str]:
 
 
 _GB_CALLABLE: Final = _gb_callable_pattern()
+# A CLI may also be a number a customer calls back at no more than the national rate that is not a
+# consumer's own line: 03 (UAN) and freephone. Never premium rate, shared cost (084/087), personal
+# (070) or pager: Ofcom's CLI guidance (General Condition C6).
+_CLI_ONLY_TYPES: Final = frozenset({PhoneNumberType.UAN, PhoneNumberType.TOLL_FREE})
 _FICTIONAL: Final = re.compile(r"7700900[0-9]{3}|1632960[0-9]{3}")
 # Separators people type; removed before the fast-path match. Anything else falls to the slow path.
 _SEPARATORS: Final = str.maketrans("", "", " \t-()./\u00a0")
@@ -143,3 +149,23 @@ def _slow_path(raw: str, allow_fictional: bool) -> PhoneCheck:
     if phonenumbers.number_type(number) not in _CALLABLE_TYPES:
         return PhoneCheck(None, "unsupported_type")
     return PhoneCheck(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None)
+
+
+def caller_id_problem(raw: str) -> str | None:
+    """Why ``raw`` cannot be the caller id (CLI) we present to customers, or None when it can: a valid
+    UK number outside Ofcom's drama ranges that can be called back at no more than the national rate
+    (General Condition C6). The validity is :func:`normalise_phone`'s, with no fictional numbers."""
+    if not raw.strip():
+        return "not set"
+    if is_drama_number(raw):
+        return "in an Ofcom drama range (a call back reaches nobody)"
+    check = normalise_phone(raw, allow_fictional=False)
+    if check.ok:
+        return None
+    if check.reason == "unsupported_type":
+        if phonenumbers.number_type(phonenumbers.parse(raw, REGION)) in _CLI_ONLY_TYPES:
+            return None
+        return "a premium-rate, shared-cost, personal or pager number (a call back costs more than a national call)"
+    if check.reason == "not_uk":
+        return "not a UK number"
+    return "not a valid UK number"

@@ -139,7 +139,8 @@ def test_the_production_template_filled_in_starts_and_left_blank_is_refused(tmp_
     assert settings.is_production and settings.temporal_tls_enabled
     assert settings.trusted_proxies == ["172.16.0.0/12"]
     assert "jwt_secret: must be at least 32 characters" in str(refused.value)
-    assert "caller_id" not in str(refused.value)  # blank is not a drama number; Twilio refuses it
+    assert "caller_id: '' is not set" in str(refused.value)  # the CLI must be set, as the template says
+    assert "# Required: the firm's CLI" in ENV_TEMPLATE.read_text()
 
 
 def test_the_old_compose_defaults_would_be_refused() -> None:

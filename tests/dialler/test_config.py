@@ -111,6 +111,10 @@ def test_production_refuses_every_development_default_at_once_one_line_each() ->
         ({"caller_id": "+441614960000"}, "caller_id"),
         ({"caller_id": "020 7946 0123"}, "caller_id"),
         ({"caller_id": "+447700900999"}, "caller_id"),
+        ({"caller_id": ""}, "caller_id"),  # blank: Twilio would refuse every call
+        ({"caller_id": "+14155550100"}, "caller_id"),  # a US number
+        ({"caller_id": "+44161234"}, "caller_id"),  # not a valid UK number
+        ({"caller_id": "09011234567"}, "caller_id"),  # premium rate: a call back costs more than national
         ({"telephony_mode": "simulated"}, "telephony_mode"),
         ({"twilio_api_base_url": "http://127.0.0.1:4010"}, "twilio_api_base_url"),
         ({"voice_fallback_url": None}, "voice_fallback_url"),
@@ -126,6 +130,29 @@ def test_production_refuses_each_unsafe_setting_naming_it(override: dict[str, ob
 
     assert len(lines) == 1
     assert lines[0].startswith(f"{setting}: ")
+
+
+@pytest.mark.parametrize(
+    "caller_id", ["+441612345678", "0161 234 5678", "07912345678", "0300 123 4567", "0800 123 4567"]
+)
+def test_production_takes_a_valid_uk_caller_id(caller_id: str) -> None:
+    """Geographic, mobile, 03 and freephone numbers all cost a caller no more than a national call."""
+    assert Settings(_env_file=None, **(PRODUCTION | {"caller_id": caller_id})).caller_id == caller_id  # type: ignore[call-arg, arg-type]
+
+
+@pytest.mark.parametrize(
+    ("caller_id", "why"),
+    [
+        ("", "is not set"),
+        ("+14155550100", "is not a UK number"),
+        ("+44161234", "is not a valid UK number"),
+        ("+441614960000", "is in an Ofcom drama range"),
+    ],
+)
+def test_a_refused_caller_id_says_why(caller_id: str, why: str) -> None:
+    [line] = refusals(**(PRODUCTION | {"caller_id": caller_id}))
+
+    assert line.startswith(f"caller_id: {caller_id!r} {why}")
 
 
 @pytest.mark.parametrize("environment", ["development", "production"])

@@ -203,7 +203,8 @@ async def test_a_progressive_agent_is_offered_only_queues_under_their_ceiling(
         await session.commit()
         priya = await session.scalar(select(Agent).where(Agent.email == PRIYA))
     assert priya is not None and priya.queues == ["unsigned", "callbacks"]
-    await start_available(http, PRIYA)
+    headers = await start_available(http, PRIYA)
+    assert (await http.post("/api/v1/voice/device-ready", headers=headers)).status_code == 204  # her phone is ready
     engine = queue_engine(stores)
     started: list[CallSessionInput] = []
 

@@ -28,7 +28,7 @@ from dialler.agents.models import Agent
 from dialler.calls.inbound import device_key
 from dialler.config import Settings, TelephonyMode
 from dialler.integrations.twilio import TwilioTelephony
-from dialler.integrations.twilio_voice import agent_identity
+from dialler.integrations.twilio_voice import RECORDING_NOTICE, agent_identity
 from dialler.runtime import Stores
 from tests.support.browser import ConsoleErrors, agent_id, open_page, sign_in
 from tests.support.call_sessions import customer_call, queue_one_customer
@@ -124,6 +124,8 @@ async def test_click_to_dial_rings_the_browser_which_accepts_mutes_and_hangs_up(
     await connected_in_time(emulator, sid)
     await expect(page.locator("#device-status")).to_contain_text("On the phone")
     await expect(page.locator("#call-state-text")).to_contain_text("Connected")
+    # Nothing automated played before the agent: the recording notice is their first line (CMCOB 2.3.5).
+    await expect(page.locator("#say-first")).to_have_text(f'Say first: "{RECORDING_NOTICE}"')
 
     mute = page.locator("#mute")
     await mute.click()
@@ -178,6 +180,8 @@ async def test_progressive_dials_only_with_the_browser_registered_and_bridges_th
     await connected_in_time(emulator, sid)
     await expect(page.locator("#device-status")).to_contain_text("On the phone")
     await expect(page.locator("#call-state-text")).to_contain_text("Connected")
+    # Nothing automated played before the agent: the recording notice is their first line (CMCOB 2.3.5).
+    await expect(page.locator("#say-first")).to_have_text(f'Say first: "{RECORDING_NOTICE}"')
 
     await page.get_by_role("button", name="Hang up").click()
     ended = await asyncio.to_thread(emulator.wait_ended, sid, 15.0)

@@ -403,6 +403,40 @@ async def test_a_preview_not_dialled_within_the_limit_puts_the_customer_back_wit
         assert await conn.scalar(text("SELECT count(*) FROM sms_messages")) == 0
 
 
+async def test_an_outcome_recorded_before_a_dial_counts_no_attempt_and_sends_no_text(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    temporal_client: Client,
+    emulator: EmulatorClient,
+) -> None:
+    """The agent skips a reserved customer ("not calling this customer": wrong number) without
+    dialling: nobody was rung, so no attempt is counted and no "we tried to call you" text goes out;
+    the outcomes that say how a dial went are refused until there was one."""
+    await queue_one_customer(stores, replica_url)
+    headers = await start_available(http, "priya@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    session_id, user_id = offered["session_id"], offered["customer"]["user_id"]
+    path = f"/api/v1/calls/{session_id}/outcome"
+
+    for disposition in ("no_answer", "voicemail"):  # they would text the customer
+        refused = await http.post(path, json={"disposition": disposition}, headers=headers)
+        assert refused.status_code == 422, refused.text
+    skipped = await http.post(path, json={"disposition": "wrong_number"}, headers=headers)
+    assert skipped.status_code == 200, skipped.text
+    result = await temporal_client.get_workflow_handle(call_workflow_id(user_id)).result()
+
+    assert result["disposition"] == "wrong_number"
+    async with stores.postgres.connect() as conn:
+        assert await conn.scalar(text("SELECT disposition FROM call_outcomes")) == "wrong_number"
+        assert await conn.scalar(text("SELECT count(*) FROM contact_attempts")) == 0
+        assert await conn.scalar(text("SELECT count(*) FROM sms_messages")) == 0
+    assert await asyncio.to_thread(emulator.calls) == []  # never dialled
+    assert await asyncio.to_thread(emulator.messages) == []  # and never texted
+    assert (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "available"
+
+
 async def _workflow_state(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
     return (await handle.query(CallSessionWorkflow.view)).state == state
 
@@ -536,6 +570,8 @@ async def test_worker_killed_mid_call_loses_nothing(
     assert (closed["state"], closed["disposition"]) == ("closed", "busy")
     async with stores.postgres.connect() as conn:
         assert await conn.scalar(text("SELECT disposition FROM call_outcomes")) == "busy"
+    # ... and the agent is free for the next customer.
+    assert (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "available"
 
 
 async def _agent(stores: Stores, email: str) -> Agent:

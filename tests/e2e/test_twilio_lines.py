@@ -239,6 +239,37 @@ async def test_a_carrier_that_rings_the_agent_past_the_budget_still_gives_the_me
     assert await session_closed(temporal_client, offered["workflow_id"]) == "no_outcome"
 
 
+async def test_a_customer_who_hangs_up_while_the_agent_is_rung_is_not_abandoned(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
+    temporal_client: Client,
+) -> None:
+    """The customer answers and hangs up 0.6 s later, while the agent's phone still rings: they were
+    not left waiting past the 2 seconds, so there is no information message (they are gone) and the
+    attempt is not abandoned (no 72 h lock, not in the rate)."""
+    emulator.script("*", behaviour="answer", answer_after_s=0.5, hangup_after_s=0.6)
+    emulator.device(agent_identity(await agent_id(stores)), action="accept", accept_after_s=1.5)
+    offered = await offer(http, stores, replica_url, progressive=False)
+    sid = await customer_call(emulator)
+
+    timeline = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
+    assert "agent_ringing" in timeline.kinds(), timeline.events  # the agent was being rung
+    assert "person_connected" not in timeline.kinds() and timeline.said() == [], timeline.events
+    path = f"/api/v1/calls/{offered['session_id']}"
+
+    async def wrap_up() -> bool:
+        return bool((await http.get(path, headers=offered["headers"])).json()["state"] == "wrap_up")
+
+    await eventually(wrap_up, within=20)
+    saved = await http.post(f"{path}/outcome", json={"disposition": "busy"}, headers=offered["headers"])
+    assert saved.status_code == 200, saved.text
+    await session_closed(temporal_client, offered["workflow_id"])
+    assert [abandoned for abandoned, _ in await abandoned_attempts(stores, offered["session_id"])] == [False]
+
+
 async def test_no_lease_at_the_answer_plays_the_information_message_and_records_it_abandoned(
     http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
 ) -> None:
@@ -297,11 +328,13 @@ async def test_worker_down_at_the_answer_still_decides_within_2s_and_the_session
     assert presence.json()["state"] == "available"
 
 
-async def test_a_supervisor_ends_a_call_whose_carrier_leg_is_gone_and_the_agent_records_the_outcome(
-    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
+@pytest.mark.parametrize("ended_by", ["supervisor", "agent"])
+async def test_a_supervisor_or_the_agent_ends_a_call_whose_carrier_leg_is_gone_and_the_agent_records_the_outcome(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient, ended_by: str
 ) -> None:
     """The carrier loses the call (no final status will ever come): the agent is not held on_call
-    for max_call_s; a supervisor ends it, the agent records the outcome and is free."""
+    for max_call_s; a supervisor (``/end``, anyone's call) or the agent (``/hangup``, only their own)
+    ends it, the agent records the outcome and is free."""
     emulator.script("*", behaviour="answer", answer_after_s=0.5, hangup_after_s=None)
     offered = await offer(http, stores, replica_url, progressive=False)
     sid = await customer_call(emulator)
@@ -316,8 +349,12 @@ async def test_a_supervisor_ends_a_call_whose_carrier_leg_is_gone_and_the_agent_
 
     other = await login(http, "tom@rmc.example")
     assert (await http.post(f"{path}/end", headers=other)).status_code == 403  # an agent: not anyone's call
-    supervisor = await login(http, "sam@rmc.example")
-    assert (await http.post(f"{path}/end", headers=supervisor)).status_code == 202
+    assert (await http.post(f"{path}/hangup", headers=other)).status_code == 403  # nor hang up another agent's
+    if ended_by == "supervisor":
+        supervisor = await login(http, "sam@rmc.example")
+        assert (await http.post(f"{path}/end", headers=supervisor)).status_code == 202
+    else:
+        assert (await http.post(f"{path}/hangup", headers=offered["headers"])).status_code == 202
 
     await eventually(lambda: state_is("wrap_up"), within=40)
     saved = await http.post(f"{path}/outcome", json={"disposition": "not_interested"}, headers=offered["headers"])

@@ -81,7 +81,7 @@ async def _state(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
     return (await handle.query(CallSessionWorkflow.view)).state == state
 
 
-async def test_progressive_call_without_an_agent_is_abandoned_with_the_message_and_a_72h_lockout(
+async def test_progressive_next_call_without_the_agents_phone_ready_is_refused_and_nothing_is_dialled(
     http: httpx.AsyncClient,
     worker: Worker,
     stores: Stores,
@@ -89,14 +89,34 @@ async def test_progressive_call_without_an_agent_is_abandoned_with_the_message_a
     temporal_client: Client,
     emulator: EmulatorClient,
 ) -> None:
+    """Progressive mode dials as the session starts: the agent's browser phone must be registered
+    before the customer is dialled (Ofcom's 2 s by construction). Without it next-call is refused and
+    nobody is leased or rung; with it the call goes, and a phone that drops before the answer still
+    leaves the customer the information message, recorded abandoned with the 72 h lock."""
+    emulator.script("*", behaviour="answer", answer_after_s=1.5, hangup_after_s=None)
     await queue_one_customer(stores, replica_url)
     async with stores.sessions() as session:
         await session.execute(update(Agent).where(Agent.email == "priya@rmc.example").values(progressive_mode=True))
         await session.commit()
-    headers = await start_available(http, "priya@rmc.example")  # her browser never reports device-ready
+    headers = await start_available(http, "priya@rmc.example")  # her browser has not reported device-ready
 
-    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
-    user_id = offered["customer"]["user_id"]
+    refused = await http.post("/api/v1/agents/me/next-call", headers=headers)
+
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "phone_not_ready" and "progressive" in error["message"], error
+    assert await asyncio.to_thread(emulator.calls) == []  # nobody rung
+    assert (await http.get("/api/v1/agents/me/presence", headers=headers)).json()["state"] == "available"
+    async with stores.postgres.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM call_sessions")) == 0
+        assert await conn.scalar(text("SELECT count(*) FROM contact_attempts")) == 0
+
+    # Her phone registers: the call is placed. It drops before the customer answers: nobody to bridge to.
+    assert (await http.post("/api/v1/voice/device-ready", headers=headers)).status_code == 204
+    offered = await http.post("/api/v1/agents/me/next-call", headers=headers)
+    assert offered.status_code == 200, offered.text
+    assert (await http.delete("/api/v1/voice/device-ready", headers=headers)).status_code == 204
+    user_id = offered.json()["customer"]["user_id"]
     handle = temporal_client.get_workflow_handle_for(CallSessionWorkflow.run, call_workflow_id(user_id))
     try:
         result = await asyncio.wait_for(handle.result(), 30)

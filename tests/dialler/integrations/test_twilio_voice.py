@@ -13,7 +13,6 @@ from tests.support.telephony import (
     ACCOUNT_SID,
     API_KEY_SECRET,
     API_KEY_SID,
-    CALLER_ID,
     TWIML_APP_SID,
     make_settings,
 )
@@ -65,40 +64,6 @@ def test_agent_identity_is_a_valid_client_name() -> None:
 
 
 # --- TwiML ---------------------------------------------------------------------------------------
-
-
-def test_dial_customer_announces_records_and_reports_progress() -> None:
-    root = _xml(tv.dial_customer(CUSTOMER, CALLER_ID, STATUS_URL))
-
-    say, dial = list(root)
-    assert say.tag == "Say" and say.text == tv.RECORDING_NOTICE and "recorded" in say.text
-    assert say.get("language") == "en-GB"
-    assert dial.tag == "Dial"
-    assert dial.get("callerId") == CALLER_ID
-    assert dial.get("record") == "record-from-answer-dual"
-    [number] = list(dial)
-    assert number.tag == "Number" and number.text == CUSTOMER
-    assert number.get("statusCallback") == STATUS_URL  # the query string survives XML escaping
-    assert number.get("statusCallbackEvent") == "ringing answered completed"
-    assert number.get("statusCallbackMethod") == "POST"
-
-
-def test_dial_customer_can_play_the_notice_to_the_customer_instead() -> None:
-    root = _xml(
-        tv.dial_customer(
-            CUSTOMER,
-            CALLER_ID,
-            STATUS_URL,
-            announce_url="https://dialler.example.co.uk/twiml/notice",
-            record=False,
-        )
-    )
-
-    [dial] = list(root)  # no <Say> on the agent's leg
-    assert dial.get("record") is None
-    [number] = list(dial)
-    assert number.get("url") == "https://dialler.example.co.uk/twiml/notice"
-    assert _xml(tv.announcement()).find("Say").text == tv.RECORDING_NOTICE  # type: ignore[union-attr]
 
 
 def test_bridge_to_agent_dials_the_agents_browser() -> None:
