@@ -45,6 +45,9 @@ pytestmark = pytest.mark.e2e
 
 AGENT = "priya@rmc.example"
 BUDGET_S = 2.0  # Ofcom: a person (or the information message) within 2 s of the answer
+# Every path on the line both ways a call is placed: dialled by the session for a progressive agent, or
+# by the agent's click (issue 18: "on every progressive and click-to-dial path").
+BOTH_MODES = pytest.mark.parametrize("progressive", [True, False], ids=["progressive", "agent-dials"])
 
 
 @pytest.fixture
@@ -147,7 +150,7 @@ async def session_closed(temporal_client: Client, workflow_id: str) -> str:
     return str(result["disposition"])
 
 
-@pytest.mark.parametrize("progressive", [True, False], ids=["progressive", "agent-dials"])
+@BOTH_MODES
 async def test_agent_who_accepts_is_on_the_line_within_2s_with_nothing_played_before(
     http: httpx.AsyncClient,
     worker: Worker,
@@ -179,6 +182,7 @@ async def test_agent_who_accepts_is_on_the_line_within_2s_with_nothing_played_be
     assert await abandoned_attempts(stores, offered["session_id"]) == []
 
 
+@BOTH_MODES
 @pytest.mark.parametrize(
     "device",
     [
@@ -196,10 +200,11 @@ async def test_no_agent_within_2s_plays_the_information_message_and_locks_the_nu
     emulator: EmulatorClient,
     temporal_client: Client,
     device: dict[str, Any],
+    progressive: bool,
 ) -> None:
     emulator.script("*", behaviour="answer", answer_after_s=0.5, hangup_after_s=None)
     emulator.device(agent_identity(await agent_id(stores)), **device)
-    offered = await offer(http, stores, replica_url, progressive=False)
+    offered = await offer(http, stores, replica_url, progressive=progressive)
     sid = await customer_call(emulator)
 
     timeline = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
@@ -270,11 +275,17 @@ async def test_a_customer_who_hangs_up_while_the_agent_is_rung_is_not_abandoned(
     assert [abandoned for abandoned, _ in await abandoned_attempts(stores, offered["session_id"])] == [False]
 
 
+@BOTH_MODES
 async def test_no_lease_at_the_answer_plays_the_information_message_and_records_it_abandoned(
-    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    emulator: EmulatorClient,
+    progressive: bool,
 ) -> None:
     emulator.script("*", behaviour="answer", answer_after_s=1.5, hangup_after_s=None)
-    offered = await offer(http, stores, replica_url, progressive=False)
+    offered = await offer(http, stores, replica_url, progressive=progressive)
     sid = await customer_call(emulator)
     # The lease goes while the phone rings (it lapsed, or was taken back): nobody holds this customer.
     engine = queue_engine(stores)
@@ -288,6 +299,7 @@ async def test_no_lease_at_the_answer_plays_the_information_message_and_records_
     await assert_locked_72h(stores, offered["customer"]["user_id"])
 
 
+@BOTH_MODES
 async def test_worker_down_at_the_answer_still_decides_within_2s_and_the_session_catches_up(
     http: httpx.AsyncClient,
     temporal_client: Client,
@@ -295,6 +307,7 @@ async def test_worker_down_at_the_answer_still_decides_within_2s_and_the_session
     replica_url: str,
     emulator: EmulatorClient,
     telephony: TwilioTelephony,
+    progressive: bool,
 ) -> None:
     """The answer webhook needs no worker: the worker stops once the call is placed, the agent's
     phone is offline, and the customer still hears the message within 2 s, recorded abandoned at
@@ -303,7 +316,7 @@ async def test_worker_down_at_the_answer_still_decides_within_2s_and_the_session
     emulator.device(agent_identity(await agent_id(stores)), registered=False)
     task_queue = stores.settings.temporal_task_queue
     async with build_worker(temporal_client, stores, telephony, task_queue=task_queue):
-        offered = await offer(http, stores, replica_url, progressive=False)
+        offered = await offer(http, stores, replica_url, progressive=progressive)
         sid = await customer_call(emulator)
 
         async def sid_stored() -> bool:
@@ -375,6 +388,7 @@ async def attempt_results(stores: Stores, session_id: str) -> list[str]:
 MACHINE_MESSAGE = "This is RMC Claims. Please call us back on 0 1 6 1, 4 9 6, 0 0 0 0."
 
 
+@BOTH_MODES
 @pytest.mark.parametrize(
     "message",
     [
@@ -389,11 +403,12 @@ async def test_a_machine_is_hung_up_or_left_the_firms_message_and_the_attempt_is
     replica_url: str,
     emulator: EmulatorClient,
     message: str | None,
+    progressive: bool,
 ) -> None:
     """AMD on: a machine ends the call (or gets the firm's short message first), and the attempt is
     ``voicemail``; the agent records the outcome in wrap-up as usual."""
     emulator.script("*", behaviour="machine", answer_after_s=0.5, amd_after_s=0.8, hangup_after_s=None)
-    offered = await offer(http, stores, replica_url, progressive=False)
+    offered = await offer(http, stores, replica_url, progressive=progressive)
     sid = await customer_call(emulator)
 
     timeline = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
