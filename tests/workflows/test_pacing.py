@@ -233,6 +233,29 @@ async def test_it_continues_as_new_carrying_its_margin(
     await later.result()
 
 
+async def test_the_margin_loosens_when_the_last_hour_abandoned_under_the_target(
+    temporal_client: Client, task_queue: str, script: Floors
+) -> None:
+    """0.4 % in the last hour against a target of 0.5 % (half the 1 % ceiling): under it, so the margin
+    loosens (before MARGIN_LOOSENS_UNDER_TARGET_PATCH it held until the rate fell under 0.25 %)."""
+    script.floors = [PacingSnapshot(**{**floor_at().__dict__, "recent_rate": 0.004, "recent_answered": 500})]
+    handle = await start(temporal_client, task_queue, margin=2.0, margin_every_s=0)
+
+    async def loosened() -> PacingStatus | None:
+        status: PacingStatus = await handle.query(PacingWorkflow.status)
+        return status if status.decision is not None and status.decision.margin < 2.0 else None
+
+    await eventually(loosened, within=20)
+    await handle.signal(PacingWorkflow.stop)
+    await handle.result()
+    markers = [
+        event.marker_recorded_event_attributes.details["patch_data"]
+        async for event in handle.fetch_history_events()
+        if event.HasField("marker_recorded_event_attributes")
+    ]
+    assert markers  # the patch's marker is in the new history
+
+
 async def test_a_tick_whose_floor_cannot_be_read_places_nothing_and_the_pacer_goes_on(
     temporal_client: Client, task_queue: str, script: Floors
 ) -> None:
