@@ -254,6 +254,9 @@ async def test_the_margin_loosens_when_the_last_hour_abandoned_under_the_target(
         if event.HasField("marker_recorded_event_attributes")
     ]
     assert markers  # the patch's marker is in the new history
+    if target := os.environ.get("RECORD_MARGIN_HISTORY_TO"):  # how histories/pacing-margin.json was made
+        recorded = (await handle.fetch_history()).to_json()
+        await asyncio.to_thread(Path(target).write_text, recorded)
 
 
 async def test_a_tick_whose_floor_cannot_be_read_places_nothing_and_the_pacer_goes_on(
@@ -275,11 +278,13 @@ def test_the_client_names_what_the_workflow_registers() -> None:
     assert pacing_client.STATUS_QUERY in definition.queries
 
 
-async def test_the_recorded_history_replays() -> None:
+@pytest.mark.parametrize("name", ["pacing-governor.json", "pacing-margin.json"])
+async def test_the_recorded_history_replays(name: str) -> None:
     """``histories/pacing-governor.json``: the governor test's run (predictive → tapered → paused →
-    stopped), recorded with ``RECORD_HISTORY_TO`` at this file's commit; payloads are encrypted with
-    the development key, as on the test server."""
-    text = (HISTORIES / "pacing-governor.json").read_text()
+    stopped), recorded with ``RECORD_HISTORY_TO`` at this file's commit; ``pacing-margin.json``: the
+    margin-loosening test's run, with the ``margin-loosens-under-target`` marker, recorded with
+    ``RECORD_MARGIN_HISTORY_TO``. Payloads are encrypted with the development key, as on the test server."""
+    text = (HISTORIES / name).read_text()
     kinds = [e["eventType"] for e in json.loads(text)["events"]]
     assert kinds[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
     replayer = Replayer(workflows=[PacingWorkflow], data_converter=data_converter(Settings(_env_file=None)))  # type: ignore[call-arg]
