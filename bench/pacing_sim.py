@@ -3,11 +3,15 @@
 A discrete-event simulation of a calling floor. Agents log in for shifts, take breaks, talk and wrap
 up; customers answer (a person or a machine), ring out or are busy, with the timings below. The pacer
 is ``dialler.pacing.predictive`` (``plan_calls``, ``govern``, ``adapt_margin``) and the abandoned rate
-is Ofcom's formula from ``dialler.pacing.abandon_rate``: the code the pacing workflow runs.
+is Ofcom's formula from ``dialler.pacing.abandon_rate``: the code the pacing workflow runs, on its
+cadence: the pacer looks at the floor every ``--tick`` seconds (the workflow's tick), governs on the
+rolling 24 h rate at each tick, and adapts its margin every 15 minutes.
 
     .venv/bin/python bench/pacing_sim.py                       # the table of docs/PACING.md
     .venv/bin/python bench/pacing_sim.py --agent-hours 2000 --answer 0.25 --mode predictive
     .venv/bin/python bench/pacing_sim.py --plot docs/pacing.png
+    .venv/bin/python bench/pacing_sim.py --mode predictive --answer 0.25 --margin 2.5   # a fixed margin
+    .venv/bin/python bench/pacing_sim.py --mode predictive --answer 0.25 --amd          # with AMD
 
 What it models, per call placed (all times in seconds):
 - a person answers with probability ``--answer`` after a ring of lognormal(10, 5), capped at 25;
@@ -15,7 +19,13 @@ What it models, per call placed (all times in seconds):
   takes ``MACHINE_HANDLING_S`` to recognise it and record voicemail;
 - busy (5 %) ends after 3 s; otherwise the call rings out at 25 s (the dial timeout);
 - a conversation is lognormal(``--talk``, 0.75 × talk), at least 20 s; wrap-up lognormal(``--wrap``, 10);
-- an agent misses 0.2 % of the calls bridged to them (the device fails to accept in time): abandoned.
+- an agent misses 0.2 % of the calls bridged to them (the device fails to accept in time): abandoned;
+- with ``--amd``, answering-machine detection judges each answer: a machine it recognises is hung up
+  on (no agent), one it takes for a person goes to an agent; a person it takes for a machine
+  (``--amd-person-error``) is hung up on, which Ofcom counts as abandoned, and the rate is Ofcom's
+  AM-adjusted one.
+The estimates are kept per hour of day, with the product's fallback to all hours
+(``dialler.pacing.hour_of_day``; the hour's estimator stands for its calls of recent days).
 An answered call with no agent free is abandoned at once (the information message plays). Shifts:
 half the floor works 08:00–16:00, half 12:00–20:00, each with two 15-minute breaks and a 30-minute
 lunch at random times; nobody is called outside 08:00–20:00. "Agent-hours" are hours logged in and
@@ -38,7 +48,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dialler.pacing.abandon_rate import RateInputs, abandon_rate  # noqa: E402
+from dialler.pacing.hour_of_day import enough_for_hour_of_day  # noqa: E402
+from dialler.pacing.messages import MARGIN_EVERY_S, TICK_S  # noqa: E402
 from dialler.pacing.predictive import (  # noqa: E402
+    LOOSEN_UNDER,
     MARGIN_START,
     TARGET_SHARE,
     Estimates,
@@ -47,6 +60,7 @@ from dialler.pacing.predictive import (  # noqa: E402
     PacingMode,
     adapt_margin,
     govern,
+    needs_agent,
     plan_calls,
 )
 
@@ -62,7 +76,7 @@ LEAVE_NOTICE_S = 30.0
 WARM_UP_DAYS = 1
 HOUR = 3600.0
 DAY = 24 * HOUR
-ADAPT_EVERY_S = 15 * 60.0
+CALLING_FROM_H, CALLING_TO_H = 8, 20
 
 
 def lognormal(rng: random.Random, mean: float, sd: float) -> float:
@@ -70,9 +84,9 @@ def lognormal(rng: random.Random, mean: float, sd: float) -> float:
     return rng.lognormvariate(math.log(mean) - sigma2 / 2, math.sqrt(sigma2))
 
 
-def ofcom_rate(*, abandoned: int, human: int, machine: int) -> float:
-    """Ofcom's rate as the product computes it (AMD off: no machine adjustment)."""
-    rate = abandon_rate(RateInputs(abandoned=abandoned, live_answered=human, machine=machine)).rate
+def ofcom_rate(*, abandoned: int, human: int, machine: int, amd_on: bool) -> float:
+    """Ofcom's rate as the product computes it (machine-adjusted when AMD is on)."""
+    rate = abandon_rate(RateInputs(abandoned=abandoned, live_answered=human, machine=machine, amd_on=amd_on)).rate
     return rate or 0.0
 
 
@@ -123,6 +137,12 @@ class Config:
     ceiling: float = 0.01
     max_ratio: float = 3.0
     seed: int = 1
+    tick_s: float = TICK_S
+    margin: float | None = None  # held fixed (no adaptation); None: adapted as the product does
+    loosen_under: float = LOOSEN_UNDER  # adapt_margin's
+    amd: bool = False
+    amd_person_error: float = 0.02  # a person judged a machine: hung up on, abandoned
+    amd_machine_error: float = 0.15  # a machine judged a person: put through to an agent
 
 
 @dataclass
@@ -164,7 +184,7 @@ class Result:
             total.drops += h.drops
             total.human += h.human
             total.machine += h.machine
-        return ofcom_rate(abandoned=total.drops, human=total.human, machine=total.machine)
+        return ofcom_rate(abandoned=total.drops, human=total.human, machine=total.machine, amd_on=self.config.amd)
 
     def worst_24h(self) -> float:
         """The highest rate over any 24 consecutive hours (hour-aligned windows)."""
@@ -182,7 +202,7 @@ class Result:
                 old = window.popleft()
                 drops, human, machine = drops - old.drops, human - old.human, machine - old.machine
             if hour >= first + 23:
-                worst = max(worst, ofcom_rate(abandoned=drops, human=human, machine=machine))
+                worst = max(worst, ofcom_rate(abandoned=drops, human=human, machine=machine, amd_on=self.config.amd))
         return worst
 
     @property
@@ -201,10 +221,14 @@ class Simulation:
         self.in_flight: set[int] = set()
         self.calls: dict[int, Call] = {}
         self.result = Result(config)
-        needs_agent = config.answer + config.machine
-        self.estimator = Estimator.starting(Estimates(min(1.0, needs_agent * 1.25), 10.0, config.talk, config.wrap))
-        self.margin = MARGIN_START
-        self.window: deque[tuple[float, bool, Kind]] = deque()  # (time, dropped, kind) of answers, 24 h
+        takes_agent = config.answer + config.machine * (config.amd_machine_error if config.amd else 1.0)
+        start = Estimates(min(1.0, takes_agent * 1.25), 10.0, config.talk, config.wrap)
+        # As the product: per hour of day, falling back to all hours (the last 24 h) while thin.
+        self.estimator = Estimator.starting(start)
+        self.hourly = [Estimator.starting(start) for _ in range(24)]
+        self.margin = MARGIN_START if config.margin is None else config.margin
+        self.window: deque[tuple[float, str]] = deque()  # (time, "drops" | "human" | "machine"), 24 h
+        self.in_window = {"drops": 0, "human": 0, "machine": 0}
         self.counting_since = 0.0
         self.governed = govern(config.mode, rate=0.0, ceiling=config.ceiling)
         self.warming = WARM_UP_DAYS > 0
@@ -220,7 +244,9 @@ class Simulation:
         days = WARM_UP_DAYS + math.ceil(self.c.agent_hours / (self.c.agents * 8 * 0.875)) + 1
         for day in range(days):
             self.schedule_day(day * DAY)
-        self.at(ADAPT_EVERY_S, "adapt")
+        self.at(CALLING_FROM_H * HOUR, "tick")
+        if self.c.margin is None:
+            self.at(MARGIN_EVERY_S, "adapt")
         while self.events and self.result.agent_hours < self.c.agent_hours:
             t, _, what, payload = heapq.heappop(self.events)
             if self.warming and t >= WARM_UP_DAYS * DAY:
@@ -229,7 +255,6 @@ class Simulation:
             self.account(t)
             self.now = t
             getattr(self, f"on_{what}")(payload)
-            self.pace()
         self.result.wall_s = time.perf_counter() - started
         return self.result
 
@@ -332,15 +357,24 @@ class Simulation:
         call = self.calls.pop(call_id)
         self.in_flight.discard(call_id)
         answered = call.kind in (Kind.PERSON, Kind.MACHINE)
-        self.estimator.dialled(person=answered, machine=call.kind == Kind.MACHINE, ring_s=call.ends_at - call.placed_at)
+        judged_machine = call.kind == Kind.MACHINE
+        if answered and self.c.amd:
+            error = self.c.amd_person_error if call.kind == Kind.PERSON else self.c.amd_machine_error
+            judged_machine = (call.kind == Kind.MACHINE) != (self.rng.random() < error)
+        person = needs_agent(answered=answered, machine=judged_machine, amd_on=self.c.amd)
+        for estimator in (self.estimator, self.hourly[self.hour_of_day(call.placed_at)]):
+            estimator.dialled(person=person, machine=judged_machine, ring_s=call.ends_at - call.placed_at)
         agent = call.agent
         if agent is not None:
             agent.reserved = None
             if agent.state != State.READY:  # logged out or on a break while the call rang
                 agent = None
-        elif answered:
+        elif person:
             agent = self.free_agent()
         if not answered:
+            return
+        if not person:  # AMD hung up: on a machine, as meant; on a person, an abandoned call
+            self.answer(call.kind, dropped=call.kind == Kind.PERSON)
             return
         if agent is None or self.rng.random() < AGENT_MISS_P:
             self.answer(call.kind, dropped=True)
@@ -352,6 +386,7 @@ class Simulation:
             self.result.talk_s += call.talk_s
             self.result.conversations += 1
             self.estimator.talk.observe(call.talk_s)
+            self.hourly[self.hour_of_day(call.placed_at)].talk.observe(call.talk_s)
             self.at(self.now + call.talk_s, "talk_end", agent)
         else:
             self.at(self.now + MACHINE_HANDLING_S, "machine_done", agent)
@@ -362,50 +397,61 @@ class Simulation:
         if dropped:
             h.drops += 1
             self.result.drops += 1
+            counted = "drops"
         elif kind == Kind.PERSON:
             h.human += 1
+            counted = "human"
         else:
             h.machine += 1
-        self.window.append((self.now, dropped, kind))
+            counted = "machine"
+        self.window.append((self.now, counted))
+        self.in_window[counted] += 1
 
     # -- the pacer and the governor ----------------------------------------------------------------
 
     def rate_24h(self) -> float:
         while self.window and self.window[0][0] < self.now - DAY:
-            self.window.popleft()
-        drops = sum(1 for _, d, _k in self.window if d)
-        human = sum(1 for _, d, k in self.window if not d and k == Kind.PERSON)
-        machine = sum(1 for _, d, k in self.window if not d and k == Kind.MACHINE)
-        return ofcom_rate(abandoned=drops, human=human, machine=machine)
+            self.in_window[self.window.popleft()[1]] -= 1
+        counts = self.in_window
+        return ofcom_rate(
+            abandoned=counts["drops"], human=counts["human"], machine=counts["machine"], amd_on=self.c.amd
+        )
 
     def counts_since(self, since: float) -> Hourly:
         counts = Hourly()
-        for t, dropped, kind in reversed(self.window):
+        for t, counted in reversed(self.window):
             if t < since:
                 break
-            if dropped:
-                counts.drops += 1
-            elif kind == Kind.PERSON:
-                counts.human += 1
-            else:
-                counts.machine += 1
+            setattr(counts, counted, getattr(counts, counted) + 1)
         return counts
 
     def on_adapt(self, _: object) -> None:
         hour = self.counts_since(self.now - HOUR)
         self.margin = adapt_margin(
             self.margin,
-            recent_rate=ofcom_rate(abandoned=hour.drops, human=hour.human, machine=hour.machine),
+            recent_rate=ofcom_rate(abandoned=hour.drops, human=hour.human, machine=hour.machine, amd_on=self.c.amd),
             target_rate=TARGET_SHARE * self.c.ceiling,
             answered=hour.drops + hour.human,
+            loosen_under=self.c.loosen_under,
         )
+        if self.events:
+            self.at(self.now + MARGIN_EVERY_S, "adapt")
+
+    def on_tick(self, _: object) -> None:
+        """The pacing workflow's tick: the governor on the 24 h rate, then the plan. Outside calling
+        hours the next tick is at the next opening."""
+        if not self.calling_hours():
+            day_start = self.now - self.now % DAY
+            opens = day_start + CALLING_FROM_H * HOUR
+            self.at(opens if opens > self.now else opens + DAY, "tick")
+            return
         if not self.warming:
             self.governed = govern(self.c.mode, rate=self.rate_24h(), ceiling=self.c.ceiling)
-        if self.events:
-            self.at(self.now + ADAPT_EVERY_S, "adapt")
+        self.pace()
+        self.at(self.now + self.c.tick_s, "tick")
 
     def pace(self) -> None:
-        if self.governed.paused or not self.calling_hours():
+        if self.governed.paused:
             return
         ready = [a for a in self.agents if a.state == State.READY and not a.leaving]
         mode = self.governed.mode
@@ -424,16 +470,24 @@ class Simulation:
         plan = plan_calls(
             mode=mode,
             floor=floor,
-            estimates=self.estimator.estimates(),
+            estimates=self.estimates(),
             margin=self.margin,
             max_ratio=self.c.max_ratio,
         )
         for _ in range(plan.calls):
             self.place(None)
 
+    def estimates(self) -> Estimates:
+        same_hour = self.hourly[self.hour_of_day(self.now)]
+        chosen = same_hour if enough_for_hour_of_day(same_hour.answer.count) else self.estimator
+        return chosen.estimates()
+
+    @staticmethod
+    def hour_of_day(t: float) -> int:
+        return int((t % DAY) // HOUR)
+
     def calling_hours(self) -> bool:
-        hour = (self.now % DAY) / HOUR
-        return 8 <= hour < 20
+        return CALLING_FROM_H <= (self.now % DAY) / HOUR < CALLING_TO_H
 
 
 def simulate(config: Config) -> Result:
@@ -500,6 +554,14 @@ def main() -> None:
     parser.add_argument("--ceiling", type=float, default=0.01)
     parser.add_argument("--max-ratio", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tick", type=float, default=TICK_S, help="seconds between the pacer's looks at the floor")
+    parser.add_argument("--margin", type=float, help="hold predictive's margin (sd) fixed instead of adapting it")
+    parser.add_argument(
+        "--loosen-under", type=float, default=LOOSEN_UNDER, help="adapt_margin loosens under this share of the target"
+    )
+    parser.add_argument("--amd", action="store_true", help="answering-machine detection on, with errors")
+    parser.add_argument("--amd-person-error", type=float, default=0.02, help="people AMD takes for machines")
+    parser.add_argument("--amd-machine-error", type=float, default=0.15, help="machines AMD takes for people")
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     modes = [PacingMode(m) for m in (args.mode or ["progressive", "predictive"])]
@@ -518,6 +580,12 @@ def main() -> None:
                 ceiling=args.ceiling,
                 max_ratio=args.max_ratio,
                 seed=args.seed,
+                tick_s=args.tick,
+                margin=args.margin,
+                loosen_under=args.loosen_under,
+                amd=args.amd,
+                amd_person_error=args.amd_person_error,
+                amd_machine_error=args.amd_machine_error,
             )
             result = simulate(config)
             results.append(result)

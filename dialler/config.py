@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, ValidatorFunctionWrapHandler, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dialler.pacing.messages import MARGIN_EVERY_S, TICK_S
 from dialler.queues.phones import caller_id_problem
 from dialler.security.keys import DEVELOPMENT_KEY_B64, DEVELOPMENT_KEYS, parse_keys
 
@@ -179,11 +180,11 @@ class Settings(BaseSettings):
     device_ready_ttl_s: int = Field(default=15, ge=3, le=120)
 
     # Pacing: one PacingWorkflow per queue a supervisor starts (dialler/pacing, docs/PACING.md)
-    pacing_tick_s: float = Field(default=3.0, ge=0.1, le=60)  # how often it looks at the floor and dials
+    pacing_tick_s: float = Field(default=TICK_S, ge=0.1, le=60)  # how often it looks at the floor and dials
     pacing_activity_timeout_s: float = Field(default=20.0, ge=1, le=300)
     pacing_ticks_per_run: int = Field(default=400, ge=5, le=10_000)  # then continue-as-new
     pacing_margin_start: float = Field(default=3.0, ge=0.5, le=4.0)  # predictive's safety margin (sd)
-    pacing_margin_every_s: int = Field(default=900, ge=5, le=24 * 3600)  # the margin is adapted this often
+    pacing_margin_every_s: int = Field(default=MARGIN_EVERY_S, ge=5, le=24 * 3600)  # the margin is adapted this often
     # A queue's estimates before its calls say otherwise (then decayed means of what its calls did).
     pacing_answer_probability: float = Field(default=0.25, gt=0, le=1)
     pacing_ring_s: float = Field(default=10.0, gt=0)

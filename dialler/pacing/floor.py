@@ -20,13 +20,14 @@ from dialler.agents.presence import held_customers, presence_key
 from dialler.calls.inbound import device_key
 from dialler.pacing import service as pacing
 from dialler.pacing.abandon_rate import abandon_rate
+from dialler.pacing.hour_of_day import enough_for_hour_of_day, same_hour_windows
 from dialler.pacing.messages import PacingSnapshot
-from dialler.pacing.predictive import Estimates, Estimator
+from dialler.pacing.predictive import Estimates, Estimator, needs_agent
 from dialler.runtime import Stores
 
-__all__ = ["ready_agents", "snapshot"]
+__all__ = ["estimates", "ready_agents", "snapshot"]
 
-# The calls the estimates learn from: the queue's dialled calls of the last day, the latest last.
+# The most calls the estimates learn from (the latest), about the answer estimate's decay (0.002).
 ESTIMATE_CALLS = 500
 # A call still "ringing" after this long is a record a lost worker left behind, not a call.
 STALE_RING = timedelta(minutes=5)
@@ -65,22 +66,39 @@ _FLOOR = text(
        AND status IN ('dialing', 'ringing', 'in_progress', 'wrap_up')
     """
 )
-_HISTORY = text(
-    """
+# What each learning call did: its ring, talk and wrap-up, and whether a machine answered.
+_HISTORY_COLUMNS = """
     SELECT s.started_at, s.answered_at, s.ended_at, s.closed_at, s.agent_id IS NOT NULL AS took,
            coalesce(a.result, '') = 'voicemail' AS machine
       FROM call_sessions s
       LEFT JOIN contact_attempts a ON a.call_session_id = s.id
-     WHERE s.queue = :queue AND s.progressive AND s.closed_at IS NOT NULL AND s.end_reason IS NOT NULL
-       AND s.started_at > :since
+"""
+_LEARNS = "s.queue = :queue AND s.progressive AND s.closed_at IS NOT NULL AND s.end_reason IS NOT NULL"
+# The same local hour on each of the last days (one index range per day), the latest first.
+_SAME_HOUR = text(
+    _HISTORY_COLUMNS
+    + f"""
+      JOIN unnest(CAST(:froms AS timestamptz[]), CAST(:tos AS timestamptz[])) AS h(from_at, to_at)
+        ON s.started_at >= h.from_at AND s.started_at < h.to_at
+     WHERE {_LEARNS}
+     ORDER BY s.started_at DESC
+     LIMIT :limit
+    """
+)
+_LAST_DAY = text(
+    _HISTORY_COLUMNS
+    + f"""
+     WHERE {_LEARNS} AND s.started_at > :since
      ORDER BY s.started_at DESC
      LIMIT :limit
     """
 )
 
 
-async def _estimates(stores: Stores, queue: str, now: datetime) -> Estimates:
-    """Decayed means of what the queue's dialled calls did, from the configured starting values."""
+async def estimates(stores: Stores, queue: str, now: datetime) -> Estimates:
+    """Decayed means of what the queue's dialled calls did, from the configured starting values: the
+    calls of this local hour of day over the last days, or of the last 24 h while this hour has too
+    few (``dialler.pacing.hour_of_day``)."""
     settings = stores.settings
     estimator = Estimator.starting(
         Estimates(
@@ -90,14 +108,31 @@ async def _estimates(stores: Stores, queue: str, now: datetime) -> Estimates:
             wrap_s=settings.pacing_wrap_s,
         )
     )
+    windows = same_hour_windows(now, settings.calling_timezone)
     async with stores.postgres.connect() as conn:
         rows = (
-            await conn.execute(_HISTORY, {"queue": queue, "since": now - timedelta(hours=24), "limit": ESTIMATE_CALLS})
+            await conn.execute(
+                _SAME_HOUR,
+                {
+                    "queue": queue,
+                    "froms": [start for start, _ in windows],
+                    "tos": [end for _, end in windows],
+                    "limit": ESTIMATE_CALLS,
+                },
+            )
         ).all()
+        if not enough_for_hour_of_day(len(rows)):
+            rows = (
+                await conn.execute(
+                    _LAST_DAY, {"queue": queue, "since": now - timedelta(hours=24), "limit": ESTIMATE_CALLS}
+                )
+            ).all()
+    amd_on = settings.answering_machine_detection
     for r in reversed(rows):  # oldest first: the latest weigh most
         answered = r.answered_at is not None
+        takes_agent = needs_agent(answered=answered, machine=bool(r.machine), amd_on=amd_on)
         ring = (r.answered_at - r.started_at).total_seconds() if answered else None
-        estimator.dialled(person=answered and not r.machine, machine=bool(r.machine), ring_s=ring)
+        estimator.dialled(person=takes_agent, machine=bool(r.machine), ring_s=ring)
         if answered and r.ended_at is not None and not r.machine:
             estimator.talk.observe((r.ended_at - r.answered_at).total_seconds())
             if r.took and r.closed_at is not None:
@@ -143,7 +178,7 @@ async def snapshot(stores: Stores, queue: str) -> PacingSnapshot:
         ringing_for_s=tuple(round(x, 1) for x in sorted(ringing)),
         wrapping_for_s=tuple(round(x, 1) for x in sorted(wrapping)),
         talking_for_s=tuple(round(x, 1) for x in sorted(talking)),
-        estimates=await _estimates(stores, queue, now),
+        estimates=await estimates(stores, queue, now),
         recent_rate=recent.rate or 0.0,
         recent_answered=hour.live_answered + hour.abandoned,
     )

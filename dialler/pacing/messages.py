@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from dialler.pacing.predictive import Estimates
+
+TICK_S: Final = 3.0
+"""How often a queue's pacer reads the floor and dials: the setting's default (``pacing_tick_s``) and
+the simulator's tick (``bench/pacing_sim.py``), so what the simulator measures is this cadence."""
+MARGIN_EVERY_S: Final = 900
+"""How often the governor adapts predictive's margin (``pacing_margin_every_s``; the simulator's too)."""
 
 
 def pacing_workflow_id(queue: str) -> str:
@@ -17,11 +24,11 @@ def pacing_workflow_id(queue: str) -> str:
 @dataclass(frozen=True)
 class PacingInput:
     queue: str
-    tick_s: float = 3.0
+    tick_s: float = TICK_S
     activity_timeout_s: float = 20.0
     ticks_per_run: int = 400  # then continue-as-new, carrying the margin
     margin: float = 3.0  # predictive's safety margin (sd), adapted by the governor
-    margin_every_s: int = 900
+    margin_every_s: int = MARGIN_EVERY_S
     margin_adapted_at: datetime | None = None
     started_by_agent_id: int | None = None
 

@@ -15,7 +15,15 @@ agents as free: :func:`plan_calls` places the extra calls the answer rate allows
 from __future__ import annotations
 
 from dialler.pacing.messages import PacingDecision, PacingSnapshot
-from dialler.pacing.predictive import TARGET_SHARE, Floor, PacingMode, adapt_margin, govern, plan_calls
+from dialler.pacing.predictive import (
+    LOOSEN_UNDER,
+    TARGET_SHARE,
+    Floor,
+    PacingMode,
+    adapt_margin,
+    govern,
+    plan_calls,
+)
 
 __all__ = ["decide", "next_margin"]
 
@@ -69,11 +77,12 @@ def decide(snapshot: PacingSnapshot, *, margin: float) -> PacingDecision:
     )
 
 
-def next_margin(snapshot: PacingSnapshot, *, margin: float) -> float:
+def next_margin(snapshot: PacingSnapshot, *, margin: float, loosen_under: float = LOOSEN_UNDER) -> float:
     """The governor's feedback on the margin from the last hour, aiming at half the ceiling."""
     return adapt_margin(
         margin,
         recent_rate=snapshot.recent_rate,
         target_rate=TARGET_SHARE * snapshot.ceiling,
         answered=snapshot.recent_answered,
+        loosen_under=loosen_under,
     )

@@ -28,8 +28,10 @@ async def seed_call(
     result: str | None = None,
     abandoned: bool = False,
     disposition: str | None = None,
+    end_reason: str | None = None,
 ) -> None:
-    """One call session started at ``at`` (a real instant) in ``queue``."""
+    """One call session started at ``at`` (a real instant) in ``queue``; with an ``end_reason`` (the
+    carrier's), one the pacer's estimates learn from."""
     user_id = next(_users)
     session_id = uuid.uuid4()
     async with stores.postgres.begin() as conn:
@@ -46,6 +48,7 @@ async def seed_call(
                 answered_at=at + timedelta(seconds=5) if answered else None,
                 ended_at=at + timedelta(minutes=2),
                 closed_at=at + timedelta(minutes=3),
+                end_reason=end_reason,
             )
         )
         if result is not None:

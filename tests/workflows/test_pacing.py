@@ -233,6 +233,32 @@ async def test_it_continues_as_new_carrying_its_margin(
     await later.result()
 
 
+async def test_the_margin_loosens_when_the_last_hour_abandoned_under_the_target(
+    temporal_client: Client, task_queue: str, script: Floors
+) -> None:
+    """0.4 % in the last hour against a target of 0.5 % (half the 1 % ceiling): under it, so the margin
+    loosens (before MARGIN_LOOSENS_UNDER_TARGET_PATCH it held until the rate fell under 0.25 %)."""
+    script.floors = [PacingSnapshot(**{**floor_at().__dict__, "recent_rate": 0.004, "recent_answered": 500})]
+    handle = await start(temporal_client, task_queue, margin=2.0, margin_every_s=0)
+
+    async def loosened() -> PacingStatus | None:
+        status: PacingStatus = await handle.query(PacingWorkflow.status)
+        return status if status.decision is not None and status.decision.margin < 2.0 else None
+
+    await eventually(loosened, within=20)
+    await handle.signal(PacingWorkflow.stop)
+    await handle.result()
+    markers = [
+        event.marker_recorded_event_attributes.details["patch_data"]
+        async for event in handle.fetch_history_events()
+        if event.HasField("marker_recorded_event_attributes")
+    ]
+    assert markers  # the patch's marker is in the new history
+    if target := os.environ.get("RECORD_MARGIN_HISTORY_TO"):  # how histories/pacing-margin.json was made
+        recorded = (await handle.fetch_history()).to_json()
+        await asyncio.to_thread(Path(target).write_text, recorded)
+
+
 async def test_a_tick_whose_floor_cannot_be_read_places_nothing_and_the_pacer_goes_on(
     temporal_client: Client, task_queue: str, script: Floors
 ) -> None:
@@ -252,11 +278,13 @@ def test_the_client_names_what_the_workflow_registers() -> None:
     assert pacing_client.STATUS_QUERY in definition.queries
 
 
-async def test_the_recorded_history_replays() -> None:
+@pytest.mark.parametrize("name", ["pacing-governor.json", "pacing-margin.json"])
+async def test_the_recorded_history_replays(name: str) -> None:
     """``histories/pacing-governor.json``: the governor test's run (predictive → tapered → paused →
-    stopped), recorded with ``RECORD_HISTORY_TO`` at this file's commit; payloads are encrypted with
-    the development key, as on the test server."""
-    text = (HISTORIES / "pacing-governor.json").read_text()
+    stopped), recorded with ``RECORD_HISTORY_TO`` at this file's commit; ``pacing-margin.json``: the
+    margin-loosening test's run, with the ``margin-loosens-under-target`` marker, recorded with
+    ``RECORD_MARGIN_HISTORY_TO``. Payloads are encrypted with the development key, as on the test server."""
+    text = (HISTORIES / name).read_text()
     kinds = [e["eventType"] for e in json.loads(text)["events"]]
     assert kinds[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
     replayer = Replayer(workflows=[PacingWorkflow], data_converter=data_converter(Settings(_env_file=None)))  # type: ignore[call-arg]

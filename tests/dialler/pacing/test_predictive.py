@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime
 
 import pytest
 
+from dialler.pacing.hour_of_day import HOUR_OF_DAY_MIN_CALLS, enough_for_hour_of_day, same_hour_windows
 from dialler.pacing.predictive import (
+    LOOSEN_UNDER_BEFORE_PATCH,
     MARGIN_MAX,
     MARGIN_MIN,
+    PRIOR_CALLS,
+    DecayedMean,
     Estimates,
     Estimator,
     Floor,
@@ -18,6 +23,7 @@ from dialler.pacing.predictive import (
     expected_free,
     govern,
     most_new_calls,
+    needs_agent,
     plan_calls,
     still_answers,
 )
@@ -102,7 +108,14 @@ def test_agents_about_to_finish_wrap_up_count_as_free_and_talkers_do_not() -> No
 def test_the_margin_tightens_at_once_on_an_overshoot_and_loosens_slowly() -> None:
     assert adapt_margin(2.0, recent_rate=0.02, target_rate=0.005, answered=200) == pytest.approx(3.0)
     assert adapt_margin(2.0, recent_rate=0.001, target_rate=0.005, answered=200) == pytest.approx(1.9)
-    assert adapt_margin(2.0, recent_rate=0.004, target_rate=0.005, answered=200) == 2.0  # near target: hold
+    # Under the target it loosens; at it, it holds. (PacingWorkflow's histories from before the change
+    # held until half the target.)
+    assert adapt_margin(2.0, recent_rate=0.004, target_rate=0.005, answered=200) == pytest.approx(1.9)
+    assert adapt_margin(2.0, recent_rate=0.005, target_rate=0.005, answered=200) == 2.0
+    assert (
+        adapt_margin(2.0, recent_rate=0.004, target_rate=0.005, answered=200, loosen_under=LOOSEN_UNDER_BEFORE_PATCH)
+        == 2.0
+    )
     assert adapt_margin(2.0, recent_rate=0.5, target_rate=0.005, answered=10) == 2.0  # too few answers
     assert adapt_margin(MARGIN_MAX, recent_rate=0.5, target_rate=0.005, answered=200) == MARGIN_MAX
     assert adapt_margin(MARGIN_MIN, recent_rate=0.0, target_rate=0.005, answered=200) == MARGIN_MIN
@@ -129,3 +142,53 @@ def test_the_estimator_follows_what_calls_do() -> None:
     estimates = estimator.estimates()
     assert estimates.answer_probability == pytest.approx(0.2, abs=0.04)
     assert estimates.ring_s == pytest.approx(8.0, abs=0.5)
+
+
+@pytest.mark.parametrize(("calls", "rate"), [(200, 0.05), (500, 0.4), (5000, 0.12)])
+def test_measured_calls_outweigh_the_configured_starting_value(calls: int, rate: float) -> None:
+    """The live loader rebuilds the estimator from at most 500 calls each tick: the starting value must
+    fade from the estimate within them, not keep a third of it."""
+    estimator = Estimator.starting(Estimates(answer_probability=0.25, ring_s=10.0, talk_s=240.0, wrap_s=25.0))
+    answered = round(calls * rate)
+    for i in range(calls):  # spread evenly, so the decay's recency weighting sees the same rate throughout
+        estimator.dialled(person=i * answered // calls != (i + 1) * answered // calls, machine=False, ring_s=8.0)
+    assert estimator.estimates().answer_probability == pytest.approx(rate, abs=0.01)
+
+
+def test_the_first_calls_move_the_estimate_without_swinging_it_to_0_or_1() -> None:
+    mean = DecayedMean(0.25, 0.002)
+    mean.observe(0.0)
+    assert mean.value == pytest.approx(0.25 * PRIOR_CALLS / (PRIOR_CALLS + 1))
+
+
+@pytest.mark.parametrize(
+    ("answered", "machine", "amd_on", "takes_agent"),
+    [
+        (True, False, False, True),
+        (True, False, True, True),
+        (True, True, False, True),  # no detection: the machine is put through and holds an agent
+        (True, True, True, False),  # detection hangs up on it before the bridge
+        (False, False, False, False),
+    ],
+)
+def test_a_machine_is_an_answer_for_pacing_unless_detection_hangs_up_on_it(
+    answered: bool, machine: bool, amd_on: bool, takes_agent: bool
+) -> None:
+    assert needs_agent(answered=answered, machine=machine, amd_on=amd_on) is takes_agent
+
+
+def test_an_hour_with_too_few_calls_falls_back_to_the_last_24_hours() -> None:
+    assert not enough_for_hour_of_day(HOUR_OF_DAY_MIN_CALLS - 1)
+    assert enough_for_hour_of_day(HOUR_OF_DAY_MIN_CALLS)
+
+
+def test_the_same_local_hour_over_the_last_days_follows_the_clock_change() -> None:
+    # Tuesday 31 March 2026, 10:20 BST; the clocks went forward on Sunday 29 March.
+    now = datetime(2026, 3, 31, 9, 20, tzinfo=UTC)
+    windows = same_hour_windows(now, "Europe/London", days=4)
+    assert windows == [
+        (datetime(2026, 3, 31, 9, tzinfo=UTC), now),  # this hour so far
+        (datetime(2026, 3, 30, 9, tzinfo=UTC), datetime(2026, 3, 30, 10, tzinfo=UTC)),
+        (datetime(2026, 3, 29, 9, tzinfo=UTC), datetime(2026, 3, 29, 10, tzinfo=UTC)),
+        (datetime(2026, 3, 28, 10, tzinfo=UTC), datetime(2026, 3, 28, 11, tzinfo=UTC)),  # 10:00 GMT
+    ]
