@@ -3,11 +3,9 @@ leaves no process behind: not when it is closed, not when a process dies, not wh
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import textwrap
-import time
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 
@@ -20,6 +18,7 @@ from dialler.queues.rebuild import StageRangeInput, stage_range
 from dialler.queues.rebuild_pool import RebuildPool
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
+from tests.support.live_api import eventually
 
 
 def pool_processes() -> list[psutil.Process]:
@@ -124,9 +123,11 @@ async def test_a_warm_pool_starts_its_processes_before_the_first_range(stores: S
     try:
         # Started by warm() itself; a child shows its spawn command line only once it has exec'd,
         # which a loaded machine can delay past the first look.
-        deadline = time.monotonic() + 10
-        while len(started := [p for p in pool_processes() if p.pid not in before]) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        async def both_started() -> list[psutil.Process] | None:
+            started = [p for p in pool_processes() if p.pid not in before]
+            return started if len(started) >= 2 else None
+
+        started = await eventually(both_started, within=10, every=0.05)
         assert len(started) == 2
     finally:
         pool.close()
