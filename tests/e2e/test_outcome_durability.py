@@ -11,17 +11,14 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from devstack import services
@@ -43,16 +40,6 @@ from workflows import call_session_client
 pytestmark = pytest.mark.e2e
 
 WRAP_UP_S = 30  # the shortest wrap-up the settings allow: the worker stays down longer than this
-
-
-@pytest_asyncio.fixture
-async def temporal_link(temporal_env: WorkflowEnvironment) -> AsyncIterator[CuttableProxy]:
-    """The API's way to Temporal, which a test can cut (the worker and the test reach it directly)."""
-    host, port = temporal_env.client.service_client.config.target_host.rsplit(":", 1)
-    proxy = CuttableProxy(host, int(port))
-    await proxy.start()
-    yield proxy
-    await proxy.close()
 
 
 @pytest.fixture
