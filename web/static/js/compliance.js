@@ -104,9 +104,13 @@ function assignControl(item) {
   const picker = h(
     "select",
     { "aria-label": `Assign review #${item.id} to` },
+    // Unassigned until someone is chosen: a name shown by default would read as an assignment.
+    h("option", { value: "", selected: item.assignee_agent_id == null }, "Unassigned"),
     assignees.map((a) => h("option", { value: a.id, selected: a.id === item.assignee_agent_id }, a.display_name)),
   );
-  const assign = (e) => busy(e.currentTarget, () => act(item.id, "assign", { assignee_agent_id: Number(picker.value) }));
+  const assign = (e) => {
+    if (picker.value) busy(e.currentTarget, () => act(item.id, "assign", { assignee_agent_id: Number(picker.value) }));
+  };
   return [picker, h("button", { type: "button", class: "small", disabled: !assignees.length, onclick: assign }, "Assign")];
 }
 
