@@ -289,10 +289,7 @@ async def load_tps_file(request: Request, agent: DncManager, session: SessionDep
     nothing), invalid lines are reported by line number and the rest is loaded. Our calls are service
     calls, which the TPS does not bind; the product screens against it anyway, from the moment of
     loading. Customers with a newly listed number leave the queues in this request."""
-    result = await dnc.load_tps(stores.postgres, request.stream(), at=clock.instant())
-    users = await dnc.customers_with_numbers(stores.replica, result.new_numbers)
-    if users:
-        await recompute(stores, queue_engine(stores), users)
+    result = await dnc.load_tps_and_replace(stores, request.stream(), at=clock.instant())
     await record_ctx(
         audit_context(request, agent),
         session=session,
@@ -307,7 +304,7 @@ async def load_tps_file(request: Request, agent: DncManager, session: SessionDep
         already_listed=result.already_listed,
         invalid_count=result.invalid_count,
         invalid=[InvalidLine(line=n, reason=why) for n, why in result.invalid],
-        customers_replaced=len(users),
+        customers_replaced=len(result.customers),
     )
 
 

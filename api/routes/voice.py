@@ -340,18 +340,17 @@ async def voice_recording(form: TwilioForm, stores: StoresDep, wf: str | None = 
 @webhooks.post("/voice/inbound", response_class=Response, responses=TWIML_RESPONSE)
 async def voice_inbound(request: Request, form: TwilioForm, stores: StoresDep) -> Response:
     """A call to our number (a customer returning our call): answered here from PostgreSQL and
-    Redis, at once. The agent who last called them if free, else a free agent on their queue, else
-    any free agent, is rung (their workspace shows the customer while it rings); out of hours or
-    with nobody free, the opening hours. Every returned call is recorded with where it went; one
+    Redis, at once. The agent who last called them if free, else a free agent assigned to their
+    queue, else any free agent (only trained agents for a vulnerable caller), is rung (their
+    workspace shows the customer while it rings); out of hours or with nobody free, the opening
+    hours. Every returned call is recorded with where it went; one
     that rings an agent is followed by its InboundCallWorkflow (session, presence, outcome). The
     caller never waits on Temporal: when it cannot be reached the call is still routed and recorded,
     and the agent leg's first status callback starts the workflow instead."""
     settings = stores.settings
     call_sid, from_ = form.get("CallSid", ""), form.get("From", "")
     at = clock.instant()
-    routing = await inbound_calls.route(
-        postgres=stores.postgres, replica=stores.replica, redis=stores.redis, settings=settings, from_=from_, at=at
-    )
+    routing = await inbound_calls.route(stores=stores, from_=from_, at=at)
     await inbound_calls.record(stores.postgres, call_sid=call_sid, from_=from_, routing=routing, at=at)
     if routing.agent_id is None:
         return _opening_hours(settings, closed=routing.outcome == "out_of_hours")

@@ -2,9 +2,10 @@
 
 Answered from PostgreSQL and Redis only, inside Twilio's webhook (no worker in the way, so a caller
 is never left in silence): the caller is identified by the normalised number, the agent who last
-called them is rung if they are free, else any free agent on their queue, else any free agent; out
-of hours or with nobody free they hear the opening hours. Every returned call is a row here (the
-record of contact, not an attempt), and the agent it was routed to sees it on /agents/me/live."""
+called them is rung if they are free, else any free agent assigned to their queue, else any free
+agent (a vulnerable caller only ever a trained one); out of hours or with nobody free they hear the
+opening hours. Every returned call is a row here (the record of contact, not an attempt), and the
+agent it was routed to sees it on /agents/me/live."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dialler import clock
+from dialler.agents.models import Agent
 from dialler.agents.presence import PresenceState, presence_key
 from dialler.calls.models import CallSession
 from dialler.calls.returned import (
@@ -29,11 +31,14 @@ from dialler.calls.returned import (
     returned_session_id,
 )
 from dialler.comms.service import customers_with_phone
+from dialler.compliance import facts as compliance_facts
 from dialler.compliance.gate import shared_hours
-from dialler.compliance.gates import CallingRules
+from dialler.compliance.gates import CallingRules, agent_may_take
 from dialler.config import Settings
 from dialler.db.base import Base
 from dialler.queues.phones import normalise_phone
+from dialler.queues.runtime import queue_engine
+from dialler.runtime import Stores
 
 # How long after it was routed a returned call stays on the agent's screen (the ring plus a margin)
 # when its workflow never says that it ended (Temporal was away).
@@ -108,38 +113,72 @@ _LAST_CALLED = text(
     "SELECT agent_id, queue FROM call_sessions WHERE user_id = :u AND agent_id IS NOT NULL"
     f" AND queue <> '{RETURNED_QUEUE}' ORDER BY started_at DESC LIMIT 1"
 )
-_QUEUE_AGENTS = text(
-    "SELECT DISTINCT agent_id FROM call_sessions WHERE queue = :q AND agent_id IS NOT NULL"
-    " AND started_at > now() - interval '30 days'"
-)
 
 
-async def route(
-    *, postgres: AsyncEngine, replica: AsyncEngine, redis: Redis, settings: Settings, from_: str, at: datetime
-) -> Routing:
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    agent_id: int
+    queues: tuple[str, ...]
+    trained_vulnerable: bool
+
+
+async def _candidates(postgres: AsyncEngine, agent_ids: list[int]) -> list[_Candidate]:
+    """The active agents among ``agent_ids``, in id order, with what routing needs to know of them."""
+    if not agent_ids:
+        return []
+    async with postgres.connect() as conn:
+        rows = await conn.execute(
+            select(Agent.id, Agent.queues, Agent.trained_vulnerable)
+            .where(Agent.id.in_(agent_ids), Agent.active.is_(True))
+            .order_by(Agent.id)
+        )
+    return [_Candidate(int(r.id), tuple(r.queues or ()), bool(r.trained_vulnerable)) for r in rows]
+
+
+async def _customer_queue(stores: Stores, user_id: int, last_called_queue: str | None) -> str | None:
+    """The queue the customer is in now (the queue engine), else the one we last called them from."""
+    position = await queue_engine(stores).position(user_id)
+    return position[0] if position is not None else last_called_queue
+
+
+async def route(*, stores: Stores, from_: str, at: datetime) -> Routing:
     """Who takes this call (``agent_id`` None: nobody — out of hours or nobody free). ``at`` is the
-    real instant; the hours are judged on the business clock."""
+    real instant; the hours are judged on the business clock.
+
+    In order: the agent who last called them, else an agent assigned to the customer's queue, else
+    any agent; each free, and for a vulnerable customer trained (the gate's rule, which binds a
+    returned call as much as one we make)."""
+    settings, redis = stores.settings, stores.redis
     e164 = normalise_phone(from_).e164
-    users = await customers_with_phone(replica=replica, phone=e164) if e164 else []
+    users = await customers_with_phone(replica=stores.replica, phone=e164) if e164 else []
     user_id = users[0] if users else None
     if not shared_hours(at + clock.offset(settings), CallingRules.from_settings(settings)).allowed:
         return Routing(user_id, None, "out_of_hours")
-    last_agent, queue_agents = None, set()
+    last_agent, customer_queue, vulnerable = None, None, False
     if user_id is not None:
-        async with postgres.connect() as conn:
+        async with stores.postgres.connect() as conn:
             last = (await conn.execute(_LAST_CALLED, {"u": user_id})).one_or_none()
-            if last is not None:
-                last_agent = int(last.agent_id)
-                queue_agents = {int(r.agent_id) for r in await conn.execute(_QUEUE_AGENTS, {"q": last.queue})}
-    if last_agent is not None and await _free(redis, settings, last_agent):
-        return Routing(user_id, last_agent, "routed_last_agent")
+        last_agent = None if last is None else int(last.agent_id)
+        customer_queue = await _customer_queue(stores, user_id, None if last is None else str(last.queue))
+        known = await compliance_facts.load(
+            replica=stores.replica, postgres=stores.postgres, user_ids=[user_id], now=at
+        )
+        vulnerable = user_id in known and known[user_id].vulnerable
     connected = await _connected_agents(redis, settings)
-    for agent_id in sorted(queue_agents & set(connected)):
-        if await _free(redis, settings, agent_id):
-            return Routing(user_id, agent_id, "routed_queue")
-    for agent_id in connected:
-        if await _free(redis, settings, agent_id):
-            return Routing(user_id, agent_id, "routed_any")
+    may_take = [
+        c
+        for c in await _candidates(stores.postgres, sorted({*connected, *([last_agent] if last_agent else [])}))
+        if agent_may_take(vulnerable, c.trained_vulnerable)
+    ]
+    tiers = (
+        ("routed_last_agent", [c for c in may_take if c.agent_id == last_agent]),
+        ("routed_queue", [c for c in may_take if customer_queue is not None and customer_queue in c.queues]),
+        ("routed_any", [c for c in may_take if c.agent_id in connected]),
+    )
+    for outcome, tier in tiers:
+        for candidate in tier:
+            if await _free(redis, settings, candidate.agent_id):
+                return Routing(user_id, candidate.agent_id, outcome)
     return Routing(user_id, None, "nobody_free")
 
 

@@ -37,7 +37,7 @@ from phonenumbers.phonemetadata import PhoneMetadata
 
 from dialler.compliance.drama import is_drama_number
 
-__all__ = ["PHONE_REASONS", "PhoneCheck", "caller_id_problem", "normalise_phone"]
+__all__ = ["PHONE_REASONS", "PhoneCheck", "caller_id_problem", "normalise_phone", "normalise_phone_uncached"]
 
 REGION: Final = "GB"
 COUNTRY_CODE: Final = 44
@@ -119,6 +119,11 @@ def normalise_phone(raw: str | None, *, allow_fictional: bool = True) -> PhoneCh
         if _GB_CALLABLE.fullmatch(nsn) or (allow_fictional and _FICTIONAL.fullmatch(nsn)):
             return PhoneCheck(f"+44{nsn}", None)
     return _slow_path(raw, allow_fictional)
+
+
+# The same rule without the cache, for a one-off stream such as a TPS file of a million numbers seen
+# once: caching those would only evict the customers' numbers that the rebuild and CDC find there.
+normalise_phone_uncached: Final = normalise_phone.__wrapped__
 
 
 def _slow_path(raw: str, allow_fictional: bool) -> PhoneCheck:

@@ -44,33 +44,49 @@ async def call_with_outcome(
     return session_id, user_id
 
 
-async def test_a_complaint_reaches_the_review_queue_and_the_desk_closes_it_on_time(
-    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, temporal_client: Client
+# Each outcome that needs a person, the agent's notes on it, and the review kind it opens.
+NEEDS_REVIEW = [
+    pytest.param("complaint", "unhappy we keep calling about the car loan", "complaint", id="complaint"),
+    pytest.param("vulnerable_flagged", "recently bereaved, struggling to follow", "vulnerable", id="vulnerable"),
+    pytest.param("deceased", "her son answered: she died in March", "deceased", id="deceased"),
+]
+
+
+@pytest.mark.parametrize(("disposition", "notes", "kind"), NEEDS_REVIEW)
+async def test_an_outcome_that_needs_a_person_reaches_the_review_queue_and_the_desk_closes_it(
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    temporal_client: Client,
+    disposition: str,
+    notes: str,
+    kind: str,
 ) -> None:
     await queue_one_customer(stores, replica_url)
     priya = await start_available(http, "priya@rmc.example")
-    session_id, user_id = await call_with_outcome(
-        http, temporal_client, priya, "complaint", "unhappy we keep calling about the car loan"
-    )
+    session_id, user_id = await call_with_outcome(http, temporal_client, priya, disposition, notes)
     sam, cora = await login(http, "sam@rmc.example"), await login(http, "cora@rmc.example")
 
-    # Supervisors read the queue; the complaint is there with the agent's notes and the DISP deadlines.
-    listed = await http.get("/api/v1/compliance/reviews", params={"kind": "complaint"}, headers=sam)
+    # Supervisors read the queue; the item is there with the agent's notes (a complaint with the DISP deadlines).
+    listed = await http.get("/api/v1/compliance/reviews", params={"kind": kind}, headers=sam)
     assert listed.status_code == 200, listed.text
     [item] = listed.json()["items"]
     assert (item["kind"], item["user_id"], item["call_session_id"], item["status"]) == (
-        "complaint",
+        kind,
         user_id,
         session_id,
         "open",
     )
-    assert item["notes"] == "unhappy we keep calling about the car loan" and item["disposition"] == "complaint"
+    assert item["notes"] == notes and item["disposition"] == disposition
     received = datetime.fromisoformat(item["created_at"])
-    assert datetime.fromisoformat(item["final_response_due_at"]) - received == timedelta(weeks=8)
-    assert datetime.fromisoformat(item["acknowledge_due_at"]) - received == timedelta(days=5)
-    assert (await http.get("/api/v1/compliance/reviews", params={"kind": "deceased"}, headers=sam)).json()[
-        "items"
-    ] == []
+    if kind == "complaint":
+        assert datetime.fromisoformat(item["final_response_due_at"]) - received == timedelta(weeks=8)
+        assert datetime.fromisoformat(item["acknowledge_due_at"]) - received == timedelta(days=5)
+    else:
+        assert item["final_response_due_at"] is None and item["acknowledge_due_at"] is None
+    for other in {"complaint", "vulnerable", "deceased"} - {kind}:
+        assert (await http.get("/api/v1/compliance/reviews", params={"kind": other}, headers=sam)).json()["items"] == []
     # ...but working it is the compliance desk's; agents do not even read it.
     assert (await http.post(f"/api/v1/compliance/reviews/{item['id']}/acknowledge", headers=sam)).status_code == 403
     assert (await http.get("/api/v1/compliance/reviews", headers=priya)).status_code == 403
@@ -111,7 +127,7 @@ async def test_a_complaint_reaches_the_review_queue_and_the_desk_closes_it_on_ti
         async with stores.postgres.begin() as tx:
             await reviews.open_for_outcome(
                 tx,
-                disposition=Disposition.COMPLAINT,
+                disposition=Disposition(disposition),
                 session_id=uuid.UUID(session_id),
                 user_id=user_id,
                 agent_id=None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -27,9 +27,9 @@ from dialler.queues.phones import normalise_phone
 from dialler.queues.rebuild import recompute
 from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
-from tests.support.browser import ConsoleErrors, assert_labelled, open_page, shot, sign_in
+from tests.support.browser import ConsoleErrors, agent_id, assert_labelled, open_page, shot, sign_in
 from tests.support.call_sessions import start_available
-from tests.support.live_api import eventually
+from tests.support.live_api import eventually, login
 from tests.support.recordings import recorded_call
 
 pytestmark = pytest.mark.e2e
@@ -80,8 +80,31 @@ async def review_item(stores: Stores, user_id: int, disposition: Disposition, no
         )
 
 
+async def older_complaint(stores: Stores, user_id: int, *, days_left: int) -> int:
+    """A complaint received long enough ago that its final response falls due in ``days_left`` days
+    (negative: that many days late). Its review item's id."""
+    await review_item(stores, user_id, Disposition.COMPLAINT, "still waiting for an answer")
+    due = datetime.now(UTC) + timedelta(days=days_left)
+    async with stores.postgres.begin() as conn:
+        return int(
+            await conn.scalar(
+                text(
+                    "UPDATE review_items SET created_at = :received, final_response_due_at = :due"
+                    " WHERE user_id = :u AND kind = 'complaint' RETURNING id"
+                ),
+                {"received": due - reviews.FINAL_RESPONSE_WITHIN, "due": due, "u": user_id},
+            )
+        )
+
+
 async def test_a_compliance_officer_filters_reviews_plays_a_recording_to_its_middle_and_lists_a_number(
-    live_api: str, worker: Worker, stores: Stores, replica_url: str, replica_writer: AsyncEngine, browser: Browser
+    live_api: str,
+    http: httpx.AsyncClient,
+    worker: Worker,
+    stores: Stores,
+    replica_url: str,
+    replica_writer: AsyncEngine,
+    browser: Browser,
 ) -> None:
     await seed_replica(replica_url, users=20, seed=5)
     await review_item(stores, 4, Disposition.COMPLAINT, "unhappy about the number of calls")
@@ -110,8 +133,29 @@ async def test_a_compliance_officer_filters_reviews_plays_a_recording_to_its_mid
     # The complaint (just received) is inside its 8 weeks: no deadline alert yet.
     await expect(page.locator("#deadline-alert")).to_be_hidden()
 
+    # Two older complaints (DISP 1.6.2): one's final response falls due in 3 days, the other's is late.
+    due_in_3_days, overdue = (
+        await older_complaint(stores, 6, days_left=3),
+        await older_complaint(stores, 7, days_left=-1),
+    )
+    cora = await login(http, "cora@rmc.example")
+    soon = await http.get("/api/v1/compliance/reviews", params={"kind": "complaint", "due_soon": "true"}, headers=cora)
+    flags = {i["id"]: i["final_response_overdue"] for i in soon.json()["items"]}
+    assert flags == {due_in_3_days: False, overdue: True}, soon.text
+    await page.locator("#review-due-soon").check()  # lists them, and asks for the deadlines again
+    await expect(rows).to_have_count(2)
+    alert = page.locator("#deadline-alert")
+    await expect(alert).to_be_visible()
+    await expect(alert).to_contain_text("2 complaint(s) need a final response within 7 days, 1 already overdue")
+    await expect(alert).to_contain_text(f"#{due_in_3_days} (customer 6) due ")
+    await expect(alert).to_contain_text(f"#{overdue} (customer 7) overdue since ")
+    await expect(page.locator(f'#review-rows tr[data-review-id="{overdue}"]')).to_have_class("overdue")
+    await page.locator("#review-due-soon").uncheck()
+    await expect(rows).to_have_count(3)
+    complaint = page.locator('#review-rows tr:has(td:text-is("4"))')
+
     # The complaint's recordings; play, then seek to the middle.
-    await rows.first.get_by_role("button", name="Recordings").click()
+    await complaint.get_by_role("button", name="Recordings").click()
     await expect(page.locator("#recording-rows tr[data-sid]")).to_have_count(1)
     ranges: list[str] = []
     page.on("request", lambda r: ranges.append(r.headers.get("range", "")) if "/stream?" in r.url else None)
@@ -137,7 +181,7 @@ async def test_a_compliance_officer_filters_reviews_plays_a_recording_to_its_mid
     await shot(page, "compliance")
 
     # Mark the complaining customer vulnerable, with a reason.
-    await rows.first.get_by_role("button", name="Mark vulnerable").click()
+    await complaint.get_by_role("button", name="Mark vulnerable").click()
     await page.locator("#flag-reason").fill("mentioned a recent bereavement on the call")
     await page.get_by_role("button", name="Confirm").click()
     await expect(page.locator("#tps-result")).to_contain_text("Customer 4: vulnerable")
@@ -160,7 +204,12 @@ async def test_a_compliance_officer_filters_reviews_plays_a_recording_to_its_mid
 
 
 async def test_a_compliance_officer_handles_a_complaint_keeps_a_vulnerable_customer_from_untrained_agents_and_lists_a_queued_number(  # noqa: E501
-    live_api: str, http: httpx.AsyncClient, stores: Stores, replica_url: str, browser: Browser
+    live_api: str,
+    http: httpx.AsyncClient,
+    stores: Stores,
+    replica_url: str,
+    replica_writer: AsyncEngine,
+    browser: Browser,
 ) -> None:
     """Grace's Friday (journey 8), screen by screen: the complaint acknowledged then resolved with what
     was done; its customer marked vulnerable, after which an untrained agent's next call never offers
@@ -175,6 +224,12 @@ async def test_a_compliance_officer_handles_a_complaint_keeps_a_vulnerable_custo
     # Only these two are callable: what each agent is offered next is then theirs to tell.
     everyone_else = [u for u in range(1, 21) if u not in (complainant, listed)]
     await engine.remove_many(everyone_else)
+    # The main app holds the complainant as an ordinary customer: only the desk's mark below can keep
+    # them from an untrained agent (else the check at the end could pass on the seed's status alone).
+    async with replica_writer.begin() as conn:
+        await conn.execute(text("UPDATE users SET status = 'active' WHERE id = :u"), {"u": complainant})
+    await recompute(stores, engine, [complainant])
+    assert not await stores.redis.sismember(engine.keys.vulnerable, str(complainant))
     await review_item(stores, complainant, Disposition.COMPLAINT, "unhappy about the number of calls")
     async with stores.replica.connect() as conn:
         raw_phone = await conn.scalar(text("SELECT phone_number FROM users WHERE id = :u"), {"u": listed})
@@ -191,6 +246,11 @@ async def test_a_compliance_officer_handles_a_complaint_keeps_a_vulnerable_custo
     # Handle the complaint: acknowledged (DISP: promptly), then resolved with what was done.
     await row.get_by_role("button", name="Acknowledge").click()
     await expect(row).to_contain_text(re.compile("in progress", re.I))
+    # ...assigned to a compliance officer (herself, the only one)...
+    cora_id = await agent_id(stores, "cora@rmc.example")
+    await row.get_by_role("combobox", name=re.compile("^Assign review")).select_option(label="Cora Lane")
+    await row.get_by_role("button", name="Assign").click()
+    await expect(row.get_by_role("combobox", name=re.compile("^Assign review"))).to_have_value(str(cora_id))
     await row.get_by_role("button", name="Resolve").click()
     await page.locator("#resolve-text").fill("apologised; calls limited to one a week at the customer's request")
     await page.locator("#resolve-form").get_by_role("button", name="Resolve").click()
@@ -205,7 +265,18 @@ async def test_a_compliance_officer_handles_a_complaint_keeps_a_vulnerable_custo
                 {"u": complainant},
             )
         ).one()
+        assigned = (
+            await conn.execute(
+                text(
+                    "SELECT actor_agent_id, details FROM audit_log WHERE action = 'review.assigned'"
+                    " AND subject_type = 'review' AND subject_id = (SELECT id::text FROM review_items"
+                    " WHERE user_id = :u AND kind = 'complaint')"
+                ),
+                {"u": complainant},
+            )
+        ).one()
     assert tuple(handled) == (True, True, "apologised; calls limited to one a week at the customer's request")
+    assert assigned.actor_agent_id == cora_id and assigned.details == {"from": None, "to": cora_id}
 
     # Mark the complainant vulnerable.
     await row.get_by_role("button", name="Mark vulnerable").click()

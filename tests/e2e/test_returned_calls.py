@@ -28,14 +28,17 @@ from dialler.calls.inbound import opening_hours_text
 from dialler.config import Settings, TelephonyMode
 from dialler.integrations.twilio import TwilioTelephony
 from dialler.integrations.twilio_voice import agent_identity
+from dialler.queues.engine import QueueEntry
+from dialler.queues.runtime import queue_engine
 from dialler.runtime import Stores
 from tests.support.browser import ConsoleErrors, assert_labelled, open_page, shot, sign_in
 from tests.support.call_sessions import customer_call, queue_one_customer, start_available
-from tests.support.live_api import eventually
+from tests.support.live_api import eventually, login
 
 pytestmark = pytest.mark.e2e
 
 PRIYA, TOM = "priya@rmc.example", "tom@rmc.example"
+AISHA, DAN, CORA = "aisha@rmc.example", "dan@rmc.example", "cora@rmc.example"
 UNKNOWN = "+447700900123"
 # A non-routable address: a connection to it hangs (as to a Temporal that is down) rather than failing fast.
 UNREACHABLE_TEMPORAL = "10.255.255.1:7233"
@@ -85,7 +88,9 @@ def ring_us(stores: Stores, emulator: EmulatorClient, from_: str) -> str:
 
 async def inbound_rows(stores: Stores) -> list[tuple[Any, ...]]:
     async with stores.postgres.connect() as conn:
-        rows = await conn.execute(text("SELECT call_sid, user_id, agent_id, outcome FROM inbound_calls"))
+        rows = await conn.execute(
+            text("SELECT call_sid, user_id, agent_id, outcome FROM inbound_calls ORDER BY received_at")
+        )
         return [tuple(r) for r in rows]
 
 
@@ -166,6 +171,82 @@ async def test_a_customer_we_called_rings_back_and_reaches_the_agent_who_called_
         ).one()
         sessions = await conn.scalar(text("SELECT count(*) FROM call_sessions WHERE queue = 'inbound'"))
     assert answered is None and ended_at is not None and sessions == 0
+
+
+async def place_in_queue(stores: Stores, user_id: int, queue: str, *, vulnerable: bool = False) -> None:
+    """The customer's current queue, as the queue engine has it (a rebuild or CDC moved them)."""
+    await queue_engine(stores).upsert(QueueEntry(user_id, queue, score=1.0, vulnerable=vulnerable))
+
+
+async def on_a_break(http: httpx.AsyncClient, email: str) -> None:
+    """Signed in with the browser phone connected, but not free to take a call."""
+    headers = await ready(http, email)
+    response = await http.put(
+        "/api/v1/agents/me/presence", json={"state": "break", "reason": "meeting"}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_with_the_agent_who_called_busy_an_agent_assigned_to_the_customers_current_queue_gets_the_call(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
+) -> None:
+    called = await a_call_by_priya(http, stores, replica_url, emulator)  # from the unsigned queue
+    tom_id, aisha_id = await agent_id(stores, TOM), await agent_id(stores, AISHA)
+    # Since then the customer has moved to outstanding_requests: Aisha's queue, not Tom's (unsigned).
+    await place_in_queue(stores, called["user_id"], "outstanding_requests")
+    await on_a_break(http, PRIYA)
+    for identity in (agent_identity(tom_id), agent_identity(aisha_id)):
+        emulator.device(identity, action="ignore")
+    await ready(http, TOM)  # free, and first in id order: only the queue tier passes him over
+    aisha = await ready(http, AISHA)
+
+    sid = await asyncio.to_thread(ring_us, stores, emulator, called["phone"])
+    timeline = await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 15.0)
+    [dial] = [e for e in timeline.events if e["kind"] == "dial"]
+    assert agent_identity(aisha_id) in str(dial), dial
+    assert await inbound_rows(stores) == [(sid, called["user_id"], aisha_id, "routed_queue")]
+    live = (await http.get("/api/v1/agents/me/live", headers=aisha)).json()
+    assert live["inbound"]["customer"]["user_id"] == called["user_id"]
+    await asyncio.to_thread(emulator.customer_hangup, sid)
+
+
+async def test_a_vulnerable_caller_is_never_routed_to_an_untrained_agent(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_url: str, emulator: EmulatorClient
+) -> None:
+    called = await a_call_by_priya(http, stores, replica_url, emulator)
+    user_id = called["user_id"]
+    marked = await http.put(
+        f"/api/v1/compliance/customers/{user_id}/vulnerable",
+        json={"vulnerable": True, "reason": "told us of a bereavement"},
+        headers=await login(http, CORA),
+    )
+    assert marked.status_code == 200, marked.text
+    await place_in_queue(stores, user_id, "unsigned", vulnerable=True)
+    # Priya called them and Tom is on their queue, both free but untrained; Dan (on the queue too) is trained.
+    async with stores.sessions() as session:
+        await session.execute(update(Agent).where(Agent.email.in_([PRIYA, TOM])).values(trained_vulnerable=False))
+        await session.execute(update(Agent).where(Agent.email == DAN).values(trained_vulnerable=True))
+        await session.commit()
+    ids = {email: await agent_id(stores, email) for email in (PRIYA, TOM, DAN)}
+    for identity in map(agent_identity, ids.values()):
+        emulator.device(identity, action="ignore")
+    for email in ids:
+        await ready(http, email)
+
+    sid = await asyncio.to_thread(ring_us, stores, emulator, called["phone"])
+    timeline = await asyncio.to_thread(emulator.wait_for, sid, "agent_ringing", 15.0)
+    [dial] = [e for e in timeline.events if e["kind"] == "dial"]
+    assert agent_identity(ids[DAN]) in str(dial), dial
+    assert await inbound_rows(stores) == [(sid, user_id, ids[DAN], "routed_queue")]
+    await asyncio.to_thread(emulator.customer_hangup, sid)
+    await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
+
+    # With no trained agent free, the caller hears the opening hours rather than reach an untrained one.
+    await on_a_break(http, DAN)
+    sid = await asyncio.to_thread(ring_us, stores, emulator, called["phone"])
+    ended = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
+    assert "dial" not in ended.kinds()
+    assert (await inbound_rows(stores))[-1] == (sid, user_id, None, "nobody_free")
 
 
 async def test_an_unknown_number_reaches_any_free_agent_without_a_customer_on_screen(

@@ -8,6 +8,8 @@ import { $, boot, busy, duration, fill, h, showError, start, ukTime, words } fro
 
 let me = null;
 const can = (permission) => me && me.permissions.includes(permission);
+// The compliance users an item can be assigned to (the API refuses anyone else), loaded once.
+let assignees = [];
 
 // --- review queue ---------------------------------------------------------------------------------
 
@@ -30,6 +32,7 @@ function reviewRow(item) {
     );
   }
   if (can("reviews:manage") && item.status !== "closed") {
+    actions.push(...assignControl(item));
     actions.push(h("button", { type: "button", class: "small", onclick: () => askResolution(item.id) }, "Resolve"));
     actions.push(h("button", { type: "button", class: "small", onclick: () => askClose(item) }, "Close customer"));
   }
@@ -59,10 +62,18 @@ async function loadDeadlines() {
   try {
     const soon = await api.get("/compliance/reviews?kind=complaint&due_soon=true&limit=200");
     const late = soon.items.filter((i) => i.final_response_overdue).length;
+    // Each one named, so the officer knows which to answer first.
+    const named = soon.items.map(
+      (i) =>
+        `#${i.id} (customer ${i.user_id}) ` +
+        (i.final_response_overdue ? `overdue since ${ukTime(i.final_response_due_at)}` : `due ${ukTime(i.final_response_due_at)}`),
+    );
     const alert = $("#deadline-alert");
     alert.hidden = soon.items.length === 0;
     alert.textContent = soon.items.length
-      ? `${soon.items.length} complaint(s) need a final response within 7 days` + (late ? `, ${late} already overdue.` : ".")
+      ? `${soon.items.length} complaint(s) need a final response within 7 days` +
+        (late ? `, ${late} already overdue` : "") +
+        `: ${named.join("; ")}.`
       : "";
   } catch (error) {
     showError($("#reviews-error"), error);
@@ -84,6 +95,29 @@ async function act(id, action, body) {
   try {
     await api.post(`/compliance/reviews/${id}/${action}`, body);
     await loadReviews();
+  } catch (error) {
+    showError($("#reviews-error"), error);
+  }
+}
+
+function assignControl(item) {
+  const picker = h(
+    "select",
+    { "aria-label": `Assign review #${item.id} to` },
+    // Unassigned until someone is chosen: a name shown by default would read as an assignment.
+    h("option", { value: "", selected: item.assignee_agent_id == null }, "Unassigned"),
+    assignees.map((a) => h("option", { value: a.id, selected: a.id === item.assignee_agent_id }, a.display_name)),
+  );
+  const assign = (e) => {
+    if (picker.value) busy(e.currentTarget, () => act(item.id, "assign", { assignee_agent_id: Number(picker.value) }));
+  };
+  return [picker, h("button", { type: "button", class: "small", disabled: !assignees.length, onclick: assign }, "Assign")];
+}
+
+async function loadAssignees() {
+  try {
+    const page = await api.get("/agents?role=compliance&active=true&limit=200");
+    assignees = page.items;
   } catch (error) {
     showError($("#reviews-error"), error);
   }
@@ -313,6 +347,7 @@ async function main() {
       }
     });
   });
+  if (can("reviews:manage")) await loadAssignees();
   await Promise.all([loadReviews(), loadDnc()]);
 }
 
