@@ -46,6 +46,7 @@ from dialler.comms.models import SmsConversation, SmsMessage
 from dialler.comms.templates import TemplateName
 from dialler.compliance import facts as compliance_facts
 from dialler.compliance import flags, gate, gates, reviews
+from dialler.compliance.basis import call_basis
 from dialler.compliance.models import ComplianceDecision, DoNotCall
 from dialler.compliance.records import record_decision
 from dialler.customers.context import forget
@@ -534,6 +535,7 @@ class CallActivities:
         async with self.stores.postgres.connect() as conn:
             # A pooled call's agent is not known yet: judged as for an untrained agent.
             trained = bool(await conn.scalar(select(Agent.trained_vulnerable).where(Agent.id == input.agent_id)))
+            queue = await conn.scalar(select(CallSession.queue).where(CallSession.id == uuid.UUID(input.session_id)))
         decision = gate.check(
             facts, channel=gate.Channel.VOICE, at=now, rules=self.rules, agent_trained_vulnerable=trained
         )
@@ -548,6 +550,7 @@ class CallActivities:
                 path="dial",
                 call_session_id=input.session_id,
                 agent_id=agent_or_none(input.agent_id),
+                basis=call_basis(queue) if queue else None,
             )
         if not decision.allowed or facts.phone_e164 is None:
             # Rule codes only: the reasons (kept in compliance_decisions) are for people, not logs.

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.auth import PROTECTED_RESPONSES, audit_context, require
 from api.deps import MAX_ID, StoresDep, TemporalDep, UserIdPath
@@ -65,6 +65,7 @@ class DecisionRead(BaseModel):
     facts_versions: dict[str, Any]
     call_session_id: str | None
     agent_id: int | None
+    basis: str | None = Field(default=None, description="Why the customer may be called at all (PECR reg. 21A)")
 
 
 class ExplanationRead(BaseModel):

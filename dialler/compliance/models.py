@@ -60,6 +60,7 @@ class ComplianceDecision(Base):
     facts_versions: Mapped[dict[str, Any]] = mapped_column(JSONB)
     next_allowed_at: Mapped[datetime | None]
     decided_at: Mapped[datetime]
+    basis: Mapped[str | None] = mapped_column(String(120))  # PECR 21A: dialler.compliance.basis
 
 
 class ReviewItem(Base):

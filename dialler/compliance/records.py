@@ -25,8 +25,10 @@ async def record_decision(
     path: str,
     call_session_id: str | None = None,
     agent_id: int | None = None,
+    basis: str | None = None,
 ) -> None:
-    """Keep ``decision`` (idempotent per session and path: a retried step replaces its own record)."""
+    """Keep ``decision`` (idempotent per session and path: a retried step replaces its own record),
+    with the ``basis`` of the call (:mod:`dialler.compliance.basis`)."""
     blocking = decision.blocking
     values = {
         "user_id": user_id,
@@ -41,6 +43,7 @@ async def record_decision(
         "facts_versions": dict(decision.versions),
         "next_allowed_at": None if decision.allowed else decision.next_allowed_at,
         "decided_at": decision.at,
+        "basis": basis,
     }
     statement = insert(ComplianceDecision).values(**values)
     if call_session_id is not None:
@@ -64,6 +67,7 @@ class RecordedDecision:
     facts_versions: dict[str, object]
     call_session_id: str | None
     agent_id: int | None
+    basis: str | None
 
 
 async def recent_decisions(conn: AsyncConnection, *, user_id: int, limit: int = 10) -> list[RecordedDecision]:
@@ -90,6 +94,7 @@ def _recorded(r: Any) -> RecordedDecision:  # a row of compliance_decisions (Cor
         facts_versions=dict(r.facts_versions),
         call_session_id=None if r.call_session_id is None else str(r.call_session_id),
         agent_id=r.agent_id,
+        basis=r.basis,
     )
 
 

@@ -78,6 +78,8 @@ async def test_a_dial_refused_at_the_last_moment_is_recorded_and_explained(
     assert last["blocking_rule"] == "abandoned_cooloff" and last["reasons"] == reasons
     assert datetime.fromisoformat(last["next_allowed_at"]) == next_allowed
     assert "abandoned_cooloff" in last["rules_checked"] and "max_attempts_per_day" in last["rules_checked"]
+    # PECR 21A: why this customer may be called at all, kept with the dial.
+    assert last["basis"] == "service call to an existing client about their own claim: a signature it needs"
     versions = last["facts_versions"]
     assert versions["replica_users_updated_at"] is not None and versions["attempts_7d"] == 0
     assert versions["nation"] in ("ENG", "SCT", "NIR", "ANY") and "3/day" in versions["rules"]
