@@ -42,6 +42,7 @@ from api.routes import (
 )
 from dialler.config import Settings, get_settings
 from dialler.customers.read_ahead import ContextReadAhead
+from dialler.integrations.twilio import TwilioTelephony
 from dialler.logs import configure_logging
 from dialler.queues.keys import QUEUES
 from dialler.queues.runtime import queue_engine
@@ -59,6 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings)  # each API worker process is started afresh (spawn), without the parent's set-up
         app.state.settings = settings
         app.state.stores = Stores.open(settings)
+        # One carrier client for the process: its connections are reused, so the 2-second guard's
+        # requests (api/routes/voice.py) pay no new TLS handshake at the budget's end.
+        app.state.telephony = TwilioTelephony(settings)
         # Temporal may be down at start-up: the API still serves health (503) and what needs no workflow,
         # and the connector connects on a later request once Temporal answers (no restart needed).
         # app.state.temporal mirrors the connected client (None until then) for code that only peeks.
@@ -76,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.read_ahead.aclose()
+            await app.state.telephony.aclose()
             await app.state.stores.close()
 
     app = FastAPI(

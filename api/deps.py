@@ -11,11 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from dialler.config import Settings
+from dialler.integrations.twilio import TwilioTelephony
 from dialler.runtime import Stores, TemporalConnector
 
 
 def get_stores(request: Request) -> Stores:
     return request.app.state.stores  # type: ignore[no-any-return]
+
+
+def get_telephony(request: Request) -> TwilioTelephony:
+    return request.app.state.telephony  # type: ignore[no-any-return]
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -45,6 +50,7 @@ async def temporal_or_none(request: Request) -> Client | None:
 
 StoresDep = Annotated[Stores, Depends(get_stores)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+TelephonyDep = Annotated[TwilioTelephony, Depends(get_telephony)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 TemporalDep = Annotated[Client, Depends(get_temporal)]

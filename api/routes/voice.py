@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from twilio.base.exceptions import TwilioRestException
 
 from api.auth import PROTECTED_RESPONSES, require
-from api.deps import SettingsDep, StoresDep, TemporalDep, temporal_or_none
+from api.deps import SettingsDep, StoresDep, TelephonyDep, TemporalDep, temporal_or_none
 from api.errors import Forbidden
 from api.middleware import public_origin
 from dialler import clock
@@ -179,6 +179,7 @@ async def voice_answer(
     form: TwilioForm,
     stores: StoresDep,
     temporal: TemporalDep,
+    telephony: TelephonyDep,
     background: BackgroundTasks,
     session: str | None = None,
 ) -> Response:
@@ -230,7 +231,7 @@ async def voice_answer(
         recording_callback_url=twilio_voice.recording_callback_url(settings.public_base_url, wf),
     )
     deadline = answered + settings.abandon_after_answer_s - MESSAGE_START_ALLOWANCE_S
-    background.add_task(_keep_the_budget, stores, temporal, call, form, deadline)
+    background.add_task(_keep_the_budget, stores, temporal, telephony, call, form, deadline)
     return Response(twiml, media_type=TWIML)
 
 
@@ -259,6 +260,7 @@ async def voice_bridged(
 async def _keep_the_budget(
     stores: Stores,
     temporal: Client,
+    telephony: TwilioTelephony,
     call: answered_calls.AnsweredSession,
     form: dict[str, str],
     deadline: float,
@@ -271,7 +273,6 @@ async def _keep_the_budget(
     told leaves the call to the session's finish, which asks the carrier again (abandoned_unseen)."""
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
     call_sid = form.get("CallSid", "")
-    telephony = TwilioTelephony(stores.settings)
     try:
         if await telephony.agent_put_through(call_sid) or not await _decide_bridge(stores, call_sid):
             return  # an agent is on the line, or the bridge's action decided within the budget
@@ -280,8 +281,6 @@ async def _keep_the_budget(
     except TelephonyError as exc:  # the customer hung up meanwhile (the call is over), or Twilio is unreachable
         log.info("the 2-second guard left call %s as it was: %s", call_sid, exc)
         return
-    finally:
-        await telephony.aclose()
     log.warning("no agent on the line 2 s after the answer (the carrier rang on): call %s abandoned", call_sid)
     await answered_calls.record_abandoned(stores.postgres, session=call, called_number=form.get("To"))
     await _tell_session(temporal, call.workflow_id, call_sid)
