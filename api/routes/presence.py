@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 
 from api.auth import PROTECTED_RESPONSES, require
 from api.deps import RedisDep, SessionDep, SettingsDep
+from dialler.agents.errors import PresenceTransitionRefused
 from dialler.agents.models import Agent, Role
 from dialler.agents.permissions import Permission
 from dialler.agents.presence import (
@@ -25,6 +26,7 @@ from dialler.agents.presence import (
 )
 from dialler.agents.schemas import AgentPresenceList, AgentPresenceRead, PresenceRead, PresenceUpdate
 from dialler.agents.service import utcnow
+from dialler.calls.leases import free_stranded_agents
 
 router = APIRouter(prefix="/agents", tags=["presence"], responses=PROTECTED_RESPONSES)
 
@@ -62,17 +64,27 @@ async def set_my_presence(
 ) -> PresenceRead:
     """Sets the caller's state: offline, available or break (a break needs a reason from the
     configured list). Reserved, on_call and wrap_up are set by the dialler only; a refused change is
-    409 with the reason, e.g. no break while on a call."""
-    presence = await set_presence(
-        session=session,
-        redis=redis,
-        settings=settings,
-        agent_id=agent.id,
-        target=body.state,
-        reason=body.reason,
-        now=utcnow(),
-    )
-    return _read(presence)
+    409 with the reason, e.g. no break while on a call. An agent the dialler left in one of those with
+    no call behind it (no lease, no open session) is freed first, with an audit line: their own click
+    is what finds them stranded."""
+
+    async def change() -> Presence:
+        return await set_presence(
+            session=session,
+            redis=redis,
+            settings=settings,
+            agent_id=agent.id,
+            target=body.state,
+            reason=body.reason,
+            now=utcnow(),
+        )
+
+    try:
+        return _read(await change())
+    except PresenceTransitionRefused:
+        if not await free_stranded_agents(session, redis, settings, utcnow(), agent_ids=[agent.id]):
+            raise
+    return _read(await change())
 
 
 @router.get("/presence", response_model=AgentPresenceList)

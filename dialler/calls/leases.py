@@ -7,6 +7,7 @@ with neither a lease nor an open session."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dialler.agents.errors import PresenceTransitionRefused
-from dialler.agents.presence import Initiator, PresenceState, held_customers, list_presence, set_presence
+from dialler.agents.presence import (
+    Initiator,
+    PresenceState,
+    get_presence,
+    held_customers,
+    list_presence,
+    set_presence,
+)
 from dialler.calls.models import CallSession
 from dialler.config import Settings
 from dialler.queues.engine import QueueEngine, StaleLease
@@ -96,15 +104,27 @@ async def reclaim_open_sessions(session: AsyncSession, engine: QueueEngine, now:
     return ReclaimReport(renewed=counts["renewed"], reclaimed=counts["reclaimed"], refused=counts[None])
 
 
-async def free_stranded_agents(session: AsyncSession, redis: Redis, settings: Settings, now: datetime) -> list[int]:
-    """Agents shown reserved or on a call with no live lease and no open session (an API crash
-    between "reserved" and "workflow started", a lost lease after the session closed) become
-    available, each with one audit line and the system's stint in the presence history."""
-    was = {
-        agent.agent_id: agent.presence.state
-        for agent in await list_presence(session=session, redis=redis, settings=settings)
-        if agent.presence.state in (PresenceState.RESERVED, PresenceState.ON_CALL)
-    }
+# The states only the dialler sets, and only a call holds an agent in: with neither a lease nor an
+# open session behind them, nothing will ever move the agent on.
+_CALL_STATES = (PresenceState.RESERVED, PresenceState.ON_CALL, PresenceState.WRAP_UP)
+
+
+async def free_stranded_agents(
+    session: AsyncSession, redis: Redis, settings: Settings, now: datetime, agent_ids: Sequence[int] | None = None
+) -> list[int]:
+    """Agents shown reserved, on a call or in wrap-up with no live lease and no open session (an API
+    crash between "reserved" and "workflow started", a lost lease after the session closed, a Redis
+    flush between a session's wrap-up and its close) become available, each with one audit line and
+    the system's stint in the presence history. ``agent_ids``: only these (default: every agent)."""
+    if agent_ids is None:
+        listed = await list_presence(session=session, redis=redis, settings=settings)
+        states = [(a.agent_id, a.presence.state) for a in listed]
+    else:
+        states = [
+            (i, (await get_presence(session=session, redis=redis, settings=settings, agent_id=i)).state)
+            for i in agent_ids
+        ]
+    was = {agent_id: state for agent_id, state in states if state in _CALL_STATES}
     stuck = list(was)
     if not stuck:
         return []

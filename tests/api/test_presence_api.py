@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 import httpx
 
 from dialler.agents.models import Role
-from dialler.agents.presence import presence_history, presence_key
+from dialler.agents.presence import Initiator, PresenceState, presence_history, presence_key, set_presence
+from dialler.calls.models import CallSession
 from dialler.config import Settings
 from dialler.runtime import Stores
 from tests.support.api_agents import LoginAs
@@ -101,3 +105,47 @@ async def test_board_survives_a_redis_flush(
     row = next(r for r in board.json()["items"] if r["agent_id"] == agent.agent.id)
     assert row["state"] == "available" and row["since"] is not None
     assert await stores.redis.hget(presence_key(settings, agent.agent.id), "state") == "available"
+
+
+async def test_an_agent_left_in_wrap_up_with_no_call_behind_them_is_freed_by_their_own_click(
+    client: httpx.AsyncClient, login_as: LoginAs, stores: Stores, settings: Settings
+) -> None:
+    """A Redis flush between a session's wrap-up and its close left agents in wrap-up for good (the
+    chaos run: 409 on every click for 55 minutes). With no lease and no open session behind the
+    state, the agent's own change frees them; an agent whose call is still open is refused as before."""
+    stranded, busy = await login_as(), await login_as()
+    async with stores.sessions() as session:
+        for agent in (stranded, busy):
+            await client.put(ME, json={"state": "available"}, headers=agent.headers)
+            for state in (PresenceState.RESERVED, PresenceState.ON_CALL, PresenceState.WRAP_UP):
+                await set_presence(
+                    session=session,
+                    redis=stores.redis,
+                    settings=settings,
+                    agent_id=agent.agent.id,
+                    target=state,
+                    now=datetime.now(UTC),
+                    by=Initiator.SYSTEM,
+                )
+        session.add(
+            CallSession(
+                id=uuid.uuid4(),
+                workflow_id="call-1",
+                user_id=1,
+                agent_id=busy.agent.id,
+                queue="unsigned",
+                phone_e164="+447700900123",
+                status="wrap_up",
+                started_at=datetime.now(UTC),
+            )
+        )
+        await session.commit()
+
+    freed = await client.put(ME, json={"state": "available"}, headers=stranded.headers)
+    refused = await client.put(ME, json={"state": "available"}, headers=busy.headers)
+
+    assert freed.status_code == 200 and freed.json()["state"] == "available", freed.text
+    assert refused.status_code == 409 and refused.json()["error"]["details"]["current"] == "wrap_up"
+    async with stores.sessions() as session:
+        rows = await presence_history(session=session, agent_id=stranded.agent.id)
+    assert [r.state for r in rows][-2:] == ["wrap_up", "available"]
