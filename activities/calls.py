@@ -273,8 +273,9 @@ class CallActivities:
                     by=Initiator.SYSTEM,
                 )
             except AgentsError as exc:
-                # Presence follows the call, never blocks it (e.g. a retry finds the move already made).
-                activity.logger.info("presence of agent %s not moved to %s: %s", input.agent_id, input.state, exc)
+                # Presence follows the call, never blocks it. A warning: a refused system move can leave
+                # the agent stranded until the reconciliation (leases.free_stranded_agents) frees them.
+                activity.logger.warning("presence of agent %s not moved to %s: %s", input.agent_id, input.state, exc)
 
     @activity.defn
     async def finish_session(self, input: FinishInput) -> FinishResult:
