@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from devstack.twilio_emulator.client import EmulatorClient
@@ -85,3 +86,31 @@ async def test_two_customers_sharing_a_number_dialled_at_once_ring_it_once(
     )
     entry = placed[0].entry
     assert entry is not None and entry.not_before == pytest.approx((now + NUMBER_IN_CALL_RETRY).timestamp())
+
+
+async def test_a_number_listed_by_a_calls_outcome_takes_everyone_who_has_it_out_of_the_queues(
+    http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_writer: AsyncEngine, temporal_client: Client
+) -> None:
+    """ "Wrong number" (or "do not call") lists the number, not the customer: the household member who
+    shares it leaves the queues with the call's close, not at the next rebuild (the chaos run's drift
+    after such outcomes: queued customers a rebuild would drop)."""
+    phone, e164 = HOUSEHOLD
+    for user_id in (1, 2):
+        await add_customer(replica_writer, user_id, phone=phone, e164=e164)
+    engine = queue_engine(stores)
+    await recompute(stores, engine, [1, 2])
+    headers = await start_available(http, "priya@rmc.example")
+    offered = (await http.post("/api/v1/agents/me/next-call", headers=headers)).json()
+    other = 3 - offered["customer"]["user_id"]
+    assert await engine.position(other) is not None
+
+    recorded = await http.post(
+        f"/api/v1/calls/{offered['session_id']}/outcome", json={"disposition": "wrong_number"}, headers=headers
+    )
+    assert recorded.status_code == 200, recorded.text
+    await asyncio.wait_for(temporal_client.get_workflow_handle(offered["workflow_id"]).result(), 30)
+
+    assert await engine.position(other) is None  # out of the queues with the call's close
+    async with stores.postgres.connect() as conn:
+        listed = await conn.scalar(text("SELECT count(*) FROM do_not_call WHERE phone_e164 = :p"), {"p": e164})
+    assert listed == 1
