@@ -91,9 +91,9 @@ async def test_two_customers_sharing_a_number_dialled_at_once_ring_it_once(
 async def test_a_number_listed_by_a_calls_outcome_takes_everyone_who_has_it_out_of_the_queues(
     http: httpx.AsyncClient, worker: Worker, stores: Stores, replica_writer: AsyncEngine, temporal_client: Client
 ) -> None:
-    """ "Wrong number" (or "do not call") lists the number, not the customer: the household member who
-    shares it leaves the queues with the call's close, not at the next rebuild (the chaos run's drift
-    after such outcomes: queued customers a rebuild would drop)."""
+    """An outcome of "wrong number" (or "do not call") lists the number, not the customer: the
+    household member who shares it leaves the queues with the call's close, not at the next rebuild
+    (the chaos run's drift after such outcomes: queued customers a rebuild would drop)."""
     phone, e164 = HOUSEHOLD
     for user_id in (1, 2):
         await add_customer(replica_writer, user_id, phone=phone, e164=e164)
