@@ -43,10 +43,9 @@ from dialler.calls.models import CallOutcome, CallSession, ContactAttempt
 from dialler.calls.view import update_view
 from dialler.comms.messages import MagicLinkInput, MagicLinkPurpose
 from dialler.comms.models import SmsConversation, SmsMessage
-from dialler.comms.service import customers_with_phone
 from dialler.comms.templates import TemplateName
+from dialler.compliance import dnc, flags, gate, gates, reviews
 from dialler.compliance import facts as compliance_facts
-from dialler.compliance import flags, gate, gates, reviews
 from dialler.compliance.basis import call_basis
 from dialler.compliance.models import ComplianceDecision, DoNotCall
 from dialler.compliance.records import record_decision
@@ -373,13 +372,8 @@ class CallActivities:
             self.stores.redis, self.stores.settings, input.session_id, state="closed", disposition=input.disposition
         )
         result = await self._release(input, effects.requeue, effects.requeue_after_days)
-        if effects.do_not_call and phone:
-            # The number is listed, not the customer: everyone who has it (a household) leaves the
-            # queues now, as when the desk lists it, not at the next rebuild.
-            sharing = await customers_with_phone(replica=self.stores.replica, phone=phone)
-            household = [u for u in sharing if u != input.user_id]
-            if household:
-                await rebuild.recompute(self.stores, self.engine, household)
+        if effects.do_not_call and phone:  # the number is listed, not the customer: its household too
+            await dnc.replace_holders(self.stores, phone, besides=input.user_id)
         if input.abandoned:
             await self._move_agent(PresenceInput(input.agent_id, "wrap_up"))
         await self._move_agent(PresenceInput(input.agent_id, "available"))

@@ -15,7 +15,6 @@ from dialler import clock
 from dialler.agents.models import Agent
 from dialler.agents.permissions import Permission
 from dialler.audit.service import record_ctx
-from dialler.comms.service import customers_with_phone
 from dialler.compliance import dnc, flags, reviews
 from dialler.compliance.reviews import ReviewKind, ReviewStatus, ReviewView
 from dialler.compliance.schemas import (
@@ -170,7 +169,7 @@ async def close_customer_from_review(
         details={"user_id": user_id, "kind": kind, "source": entry.source, "newly_listed": changed},
     )
     await session.commit()
-    replaced = await _replace(stores, phone)
+    replaced = await dnc.replace_holders(stores, phone)
     return DoNotCallChange(entry=DoNotCallRead.model_validate(entry), changed=changed, customers_replaced=replaced)
 
 
@@ -257,7 +256,7 @@ async def add_do_not_call(
     entry, changed = await dnc.add(
         session, audit_context(request, agent), phone=phone, reason=body.reason, source=body.source
     )
-    replaced = await _replace(stores, phone) if changed else 0
+    replaced = await dnc.replace_holders(stores, phone) if changed else 0
     return DoNotCallChange(entry=DoNotCallRead.model_validate(entry), changed=changed, customers_replaced=replaced)
 
 
@@ -269,7 +268,7 @@ async def remove_do_not_call(
     full one). Audited; the customers with it are placed afresh in this request."""
     phone = dnc.valid_number(body.phone)
     entry = await dnc.remove(session, audit_context(request, agent), phone=phone, reason=body.reason)
-    replaced = await _replace(stores, phone)
+    replaced = await dnc.replace_holders(stores, phone)
     return DoNotCallChange(entry=DoNotCallRead.model_validate(entry), changed=True, customers_replaced=replaced)
 
 
@@ -306,10 +305,3 @@ async def load_tps_file(request: Request, agent: DncManager, session: SessionDep
         invalid=[InvalidLine(line=n, reason=why) for n, why in result.invalid],
         customers_replaced=len(result.customers),
     )
-
-
-async def _replace(stores: StoresDep, phone: str) -> int:
-    users = await customers_with_phone(replica=stores.replica, phone=phone)
-    if users:
-        await recompute(stores, queue_engine(stores), users)
-    return len(users)

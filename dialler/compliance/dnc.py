@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from dialler.audit.service import AuditContext, record_ctx
+from dialler.comms.service import customers_with_phone
 from dialler.compliance.models import DoNotCall
 from dialler.errors import Conflict, Invalid, NotFound
 from dialler.queues.phones import PHONE_REASONS, normalise_phone, normalise_phone_uncached
@@ -259,6 +260,16 @@ async def load_tps(
         lap("customers affected")
     lap("commit")
     return result
+
+
+async def replace_holders(stores: Stores, phone: str, *, besides: int | None = None) -> int:
+    """Re-place every customer who has ``phone`` (a household shares one), ``besides`` the one the
+    caller re-places itself: a listed number leaves the queues for all of them at once, not at the
+    next rebuild. Returns how many were re-placed."""
+    users = [u for u in await customers_with_phone(replica=stores.replica, phone=phone) if u != besides]
+    if users:
+        await recompute(stores, queue_engine(stores), users)
+    return len(users)
 
 
 async def load_tps_and_replace(
