@@ -116,11 +116,18 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture
 async def temporal_client(temporal_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Client]:
     """The session's client. Workflow ids are business keys (call-<user id>), so a workflow a test
-    left running would collide with the next test's customer of the same id: they are terminated."""
+    left running would collide with the next test's customer of the same id: every running workflow
+    is terminated before the test and after it. Before as well: visibility lists a workflow started
+    in a test's last moments a little later, and a server holds only this process's tests (one at a
+    time)."""
     client = temporal_env.client
+    await _terminate_running(client)
     yield client
-    query = f"TaskQueue = '{settings.temporal_task_queue}' AND ExecutionStatus = 'Running'"
-    async for execution in client.list_workflows(query):
+    await _terminate_running(client)
+
+
+async def _terminate_running(client: Client) -> None:
+    async for execution in client.list_workflows("ExecutionStatus = 'Running'"):
         with contextlib.suppress(Exception):
             await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test finished")
 

@@ -197,26 +197,29 @@ async def voice_answer(
         stores.postgres, workflow_id=_session(wf), session_id=session, call_sid=form.get("CallSid")
     )
     if call is None or call.closed:
-        return await _abandon(stores, temporal, background, call, form)
+        return await _abandon(stores, temporal, background, call, form, "no open session")
     if call.agent_id is None:
         # A pooled (predictive) call: a ready agent is claimed now, atomically, or nobody takes it.
         claimed = await answered_calls.claim_agent(stores, call)
         if claimed is None or claimed.agent_id is None:
-            return await _abandon(stores, temporal, background, call, form)
+            return await _abandon(stores, temporal, background, call, form, "no ready agent to claim")
         call = claimed
         background.add_task(
             _tell_claimed, temporal, call.workflow_id, AgentClaimed(claimed.agent_id, form.get("CallSid"))
         )
     lease = await queue_engine(stores).lease_of(call.user_id)
     if lease is None or lease.agent_id != call.agent_id:
-        return await _abandon(stores, temporal, background, call, form)
+        return await _abandon(stores, temporal, background, call, form, "the agent no longer holds the lease")
     if call.progressive and not await stores.redis.exists(device_key(settings, call.agent_id)):
-        return await _abandon(stores, temporal, background, call, form)
+        return await _abandon(stores, temporal, background, call, form, "the agent's phone is not connected")
     # Twilio's <Dial timeout> is whole seconds: ring for the whole seconds left once the time to fetch
     # the action's TwiML and start the message is set aside.
     left = settings.abandon_after_answer_s - (time.monotonic() - answered) - MESSAGE_START_ALLOWANCE_S
     if left < 1:
-        return await _abandon(stores, temporal, background, call, form)
+        spent = time.monotonic() - answered
+        return await _abandon(
+            stores, temporal, background, call, form, f"no time left to ring the agent ({spent:.2f} s spent)"
+        )
     hooks = f"{settings.public_base_url.rstrip('/')}/api/v1/webhooks/twilio"
     query = f"wf={wf}&session={call.session_id}"
     # No status callback for the agent's leg: the session goes by the customer's leg (a status of
@@ -254,7 +257,9 @@ async def voice_bridged(
     call = await answered_calls.find_session(
         stores.postgres, workflow_id=_session(wf), session_id=session, call_sid=form.get("CallSid")
     )
-    return await _abandon(stores, temporal, background, call, form)
+    return await _abandon(
+        stores, temporal, background, call, form, f"the agent's phone did not answer ({form.get('DialCallStatus')})"
+    )
 
 
 async def _keep_the_budget(
@@ -299,11 +304,13 @@ async def _abandon(
     background: BackgroundTasks,
     call: answered_calls.AnsweredSession | None,
     form: dict[str, str],
+    reason: str,
 ) -> Response:
     """The information message for an answered call no agent can take, and the attempt recorded
     abandoned here (the 72 h cool-off reads it at once). The session is told after the response,
     best-effort: when its worker is down it learns on restart (the signal waits in its history)."""
     settings = stores.settings
+    log.warning("answered call %s abandoned: %s", form.get("CallSid"), reason)
     await answered_calls.record_abandoned(stores.postgres, session=call, called_number=form.get("To"))
     if call is not None and not call.closed:
         background.add_task(_tell_session, temporal, call.workflow_id, form.get("CallSid", ""))

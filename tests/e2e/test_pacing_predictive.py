@@ -132,8 +132,13 @@ async def test_predictive_bridges_within_2_s_then_the_governor_tapers_and_pauses
         assert status is not None and status.decision is not None
         assert status.decision.requested == "predictive"
 
-        # Each customer who answered heard a person within 2 s of the answer, and nothing before.
-        answered = [c["sid"] for c in placed if c["to"] in phones.values()]
+        # Both answering customers are rung (the first snapshot may have caught only one of them); each
+        # heard a person within 2 s of the answer, and nothing before.
+        async def answering_rung() -> list[str] | None:
+            legs = [c for c in await customer_legs(emulator) if c["to"] in phones.values()]
+            return [c["sid"] for c in legs] if {c["to"] for c in legs} == set(phones.values()) else None
+
+        answered = await eventually(answering_rung, within=30)
         for sid in answered:
             heard = await asyncio.to_thread(emulator.wait_for, sid, "person_connected", 20.0)
             seconds = heard.seconds_to_person_or_speech()

@@ -39,11 +39,16 @@ async def test_a_status_that_could_not_be_delivered_is_not_marked_seen_and_its_r
 ) -> None:
     await queue_one_customer(stores, replica_url)
     headers = await start_available(http, "priya@rmc.example")
-    for _ in range(10):  # the API's first link to Temporal may still be connecting: honour Retry-After
+
+    async def offered_call() -> dict | None:  # the API's first link to Temporal may still be connecting
         answer = await http.post("/api/v1/agents/me/next-call", headers=headers)
-        if answer.status_code != 503:
-            break
-    offered = answer.json()
+        if answer.status_code == 503:
+            assert answer.headers.get("Retry-After"), answer.text
+            return None
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    offered = await eventually(offered_call, within=60, every=1)
     handle = temporal_client.get_workflow_handle_for(CallSessionWorkflow.run, offered["workflow_id"])
     await handle.signal(CallSessionWorkflow.dial, DialRequest(1, browser_call_sid="CAbrowser"))
 
