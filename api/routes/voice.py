@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from functools import partial
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -18,7 +17,6 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from pydantic import BaseModel
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
-from twilio.base.exceptions import TwilioRestException
 
 from api.auth import PROTECTED_RESPONSES, require
 from api.deps import SettingsDep, StoresDep, TelephonyDep, TemporalDep, temporal_or_none
@@ -34,7 +32,7 @@ from dialler.calls.messages import AbandonedEvent, AgentClaimed, CallStatusEvent
 from dialler.calls.returned import call_sid_of, inbound_call_workflow_id
 from dialler.config import Settings
 from dialler.integrations import twilio_voice
-from dialler.integrations.twilio import TelephonyError, TwilioTelephony, twilio_client
+from dialler.integrations.twilio import TelephonyError, TwilioTelephony
 from dialler.queues.runtime import queue_engine
 from dialler.recordings import service as recordings
 from dialler.runtime import Stores
@@ -115,11 +113,13 @@ def _session(workflow_id: str) -> str:
 
 
 @webhooks.post("/voice-status", status_code=204)
-async def voice_status(wf: str, form: TwilioForm, stores: StoresDep, temporal: TemporalDep) -> Response:
+async def voice_status(
+    wf: str, form: TwilioForm, stores: StoresDep, temporal: TemporalDep, telephony: TelephonyDep
+) -> Response:
     """Twilio's call status callback: becomes a signal to the call's session."""
     call_sid, call_status = form.get("CallSid", ""), form.get("CallStatus")
     if not call_status:  # the asynchronous answering-machine verdict
-        await _machine_verdict(wf, call_sid, form.get("AnsweredBy"), stores)
+        await _machine_verdict(wf, call_sid, form.get("AnsweredBy"), stores, telephony)
         return Response(status_code=204)
     seen = f"{stores.settings.redis_prefix}:twilio:seen:{call_sid}:{call_status}:{form.get('SequenceNumber', '')}"
     if await stores.redis.exists(seen):
@@ -143,7 +143,9 @@ async def voice_status(wf: str, form: TwilioForm, stores: StoresDep, temporal: T
     return Response(status_code=204)
 
 
-async def _machine_verdict(wf: str, call_sid: str, answered_by: str | None, stores: Stores) -> None:
+async def _machine_verdict(
+    wf: str, call_sid: str, answered_by: str | None, stores: Stores, telephony: TwilioTelephony
+) -> None:
     """AMD (when the firm turns it on) found a machine: the attempt is ``voicemail`` and the call is
     hung up, or leaves the firm's short message first. A person needs nothing: the agent is already
     bridged within the 2 s (detection runs asynchronously, never in front of a person)."""
@@ -156,16 +158,13 @@ async def _machine_verdict(wf: str, call_sid: str, answered_by: str | None, stor
     if call is None or call.closed:
         return
     await answered_calls.record_voicemail(stores.postgres, session=call)
-    client = twilio_client(settings)
-    if settings.amd_machine_message:
-        twiml = twilio_voice.machine_message(settings.amd_machine_message)
-        update = partial(client.calls(call_sid).update, twiml=twiml)
-    else:
-        update = partial(client.calls(call_sid).update, status="completed")
+    if not settings.amd_machine_message:
+        await telephony.hangup(call_sid)  # a call that has already ended is not an error
+        return
     try:
-        await asyncio.to_thread(update)
-    except TwilioRestException as exc:  # already ended: nothing to stop
-        log.info("answering machine on a call that has ended (code %s)", exc.code)
+        await telephony.replace_twiml(call_sid, twilio_voice.machine_message(settings.amd_machine_message))
+    except TelephonyError as exc:  # already ended: nothing to leave the message on
+        log.info("answering machine on a call that has ended: %s", exc)
 
 
 TWIML_RESPONSE: dict[int | str, dict[str, Any]] = {
