@@ -46,6 +46,9 @@ DEDUP_TTL_S = 24 * 3600
 # Of the 2 s from the answer to a person on the line, what is kept for the bridge's action request and
 # the start of the information message after the agent's phone has rung out.
 MESSAGE_START_ALLOWANCE_S = 0.5
+# Less than this left of the budget when our answer webhook is ready (a slow moment): the agent's phone
+# is not rung, the customer hears the information message at once.
+MIN_RING_S = 0.5
 SIGNAL_TIMEOUT_S = 5.0
 # Who decided an answered call that rang an agent: the bridge's action or the 2-second guard, once.
 BRIDGE_DECIDED_TTL_S = 3600
@@ -211,10 +214,12 @@ async def voice_answer(
         return await _abandon(stores, temporal, background, call, form, "the agent no longer holds the lease")
     if call.progressive and not await stores.redis.exists(device_key(settings, call.agent_id)):
         return await _abandon(stores, temporal, background, call, form, "the agent's phone is not connected")
-    # Twilio's <Dial timeout> is whole seconds: ring for the whole seconds left once the time to fetch
-    # the action's TwiML and start the message is set aside.
+    # What is left once the time to fetch the action's TwiML and start the message is set aside.
+    # Twilio's <Dial timeout> is whole seconds (and Twilio pads it by 5 s): the guard below, not the
+    # timeout, ends the ringing at the budget, so a webhook that was slow still rings the agent for
+    # what is left rather than give up a customer an agent could still take.
     left = settings.abandon_after_answer_s - (time.monotonic() - answered) - MESSAGE_START_ALLOWANCE_S
-    if left < 1:
+    if left < MIN_RING_S:
         spent = time.monotonic() - answered
         return await _abandon(
             stores, temporal, background, call, form, f"no time left to ring the agent ({spent:.2f} s spent)"
@@ -228,7 +233,7 @@ async def voice_answer(
         twilio_voice.agent_identity(call.agent_id),
         caller_id=settings.caller_id,
         action_url=f"{hooks}/voice-bridged?{query}",
-        timeout_s=int(left),
+        timeout_s=max(1, int(left)),
         # Every call is recorded (CMCOB 2.3.2) and each recording stored with its session.
         recording_callback_url=twilio_voice.recording_callback_url(settings.public_base_url, wf),
     )
