@@ -143,6 +143,22 @@ async def assert_locked_72h(stores: Stores, user_id: int) -> None:
     assert await cooloff_at(72.5)
 
 
+async def in_state(http: httpx.AsyncClient, offered: dict[str, Any], *states: str, within: float = 20) -> None:
+    """Wait until the agent's view of the offered call is in one of ``states``."""
+
+    async def reached() -> bool:
+        got = await http.get(f"/api/v1/calls/{offered['session_id']}", headers=offered["headers"])
+        return bool(got.json()["state"] in states)
+
+    await eventually(reached, within=within)
+
+
+async def record_outcome(http: httpx.AsyncClient, offered: dict[str, Any], disposition: str) -> None:
+    path = f"/api/v1/calls/{offered['session_id']}/outcome"
+    saved = await http.post(path, json={"disposition": disposition}, headers=offered["headers"])
+    assert saved.status_code == 200, saved.text
+
+
 async def session_closed(temporal_client: Client, workflow_id: str) -> str:
     """The disposition the session closed with."""
     handle = temporal_client.get_workflow_handle(workflow_id)
@@ -174,11 +190,7 @@ async def test_agent_who_accepts_is_on_the_line_within_2s_with_nothing_played_be
     ended = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
     assert "recording" in ended.kinds()  # recorded, both parties (record-from-answer-dual)
 
-    async def wrap_up() -> bool:
-        got = await http.get(f"/api/v1/calls/{offered['session_id']}", headers=offered["headers"])
-        return bool(got.json()["state"] == "wrap_up")
-
-    await eventually(wrap_up, within=20)
+    await in_state(http, offered, "wrap_up")
     assert await abandoned_attempts(stores, offered["session_id"]) == []
 
 
@@ -263,14 +275,8 @@ async def test_a_customer_who_hangs_up_while_the_agent_is_rung_is_not_abandoned(
     timeline = await asyncio.to_thread(emulator.wait_ended, sid, 20.0)
     assert "agent_ringing" in timeline.kinds(), timeline.events  # the agent was being rung
     assert "person_connected" not in timeline.kinds() and timeline.said() == [], timeline.events
-    path = f"/api/v1/calls/{offered['session_id']}"
-
-    async def wrap_up() -> bool:
-        return bool((await http.get(path, headers=offered["headers"])).json()["state"] == "wrap_up")
-
-    await eventually(wrap_up, within=20)
-    saved = await http.post(f"{path}/outcome", json={"disposition": "busy"}, headers=offered["headers"])
-    assert saved.status_code == 200, saved.text
+    await in_state(http, offered, "wrap_up")
+    await record_outcome(http, offered, "busy")
     await session_closed(temporal_client, offered["workflow_id"])
     assert [abandoned for abandoned, _ in await abandoned_attempts(stores, offered["session_id"])] == [False]
 
@@ -356,11 +362,7 @@ async def test_a_supervisor_or_the_agent_ends_a_call_whose_carrier_leg_is_gone_a
     sid = await customer_call(emulator)
     await timeline_with(emulator, sid, "person_connected")
     path = f"/api/v1/calls/{offered['session_id']}"
-
-    async def state_is(*states: str) -> bool:
-        return bool((await http.get(path, headers=offered["headers"])).json()["state"] in states)
-
-    await eventually(lambda: state_is("in_progress"))
+    await in_state(http, offered, "in_progress")
     await asyncio.to_thread(emulator.reset)  # the carrier's leg is gone, silently
 
     other = await login(http, "tom@rmc.example")
@@ -372,10 +374,9 @@ async def test_a_supervisor_or_the_agent_ends_a_call_whose_carrier_leg_is_gone_a
     else:
         assert (await http.post(f"{path}/hangup", headers=offered["headers"])).status_code == 202
 
-    await eventually(lambda: state_is("wrap_up"), within=40)
-    saved = await http.post(f"{path}/outcome", json={"disposition": "not_interested"}, headers=offered["headers"])
-    assert saved.status_code == 200, saved.text
-    await eventually(lambda: state_is("closed"))
+    await in_state(http, offered, "wrap_up", within=40)
+    await record_outcome(http, offered, "not_interested")
+    await in_state(http, offered, "closed")
     presence = await http.get("/api/v1/agents/me/presence", headers=offered["headers"])
     assert presence.json()["state"] == "available"
 
@@ -421,14 +422,8 @@ async def test_a_machine_is_hung_up_or_left_the_firms_message_and_the_attempt_is
     assert ended and ended[0]["by"] == ("twiml" if message else "api"), timeline.events
     assert await attempt_results(stores, offered["session_id"]) == ["voicemail"]
 
-    path = f"/api/v1/calls/{offered['session_id']}"
-
-    async def wrap_up() -> bool:
-        return bool((await http.get(path, headers=offered["headers"])).json()["state"] == "wrap_up")
-
-    await eventually(wrap_up, within=20)
-    saved = await http.post(f"{path}/outcome", json={"disposition": "voicemail"}, headers=offered["headers"])
-    assert saved.status_code == 200, saved.text
+    await in_state(http, offered, "wrap_up")
+    await record_outcome(http, offered, "voicemail")
     assert await attempt_results(stores, offered["session_id"]) == ["voicemail"]
 
 
