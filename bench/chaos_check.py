@@ -20,6 +20,7 @@ synthetic logs that break each invariant (tests/bench/test_chaos_check.py).
 
 from __future__ import annotations
 
+import bisect
 import json
 import sys
 from collections import Counter, defaultdict
@@ -387,8 +388,6 @@ def _rung_twice(final: dict[str, Any], report: Report) -> None:
 def _recoveries(events: list[dict[str, Any]], report: Report) -> None:
     """(g) From the end of each fault to the first next-call that gave an agent a customer."""
     offers = sorted(e["t"] for e in events if e["ev"] == "next_call" and _ok(e) and e.get("session_id"))
-    import bisect
-
     for e in events:
         if e["ev"] != "fault_end":
             continue
@@ -399,10 +398,17 @@ def _recoveries(events: list[dict[str, Any]], report: Report) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    report = check(read_log(Path(args[0])))
-    print(json.dumps(report.to_json(), indent=2))
-    return 0 if report.ok else 1
+    """Judge one run's log; given several, judge each on its own (invariants hold per run) and add
+    the recovery table over all of their faults (runs of the same command make one sample)."""
+    paths = [Path(a) for a in (argv if argv is not None else sys.argv[1:])]
+    reports = [check(read_log(path)) for path in paths]
+    if len(reports) == 1:
+        print(json.dumps(reports[0].to_json(), indent=2))
+    else:
+        runs: dict[str, Any] = {str(path): report.to_json() for path, report in zip(paths, reports, strict=True)}
+        runs["recovery_across_runs"] = recovery_table([r for report in reports for r in report.recoveries])
+        print(json.dumps(runs, indent=2))
+    return 0 if all(report.ok for report in reports) else 1
 
 
 if __name__ == "__main__":

@@ -4,9 +4,13 @@ each invariant is reported under that invariant, with the session or customer na
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
-from bench.chaos_check import check
+import pytest
+
+from bench.chaos_check import check, main
 
 CB_AT = "2026-12-09T11:05:00+00:00"
 END_WALL = 1_900_000_000.0  # the run ended long after the callback was due
@@ -275,3 +279,21 @@ def test_a_callback_moved_by_a_later_booking_is_superseded_not_lost() -> None:
     assert violations(log) == {}
     final(log)["callbacks"] = [{"user_id": 10, "status": "completed", "due_at": CB_AT, "source": "call"}]
     assert list(violations(log)) == ["b"]  # the latest booking is the one that must be there
+
+
+def test_several_runs_are_judged_each_and_their_recoveries_pooled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("\n".join(json.dumps(e) for e in clean_log()))
+    broken_log = clean_log()
+    final(broken_log)["dlq_messages"] = 1
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join(json.dumps(e) for e in broken_log))
+
+    assert main([str(clean)]) == 0
+    capsys.readouterr()
+    assert main([str(clean), str(broken)]) == 1  # one run with a violation fails the pair
+    judged = json.loads(capsys.readouterr().out)
+    assert judged[str(clean)]["violations"]["d"] == 0 and judged[str(broken)]["violations"]["d"] == 1
+    assert judged["recovery_across_runs"]["kill_api"]["injected"] == 2
