@@ -876,9 +876,30 @@ async def read_final(stack: Stack, admin: Client, emails: list[str]) -> dict[str
         final["dlq_messages"] = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
     finally:
         await stores.close()
+    await _callback_notes(stack, final["callbacks"])
     async with httpx.AsyncClient(timeout=30) as http:
         final["emulator_calls"] = (await http.get(f"{stack.emulator_url}/_emulator/calls")).json()
     return final
+
+
+async def _callback_notes(stack: Stack, callbacks: list[dict[str, Any]]) -> None:
+    """Each live callback's own account of its times (the workflow's notes: "booked by call for …",
+    "moved to …: <the rule that closed the time>"), so that a callback the compliance gate moved
+    is told from one booked at the wrong time."""
+    from dialler.runtime import connect_temporal
+    from workflows.callback import CallbackWorkflow
+    from workflows.callback_client import callback_handle
+
+    client = await connect_temporal(stack.settings)
+    for row in callbacks:
+        if row["status"] not in ("scheduled", "due", "open"):
+            continue
+        try:
+            view = await callback_handle(client, row["user_id"]).query(CallbackWorkflow.view)
+        except Exception as exc:  # noqa: BLE001 - the checker then judges the row by its time alone
+            row["notes_error"] = type(exc).__name__
+            continue
+        row["notes"] = list(view.history)
 
 
 async def tear_down(stack: Stack, keep: bool) -> None:

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -248,7 +250,7 @@ def _outcomes(events: list[dict[str, Any]], final: dict[str, Any], report: Repor
                 )
             )
         if e["disposition"] == CALLBACK and sid == latest_callback.get(e["user_id"]):
-            booked = [cb for cb in callbacks_by_user[e["user_id"]] if _same_instant(cb["due_at"], e["callback_at"])]
+            booked = [cb for cb in callbacks_by_user[e["user_id"]] if _booked_for(cb, e["callback_at"])]
             if len(booked) != 1:
                 report.violations.append(
                     Violation("b", f"session {sid}: callback booked on the call is in callbacks {len(booked)}×")
@@ -268,9 +270,23 @@ def _latest_callbacks(accepted: Iterable[dict[str, Any]]) -> dict[Any, str]:
 
 
 def _same_instant(a: str, b: str) -> bool:
-    from datetime import datetime
-
     return abs(datetime.fromisoformat(a).timestamp() - datetime.fromisoformat(b).timestamp()) < 1.0
+
+
+_BOOKED = re.compile(r"booked by \S+ for (\S+)$")
+_MOVED = re.compile(r"moved to (\S+): ")
+
+
+def _booked_for(callback: dict[str, Any], at: str) -> bool:
+    """The callback row is the one booked for ``at``: due then, or booked then and moved since by the
+    compliance gate to the row's time (a time a rule closed: calling hours, a bank holiday, the 72 h
+    after an abandoned call), as its workflow's notes say."""
+    if _same_instant(callback["due_at"], at):
+        return True
+    notes = callback.get("notes") or []
+    booked = [m.group(1) for n in notes if (m := _BOOKED.search(n))]
+    moved = [m.group(1) for n in notes if (m := _MOVED.search(n))]
+    return any(_same_instant(b, at) for b in booked) and any(_same_instant(m, callback["due_at"]) for m in moved)
 
 
 def _callbacks(events: list[dict[str, Any]], final: dict[str, Any], report: Report) -> None:
@@ -282,8 +298,6 @@ def _callbacks(events: list[dict[str, Any]], final: dict[str, Any], report: Repo
     for cb in final.get("callbacks", []):
         by_user[cb["user_id"]].append(cb)
     seen: set[str] = set()
-    from datetime import datetime
-
     latest = _latest_callbacks(e for e in events if e["ev"] == "outcome" and _ok(e))
     for e in events:
         if e["ev"] != "outcome" or not _ok(e) or e.get("disposition") != CALLBACK or e["session_id"] in seen:

@@ -8,6 +8,7 @@ machine runs other services), with its log and PID file under the run directory.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ from urllib.parse import urlsplit
 
 from dialler import search_attributes
 from dialler.config import Settings, mask_url
+
+log = logging.getLogger("devstack.services")
 
 VENV_BIN = Path(sys.executable).parent
 MARIADB_FLAGS = [
@@ -278,6 +281,26 @@ def mariadb_binaries() -> tuple[str, str]:
     return install, server
 
 
+def _install_mariadb(install: str, datadir: Path) -> None:
+    """A new data directory. Tried twice: the bootstrap server it runs has failed once on a busy
+    machine (CI, three suites' MariaDBs starting together); what it said is in the error."""
+    for attempt in (1, 2):
+        shutil.rmtree(datadir, ignore_errors=True)
+        datadir.mkdir(parents=True)
+        done = subprocess.run(
+            [install, "--no-defaults", f"--datadir={datadir}", "--user=root"]
+            + ["--auth-root-authentication-method=normal"],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode == 0:
+            return
+        said = (done.stderr or done.stdout).strip()[-2000:]
+        if attempt == 2:
+            raise RuntimeError(f"mariadb-install-db failed (exit {done.returncode}) for {datadir}:\n{said}")
+        log.warning("mariadb-install-db failed (exit %s), trying once more: %s", done.returncode, said[-300:])
+
+
 def start_mariadb(group: ProcessGroup, port: int, name: str = "mariadb") -> subprocess.Popen:
     """A private MariaDB with a row binlog (the change-data-capture source), root without password,
     reachable on 127.0.0.1:port only."""
@@ -285,18 +308,7 @@ def start_mariadb(group: ProcessGroup, port: int, name: str = "mariadb") -> subp
     data = group.run_dir / name
     datadir = data / "data"
     if not (datadir / "mysql").exists():
-        datadir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                install,
-                "--no-defaults",
-                f"--datadir={datadir}",
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        _install_mariadb(install, datadir)
     argv = [
         server,
         "--no-defaults",

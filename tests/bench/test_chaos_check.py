@@ -297,3 +297,20 @@ def test_several_runs_are_judged_each_and_their_recoveries_pooled(
     judged = json.loads(capsys.readouterr().out)
     assert judged[str(clean)]["violations"]["d"] == 0 and judged[str(broken)]["violations"]["d"] == 1
     assert judged["recovery_across_runs"]["kill_api"]["injected"] == 2
+
+
+def test_a_callback_the_gate_moved_to_a_later_time_is_the_one_booked() -> None:
+    """The call was abandoned (the API down at the answer): Ofcom's 72 h closes the booked time and the
+    callback's prepare moves it to the next allowed slot. Its notes say so; without them it is lost."""
+    moved_to = "2026-12-11T08:00:00+00:00"
+    log = clean_log()
+    [callback] = final(log)["callbacks"]
+    callback.update(status="scheduled", due_at=moved_to)
+    callback["notes"] = [
+        f"2026-12-09T11:00:41+00:00 booked by call for {CB_AT}",
+        f"2026-12-09T11:01:00+00:00 moved to {moved_to}: abandoned call 09/12 11:00; no call until 12/12 11:00",
+    ]
+    assert violations(log) == {}
+
+    callback["notes"] = callback["notes"][:1]  # booked, never moved: the row's time is not the booking's
+    assert violations(log) == {"b": ["session s3: callback booked on the call is in callbacks 0×"]}
