@@ -292,7 +292,7 @@ def _booked_for(callback: dict[str, Any], at: str) -> bool:
 def _callbacks(events: list[dict[str, Any]], final: dict[str, Any], report: Report) -> None:
     """(c) A callback booked on a call and due before the end of the run (with slack) has been prepared:
     its mirror left ``scheduled`` (due/open: callable; completed/missed: it was), and the customer was
-    put in the callbacks queue no more than once for it."""
+    rung from the callbacks queue no more than once for it."""
     end_wall = final["wall"]
     by_user: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for cb in final.get("callbacks", []):
@@ -307,15 +307,22 @@ def _callbacks(events: list[dict[str, Any]], final: dict[str, Any], report: Repo
         due = datetime.fromisoformat(e["callback_at"]).timestamp()  # a real instant (the shift is for hours only)
         if due > end_wall - CALLBACK_SLACK_S or e["session_id"] != latest.get(e["user_id"]):
             continue  # not due yet when the run ended, or moved by a later booking
-        mine = [cb for cb in by_user[e["user_id"]] if _same_instant(cb["due_at"], e["callback_at"])]
+        mine = [cb for cb in by_user[e["user_id"]] if _booked_for(cb, e["callback_at"])]
         if not mine:
             continue  # reported under (b)
+        if datetime.fromisoformat(mine[0]["due_at"]).timestamp() > end_wall - CALLBACK_SLACK_S:
+            continue  # moved by the compliance gate to a time after the run
         if mine[0]["status"] == "scheduled" or mine[0]["status"] == "cancelled":
             report.violations.append(
                 Violation("c", f"callback for customer {e['user_id']} due {e['callback_at']} still {mine[0]['status']}")
             )
+    # Rung from the callbacks queue: an offer whose session placed no call (its dial refused, or
+    # never made while the replica was away) left the callback open, and it is offered again.
+    dialled = {s["id"] for s in final.get("call_sessions", []) if s.get("dialled")}
     offers = Counter(
-        (e["user_id"]) for e in events if e["ev"] == "next_call" and _ok(e) and e.get("queue") == "callbacks"
+        e["user_id"]
+        for e in events
+        if e["ev"] == "next_call" and _ok(e) and e.get("queue") == "callbacks" and e.get("session_id") in dialled
     )
     booked = Counter(
         e["user_id"] for e in events if e["ev"] == "outcome" and _ok(e) and e.get("disposition") == CALLBACK
@@ -323,9 +330,7 @@ def _callbacks(events: list[dict[str, Any]], final: dict[str, Any], report: Repo
     for user, n in offers.items():
         if n > booked.get(user, 0):
             report.violations.append(
-                Violation(
-                    "c", f"customer {user} offered from the callbacks queue {n}× for {booked.get(user, 0)} booked"
-                )
+                Violation("c", f"customer {user} rung from the callbacks queue {n}× for {booked.get(user, 0)} booked")
             )
 
 

@@ -167,14 +167,24 @@ def test_a_due_callback_never_prepared_is_a_violation_of_c() -> None:
     assert "still scheduled" in found["c"][0]
 
 
-def test_a_callback_offered_twice_is_a_violation_of_c() -> None:
+def test_a_callback_rung_twice_is_a_violation_of_c() -> None:
+    """The chaos run's finding 8: the callback's call closed, and the customer was offered and rung
+    from the callbacks queue again before the callback was settled."""
     log = clean_log()
     log.insert(-1, {"ev": "next_call", "t": 25.0, "agent": 1, "status": 200, "session_id": "s8", "user_id": 10,
                     "queue": "callbacks"})  # fmt: skip
-    final(log)["call_sessions"].append({"id": "s8", "phone_e164": "+447700900110", "dialled": False})
+    final(log)["call_sessions"].append({"id": "s8", "phone_e164": "+447700900110", "dialled": True})
     found = violations(log)
     assert list(found) == ["c"]
-    assert "offered from the callbacks queue 2× for 1 booked" in found["c"][0]
+    assert "rung from the callbacks queue 2× for 1 booked" in found["c"][0]
+
+
+def test_a_callback_offered_again_after_an_offer_that_placed_no_call_is_not_a_violation() -> None:
+    log = clean_log()
+    log.insert(-1, {"ev": "next_call", "t": 19.0, "agent": 1, "status": 200, "session_id": "s8", "user_id": 10,
+                    "queue": "callbacks"})  # fmt: skip
+    final(log)["call_sessions"].append({"id": "s8", "phone_e164": "+447700900110", "dialled": False})
+    assert violations(log) == {}
 
 
 def test_a_callback_not_yet_due_at_the_end_is_not_judged() -> None:
@@ -302,7 +312,7 @@ def test_several_runs_are_judged_each_and_their_recoveries_pooled(
 def test_a_callback_the_gate_moved_to_a_later_time_is_the_one_booked() -> None:
     """The call was abandoned (the API down at the answer): Ofcom's 72 h closes the booked time and the
     callback's prepare moves it to the next allowed slot. Its notes say so; without them it is lost."""
-    moved_to = "2026-12-11T08:00:00+00:00"
+    moved_to = "2030-06-07T08:00:00+00:00"  # after the run's end (END_WALL)
     log = clean_log()
     [callback] = final(log)["callbacks"]
     callback.update(status="scheduled", due_at=moved_to)
