@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from temporalio import activity
 from temporalio.client import Client
@@ -24,7 +25,7 @@ from dialler.callbacks.messages import (
     SettleCallbackInput,
     TransitionInput,
 )
-from dialler.callbacks.models import Callback
+from dialler.callbacks.models import LIVE_STATUSES, Callback
 from dialler.compliance import facts as compliance_facts
 from dialler.compliance import gate, gates
 from dialler.customers.context import forget
@@ -150,3 +151,15 @@ class CallbackActivities:
         live = await complete_callback(self.client, user_id, CompleteInput(input.disposition, input.call_session_id))
         if not live:  # not found / already closed: the callback is not live any more
             activity.logger.info("no live callback for user %s to complete", user_id)
+            return
+        # The callback's own move to completed follows when its workflow takes the signal. Its copy
+        # says so now: the call's close re-places the customer next, and a copy still live would put
+        # them back at the top of the callbacks queue, to be rung again seconds after this call. A
+        # cancel that reached the callback first still wins: its workflow writes the copy last.
+        async with self.stores.postgres.begin() as conn:
+            await conn.execute(
+                update(Callback)
+                .where(Callback.user_id == user_id, Callback.status.in_(LIVE_STATUSES))
+                .values(status="completed", outcome=input.disposition)
+            )
+        await forget(self.stores.redis, self.stores.settings.redis_prefix, [user_id])
