@@ -697,14 +697,21 @@ async def test_a_dial_refused_at_the_last_moment_says_why_and_frees_the_agent(
     await page.get_by_role("button", name="Available").click()
     await page.get_by_role("button", name="Next call").click()
     await expect(page.locator("#customer-name")).to_be_visible()
+
+    async def session_on_record() -> bool:  # the session writes its row as it starts, just after the offer
+        async with stores.postgres.connect() as conn:
+            return bool(await conn.scalar(text("SELECT count(*) FROM call_sessions WHERE closed_at IS NULL")))
+
+    await eventually(session_on_record)
     async with stores.postgres.begin() as conn:
-        await conn.execute(
+        added = await conn.execute(
             text(
                 "INSERT INTO contact_attempts (user_id, phone_e164, channel, result, abandoned, attempted_at)"
                 " SELECT 999999, phone_e164, 'voice', 'abandoned', true, now() - interval '1 hour'"
                 " FROM call_sessions WHERE closed_at IS NULL"
             )
         )
+    assert added.rowcount == 1
     await page.get_by_role("button", name="Call", exact=True).click()
     message = page.locator("#next-call-message")
     await expect(message).to_contain_text("Call not placed: abandoned_cooloff", timeout=15_000)
