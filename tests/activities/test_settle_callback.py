@@ -18,6 +18,17 @@ from dialler.runtime import Stores
 from workflows.callback_client import book_callback
 
 
+async def mirror(stores: Stores, user_id: int, due: datetime, status: str) -> None:
+    """The callback's copy in PostgreSQL, as its workflow would have written it."""
+    async with stores.postgres.begin() as conn:
+        await conn.execute(
+            Callback.__table__.insert().values(
+                workflow_id=callback_workflow_id(user_id), workflow_run_key=f"run-{user_id}", user_id=user_id,
+                source="call", due_at=due, status=status,
+            )
+        )  # fmt: skip
+
+
 async def test_a_settled_callback_is_completed_in_its_copy_before_its_workflow_takes_the_signal(
     stores: Stores, temporal_client: Client
 ) -> None:
@@ -25,13 +36,7 @@ async def test_a_settled_callback_is_completed_in_its_copy_before_its_workflow_t
     due = datetime.now(UTC) - timedelta(minutes=1)
     booking = BookCallbackInput(user_id=58, due_at=due, booked_by_agent_id=None)
     await book_callback(temporal_client, stores.settings, booking)
-    async with stores.postgres.begin() as conn:
-        await conn.execute(
-            Callback.__table__.insert().values(
-                workflow_id=callback_workflow_id(58), workflow_run_key="run-58", user_id=58, source="call",
-                due_at=due, status="due",
-            )
-        )  # fmt: skip
+    await mirror(stores, 58, due, "due")
 
     activities = CallbackActivities(stores, temporal_client)
     await ActivityEnvironment().run(activities.settle, SettleCallbackInput(58, "docs_promised", "session-58"))
@@ -43,13 +48,7 @@ async def test_a_settled_callback_is_completed_in_its_copy_before_its_workflow_t
 
 async def test_settling_with_no_live_callback_changes_nothing(stores: Stores, temporal_client: Client) -> None:
     due = datetime.now(UTC) - timedelta(days=1)
-    async with stores.postgres.begin() as conn:
-        await conn.execute(
-            Callback.__table__.insert().values(
-                workflow_id=callback_workflow_id(59), workflow_run_key="run-59", user_id=59, source="call",
-                due_at=due, status="missed",
-            )
-        )  # fmt: skip
+    await mirror(stores, 59, due, "missed")
 
     activities = CallbackActivities(stores, temporal_client)
     await ActivityEnvironment().run(activities.settle, SettleCallbackInput(59, "docs_promised", "session-59"))
